@@ -1,0 +1,32 @@
+# The two commands a learner needs: `make lab` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fcconv-installed
+
+.PHONY: lab test lint venv clean-venv notebooks-clean
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+venv: $(STAMP)
+
+# Re-install only when the dependency list changes; an unchanged tree starts in seconds.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Strip outputs and execution counts from every committed notebook.
+notebooks-clean: $(STAMP)
+	$(BIN)/python -m fcconv.nbtools strip notebooks/*.ipynb
+
+clean-venv:
+	rm -rf $(VENV)

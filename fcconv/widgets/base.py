@@ -1,0 +1,76 @@
+"""What every explorer shares: draw a figure or a message into an ``ipywidgets.Output``.
+
+Outputs are set directly (not ``with out: plt.show()``) so that tests can read what a learner
+would see, and so that a setting that makes no sense shows a sentence, never a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+
+import ipywidgets as widgets
+from IPython.display import HTML, Image
+
+
+def figure_png(fig) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it (no pyplot state left behind)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def show_png(out: widgets.Output, png: bytes) -> None:
+    """Replace what ``out`` shows with one PNG image."""
+    out.outputs = ()
+    out.append_display_data(Image(data=png))
+
+
+def show_html(out: widgets.Output, html: str) -> None:
+    """Replace what ``out`` shows with an HTML fragment."""
+    out.outputs = ()
+    out.append_display_data(HTML(html))
+
+
+def show_message(out: widgets.Output, text: str) -> None:
+    """Show a plain-words message (an impossible setting) in place of a figure."""
+    from html import escape
+
+    show_html(out, f"<div class='fcconv-message' style='color:#b35806;padding:0.5em'>"
+                   f"&#9888; {escape(text)}</div>")
+
+
+def shown_png(out: widgets.Output) -> bytes | None:
+    """The PNG bytes ``out`` currently shows, or None (what tests compare)."""
+    for item in reversed(out.outputs):
+        data = item.get("data", {})
+        if "image/png" in data:
+            png = data["image/png"]  # the Output keeps it base64-encoded, as the browser gets it
+            return base64.b64decode(png) if isinstance(png, str) else png
+    return None
+
+
+def shown_text(out: widgets.Output) -> str:
+    """All HTML/plain text ``out`` currently shows, joined (what tests search)."""
+    parts = []
+    for item in out.outputs:
+        data = item.get("data", {})
+        parts.append(data.get("text/html", "") or data.get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def never_raise(out_attr: str = "out"):
+    """Decorate an explorer's update method: any ValueError/TypeError becomes a message."""
+    def wrap(method):
+        @functools.wraps(method)
+        def inner(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except (ValueError, TypeError, RuntimeError) as err:
+                show_message(getattr(self, out_attr), str(err))
+        return inner
+    return wrap

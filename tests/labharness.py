@@ -1,0 +1,182 @@
+"""Start JupyterLab on a free port with a random token, and drive it with headless Chromium.
+
+Follows shared/TESTING-NOTES.md: wait for the kernel's websocket before Run All, then check the
+first prompt changed (retry the click if not). Used by every browser test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "screenshots"
+FAIL_TEXTS = ("Error displaying widget", "model not found", "Traceback")
+
+
+def require_chromium() -> None:
+    """Skip (one line, how to enable) outside CI; fail in CI, where the browser test is a must."""
+    if os.path.exists(CHROMIUM):
+        return
+    msg = (f"no Chromium at {CHROMIUM}: browser tests skipped "
+           "(enable them with `sudo apt-get install chromium`)")
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg.replace("skipped", "are required when CI=true"))
+    pytest.skip(msg)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+class Lab:
+    """A running JupyterLab server rooted at ``root_dir``."""
+
+    def __init__(self, root_dir: pathlib.Path):
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-lab-"))
+        self.port = _free_port()
+        self.token = secrets.token_hex(16)
+        # Serve a copy, so that an autosave can never write outputs into the committed notebooks.
+        self.root = self.tmp / "root"
+        shutil.copytree(root_dir, self.root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
+                   JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"), IPYTHONDIR=str(self.tmp / "ipy"),
+                   MPLCONFIGDIR=str(self.tmp / "mpl"))
+        self._hide_news()
+        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
+               "--port", str(self.port), f"--ServerApp.token={self.token}", "--allow-root",
+               f"--ServerApp.root_dir={self.root}", "--ServerApp.port_retries=0",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        self.log = open(self.tmp / "server.log", "w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    @staticmethod
+    def _hide_news() -> None:
+        settings = pathlib.Path(sys.prefix) / "share/jupyter/lab/settings"
+        settings.mkdir(parents=True, exist_ok=True)
+        path = settings / "overrides.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data["@jupyterlab/apputils-extension:notification"] = {"fetchNews": "false"}
+        path.write_text(json.dumps(data))
+
+    def url(self, path: str) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"http://127.0.0.1:{self.port}/{path}{sep}token={self.token}"
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("jupyter lab exited: " + (self.tmp / "server.log").read_text())
+            with contextlib.suppress(OSError):
+                _get_json(self.url("api/status"))
+                return
+            time.sleep(0.3)
+        raise RuntimeError("jupyter lab did not start in time")
+
+    def wait_kernel_connected(self, timeout: float = 60) -> None:
+        end = time.time() + timeout
+        while time.time() < end:
+            kernels = _get_json(self.url("api/kernels"))
+            if any(k.get("connections", 0) > 0 and k.get("execution_state") == "idle"
+                   for k in kernels):
+                return
+            time.sleep(0.3)
+        raise RuntimeError("no kernel connected to the notebook in time")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def chromium_page(tmp_path: pathlib.Path, block_outside: bool = False):
+    """A Playwright page in Debian's headless Chromium; records every request's URL."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            page = ctx.new_page()
+            page.requests_seen = []
+            page.on("request", lambda r: page.requests_seen.append(r.url))
+            if block_outside:
+                ctx.route("**/*", lambda route: route.continue_()
+                          if route.request.url.startswith(("http://127.0.0.1", "http://localhost",
+                                                           "data:", "blob:"))
+                          else route.abort())
+            yield page
+        finally:
+            ctx.close()
+
+
+def open_and_run_all(lab: Lab, page, notebook: str, timeout_ms: int = 120_000) -> None:
+    """Open ``notebook`` in JupyterLab, wait for its kernel, Run All, wait until idle."""
+    page.goto(lab.url(f"lab/tree/{notebook}?reset"), timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook", timeout=timeout_ms)
+    lab.wait_kernel_connected()
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    for _ in range(3):
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        time.sleep(1.0)
+        first_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first.inner_text()
+        if "*" in first_prompt or any(ch.isdigit() for ch in first_prompt):
+            break
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+        ".every(p => /\\[\\d+\\]/.test(p.textContent))", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+
+def assert_no_error_text(page, name: str = "failure") -> None:
+    """No widget error or traceback in any cell output (markdown may mention them)."""
+    body = "\n".join(page.locator(".jp-OutputArea").all_inner_texts())
+    if any(text in body for text in FAIL_TEXTS):
+        screenshot(page, name)
+    for text in FAIL_TEXTS:
+        assert text not in body, f"the page shows {text!r}"
+
+
+def wait_idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the kernel has finished what the last widget change asked of it."""
+    time.sleep(0.5)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    time.sleep(0.5)
+
+
+def screenshot(page, name: str) -> pathlib.Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    return path
