@@ -1,0 +1,57 @@
+"""Command line: ``python -m fcconv trace vgg16 --input 384 [--convolutionalized]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .models import MODELS, build
+from .shapes import trace
+
+
+def _trace(args) -> int:
+    model, train_shape = build(args.model, device="meta")  # shapes only: no weights, no compute
+    size = args.input or train_shape[-1]
+    if args.convolutionalized:
+        from .torch_ops import convolutionalize
+
+        model = convolutionalize(model, train_shape)
+    print(f"{args.model}{' (convolutionalized)' if args.convolutionalized else ''} "
+          f"at {size}x{size}x{train_shape[0]}")
+    print(trace(model, (train_shape[0], size, size)))
+    return 0
+
+
+def _grade(args) -> int:
+    from .grade import main as grade_main
+
+    return grade_main(args.notebooks, cell_timeout=args.timeout)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fcconv", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("trace", help="print shapes, parameters, MACs and receptive fields")
+    t.add_argument("model", choices=sorted(MODELS))
+    t.add_argument("--input", type=int, help="input height = width (default: the training size)")
+    t.add_argument("--convolutionalized", action="store_true",
+                   help="trace the fully convolutional version (a score map on larger inputs)")
+    t.set_defaults(run=_trace)
+    g = sub.add_parser("grade", help="run exercise notebooks and print a score per exercise")
+    g.add_argument("notebooks", nargs="+")
+    g.add_argument("--timeout", type=int, default=60, help="seconds allowed per cell")
+    g.set_defaults(run=_grade)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as err:  # a bad size: say why, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

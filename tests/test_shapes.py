@@ -1,0 +1,228 @@
+"""fcconv.shapes against PyTorch itself: output sizes, traces, receptive fields (autograd)."""
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import fcconv
+from fcconv import conv_output_size, receptive_field, trace
+
+
+def torch_conv_size(size, k, s, p, d):
+    x = torch.zeros(1, 1, size, 1)
+    return F.conv2d(x, torch.zeros(1, 1, k, 1), stride=(s, 1), padding=(p, 0),
+                    dilation=(d, 1)).shape[2]
+
+
+def torch_pool_size(size, k, s, p, d, ceil):
+    x = torch.zeros(1, 1, size, 1)
+    return F.max_pool2d(x, (k, 1), (s, 1), (p, 0), (d, 1), ceil_mode=ceil).shape[2]
+
+
+GRID = list(itertools.product(range(1, 13), range(1, 6), range(1, 4), range(0, 3), range(1, 3)))
+
+
+def agree(ours, theirs, *args, **kwargs):
+    """Both give the same size for ``args``, or both refuse."""
+    try:
+        expected = theirs(*args)
+    except RuntimeError:
+        with pytest.raises(ValueError):
+            ours(*args[:5], **kwargs)
+        return
+    assert ours(*args[:5], **kwargs) == expected, args
+
+
+def test_conv_output_size_matches_conv2d_on_a_grid():
+    for size, k, s, p, d in GRID:
+        agree(conv_output_size, torch_conv_size, size, k, s, p, d)
+
+
+@pytest.mark.parametrize("ceil", [False, True])
+def test_conv_output_size_matches_max_pool2d_on_a_grid(ceil):
+    for size, k, s, p, d in GRID:
+        if p > k // 2:  # PyTorch forbids pooling pads over half the kernel
+            continue
+        agree(conv_output_size, torch_pool_size, size, k, s, p, d, ceil, ceil_mode=ceil)
+
+
+def test_ceil_mode_drops_a_window_that_starts_in_the_right_padding():
+    # 5 + 2*1, kernel 2, stride 2: ceil gives 4 windows, but the 4th would start at 6 > 5 + 1 - 1
+    assert conv_output_size(5, 2, 2, 1, ceil_mode=True) == torch_pool_size(5, 2, 2, 1, 1, True) == 3
+
+
+def test_no_output_spells_out_the_arithmetic():
+    with pytest.raises(ValueError, match=r"kernel 7 does not fit in input 5 \+ 2\*0 padding"):
+        conv_output_size(5, 7)
+    with pytest.raises(ValueError, match="dilation 2 spans 5"):
+        conv_output_size(4, 3, dilation=2)
+    with pytest.raises(ValueError, match="stride must be >= 1; got 0"):
+        conv_output_size(8, 3, stride=0)
+    with pytest.raises(TypeError, match="size must be an int; got 7.5"):
+        conv_output_size(7.5, 3)
+
+
+# --------------------------------------------------------------------------- VGG16 facts
+
+@pytest.fixture(scope="module")
+def vgg_trace():
+    return trace(fcconv.vgg16(device="meta"), (3, 224, 224))
+
+
+def test_vgg16_parameters_macs_and_pool5(vgg_trace):
+    assert vgg_trace.total_params == 138_357_544
+    assert round(vgg_trace.total_macs / 1e9, 2) == 15.47
+    conv_macs = sum(r.macs for r in vgg_trace if r.kind == "Conv2d")
+    fc_macs = sum(r.macs for r in vgg_trace if r.kind == "Linear")
+    assert (round(conv_macs / 1e9, 2), round(fc_macs / 1e9, 3)) == (15.35, 0.124)
+    assert vgg_trace["features.30"].out_shape == (512, 7, 7)
+    assert vgg_trace["features.30"].shape_str == "7x7x512"
+    assert [vgg_trace[n].out_shape for n in ("classifier.0", "classifier.3", "classifier.6")] == \
+        [(4096,), (4096,), (1000,)]
+
+
+def test_vgg16_fc6_receptive_field(vgg_trace):
+    fc6 = vgg_trace["classifier.0"]
+    assert (fc6.rf_size, fc6.rf_jump, fc6.rf_start) == (404, 32, -90)
+    assert fc6.rf.window(1) == (32 - 90, 32 + 313)
+
+
+def test_trace_counts_parameters_like_pytorch():
+    model = fcconv.alexnet()
+    t = trace(model, 224)
+    assert t.total_params == sum(p.numel() for p in model.parameters()) == 61_100_840
+    assert sum(r.params for r in t) == t.total_params
+    assert t["classifier.1"].macs == 256 * 6 * 6 * 4096
+
+
+def test_trace_uses_no_real_memory_for_vgg16_at_1024():
+    t = trace(fcconv.vgg16(device="meta"), (3, 1024, 1024))  # a real pass would need ~30 GB
+    assert t["features.30"].out_shape == (512, 32, 32)
+
+
+def test_trace_follows_a_custom_forward_with_view():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 5, stride=2)
+            self.fc = nn.Linear(8 * 6 * 6, 4)
+
+        def forward(self, x):
+            x = F.relu(self.conv(x))
+            return self.fc(x.view(x.size(0), -1))
+
+    t = trace(Net(), (3, 16, 16))
+    assert [r.name for r in t] == ["conv", "fc"]
+    assert t["conv"].out_shape == (8, 6, 6) and t.output_shape == (4,)
+    assert t["fc"].macs == 8 * 6 * 6 * 4 and t["conv"].macs == 8 * 6 * 6 * 3 * 25
+    assert (t["fc"].rf_size, t["fc"].rf_jump, t["fc"].rf_start) == (15, 2, 0)
+
+
+def test_trace_renders_as_html_and_aligned_text(vgg_trace):
+    html = vgg_trace._repr_html_()
+    assert "<table" in html and "7x7x512" in html and "138,357,544" in html and "15.47 GMACs" in html
+    lines = str(vgg_trace).splitlines()
+    assert "7x7x512" in str(vgg_trace)
+    header, rule = lines[0], lines[1]
+    assert set(rule) == {"-"} and header.index("output") > header.index("kind")
+    # aligned: the 'output' column starts at the same place on every layer line
+    col = header.index("output")
+    assert all(line[col - 1] == " " for line in lines[2:-3])
+
+
+def test_too_small_an_input_names_the_layer():
+    with pytest.raises(ValueError, match=r"input 31x31x3, layer 'features.30' \(MaxPool2d\)"):
+        trace(fcconv.vgg16(device="meta"), 31)
+    with pytest.raises(ValueError, match="expects 25088 inputs but gets 18432"):
+        trace(nn.Sequential(*list(fcconv.vgg16(device="meta").features), nn.Flatten(),
+                            nn.Linear(25088, 10, device="meta")), 192)
+
+
+@pytest.mark.parametrize("name,shape,out", [
+    ("lenet5", (1, 32, 32), "10"), ("tinyvgg", (3, 64, 64), "10"),
+    ("question234", (1, 234, 234), "1000"), ("alexnet", (3, 224, 224), "1000")])
+def test_course_models_build_and_trace(name, shape, out):
+    model, train_shape = fcconv.models.build(name, device="meta")
+    assert train_shape == shape
+    assert trace(model, shape).rows[-1].shape_str == out
+
+
+def test_question234_feature_map_is_24x24x32():
+    t = trace(fcconv.question234(device="meta"), 234)
+    assert t["8"].shape_str == "24x24x32"
+
+
+# --------------------------------------------------------------------------- receptive fields
+
+layer = st.one_of(
+    st.tuples(st.just("conv"), st.integers(1, 4), st.integers(1, 2), st.integers(0, 2),
+              st.integers(1, 2)),
+    st.tuples(st.just("pool"), st.integers(1, 3), st.integers(1, 3), st.just(0), st.just(1)),
+)
+
+
+def build_net(spec):
+    layers = []
+    for kind, k, s, p, d in spec:
+        if kind == "conv":
+            conv = nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d, bias=False)
+            nn.init.uniform_(conv.weight, 0.1, 1.0)  # positive: no cancellation hides a pixel
+            layers.append(conv)
+        else:
+            layers.append(nn.AvgPool2d(k, stride=s))  # same field as max pooling, dense gradient
+    return nn.Sequential(*layers).double()
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=st.lists(layer, min_size=1, max_size=5), size=st.integers(12, 40), data=st.data())
+def test_receptive_field_matches_autograd(spec, size, data):
+    net = build_net(spec)
+    try:
+        rf = receptive_field(net, (1, size, size))
+    except ValueError:
+        return  # the input is too small for this stack: nothing to check
+    x = torch.rand(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    y = net(x)
+    i = data.draw(st.integers(0, y.shape[2] - 1))
+    j = data.draw(st.integers(0, y.shape[3] - 1))
+    y[0, 0, i, j].backward()
+    rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten().tolist()
+    cols = torch.nonzero(x.grad[0, 0].abs().sum(0)).flatten().tolist()
+    for idx, hit in ((i, rows), (j, cols)):
+        first, last = rf.window(idx)
+        assert all(first <= h <= last for h in hit)  # inside the stated window
+        if not rows:  # the cell sees only zero padding along one axis: nothing to be tight about
+            continue
+        if 0 <= first < size:
+            assert min(hit) == first  # ...and tight where the window's ends lie in the image
+        if 0 <= last < size:
+            assert max(hit) == last
+
+
+def test_receptive_field_of_lenet5():
+    assert receptive_field(fcconv.lenet5(), 32) == fcconv.ReceptiveField(32, 4, 0)
+
+
+# --------------------------------------------------------------------------- command line
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "fcconv", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_prints_the_table():
+    r = run_cli("trace", "vgg16", "--input", "384")
+    assert r.returncode == 0, r.stderr
+    assert "12x12x512" in r.stdout and "138,357,544" in r.stdout
+
+
+def test_cli_says_why_a_size_is_impossible():
+    r = run_cli("trace", "alexnet", "--input", "20")
+    assert r.returncode == 2 and "error: at input 20x20x3" in r.stderr and "Traceback" not in r.stderr
