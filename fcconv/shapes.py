@@ -337,12 +337,17 @@ def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: torch.empty_like(t, device="meta") for name, t in tensors}
 
 
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter (float32 for none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def run_on_meta(model: nn.Module, input_shape: Shape, batch: int = 2) -> torch.Tensor:
     """Run ``model`` on a meta tensor of ``(batch, *input_shape)``; returns the meta output.
 
     Batch 2, not 1, so that BatchNorm in training mode accepts a 1x1 map.
     """
-    x = torch.empty((batch, *input_shape), device="meta")
+    x = torch.empty((batch, *input_shape), device="meta", dtype=model_dtype(model))
     return torch.func.functional_call(model, _meta_state(model), (x,), strict=False)
 
 
@@ -400,6 +405,9 @@ def trace(model: nn.Module, input_shape) -> Trace:
         run_on_meta(model, shape)
     except ValueError as err:
         raise ValueError(f"at input {format_shape(shape)}, {err}") from None
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(f"the model cannot run on input {shape}: {first}") from None
     finally:
         for h in handles:
             h.remove()

@@ -188,7 +188,7 @@ def test_receptive_field_matches_autograd(spec, size, data):
         rf = receptive_field(net, (1, size, size))
     except ValueError:
         return  # the input is too small for this stack: nothing to check
-    x = torch.rand(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(1, 1, size, size, dtype=torch.float64, requires_grad=True)  # autograd on
     y = net(x)
     i = data.draw(st.integers(0, y.shape[2] - 1))
     j = data.draw(st.integers(0, y.shape[3] - 1))
@@ -226,3 +226,9 @@ def test_cli_prints_the_table():
 def test_cli_says_why_a_size_is_impossible():
     r = run_cli("trace", "alexnet", "--input", "20")
     assert r.returncode == 2 and "error: at input 20x20x3" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_traces_the_convolutionalized_net():
+    r = run_cli("trace", "vgg16", "--input", "384", "--convolutionalized")
+    assert r.returncode == 0, r.stderr
+    assert "6x6x1000" in r.stdout and "6x6x4096" in r.stdout

@@ -1,0 +1,182 @@
+"""The layers of a classifier in plain NumPy (NCHW arrays, float32 or float64).
+
+Convolution is im2col plus one matrix product: ``sliding_window_view`` gives every kh x kw patch
+as a view (no copy), and ``tensordot`` contracts each patch with every filter. An FC layer is the
+same dot product with one patch that covers the whole input: that is the course in one line.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+ORDERS = ("chw", "hwc")
+
+
+# --------------------------------------------------------------------------- argument checks
+
+def _array(name: str, a, ndim: int, meaning: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array {meaning}; got {type(a).__name__}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {meaning}; got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(f"{name} must be float32 or float64; got {a.dtype}")
+    return a
+
+
+def _pair(name: str, v, minimum: int) -> tuple[int, int]:
+    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(pair) != 2 or any(isinstance(p, bool) or not isinstance(p, (int, np.integer))
+                             for p in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints; got {v!r}")
+    if any(p < minimum for p in pair):
+        raise ValueError(f"{name} must be >= {minimum}; got {v!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _order(order: str) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"order must be 'chw' (PyTorch) or 'hwc' (Keras/TensorFlow); got {order!r}")
+    return order
+
+
+def _in_shape(in_shape) -> tuple[int, int, int]:
+    shape = tuple(in_shape)
+    if len(shape) != 3 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
+        raise ValueError(f"in_shape must be (C, H, W) with positive sizes; got {in_shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def _out_size(size: int, k: int, s: int, p: int, axis: str) -> int:
+    from .shapes import conv_output_size
+
+    try:
+        return conv_output_size(size, k, s, p)
+    except ValueError as err:
+        raise ValueError(f"{axis}: {err}") from None
+
+
+# --------------------------------------------------------------------------- layers
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+           stride=1, padding=0) -> np.ndarray:
+    """Cross-correlation, as PyTorch's conv2d: x (N, C, H, W), weight (K, C, kh, kw) -> (N, K, H', W').
+
+    H' = (H + 2*padding - kh) // stride + 1. bias: (K,) or None.
+    """
+    x = _array("x", x, 4, "(N, C, H, W)")
+    weight = _array("weight", weight, 4, "(K, C, kh, kw)")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"weight expects {weight.shape[1]} input channels but x has {x.shape[1]} "
+                         f"(x {x.shape}, weight {weight.shape})")
+    (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
+    kh, kw = weight.shape[2:]
+    _out_size(x.shape[2], kh, sh, ph, "height")
+    _out_size(x.shape[3], kw, sw, pw, "width")
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    patches = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N,C,H',W',kh,kw)
+    out = np.tensordot(patches, weight, axes=([1, 4, 5], [1, 2, 3]))           # (N,H',W',K)
+    if bias is not None:
+        out = out + _array("bias", bias, 1, "(K,)")
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """Fully connected layer: x (N, D), weight (K, D), bias (K,) -> (N, K) = x @ weight.T + bias."""
+    x = _array("x", x, 2, "(N, D)")
+    weight = _array("weight", weight, 2, "(K, D)")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"Linear expects {weight.shape[1]} inputs but x has {x.shape[1]} "
+                         f"(x {x.shape}, weight {weight.shape})")
+    out = x @ weight.T
+    return out if bias is None else out + _array("bias", bias, 1, "(K,)")
+
+
+def max_pool2d(x: np.ndarray, kernel, stride=None) -> np.ndarray:
+    """Max over kernel windows (floor mode): x (N, C, H, W) -> (N, C, H', W').
+
+    stride defaults to the kernel (non-overlapping windows).
+    """
+    x = _array("x", x, 4, "(N, C, H, W)")
+    kh, kw = _pair("kernel", kernel, 1)
+    sh, sw = _pair("stride", kernel if stride is None else stride, 1)
+    _out_size(x.shape[2], kh, sh, 0, "height")
+    _out_size(x.shape[3], kw, sw, 0, "width")
+    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    return windows.max(axis=(4, 5))
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0), elementwise; any shape."""
+    return np.maximum(x, 0)
+
+
+# --------------------------------------------------------------------------- weight reshapes
+
+def fc_to_conv_weight(weight: np.ndarray, in_shape, order: str = "chw") -> np.ndarray:
+    """An FC weight (K, C*H*W) as K filters (K, C, H, W): row i of the matrix is filter i.
+
+    order: how the FC's input was flattened, "chw" (PyTorch) or "hwc" (Keras/TensorFlow).
+    """
+    weight = _array("weight", weight, 2, "(K, D)")
+    c, h, w = _in_shape(in_shape)
+    if weight.shape[1] != c * h * w:
+        raise ValueError(f"Linear expects {weight.shape[1]} inputs but in_shape {c}x{h}x{w} "
+                         f"(C x H x W) gives {c * h * w}")
+    k = weight.shape[0]
+    if _order(order) == "chw":
+        return weight.reshape(k, c, h, w)
+    return weight.reshape(k, h, w, c).transpose(0, 3, 1, 2)
+
+
+def conv_to_fc_weight(weight: np.ndarray, order: str = "chw") -> np.ndarray:
+    """K filters (K, C, H, W) as an FC weight (K, C*H*W), flattening each filter in ``order``."""
+    weight = _array("weight", weight, 4, "(K, C, H, W)")
+    if _order(order) == "hwc":
+        weight = weight.transpose(0, 2, 3, 1)
+    return weight.reshape(weight.shape[0], -1)
+
+
+def conv_matrix(weight: np.ndarray, in_shape, stride=1, padding=0, dilation=1) -> np.ndarray:
+    """The conv as a dense (Toeplitz-like) matrix M, so that M @ x.ravel() == conv2d(x).ravel().
+
+    weight (K, C, kh, kw), in_shape (C, H, W) -> M of shape (K*H'*W', C*H*W). Each row holds one
+    filter's weights at one position, zeros elsewhere: sparse, and the same weights in every row.
+    """
+    weight = _array("weight", weight, 4, "(K, C, kh, kw)")
+    c, h, w = _in_shape(in_shape)
+    if weight.shape[1] != c:
+        raise ValueError(f"weight expects {weight.shape[1]} input channels but in_shape has {c}")
+    (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
+    dh, dw = _pair("dilation", dilation, 1)
+    k, _, kh, kw = weight.shape
+    from .shapes import conv_output_size
+
+    oh = conv_output_size(h, kh, sh, ph, dh)
+    ow = conv_output_size(w, kw, sw, pw, dw)
+    entries = k * oh * ow * c * h * w
+    if entries > 2 * 10**8:
+        raise ValueError(f"the dense matrix would be {k * oh * ow:,} x {c * h * w:,} = {entries:,} "
+                         "entries: too big to build (the limit is 200,000,000); use a smaller input")
+    # Index grids over (k, oy, ox, c, ky, kx): which input pixel each weight lands on.
+    kk, oy, ox, cc, ky, kx = np.meshgrid(np.arange(k), np.arange(oh), np.arange(ow), np.arange(c),
+                                         np.arange(kh), np.arange(kw), indexing="ij")
+    iy, ix = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)  # taps on the zero padding drop out
+    rows = (kk * oh + oy) * ow + ox
+    cols = (cc * h + iy) * w + ix
+    m = np.zeros((k * oh * ow, c * h * w), dtype=weight.dtype)
+    m[rows[inside], cols[inside]] = weight[kk[inside], cc[inside], ky[inside], kx[inside]]
+    return m
+
+
+def conv_matrix_entries(weight_shape, in_shape, stride=1, padding=0) -> tuple[int, int]:
+    """(rows, columns) of ``conv_matrix`` without building it: (K*H'*W', C*H*W)."""
+    k, c, kh, kw = weight_shape
+    _, h, w = _in_shape(in_shape)
+    (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
+    oh, ow = _out_size(h, kh, sh, ph, "height"), _out_size(w, kw, sw, pw, "width")
+    return k * oh * ow, math.prod((c, h, w))

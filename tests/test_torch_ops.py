@@ -1,0 +1,314 @@
+"""Conversions, convolutionalize, sliding windows and shift-and-stitch: each computed two ways."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import fcconv
+from fcconv import (
+    conv_to_linear,
+    convolutionalize,
+    linear_to_conv,
+    shift_and_stitch,
+    sliding_windows,
+    trace,
+)
+from fcconv.torch_ops import stitch_passes
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+
+
+def seeded(model, seed=0):
+    torch.manual_seed(seed)
+    for p in model.parameters():
+        nn.init.normal_(p, 0, 0.2)
+    return model.double().eval()
+
+
+# --------------------------------------------------------------------------- single layers
+
+@pytest.mark.parametrize("shape", [(8, 7, 7), (3, 1, 5), (16,)])
+def test_linear_to_conv_computes_the_same_numbers(shape):
+    torch.manual_seed(0)
+    fc = nn.Linear(int(torch.tensor(shape).prod()), 5).double()
+    spatial = [1, 1] if len(shape) == 1 else []  # (C,) means a 1x1 map
+    x = torch.randn(2, *shape, dtype=torch.float64).reshape(2, *shape, *spatial)
+    conv = linear_to_conv(fc, shape)
+    assert conv(x).shape == (2, 5, 1, 1)
+    assert rel_err(conv(x).flatten(1), fc(x.flatten(1))) < 1e-12
+
+
+def test_linear_to_conv_1d_head():
+    fc = nn.Linear(32, 16).double()
+    seq = torch.randn(4, 32, 50, dtype=torch.float64)          # (N, features, positions)
+    conv = linear_to_conv(fc, (32, 1))
+    assert isinstance(conv, nn.Conv1d) and conv.kernel_size == (1,)
+    per_position = fc(seq.transpose(1, 2)).transpose(1, 2)    # the Linear applied at each step
+    assert rel_err(conv(seq), per_position) < 1e-12
+
+
+def test_keras_ordered_weight_with_hwc():
+    torch.manual_seed(3)
+    c, h, w = 3, 4, 5
+    keras = nn.Linear(h * w * c, 6).double()                   # learned on x.permute(0,2,3,1) flat
+    x = torch.randn(2, c, h, w, dtype=torch.float64)
+    expected = keras(x.permute(0, 2, 3, 1).flatten(1))
+    right = linear_to_conv(keras, (c, h, w), order="hwc")(x).flatten(1)
+    wrong = linear_to_conv(keras, (c, h, w), order="chw")(x).flatten(1)
+    assert rel_err(right, expected) < 1e-12 and rel_err(wrong, expected) > 0.1
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2), dict(padding=1), dict(stride=2, padding=2),
+                                dict(dilation=2)])
+def test_conv_to_linear_is_the_dense_matrix(kw):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 4, 3, **kw).double()
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    fc = conv_to_linear(conv, (3, 9, 8))
+    assert rel_err(fc(x.flatten(1)), conv(x).flatten(1)) < 1e-12
+
+
+def test_round_trip_linear_conv_linear():
+    fc = nn.Linear(2 * 3 * 3, 4).double()
+    back = conv_to_linear(linear_to_conv(fc, (2, 3, 3)), (2, 3, 3))
+    assert torch.equal(back.weight, fc.weight) and torch.equal(back.bias, fc.bias)
+
+
+# --------------------------------------------------------------------------- convolutionalize
+
+class ViewNet(nn.Module):
+    """A custom forward: functional relu, view-flatten, BatchNorm1d, dropout, log-softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 6, 3), nn.Conv2d(6, 8, 3)
+        self.fc1, self.bn = nn.Linear(8 * 3 * 3, 20), nn.BatchNorm1d(20)
+        self.drop, self.fc2 = nn.Dropout(0.3), nn.Linear(20, 7)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.relu(self.conv2(x))
+        x = x.view(x.size(0), -1)
+        x = self.drop(F.relu(self.bn(self.fc1(x))))
+        return F.log_softmax(self.fc2(x), dim=-1)
+
+
+class ReshapeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(2, 4, 3), nn.Linear(4 * 6 * 6, 3)
+        self.soft = nn.Softmax(dim=1)
+
+    def forward(self, x):
+        return self.soft(torch.sigmoid(self.fc(torch.reshape(self.conv(x), (x.shape[0], -1)))))
+
+
+class FlattenFnNet(ReshapeNet):
+    def forward(self, x):
+        return self.soft(self.fc(torch.flatten(self.conv(x), 1)))
+
+
+def with_bn_stats(model):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2)
+    return model
+
+
+@pytest.mark.parametrize("build,shape", [
+    (lambda: ViewNet(), (3, 12, 12)), (lambda: ReshapeNet(), (2, 8, 8)),
+    (lambda: FlattenFnNet(), (2, 8, 8)), (fcconv.lenet5, (1, 32, 32)),
+    (fcconv.tiny_vgg, (3, 64, 64)),
+    (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Dropout(), nn.Linear(4 * 5 * 5, 9),
+                           nn.BatchNorm1d(9), nn.ReLU(), nn.Linear(9, 2), nn.LogSoftmax(-1)),
+     (1, 7, 7)),
+])
+def test_converted_model_equals_original_at_training_size(build, shape):
+    model = with_bn_stats(seeded(build()))
+    fcn = convolutionalize(model, shape)
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    out = fcn(x)
+    assert out.shape[2:] == (1, 1)
+    assert rel_err(out.flatten(1), model(x)) < 1e-12
+    assert not any(isinstance(m, nn.Linear) for m in fcn.modules())
+
+
+@pytest.mark.parametrize("build", [fcconv.vgg16, fcconv.alexnet])
+def test_torchvision_like_vgg16_and_alexnet(build):
+    model = build().eval()
+    fcn = convolutionalize(model, (3, 224, 224))
+    x = torch.randn(1, 3, 224, 224)
+    assert rel_err(fcn(x).flatten(1), model(x)) < 1e-5           # float32, 25088-long dot products
+    assert trace(fcn, (3, 384, 384)).output_shape == (1000, 6, 6)
+
+
+def test_vgg16_score_map_sides_and_fc6_field():
+    fcn = convolutionalize(fcconv.vgg16(device="meta"), (3, 224, 224))
+    sides = {s: trace(fcn, s).output_shape[1] for s in (224, 256, 384, 512)}
+    assert sides == {224: 1, 256: 2, 384: 6, 512: 10}
+    fc6 = trace(fcn, 384)["classifier.0"]
+    assert (fc6.rf_size, fc6.rf_jump, fc6.rf_start) == (404, 32, -90)
+    assert fc6.out_shape == (4096, 6, 6)
+
+
+def test_original_model_is_left_untouched():
+    model = seeded(fcconv.lenet5())
+    before = copy.deepcopy(model.state_dict())
+    fcn = convolutionalize(model, (1, 32, 32))
+    with torch.no_grad():
+        next(fcn.parameters()).add_(1.0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert isinstance(model[7], nn.Linear)
+
+
+def test_adaptive_pool_that_is_not_an_identity_is_refused():
+    with pytest.raises(ValueError, match="average the whole map down to 7x7"):
+        convolutionalize(fcconv.vgg16(device="meta"), (3, 256, 256))
+
+
+# --------------------------------------------------------------------------- dense vs crops
+
+spec = st.lists(st.one_of(st.tuples(st.just("conv"), st.integers(1, 3)),
+                          st.tuples(st.just("pool"), st.just(2))), min_size=1, max_size=5)
+
+
+def random_classifier(layers, size, classes=3):
+    """Unpadded convs and 2x2 pools, then flatten and two Linears; None if the size is too small.
+
+    Returns (model, window): the window is the smallest input with the same feature map, since
+    floor pooling ignores the last pixels of a larger one (then the dense map has more cells).
+    """
+    mods, c = [], 2
+    for kind, k in layers:
+        if kind == "conv":
+            mods += [nn.Conv2d(c, 3, k), nn.ReLU()]
+            c = 3
+        else:
+            mods.append(nn.MaxPool2d(k))
+    trunk = nn.Sequential(*mods)
+    try:
+        fmap = trace(trunk, (2, size, size)).output_shape
+    except ValueError:
+        return None
+    while size > 1 and _fmap_or_none(trunk, size - 1) == fmap:
+        size -= 1
+    head = [nn.Flatten(), nn.Linear(int(torch.tensor(fmap).prod()), 5), nn.ReLU(),
+            nn.Linear(5, classes)]
+    return seeded(nn.Sequential(*mods, *head)), size
+
+
+def _fmap_or_none(trunk, size):
+    try:
+        return trace(trunk, (2, size, size)).output_shape
+    except ValueError:
+        return None
+
+
+@settings(max_examples=25, deadline=None)
+@given(layers=spec, size=st.integers(6, 14), extra=st.integers(0, 20), seed=st.integers(0, 99))
+def test_dense_score_map_equals_sliding_windows(layers, size, extra, seed):
+    built = random_classifier(layers, size)
+    if built is None:
+        return
+    model, size = built
+    torch.manual_seed(seed)
+    fcn = convolutionalize(model, (2, size, size))
+    jump = fcconv.receptive_field(fcn, (2, size, size)).jump
+    image = torch.randn(1, 2, size + extra, size + extra + 3, dtype=torch.float64)
+    dense = fcn(image)
+    crops = sliding_windows(model, image, size, jump)
+    assert dense.shape == crops.shape
+    assert rel_err(dense, crops) < 1e-12
+
+
+def vgg_style(size=32):
+    """Padded 3x3 convs as in VGG: a 32x32 window, jump 4."""
+    return seeded(nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 8 * 8, 6), nn.ReLU(), nn.Linear(6, 5)))
+
+
+def test_padded_convs_head_exact_but_dense_differs_from_crops():
+    model = vgg_style()
+    fcn = convolutionalize(model, (3, 32, 32))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    assert rel_err(fcn(x).flatten(1), model(x)) < 1e-12        # the head conversion is exact
+    image = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    dense, crops = fcn(image), sliding_windows(model, image, 32, 4)
+    assert dense.shape == crops.shape == (1, 5, 9, 9)
+    diff = rel_err(dense, crops)
+    # Crops see zeros at their borders where the big image has pixels: a real difference.
+    assert 1e-4 < diff < 1.0
+    # ...but the corner cell's window shares the image's own top-left border: two sides agree.
+    inner = rel_err(dense[..., 0, 0], crops[..., 0, 0])
+    assert inner < diff
+
+
+def test_shift_and_stitch_equals_sliding_windows_at_the_finer_stride():
+    model = seeded(fcconv.tiny_vgg())
+    fcn = convolutionalize(model, (3, 64, 64))
+    image = torch.randn(1, 3, 80, 77, dtype=torch.float64)
+    for step in (1, 2, 4):
+        fine = shift_and_stitch(fcn, image, step)
+        ref = sliding_windows(model, image, 64, step)
+        assert fine.shape == ref.shape
+        assert rel_err(fine, ref) < 1e-12
+
+
+def test_stride_16_on_a_jump_32_net_takes_four_passes():
+    assert stitch_passes(32, 16) == 4 and stitch_passes(32, 8) == 16
+    net = seeded(nn.Sequential(*[m for _ in range(5) for m in (nn.Conv2d(1, 1, 1), nn.MaxPool2d(2))],
+                               nn.Flatten(), nn.Linear(4, 2)))
+    fcn = convolutionalize(net, (1, 64, 64))
+    calls = []  # real passes only: shift_and_stitch also traces the net once on meta tensors
+    fcn.register_forward_hook(lambda m, args, out: calls.append(args[0].device.type))
+    out = shift_and_stitch(fcn, torch.randn(1, 1, 128, 128, dtype=torch.float64), 16)
+    assert calls.count("cpu") == 4 and out.shape[2:] == (5, 5)        # (128 - 64) // 16 + 1
+
+
+# --------------------------------------------------------------------------- bad input
+
+BAD_INPUTS = [
+    (lambda: linear_to_conv(nn.Linear(25088, 10), (512, 6, 6)),
+     ValueError, "Linear expects 25088 inputs but in_shape 512x6x6 gives 18432 = 512x6x6"),
+    (lambda: linear_to_conv(nn.Conv2d(1, 1, 1), (1, 1, 1)), TypeError, "must be an Linear; got Conv2d"),
+    (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2), order="cwh"), ValueError, "order must be 'chw'"),
+    (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2, 1)), ValueError, "in_shape must be (C,)"),
+    (lambda: conv_to_linear(nn.Conv2d(3, 4, 3), (1, 8, 8)), ValueError, "expects 3 input channels"),
+    (lambda: conv_to_linear(nn.Conv2d(3, 4, 5), (3, 4, 4)), ValueError,
+     "kernel 5 does not fit in input 4"),
+    (lambda: convolutionalize(fcconv.vgg16(device="meta"), (3, 256, 256)), ValueError,
+     "is not an identity here"),
+    (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), (1, 8, 8)), ValueError,
+     "found no flatten"),
+    (lambda: convolutionalize("vgg16", (3, 224, 224)), TypeError, "model must be an Module; got str"),
+    (lambda: convolutionalize(fcconv.lenet5(), (1, 32)), ValueError,
+     "the model cannot run on input (1, 32)"),
+    (lambda: convolutionalize(fcconv.vgg16(device="meta"), (3, 224, 224))(
+        torch.empty(1, 3, 192, 192, device="meta")), ValueError,
+     "Linear expects 25088 = 512x7x7 inputs but the input 192x192 is smaller than the 224x224 window"),
+    (lambda: sliding_windows(nn.Identity(), torch.zeros(1, 3, 100, 100), 224, 32), ValueError,
+     "window 224x224 does not fit in the 100x100 image"),
+    (lambda: sliding_windows(nn.Identity(), torch.zeros(3, 100, 100), 10, 0), ValueError,
+     "stride must be a positive int"),
+    (lambda: sliding_windows(nn.Identity(), [[0.0]], 1, 1), TypeError, "image must be an Tensor"),
+    (lambda: stitch_passes(32, 12), ValueError, "step must divide the network's jump 32; got 12"),
+    (lambda: shift_and_stitch(convolutionalize(fcconv.tiny_vgg(), (3, 64, 64)),
+                              torch.zeros(1, 3, 64, 64), 3), ValueError, "must divide"),
+]
+
+
+@pytest.mark.parametrize("call,error,text", BAD_INPUTS, ids=[b[2][:40] for b in BAD_INPUTS])
+def test_bad_input_gets_a_clear_error(call, error, text):
+    with pytest.raises(error) as info:
+        call()
+    assert text in str(info.value)
