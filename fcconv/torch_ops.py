@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from . import numpy_ops
-from .shapes import format_shape, model_dtype, receptive_field
+from .shapes import format_shape, model_dtype, receptive_field, run_on_meta
 
 Shape = tuple[int, ...]
 
@@ -300,6 +301,16 @@ class _SizeGuard:
                              f"{'x'.join(map(str, need))} window the classifier was built for")
 
 
+def _as_sequential(gm: fx.GraphModule) -> nn.Module:
+    """A chain of layers reads better as nn.Sequential (same layer names); else keep the graph."""
+    nodes = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output")]
+    chain = all(n.op == "call_module" and "." not in n.target and len(n.users) == 1
+                for n in nodes)
+    if not chain:
+        return gm
+    return nn.Sequential(OrderedDict((n.target, gm.get_submodule(n.target)) for n in nodes))
+
+
 def convolutionalize(model: nn.Module, input_shape) -> nn.Module:
     """The classifier as a fully convolutional network (the original is left untouched).
 
@@ -326,9 +337,10 @@ def convolutionalize(model: nn.Module, input_shape) -> nn.Module:
     gm.delete_all_unused_submodules()
     gm.recompile()
     flat_shape = next(iter(flat_nodes.values()))
+    gm = _as_sequential(gm) if isinstance(model, nn.Sequential) else gm
     gm.register_forward_pre_hook(_SizeGuard(input_shape, flat_shape, math.prod(flat_shape)))
-    out = _node_shapes(gm, input_shape)[next(n for n in gm.graph.nodes if n.op == "output").args[0]]
-    if any(s != 1 for s in out[2:]):
+    out = run_on_meta(gm, input_shape)
+    if any(s != 1 for s in out.shape[2:]):
         raise ValueError(f"the converted model gives {out} at the training size, not (N, K, 1, 1)")
     return gm
 

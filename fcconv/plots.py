@@ -1,0 +1,178 @@
+"""The course's pictures, in matplotlib. Each function returns a Figure; nothing is shown here.
+
+Colours are colour-blind safe: Okabe-Ito for categories, viridis for magnitudes, PuOr (purple to
+orange through white) for signed weights. Every axis is labelled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Polygon, Rectangle
+
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+SEQUENTIAL = "viridis"
+DIVERGING = "PuOr"
+
+
+def _signed_limits(*arrays) -> dict:
+    m = max(float(np.abs(a).max()) for a in arrays) or 1.0
+    return {"cmap": DIVERGING, "vmin": -m, "vmax": m}
+
+
+# --------------------------------------------------------------------------- notebook 00/02: 1-D slide
+
+def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int):
+    """A 1-D input of ``size`` cells with ``padding`` zeros each side and the kernel at output
+    ``position``: the picture behind (W - F + 2P) / S + 1."""
+    from .shapes import conv_output_size
+
+    n_out = conv_output_size(size, kernel, stride, padding)
+    if not 0 <= position < n_out:
+        raise ValueError(f"position must be between 0 and {n_out - 1}; got {position}")
+    total = size + 2 * padding
+    fig, ax = plt.subplots(figsize=(max(5, total * 0.45), 2.2))
+    for i in range(total):
+        pad = i < padding or i >= padding + size
+        ax.add_patch(Rectangle((i, 1), 1, 1, facecolor="#dddddd" if pad else "white",
+                               edgecolor="black", hatch="//" if pad else None))
+        ax.text(i + 0.5, 1.5, "0" if pad else str(i - padding), ha="center", va="center", fontsize=8)
+    start = position * stride
+    ax.add_patch(Rectangle((start, 0.95), kernel, 1.1, fill=False, edgecolor=OKABE_ITO[5], lw=3))
+    for j in range(n_out):
+        centre = j * stride + kernel / 2
+        ax.add_patch(Rectangle((centre - 0.5, -0.6), 1, 1,
+                               facecolor=OKABE_ITO[0] if j == position else "white",
+                               edgecolor="black"))
+        ax.text(centre, -0.1, str(j), ha="center", va="center", fontsize=8)
+    ax.set_xlim(-0.5, total + 0.5)
+    ax.set_ylim(-0.9, 2.4)
+    ax.set_yticks([-0.1, 1.5], ["output", "input"])
+    ax.set_xlabel(f"input position (grey = zero padding); output size = ({size} - {kernel} + "
+                  f"2*{padding}) // {stride} + 1 = {n_out}")
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+# --------------------------------------------------------------------------- notebook 02: volumes
+
+def volume_stack(trace, max_volumes: int = 12):
+    """Each layer's output drawn as a box: width ~ W, height ~ H, depth ~ log(C)."""
+    rows = [r for r in trace.rows if r.kind not in ("ReLU", "Dropout", "Flatten", "Identity")]
+    shown = [(("input", trace.input_shape))] + [(r.name, r.out_shape) for r in rows]
+    if len(shown) > max_volumes:  # keep the input, the last layers and evenly spaced others
+        keep = sorted(set(np.linspace(0, len(shown) - 1, max_volumes).round().astype(int)))
+        shown = [shown[i] for i in keep]
+    fig, ax = plt.subplots(figsize=(min(14, 1.25 * len(shown) + 1), 3.4))
+    biggest = max(max(s[1:]) if len(s) == 3 else 1 for _, s in shown)
+    x = 0.0
+    for name, shape in shown:
+        c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
+        hh = 0.3 + 2.2 * math.sqrt(h / biggest)
+        ww = 0.15 + 0.9 * math.sqrt(w / biggest)
+        depth = 0.12 + 0.22 * math.log2(max(c, 1)) / 12
+        colour = OKABE_ITO[4] if len(shape) == 3 and (h > 1 or w > 1) else OKABE_ITO[0]
+        _box(ax, x, 0, ww, hh, depth, colour)
+        from .shapes import format_shape
+
+        ax.text(x + ww / 2, -0.35, format_shape(shape), ha="center", va="top", fontsize=8,
+                rotation=30 if len(shown) > 8 else 0)
+        ax.text(x + ww / 2, hh + depth + 0.15, name, ha="center", va="bottom", fontsize=7,
+                rotation=45)
+        x += ww + depth + 0.45
+    ax.set_xlim(-0.3, x)
+    ax.set_ylim(-1.3, 3.9)
+    ax.axis("off")
+    ax.set_title("each volume: height x width x channels (blue: spatial maps, orange: 1x1 or vectors)",
+                 fontsize=9)
+    return fig
+
+
+def _box(ax, x, y, w, h, d, colour) -> None:
+    """A 3-D looking box: front face, top and side."""
+    ax.add_patch(Rectangle((x, y), w, h, facecolor=colour, edgecolor="black", alpha=0.85))
+    ax.add_patch(Polygon([(x, y + h), (x + d, y + h + d), (x + w + d, y + h + d), (x + w, y + h)],
+                         facecolor=colour, edgecolor="black", alpha=0.55))
+    ax.add_patch(Polygon([(x + w, y), (x + w + d, y + d), (x + w + d, y + h + d), (x + w, y + h)],
+                         facecolor=colour, edgecolor="black", alpha=0.4))
+
+
+# --------------------------------------------------------------------------- notebooks 01/03: weights
+
+def matrix_and_filters(weight: np.ndarray, filters: np.ndarray, max_filters: int = 6):
+    """Left: the FC weight matrix (K x C*H*W). Right: the same numbers as K filters of C x H x W."""
+    k, c, h, w = filters.shape
+    shown = min(k, max_filters)
+    fig = plt.figure(figsize=(11, 1.2 + 0.9 * shown))
+    grid = fig.add_gridspec(shown, 1 + c, width_ratios=[max(4, c * 1.2)] + [1] * c, wspace=0.15)
+    lim = _signed_limits(weight)
+    ax = fig.add_subplot(grid[:, 0])
+    ax.imshow(weight[:shown], aspect="auto", interpolation="nearest", **lim)
+    ax.set_xlabel(f"input index (C*H*W = {c}*{h}*{w} = {c * h * w})")
+    ax.set_ylabel("neuron (row)")
+    ax.set_yticks(range(shown))
+    ax.set_title("FC weight matrix: one row per neuron", fontsize=9)
+    for i in range(shown):
+        for j in range(c):
+            a = fig.add_subplot(grid[i, 1 + j])
+            img = a.imshow(filters[i, j], interpolation="nearest", **lim)
+            a.set_xticks([])
+            a.set_yticks([])
+            if i == 0:
+                a.set_title(f"channel {j}", fontsize=8)
+            if j == 0:
+                a.set_ylabel(f"filter {i}", fontsize=8)
+    fig.colorbar(img, ax=fig.axes, shrink=0.6, label="weight")
+    return fig
+
+
+def row_into_cube(row: np.ndarray, in_shape, channel: int, order: str = "chw"):
+    """One FC row (length C*H*W) and where channel ``channel``'s H x W slice sits inside it."""
+    c, h, w = in_shape
+    if not 0 <= channel < c:
+        raise ValueError(f"channel must be between 0 and {c - 1}; got {channel}")
+    idx = np.arange(c * h * w)
+    chan_of = idx // (h * w) if order == "chw" else idx % c
+    fig = plt.figure(figsize=(11, 3.8))
+    grid = fig.add_gridspec(2, 2, width_ratios=[4, 1], height_ratios=[1, 1.2], hspace=0.75)
+    lim = _signed_limits(row)
+    top = fig.add_subplot(grid[0, :])
+    mine = chan_of == channel
+    top.plot(idx[~mine], row[~mine], ".", markersize=2, color="#999999", label="other channels")
+    top.plot(idx[mine], row[mine], ".", markersize=4, color=OKABE_ITO[5],
+             label=f"channel {channel}")
+    top.set_xlabel(f"position in the flattened input (length {c * h * w}, {order.upper()} order)")
+    top.set_ylabel("weight")
+    top.set_title("the neuron's weight row", fontsize=9)
+    top.legend(loc="upper right", fontsize=7, markerscale=3)
+    where = fig.add_subplot(grid[1, 0])
+    where.plot(idx, chan_of, ",", color=OKABE_ITO[4])
+    where.plot(idx[chan_of == channel], chan_of[chan_of == channel], "|", color=OKABE_ITO[5],
+               markersize=6)
+    where.set_xlabel("position in the flattened input")
+    where.set_ylabel("channel")
+    spread = "one block" if order == "chw" else f"every {c}th position"
+    where.set_title(f"channel {channel} occupies {spread}", fontsize=9)
+    cube = row.reshape(c, h, w) if order == "chw" else row.reshape(h, w, c).transpose(2, 0, 1)
+    sl = fig.add_subplot(grid[1, 1])
+    sl.imshow(cube[channel], interpolation="nearest", **lim)
+    sl.set_title(f"filter slice, channel {channel}", fontsize=9)
+    sl.set_xlabel("x")
+    sl.set_ylabel("y")
+    return fig
+
+
+# --------------------------------------------------------------------------- score maps
+
+def score_map(scores: np.ndarray, title: str = "score map", labels=None):
+    """A (rows, cols) map of one class's scores, one cell per window."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    img = ax.imshow(scores, cmap=SEQUENTIAL, interpolation="nearest")
+    ax.set_xlabel("window column")
+    ax.set_ylabel("window row")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(img, ax=ax, label=labels or "score")
+    return fig

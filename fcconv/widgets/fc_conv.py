@@ -1,0 +1,78 @@
+"""Notebook 01's explorer: an FC layer and the conv with F = H = W, P = 0, side by side.
+
+``fc_vs_conv`` is the plain function; ``FCvsConvExplorer`` wires sliders to it.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import ipywidgets as widgets
+import numpy as np
+
+from .. import numpy_ops, plots
+from .base import figure_png, never_raise, show_html, show_png
+
+MAX_INPUTS = 4096  # keeps the picture readable and the update instant
+
+
+def fc_vs_conv(c: int, h: int, w: int, k: int, seed: int = 0) -> dict:
+    """Random x (1, C, H, W), FC weight (K, C*H*W): the FC output and the conv output.
+
+    Returns x, weight, bias, filters (K, C, H, W), fc (K,), conv (K,), max_diff.
+    """
+    for name, v in (("C", c), ("H", h), ("W", w), ("K", k)):
+        if v < 1:
+            raise ValueError(f"{name} must be at least 1; got {v}")
+    if c * h * w > MAX_INPUTS:
+        raise ValueError(f"C*H*W = {c * h * w} inputs is more than this picture shows "
+                         f"({MAX_INPUTS}); choose a smaller volume")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, c, h, w))
+    weight, bias = rng.standard_normal((k, c * h * w)), rng.standard_normal(k)
+    fc = numpy_ops.linear(x.reshape(1, -1), weight, bias)[0]
+    filters = numpy_ops.fc_to_conv_weight(weight, (c, h, w))
+    conv_out = numpy_ops.conv2d(x, filters, bias)
+    return {"x": x, "weight": weight, "bias": bias, "filters": filters, "fc": fc,
+            "conv": conv_out[0, :, 0, 0], "conv_shape": conv_out.shape,
+            "max_diff": float(np.abs(fc - conv_out[0, :, 0, 0]).max())}
+
+
+def summary_html(r: dict) -> str:
+    """The two outputs and how far apart they are, as a small table."""
+    cells = "".join(f"<tr><td>{i}</td><td>{a:+.6f}</td><td>{b:+.6f}</td></tr>"
+                    for i, (a, b) in enumerate(zip(r["fc"], r["conv"])))
+    return (f"<p>FC: x flattened to {r['weight'].shape[1]} numbers, times a "
+            f"{r['weight'].shape[0]}x{r['weight'].shape[1]} matrix. Conv: {r['filters'].shape[0]} "
+            f"filters of {'x'.join(map(str, r['filters'].shape[1:]))}, output "
+            f"{escape(str(r['conv_shape']))}.</p><table><tr><th>neuron</th><th>FC</th>"
+            f"<th>conv</th></tr>{cells}</table>"
+            f"<p><b>largest difference: {r['max_diff']:.1e}</b> (float64 rounding)</p>")
+
+
+class FCvsConvExplorer:
+    """Sliders for C, H, W and K; the weight matrix, the filters and both outputs update."""
+
+    def __init__(self, c: int = 2, h: int = 3, w: int = 3, k: int = 4):
+        self.c = widgets.IntSlider(value=c, min=1, max=4, description="channels C")
+        self.h = widgets.IntSlider(value=h, min=1, max=8, description="height H")
+        self.w = widgets.IntSlider(value=w, min=1, max=8, description="width W")
+        self.k = widgets.IntSlider(value=k, min=1, max=6, description="neurons K")
+        self.out, self.text = widgets.Output(), widgets.Output()
+        for s in (self.c, self.h, self.w, self.k):
+            s.observe(lambda _: self.update(), names="value")
+        self.update()
+        self.box = widgets.VBox([widgets.HBox([widgets.VBox([self.c, self.h]),
+                                               widgets.VBox([self.w, self.k])]),
+                                 self.out, self.text])
+
+    @never_raise()
+    def update(self) -> None:
+        r = fc_vs_conv(self.c.value, self.h.value, self.w.value, self.k.value)
+        show_png(self.out, figure_png(plots.matrix_and_filters(r["weight"], r["filters"])))
+        show_html(self.text, summary_html(r))
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)

@@ -1,0 +1,74 @@
+"""Notebook 03's explorer: neuron i's weight row, channel c's H x W slice, and where it sits.
+
+``row_view`` is the plain function; ``WeightRowExplorer`` wires sliders and an order toggle.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import numpy as np
+
+from .. import numpy_ops, plots
+from .base import figure_png, never_raise, show_html, show_png
+
+
+def row_view(weight: np.ndarray, in_shape, neuron: int, channel: int, order: str = "chw") -> dict:
+    """Row ``neuron`` of an FC weight (K, C*H*W) as a filter; channel ``channel``'s slice.
+
+    Returns row (C*H*W,), filter (C, H, W), slice (H, W), positions: the flattened-input indices
+    (H, W) that hold the slice's numbers in ``order``.
+    """
+    c, h, w = in_shape
+    k = weight.shape[0]
+    if not 0 <= neuron < k:
+        raise ValueError(f"neuron must be between 0 and {k - 1}; got {neuron}")
+    if not 0 <= channel < c:
+        raise ValueError(f"channel must be between 0 and {c - 1}; got {channel}")
+    filt = numpy_ops.fc_to_conv_weight(weight[neuron:neuron + 1], in_shape, order)[0]
+    yy, xx = np.mgrid[0:h, 0:w]
+    positions = (channel * h + yy) * w + xx if order == "chw" else (yy * w + xx) * c + channel
+    return {"row": weight[neuron], "filter": filt, "slice": filt[channel], "positions": positions}
+
+
+def positions_html(view: dict, order: str) -> str:
+    pos = view["positions"]
+    first = ", ".join(map(str, pos.ravel()[:5]))
+    c = view["filter"].shape[0]
+    spread = "one contiguous block" if order == "chw" else f"spread out, one in every {c}"
+    return (f"<p>The {pos.shape[0]}x{pos.shape[1]} slice is made of the input positions "
+            f"{first}, ... {pos.ravel()[-1]} ({order.upper()} order): "
+            f"{spread}."
+            f" Check: row[positions] equals the slice exactly: "
+            f"<b>{bool(np.array_equal(view['row'][pos], view['slice']))}</b>.</p>")
+
+
+class WeightRowExplorer:
+    """Pick neuron i and channel c of an FC layer on a (C, H, W) volume; flip the flatten order."""
+
+    def __init__(self, weight: np.ndarray, in_shape, neuron: int = 0, channel: int = 0):
+        self.weight, self.in_shape = np.asarray(weight), tuple(in_shape)
+        self.neuron = widgets.IntSlider(value=neuron, min=0, max=len(self.weight) - 1,
+                                        description="neuron i")
+        self.channel = widgets.IntSlider(value=channel, min=0, max=self.in_shape[0] - 1,
+                                         description="channel c")
+        self.order = widgets.ToggleButtons(options=[("PyTorch C,H,W", "chw"),
+                                                    ("Keras H,W,C", "hwc")], value="chw")
+        self.out, self.text = widgets.Output(), widgets.Output()
+        for wdg in (self.neuron, self.channel, self.order):
+            wdg.observe(lambda _: self.update(), names="value")
+        self.update()
+        self.box = widgets.VBox([widgets.HBox([self.neuron, self.channel]), self.order,
+                                 self.out, self.text])
+
+    @never_raise()
+    def update(self) -> None:
+        v = row_view(self.weight, self.in_shape, self.neuron.value, self.channel.value,
+                     self.order.value)
+        show_png(self.out, figure_png(plots.row_into_cube(v["row"], self.in_shape,
+                                                          self.channel.value, self.order.value)))
+        show_html(self.text, positions_html(v, self.order.value))
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)

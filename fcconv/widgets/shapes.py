@@ -1,0 +1,132 @@
+"""Notebook 02's explorers: shapes through a network, and the output-size formula in 1-D.
+
+Plain functions: ``shapes_view`` (a Trace), ``slide_1d_note`` (the formula, with a warning when
+the division is not exact). The widgets wire controls to them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import ipywidgets as widgets
+
+from .. import plots
+from ..models import MODELS, build
+from ..shapes import conv_output_size, trace
+from ..torch_ops import convolutionalize
+from .base import figure_png, never_raise, show_html, show_message, show_png
+
+
+@functools.cache
+def _model(arch: str, convolutionalized: bool):
+    model, train_shape = build(arch, device="meta")  # shapes only: instant, no weights
+    if convolutionalized:
+        model = convolutionalize(model, train_shape)
+    return model, train_shape
+
+
+def shapes_view(arch: str, size: int, convolutionalized: bool = False):
+    """The trace of course model ``arch`` on a size x size input (channels as in training)."""
+    model, train_shape = _model(arch, convolutionalized)
+    try:
+        return trace(model, (train_shape[0], size, size))
+    except ValueError as err:
+        hint = "" if convolutionalized else (
+            " An FC layer takes a fixed number of inputs: switch on 'convolutionalized' to "
+            "slide the classifier over a larger image instead.")
+        raise ValueError(f"{err}.{hint}") from None
+
+
+class ShapesExplorer:
+    """Architecture, input size (slider and free entry) and a convolutionalized toggle."""
+
+    def __init__(self, arch: str = "vgg16", size: int = 224, convolutionalized: bool = False):
+        self.arch = widgets.Dropdown(options=sorted(MODELS), value=arch, description="network")
+        self.size = widgets.IntSlider(value=size, min=16, max=1024, description="input size",
+                                      continuous_update=False)
+        self.entry = widgets.BoundedIntText(value=size, min=1, max=4096, description="or type",
+                                            layout=widgets.Layout(width="180px"))
+        # The typed entry is the size; the slider follows it where it can (entry may exceed it).
+        self.size.observe(lambda c: setattr(self.entry, "value", c["new"]), names="value")
+        self.entry.observe(self._typed, names="value")
+        self.conv = widgets.ToggleButton(value=convolutionalized, description="convolutionalized",
+                                         icon="check")
+        self.table, self.picture = widgets.Output(), widgets.Output()
+        self.arch.observe(self._arch_changed, names="value")
+        self.conv.observe(lambda _: self.update(), names="value")
+        self.update()
+        self.box = widgets.VBox([widgets.HBox([self.arch, self.conv]),
+                                 widgets.HBox([self.size, self.entry]), self.picture, self.table])
+
+    def _typed(self, change) -> None:
+        if self.size.min <= change["new"] <= self.size.max:
+            self.size.value = change["new"]
+        self.update()
+
+    def _arch_changed(self, change) -> None:
+        self.entry.value = MODELS[change["new"]][1][-1]  # jump to the training size
+        self.update()
+
+    @never_raise("table")
+    def update(self) -> None:
+        t = shapes_view(self.arch.value, self.entry.value, self.conv.value)  # entry: any size
+        show_html(self.table, t._repr_html_())
+        show_png(self.picture, figure_png(plots.volume_stack(t)))
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)
+
+
+def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[int, str]:
+    """Output size and the formula in words; notes when (W - F + 2P) / S is not a whole number."""
+    n = conv_output_size(size, kernel, stride, padding)
+    room = size - kernel + 2 * padding
+    text = f"({size} - {kernel} + 2*{padding}) / {stride} + 1 = {room / stride + 1:g}"
+    if room % stride:
+        left = room % stride
+        text += (f": not a whole number. The stride does not fit the input exactly; PyTorch "
+                 f"rounds down to {n} outputs and the last {left} input cell"
+                 f"{'s are' if left > 1 else ' is'} never the start of a window.")
+    else:
+        text += f": {n} outputs."
+    return n, text
+
+
+class Slide1DExplorer:
+    """Input size, kernel, stride, padding and which output: the 1-D picture and the formula."""
+
+    def __init__(self, size: int = 7, kernel: int = 3, stride: int = 1, padding: int = 0):
+        self.size = widgets.IntSlider(value=size, min=1, max=16, description="input W")
+        self.kernel = widgets.IntSlider(value=kernel, min=1, max=9, description="kernel F")
+        self.stride = widgets.IntSlider(value=stride, min=1, max=5, description="stride S")
+        self.padding = widgets.IntSlider(value=padding, min=0, max=4, description="padding P")
+        self.position = widgets.IntSlider(value=0, min=0, max=0, description="output #")
+        self.out, self.note = widgets.Output(), widgets.Output()
+        for w in (self.size, self.kernel, self.stride, self.padding, self.position):
+            w.observe(lambda _: self.update(), names="value")
+        self.update()
+        self.box = widgets.VBox([widgets.HBox([widgets.VBox([self.size, self.kernel]),
+                                               widgets.VBox([self.stride, self.padding])]),
+                                 self.position, self.out, self.note])
+
+    @never_raise()
+    def update(self) -> None:
+        try:
+            n, text = slide_1d_note(self.size.value, self.kernel.value, self.stride.value,
+                                    self.padding.value)
+        except ValueError as err:
+            show_html(self.note, "")
+            show_message(self.out, str(err))
+            return
+        self.position.max = n - 1  # may clamp position, which calls update again
+        show_png(self.out, figure_png(plots.sliding_1d(self.size.value, self.kernel.value,
+                                                       self.stride.value, self.padding.value,
+                                                       min(self.position.value, n - 1))))
+        show_html(self.note, f"<p>{text}</p>")
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)

@@ -1,0 +1,139 @@
+"""Every explorer's update is driven without a browser: set values, the output changes and is right."""
+
+import numpy as np
+import pytest
+import torch
+
+import fcconv
+from fcconv.widgets.base import shown_png, shown_text
+from fcconv.widgets.convolutionalize import ScoreMapExplorer, score_map_view
+from fcconv.widgets.fc_conv import FCvsConvExplorer, fc_vs_conv
+from fcconv.widgets.reshape import WeightRowExplorer, row_view
+from fcconv.widgets.shapes import ShapesExplorer, Slide1DExplorer, shapes_view, slide_1d_note
+
+
+def changes_png(explorer, out, control, value):
+    before = shown_png(out)
+    control.value = value
+    after = shown_png(out)
+    assert before is not None and after is not None and after != before
+    return after
+
+
+# --------------------------------------------------------------------------- 01
+
+def test_fc_vs_conv_outputs_agree_for_every_volume():
+    for c, h, w, k in [(1, 1, 1, 1), (2, 3, 5, 4), (4, 8, 8, 6)]:
+        r = fc_vs_conv(c, h, w, k)
+        assert r["filters"].shape == (k, c, h, w) and r["conv_shape"] == (1, k, 1, 1)
+        assert r["max_diff"] < 1e-12
+        assert np.allclose(r["conv"], r["weight"] @ r["x"].ravel() + r["bias"], rtol=0, atol=1e-12)
+
+
+def test_fc_vs_conv_explorer_redraws_and_reports():
+    ex = FCvsConvExplorer()
+    changes_png(ex, ex.out, ex.k, 6)
+    assert "largest difference" in shown_text(ex.text)
+    assert shown_text(ex.text).count("<tr>") == 1 + 6       # a header and one row per neuron
+    ex.c.max, ex.h.max, ex.w.max = 100, 100, 100
+    ex.c.value, ex.h.value, ex.w.value = 100, 100, 100
+    assert "more than this picture shows" in shown_text(ex.out)
+
+
+# --------------------------------------------------------------------------- 02
+
+def test_shapes_view_vgg16_convolutionalized_at_384():
+    t = shapes_view("vgg16", 384, convolutionalized=True)
+    assert t.rows[-1].shape_str == "6x6x1000" and t["features.30"].shape_str == "12x12x512"
+
+
+def test_shapes_view_explains_an_fc_that_cannot_take_a_bigger_map():
+    with pytest.raises(ValueError, match="switch on 'convolutionalized'"):
+        shapes_view("lenet5", 40)
+    assert shapes_view("lenet5", 40, convolutionalized=True).rows[-1].shape_str == "3x3x10"
+
+
+def test_shapes_explorer_updates_table_and_drawing_together():
+    ex = ShapesExplorer(arch="vgg16", size=224)
+    assert "1000" in shown_text(ex.table) and "6x6x1000" not in shown_text(ex.table)
+    ex.conv.value = True
+    png = changes_png(ex, ex.picture, ex.entry, 384)
+    assert "6x6x1000" in shown_text(ex.table)
+    ex.arch.value = "question234"                     # jumps to its training size
+    assert ex.size.value == 234 and "24x24x32" in shown_text(ex.table)
+    assert shown_png(ex.picture) != png
+    ex.arch.value = "vgg16"
+    ex.entry.value = 2048                             # beyond the slider: typed sizes still work
+    assert "58x58x1000" in shown_text(ex.table) and ex.entry.value == 2048
+    ex.size.value = 512
+    assert ex.entry.value == 512 and "10x10x1000" in shown_text(ex.table)
+
+
+def test_shapes_explorer_shows_a_message_for_a_too_small_input():
+    ex = ShapesExplorer(arch="alexnet", size=224)
+    ex.entry.value = 20
+    text = shown_text(ex.table)
+    assert "fcconv-message" in text and "does not fit" in text and "Traceback" not in text
+
+
+def test_slide_1d_note_and_explorer():
+    assert slide_1d_note(7, 3, 2, 1) == (4, "(7 - 3 + 2*1) / 2 + 1 = 4: 4 outputs.")
+    n, text = slide_1d_note(8, 3, 2, 0)
+    assert n == 3 and "not a whole number" in text and "last 1 input cell is never" in text
+    ex = Slide1DExplorer(size=7, kernel=3, stride=1)
+    assert ex.position.max == 4
+    changes_png(ex, ex.out, ex.position, 3)
+    ex.kernel.value = 9                               # larger than 7 + 0 padding
+    assert "does not fit" in shown_text(ex.out)
+    ex.padding.value = 1
+    assert shown_png(ex.out) is not None and ex.position.max == 0
+
+
+# --------------------------------------------------------------------------- 03
+
+def test_row_view_positions_hold_the_slice_in_both_orders():
+    w = np.random.default_rng(0).standard_normal((5, 4 * 3 * 3))
+    for order in ("chw", "hwc"):
+        v = row_view(w, (4, 3, 3), neuron=2, channel=1, order=order)
+        assert np.array_equal(w[2][v["positions"]], v["slice"])
+    assert row_view(w, (4, 3, 3), 0, 1, "chw")["positions"].ravel().tolist() == list(range(9, 18))
+    assert row_view(w, (4, 3, 3), 0, 1, "hwc")["positions"].ravel().tolist() == list(range(1, 36, 4))
+
+
+def test_weight_row_explorer():
+    w = np.random.default_rng(1).standard_normal((6, 8 * 7 * 7))
+    ex = WeightRowExplorer(w, (8, 7, 7))
+    changes_png(ex, ex.out, ex.channel, 3)
+    assert "one contiguous block" in shown_text(ex.text) and "<b>True</b>" in shown_text(ex.text)
+    changes_png(ex, ex.out, ex.order, "hwc")
+    assert "one in every 8" in shown_text(ex.text)
+    changes_png(ex, ex.out, ex.neuron, 5)
+
+
+# --------------------------------------------------------------------------- 04
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = fcconv.tiny_vgg().double().eval()
+    return model, fcconv.convolutionalize(model, (3, 64, 64))
+
+
+def test_score_map_view_matches_sliding_windows(tiny):
+    model, fcn = tiny
+    image = torch.randn(1, 3, 96, 96, dtype=torch.float64)
+    v = score_map_view(fcn, image, 80, cls=3, window=64)
+    assert (v["rows"], v["cols"], v["jump"]) == ((80 - 64) // 4 + 1, (80 - 64) // 4 + 1, 4)
+    ref = fcconv.sliding_windows(model, image[:, :, :80, :80], 64, 4)[0, 3].numpy()
+    assert np.abs(v["scores"] - ref).max() < 1e-12
+
+
+def test_score_map_explorer(tiny):
+    _, fcn = tiny
+    ex = ScoreMapExplorer(fcn, torch.randn(1, 3, 128, 128, dtype=torch.float64), window=64, size=96)
+    assert "9 rows of windows" in shown_text(ex.text)
+    changes_png(ex, ex.out, ex.cls, 4)
+    changes_png(ex, ex.out, ex.size, 128)
+    assert "17 rows" in shown_text(ex.text)
+    ex.size.value = 40
+    assert "smaller than the 64x64 window" in shown_text(ex.text)
