@@ -176,3 +176,95 @@ def score_map(scores: np.ndarray, title: str = "score map", labels=None):
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, label=labels or "score")
     return fig
+
+
+# ------------------------------------------------------------------ notebook 05: windows on a photo
+
+def windows_on_photo(image, window: int, jump: int, cell=(0, 0), rf=None, all_windows=True,
+                     scores=None):
+    """The photo with every window's top-left corner, the picked cell's window (solid) and,
+    if given, its receptive field (dashed; it may reach past the photo into the padding).
+
+    image: (3, H, W) in [0, 1]. rf: a ReceptiveField. scores: (rows, cols) shown beside it.
+    """
+    h, w = image.shape[1:]
+    rows, cols = (h - window) // jump + 1, (w - window) // jump + 1
+    r, c = cell
+    if not (0 <= r < rows and 0 <= c < cols):
+        raise ValueError(f"cell must be within the {rows}x{cols} map; got ({r}, {c})")
+    ncols = 2 if scores is not None else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 5),
+                             gridspec_kw={"width_ratios": [1.4, 1][:ncols]})
+    ax = axes[0] if ncols == 2 else axes
+    ax.imshow(image.permute(1, 2, 0).numpy(), extent=(0, w, h, 0))
+    if all_windows:
+        ys, xs = np.meshgrid(np.arange(rows) * jump, np.arange(cols) * jump, indexing="ij")
+        ax.plot(xs.ravel(), ys.ravel(), "+", color="white", markersize=5,
+                label="window corners")
+    ax.add_patch(Rectangle((c * jump, r * jump), window, window, fill=False, lw=2.5,
+                           edgecolor=OKABE_ITO[0], label=f"window {window}x{window}"))
+    margin = 20
+    if rf is not None:
+        (y0, y1), (x0, x1) = rf.window(r, 0), rf.window(c, 1 if not isinstance(rf.size, int) else 0)
+        ax.add_patch(Rectangle((x0, y0), x1 - x0 + 1, y1 - y0 + 1, fill=False, lw=2, ls="--",
+                               edgecolor=OKABE_ITO[2],
+                               label=f"receptive field {y1 - y0 + 1} px"))
+        margin = max(margin, -y0, -x0, y1 - h + 1, x1 - w + 1) + 10
+    ax.set_xlim(-margin, w + margin)
+    ax.set_ylim(h + margin, -margin)
+    ax.add_patch(Rectangle((0, 0), w, h, fill=False, lw=1, edgecolor="black"))
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(f"cell ({r}, {c}) of the {rows}x{cols} map", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=7,
+              facecolor="#bbbbbb")
+    if scores is not None:
+        img = axes[1].imshow(scores, cmap=SEQUENTIAL, interpolation="nearest")
+        axes[1].add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2.5,
+                                    edgecolor=OKABE_ITO[0]))
+        axes[1].set_xlabel("window column")
+        axes[1].set_ylabel("window row")
+        axes[1].set_title("best class score in every cell", fontsize=9)
+        fig.colorbar(img, ax=axes[1], shrink=0.7, label="score")
+    return fig
+
+
+def border_difference(diff: np.ndarray, title: str):
+    """Where dense and crop features differ inside one window: (h, w) map of |difference|."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    img = ax.imshow(diff, cmap=SEQUENTIAL, interpolation="nearest")
+    ax.set_xlabel("feature-map column inside the window")
+    ax.set_ylabel("feature-map row inside the window")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(img, ax=ax, label="mean |dense - crop|")
+    return fig
+
+
+# --------------------------------------------------------------------------- notebook 06: cost
+
+def cost_curves(sizes, dense, crops, unit: str = "GMACs"):
+    """Cost of one dense pass and of all crops against the image side, on a log scale."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(sizes, crops, "o-", color=OKABE_ITO[5], label="every crop through the classifier")
+    ax.plot(sizes, dense, "s-", color=OKABE_ITO[4], label="one dense pass (convolutionalized)")
+    ax.set_yscale("log")
+    ax.set_xlabel("image side (pixels)")
+    ax.set_ylabel(unit + " (log scale)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ------------------------------------------------------------------ notebook 07: conv as a matrix
+
+def conv_matrix_picture(m: np.ndarray, title: str = ""):
+    """The dense matrix of a conv: each row one output, each column one input; white = zero."""
+    fig, ax = plt.subplots(figsize=(6.5, 6.5 * min(2.0, max(0.25, m.shape[0] / m.shape[1]))))
+    nz = np.where(m != 0, m, np.nan)
+    lim = _signed_limits(m)
+    ax.imshow(nz, aspect="auto", interpolation="nearest", **lim)
+    ax.set_facecolor("white")
+    ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
+    ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
+    ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
+    return fig

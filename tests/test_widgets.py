@@ -137,3 +137,94 @@ def test_score_map_explorer(tiny):
     assert "17 rows" in shown_text(ex.text)
     ex.size.value = 40
     assert "smaller than the 64x64 window" in shown_text(ex.text)
+
+
+# --------------------------------------------------------------------------- 05
+
+def test_cell_view_window_field_and_top_scores(tiny):
+    from fcconv.data import photo
+    from fcconv.widgets.score_maps import cell_view, dense_scores
+
+    model, fcn = tiny
+    image = photo("astronaut", 96)
+    scores = dense_scores(fcn, image)
+    rf = fcconv.receptive_field(fcn, (3, 96, 96))
+    v = cell_view(scores, (2, 5), 64, rf.jump, rf, top=3)
+    assert v["window"] == (2 * 4, 5 * 4, 2 * 4 + 63, 5 * 4 + 63)
+    assert v["field"] == (rf.window(2)[0], rf.window(5)[0], rf.window(2)[1], rf.window(5)[1])
+    ref = model(fcconv.data.imagenet_normalize(image)[None, :, 8:72, 20:84].double())[0]
+    assert [c for c, _ in v["top"]] == ref.topk(3).indices.tolist()
+    with pytest.raises(ValueError, match="within the 9x9 score map"):
+        cell_view(scores, (9, 0), 64, rf.jump, rf)
+
+
+def test_photo_score_explorer_moves_the_window(tiny):
+    from fcconv.widgets.score_maps import PhotoScoreExplorer
+
+    _, fcn = tiny
+    ex = PhotoScoreExplorer(fcn, window=64, sizes=(64, 128), step=8, size=96)
+    assert (ex.row.max, ex.col.max) == (8, 8)
+    changes_png(ex, ex.out, ex.col, 4)
+    assert "Cell (0, 4)" in shown_text(ex.text)
+    ex.size.value = 128
+    assert ex.row.max == 16
+
+
+def test_photo_rejects_unknown_names():
+    from fcconv.data import photo
+
+    with pytest.raises(ValueError, match="photo must be one of"):
+        photo("lena")
+    assert photo("coffee", 50).shape == (3, 50, 50)
+
+
+# --------------------------------------------------------------------------- 06
+
+def test_cost_at_counts_vgg16_at_384_without_running_it():
+    from fcconv.widgets.efficiency import cost_at
+
+    vgg = fcconv.vgg16(device="meta")
+    r = cost_at(vgg, fcconv.convolutionalize(vgg, (3, 224, 224)), 224, 3, 384, measure=False)
+    assert r["windows"] == 36
+    assert (round(r["crops_macs"] / 1e9, 1), round(r["dense_macs"] / 1e9, 1)) == (556.9, 49.6)
+
+
+def test_efficiency_explorer_measures_both_ways(tiny):
+    from fcconv.widgets.efficiency import EfficiencyExplorer
+
+    model, fcn = tiny
+    ex = EfficiencyExplorer(model, fcn, window=64, channels=3, max_size=96)
+    assert "windows scored</td><td>1<" in shown_text(ex.out)
+    ex.size.value = 80
+    text = shown_text(ex.out)
+    assert "windows scored</td><td>25<" in text and "faster on this machine" in text
+
+
+def test_results_table_is_read_not_retyped():
+    from fcconv.results import read_table
+
+    machine, rows = read_table("dense_vs_crops_cpu")
+    assert "cores" in machine and {r["input"] for r in rows} >= {"384"}
+    with pytest.raises(ValueError, match="no section"):
+        read_table("no_such_benchmark")
+
+
+# --------------------------------------------------------------------------- 07
+
+def test_conv_matrix_view_counts():
+    from fcconv.widgets.conv_matrix import conv_matrix_view
+
+    v = conv_matrix_view(6, 3, 1, 0)
+    assert v["matrix"].shape == (16, 36) and v["out_size"] == 4
+    assert (v["weights"], v["nonzero"], v["entries"]) == (9, 16 * 9, 16 * 36)
+    assert conv_matrix_view(7, 3, 2, 0)["matrix"].shape == (9, 49)
+
+
+def test_conv_matrix_explorer_and_its_message():
+    from fcconv.widgets.conv_matrix import ConvMatrixExplorer
+
+    ex = ConvMatrixExplorer()
+    changes_png(ex, ex.out, ex.stride, 2)
+    assert "9</b> weights" in shown_text(ex.text)
+    ex.kernel.value = 7                                  # 7 > 6 + 2*0
+    assert "does not fit" in shown_text(ex.text) and shown_png(ex.out) is None

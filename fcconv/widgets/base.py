@@ -63,14 +63,17 @@ def shown_text(out: widgets.Output) -> str:
     return "\n".join(parts)
 
 
-def never_raise(out_attr: str = "out"):
-    """Decorate an explorer's update method: any ValueError/TypeError becomes a message."""
+def never_raise(out_attr: str = "out", clear: tuple[str, ...] = ()):
+    """Decorate an explorer's update method: any ValueError/TypeError becomes a message in
+    ``out_attr``, and the outputs named in ``clear`` are emptied (no stale picture stays)."""
     def wrap(method):
         @functools.wraps(method)
         def inner(self, *args, **kwargs):
             try:
                 return method(self, *args, **kwargs)
             except (ValueError, TypeError, RuntimeError) as err:
+                for name in clear:
+                    getattr(self, name).outputs = ()
                 show_message(getattr(self, out_attr), str(err))
         return inner
     return wrap

@@ -49,7 +49,7 @@ class ScoreMapExplorer:
         self.update()
         self.box = widgets.VBox([widgets.HBox([self.size, self.cls]), self.text, self.out])
 
-    @never_raise("text")
+    @never_raise("text", clear=("out",))
     def update(self) -> None:
         v = score_map_view(self.fcn, self.image, self.size.value, self.cls.value, self.window)
         show_html(self.text, f"<p>{self.size.value}x{self.size.value} input: "

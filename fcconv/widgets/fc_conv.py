@@ -66,7 +66,7 @@ class FCvsConvExplorer:
                                                widgets.VBox([self.w, self.k])]),
                                  self.out, self.text])
 
-    @never_raise()
+    @never_raise(clear=("text",))
     def update(self) -> None:
         r = fc_vs_conv(self.c.value, self.h.value, self.w.value, self.k.value)
         show_png(self.out, figure_png(plots.matrix_and_filters(r["weight"], r["filters"])))

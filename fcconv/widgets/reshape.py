@@ -60,7 +60,7 @@ class WeightRowExplorer:
         self.box = widgets.VBox([widgets.HBox([self.neuron, self.channel]), self.order,
                                  self.out, self.text])
 
-    @never_raise()
+    @never_raise(clear=("text",))
     def update(self) -> None:
         v = row_view(self.weight, self.in_shape, self.neuron.value, self.channel.value,
                      self.order.value)

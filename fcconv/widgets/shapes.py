@@ -67,7 +67,7 @@ class ShapesExplorer:
         self.entry.value = MODELS[change["new"]][1][-1]  # jump to the training size
         self.update()
 
-    @never_raise("table")
+    @never_raise("table", clear=("picture",))
     def update(self) -> None:
         t = shapes_view(self.arch.value, self.entry.value, self.conv.value)  # entry: any size
         show_html(self.table, t._repr_html_())
