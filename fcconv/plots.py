@@ -268,3 +268,67 @@ def conv_matrix_picture(m: np.ndarray, title: str = ""):
     ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
     ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
     return fig
+
+
+# ------------------------------------------------------------------ notebook 08: digits
+
+def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: int = 4,
+                  window: int = 28, title: str = ""):
+    """A canvas with ground-truth boxes (dashed), detections (solid, labelled) and, optionally,
+    a (rows, cols) heat map drawn over the window centres."""
+    fig, ax = plt.subplots(figsize=(5.4, 5.4))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    if heat is not None:
+        rows, cols = heat.shape
+        half = window / 2 - jump / 2
+        ax.imshow(heat, cmap=SEQUENTIAL, alpha=0.55, vmin=0, vmax=1, interpolation="nearest",
+                  extent=(half - 0.5, half + cols * jump - 0.5, half + rows * jump - 0.5,
+                          half - 0.5))
+    for x0, y0, x1, y1, _label in boxes:
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                               ls="--", lw=1, edgecolor=OKABE_ITO[1]))
+    for x0, y0, x1, y1, label, score in detections:
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                               lw=2, edgecolor=OKABE_ITO[0]))
+        ax.text(x0, y0 - 2, f"{label} ({score:.2f})", color="black", fontsize=8,
+                bbox={"facecolor": OKABE_ITO[0], "edgecolor": "none", "pad": 1})
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    ax.set_xlabel("x (pixels)   dashed: ground truth, orange: detections")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def class_heatmaps(probs: np.ndarray, classes, names=None):
+    """One small heat map of probabilities per class: (K, rows, cols)."""
+    fig, axes = plt.subplots(1, len(classes), figsize=(2.2 * len(classes), 2.6), squeeze=False)
+    for ax, k in zip(axes[0], classes):
+        img = ax.imshow(probs[k], cmap=SEQUENTIAL, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(names[k] if names else f"class {k}", fontsize=9)
+        ax.set_xlabel("window column", fontsize=7)
+        ax.set_ylabel("window row", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.colorbar(img, ax=axes[0].tolist(), shrink=0.8, label="probability")
+    return fig
+
+
+def segmentation_pair(pred: np.ndarray, truth: np.ndarray, background: int = 10):
+    """Predicted and true per-pixel labels side by side (background white)."""
+    from matplotlib.colors import ListedColormap
+
+    colours = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+               "#000000", "#999999", "#882255", "#ffffff"]
+    cmap = ListedColormap(colours[: background + 1])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+    for ax, labels, name in ((axes[0], pred, "predicted (upsampled score map)"),
+                             (axes[1], truth, "ground truth (ink pixels)")):
+        ax.imshow(labels, cmap=cmap, vmin=-0.5, vmax=background + 0.5, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("x (pixels)")
+        ax.set_ylabel("y (pixels)")
+    handles = [Rectangle((0, 0), 1, 1, color=colours[k]) for k in range(background)]
+    fig.subplots_adjust(bottom=0.25)
+    fig.legend(handles, [str(k) for k in range(background)], loc="lower center", ncol=10,
+               fontsize=8, title="digit")
+    return fig
