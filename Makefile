@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fcconv-installed
 
-.PHONY: lab test lint venv clean-venv notebooks-clean
+.PHONY: lab test lint venv clean-venv notebooks-clean exercises
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
@@ -27,6 +27,10 @@ lint: $(STAMP)
 # Strip outputs and execution counts from every committed notebook.
 notebooks-clean: $(STAMP)
 	$(BIN)/python -m fcconv.nbtools strip notebooks/*.ipynb
+
+# exercises/ is generated from solutions/ (never edit it by hand).
+exercises: $(STAMP)
+	$(BIN)/python -m fcconv.exercises
 
 clean-venv:
 	rm -rf $(VENV)

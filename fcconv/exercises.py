@@ -1,0 +1,84 @@
+"""Generate exercises/ from solutions/: the single source of the self-check exercises.
+
+Every answer cell of a solution notebook holds its answer between nbgrader's markers
+``### BEGIN SOLUTION`` and ``### END SOLUTION``. The exercise notebook gets the same cells with
+that part replaced by a stub that runs without error: ``raise NotImplementedError()`` inside a
+function (the check reports "not attempted"), or the cell's ``fcconv.stub`` line at top level.
+
+    python -m fcconv.exercises           # (re)write exercises/
+    python -m fcconv.exercises --check   # exit 1 when exercises/ is out of date
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+_REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n.*?^[ \t]*{re.escape(END)}[^\n]*$",
+                     re.S | re.M)
+
+
+def stub_source(source: str, stub: str | None = None) -> str:
+    """Replace every solution region of a cell's source with a stub (same indentation)."""
+    def replace(m: re.Match) -> str:
+        indent = m.group(1)
+        body = "raise NotImplementedError()" if indent or stub is None else stub
+        return f"{indent}# YOUR CODE HERE\n{indent}{body}"
+
+    if BEGIN not in source:
+        raise ValueError(f"an answer cell has no {BEGIN!r} marker:\n{source}")
+    return _REGION.sub(replace, source)
+
+
+def exercise_ids(nb) -> list[str]:
+    """The exercises a notebook holds, in order, from its check cells."""
+    return [c.metadata["fcconv"]["exercise"] for c in nb.cells
+            if c.metadata.get("fcconv", {}).get("role") == "check"]
+
+
+def make_exercise(solution) -> nbformat.NotebookNode:
+    """The student version of a solution notebook (a new notebook; the input is untouched)."""
+    nb = copy.deepcopy(solution)
+    for cell in nb.cells:
+        meta = cell.metadata.get("fcconv", {})
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if meta.get("role") == "answer":
+                cell.source = stub_source(cell.source, meta.get("stub"))
+    # The grader compares what it finds with this list: a deleted check cell is then reported.
+    nb.metadata["fcconv"] = {"exercises": exercise_ids(nb), "generated_from":
+                             "solutions/ by python -m fcconv.exercises; do not edit by hand"}
+    return nb
+
+
+def generate(root: Path = ROOT) -> dict[Path, str]:
+    """Every exercises/ notebook's text, keyed by path."""
+    out = {}
+    for path in sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb")):
+        nb = make_exercise(nbformat.read(path, as_version=4))
+        out[root / "exercises" / path.name] = nbformat.writes(nb) + "\n"
+    return out
+
+
+def main(argv: list[str]) -> int:
+    files = generate()
+    stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
+    if "--check" in argv:
+        for p in stale:
+            print(f"out of date: {p.relative_to(ROOT)} (run python -m fcconv.exercises)")
+        return 1 if stale else 0
+    for p in stale:
+        p.parent.mkdir(exist_ok=True)
+        p.write_text(files[p])
+        print(f"wrote {p.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
