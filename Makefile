@@ -1,13 +1,17 @@
 # The two commands a learner needs: `make lab` and `make test`. Both set up .venv first.
+# `make lab` opens notebooks/00_setup_check; exercises/ and solutions/ are one folder up.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fcconv-installed
+# JupyterLab refuses to run as root unless told; containers and CI often are root.
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test lint venv clean-venv notebooks-clean exercises
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
+		--LabApp.default_url=/lab/tree/notebooks/00_setup_check.ipynb
 
 test: $(STAMP)
 	$(BIN)/ruff check .
