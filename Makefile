@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.fcconv-installed
 # JupyterLab refuses to run as root unless told; containers and CI often are root.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint venv clean-venv notebooks-clean exercises
+.PHONY: lab test lint venv clean-venv notebooks-clean exercises present handouts
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
@@ -18,6 +18,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 venv: $(STAMP)
+
+# Present one walkthrough as a Voila app (code hidden, widgets live, offline): make present NB=05
+# With no NB, an index page links every walkthrough. The "fcconv" template loads nothing from a CDN.
+NB ?=
+present: $(STAMP)
+	@nb="$(if $(NB),$(wildcard notebooks/$(NB)_*.ipynb),notebooks/)"; \
+	test -n "$$nb" || { echo "no walkthrough notebooks/$(NB)_*.ipynb (try NB=05)"; exit 2; }; \
+	echo "presenting $$nb (Ctrl-C to stop)"; \
+	JUPYTER_PATH="$(CURDIR)/share/jupyter" $(BIN)/voila --template=fcconv "$$nb"
 
 # Re-install only when the dependency list changes; an unchanged tree starts in seconds.
 $(STAMP): pyproject.toml constraints.txt

@@ -180,3 +180,47 @@ def screenshot(page, name: str) -> pathlib.Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+class Voila:
+    """``make present``'s server: Voila with the course's offline template, on a free port."""
+
+    def __init__(self, target: pathlib.Path):
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-voila-"))
+        self.port = _free_port()
+        env = dict(os.environ, JUPYTER_PATH=str(ROOT / "share" / "jupyter"),
+                   JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
+                   JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"), IPYTHONDIR=str(self.tmp / "ipy"),
+                   MPLCONFIGDIR=str(self.tmp / "mpl"))
+        cmd = [sys.executable, "-m", "voila", "--template=fcconv", "--no-browser",
+               f"--port={self.port}", "--Voila.ip=127.0.0.1", str(target)]
+        self.log = open(self.tmp / "voila.log", "w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=str(target.parent if target.is_file() else target))
+        end = time.time() + 60
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("voila exited: " + (self.tmp / "voila.log").read_text())
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(self.url(""), timeout=2)
+                return
+            time.sleep(0.3)
+        raise RuntimeError("voila did not start in time")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def outside_requests(page) -> list[str]:
+    """Every request the page made that did not stay on this machine."""
+    local = ("http://127.0.0.1", "http://localhost", "data:", "blob:", "file:", "about:")
+    return [u for u in page.requests_seen if not u.startswith(local)]

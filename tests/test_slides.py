@@ -1,0 +1,34 @@
+"""Every walkthrough carries valid slide metadata, chosen for a lecture."""
+
+import nbformat
+import pytest
+from conftest import NOTEBOOKS
+
+from fcconv import slides
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_cell_has_a_slide_type_and_every_section_a_slide(path):
+    nb = nbformat.read(path, as_version=4)
+    kinds = [c.metadata.get("slideshow", {}).get("slide_type") for c in nb.cells]
+    assert all(k in slides.SLIDE_TYPES for k in kinds), [i for i, k in enumerate(kinds)
+                                                          if k not in slides.SLIDE_TYPES]
+    assert kinds[0] == "slide"
+    sections = [c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
+    assert sections and all(c.metadata["slideshow"]["slide_type"] == "slide" for c in sections)
+
+
+def test_rules_skip_imports_and_give_explorers_their_own_subslide():
+    cell = nbformat.v4.new_code_cell
+    assert slides.lecture_slide_type(cell("import torch\n\nfrom fcconv import plots")) == "skip"
+    assert slides.lecture_slide_type(cell("from x import Y\n\nY.Explorer()")) == "subslide"
+    assert slides.lecture_slide_type(cell("print(1)")) == "fragment"
+    assert slides.lecture_slide_type(nbformat.v4.new_markdown_cell("## 2. Shapes")) == "slide"
+
+
+def test_annotate_keeps_an_instructors_choice():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# T"),
+                                         nbformat.v4.new_code_cell("print(1)")])
+    nb.cells[1].metadata["slideshow"] = {"slide_type": "notes"}
+    assert slides.annotate(nb) == 1
+    assert nb.cells[1].metadata["slideshow"]["slide_type"] == "notes"
