@@ -41,6 +41,12 @@ lint: $(STAMP)
 notebooks-clean: $(STAMP)
 	$(BIN)/python -m fcconv.nbtools strip notebooks/*.ipynb
 
+# Static HTML of every walkthrough, executed, widgets embedded, viewable offline, in handouts/.
+# Needs npm once, to fetch require.js, the widget renderer and MathJax from the npm registry.
+handouts: $(STAMP)
+	$(BIN)/python -m fcconv.handouts
+	@echo "open handouts/index.html (or serve: $(BIN)/python -m http.server -d handouts)"
+
 # exercises/ is generated from solutions/ (never edit it by hand).
 exercises: $(STAMP)
 	$(BIN)/python -m fcconv.exercises
