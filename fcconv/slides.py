@@ -28,8 +28,15 @@ def lecture_slide_type(cell) -> str:
     return "subslide" if "Explorer(" in src else "fragment"
 
 
+# RISE's settings, read from the notebook: the "white" theme ships its fonts (the default one
+# fetches Google Fonts, which a lecture hall without network cannot reach); long slides scroll.
+RISE = {"theme": "white", "scroll": True, "transition": "none"}
+
+
 def annotate(nb, reset: bool = False) -> int:
-    """Give every cell a slide type; returns how many cells changed."""
+    """Give every cell a slide type (and the notebook RISE's settings); returns cells changed."""
+    if reset or "rise" not in nb.metadata:
+        nb.metadata["rise"] = dict(RISE)
     changed = 0
     for cell in nb.cells:
         show = cell.metadata.setdefault("slideshow", {})
@@ -44,7 +51,8 @@ def main(argv: list[str]) -> int:
     reset = "--reset" in argv
     for path in (a for a in argv if a != "--reset"):
         nb = nbformat.read(path, as_version=4)
-        if annotate(nb, reset):
+        had_rise = "rise" in nb.metadata
+        if annotate(nb, reset) or not had_rise:
             nbformat.write(nb, path)
             print(f"slide metadata written: {path}")
     return 0
