@@ -6,9 +6,7 @@ Goals: fc6-as-conv on a 12x12x512 map within 2x of torch; a 3x3 conv on 56x56x25
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,22 +15,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fcconv import numpy_ops  # noqa: E402
+from fcconv.widgets.efficiency import median_ms  # noqa: E402
 
 # name, input (N, C, H, W), weight (K, C, kh, kw), padding, goal (numpy time / torch time)
 CASES = [
     ("fc6 as 7x7 conv on 12x12x512", (1, 512, 12, 12), (4096, 512, 7, 7), 0, 2.0),
     ("3x3 conv on 56x56x256", (1, 256, 56, 56), (256, 256, 3, 3), 1, 4.0),
 ]
-
-
-def median_ms(fn, repeats: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def blas() -> str:

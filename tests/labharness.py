@@ -51,7 +51,23 @@ def _get_json(url: str):
         return json.loads(r.read())
 
 
-class Lab:
+class _Server:
+    """A server process started by a test; ``stop`` ends it by its process id."""
+
+    proc: subprocess.Popen
+    tmp: pathlib.Path
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Lab(_Server):
     """A running JupyterLab server rooted at ``root_dir``."""
 
     def __init__(self, root_dir: pathlib.Path):
@@ -107,14 +123,6 @@ class Lab:
             time.sleep(0.3)
         raise RuntimeError("no kernel connected to the notebook in time")
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -138,6 +146,19 @@ def chromium_page(tmp_path: pathlib.Path, block_outside: bool = False):
             yield page
         finally:
             ctx.close()
+
+
+@contextlib.contextmanager
+def notebook_in_lab(tmp_path: pathlib.Path, notebook: str, timeout_ms: int = 120_000):
+    """JupyterLab on a copy of notebooks/, ``notebook`` open and run in Chromium: (lab, page)."""
+    require_chromium()
+    lab = Lab(ROOT / "notebooks")
+    try:
+        with chromium_page(tmp_path) as page:
+            open_and_run_all(lab, page, notebook, timeout_ms)
+            yield lab, page
+    finally:
+        lab.stop()
 
 
 def open_and_run_all(lab: Lab, page, notebook: str, timeout_ms: int = 120_000) -> None:
@@ -182,7 +203,7 @@ def screenshot(page, name: str) -> pathlib.Path:
     return path
 
 
-class Voila:
+class Voila(_Server):
     """``make present``'s server: Voila with the course's offline template, on a free port."""
 
     def __init__(self, target: pathlib.Path):
@@ -210,14 +231,6 @@ class Voila:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def outside_requests(page) -> list[str]:

@@ -1,40 +1,25 @@
 """05_score_maps in JupyterLab: picking another cell moves the drawn window (the figure changes)."""
 
 import pytest
-from labharness import (
-    ROOT,
-    Lab,
-    assert_no_error_text,
-    chromium_page,
-    open_and_run_all,
-    require_chromium,
-    screenshot,
-    wait_idle,
-)
+from labharness import assert_no_error_text, notebook_in_lab, screenshot, wait_idle
 
 pytestmark = pytest.mark.browser
 
 
 def test_picking_another_cell_moves_the_window(tmp_path):
-    require_chromium()
-    lab = Lab(ROOT / "notebooks")
-    try:
-        with chromium_page(tmp_path) as page:
-            open_and_run_all(lab, page, "05_score_maps.ipynb", timeout_ms=180_000)
-            box = page.locator(".widget-vbox:has(label:text-is('cell column'))").last
-            img = box.locator(".widget-output img").first
-            img.wait_for(timeout=60_000)
-            before = img.get_attribute("src")
-            assert "Cell (0, 0)" in box.inner_text()
-            handle = box.locator(".widget-slider:has(label:text-is('cell column')) .noUi-handle")
-            handle.focus()
-            handle.press("ArrowRight")
-            handle.press("ArrowRight")
-            wait_idle(page)
-            assert img.get_attribute("src") != before
-            assert "Cell (0, 2)" in box.inner_text()
-            assert_no_error_text(page, "05_score_maps_failure")
-            img.scroll_into_view_if_needed()
-            screenshot(page, "05_score_maps")
-    finally:
-        lab.stop()
+    with notebook_in_lab(tmp_path, "05_score_maps.ipynb", timeout_ms=180_000) as (_lab, page):
+        box = page.locator(".widget-vbox:has(label:text-is('cell column'))").last
+        img = box.locator(".widget-output img").first
+        img.wait_for(timeout=60_000)
+        before = img.get_attribute("src")
+        assert "Cell (0, 0)" in box.inner_text()
+        handle = box.locator(".widget-slider:has(label:text-is('cell column')) .noUi-handle")
+        handle.focus()
+        handle.press("ArrowRight")
+        handle.press("ArrowRight")
+        wait_idle(page)
+        assert img.get_attribute("src") != before
+        assert "Cell (0, 2)" in box.inner_text()
+        assert_no_error_text(page, "05_score_maps_failure")
+        img.scroll_into_view_if_needed()
+        screenshot(page, "05_score_maps")

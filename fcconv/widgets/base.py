@@ -63,6 +63,17 @@ def shown_text(out: widgets.Output) -> str:
     return "\n".join(parts)
 
 
+class Explorer:
+    """An explorer shows ``self.box`` (its controls and outputs) when it is a cell's result."""
+
+    box: widgets.Widget
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)
+
+
 def never_raise(out_attr: str = "out", clear: tuple[str, ...] = ()):
     """Decorate an explorer's update method: any ValueError/TypeError becomes a message in
     ``out_attr``, and the outputs named in ``clear`` are emptied (no stale picture stays)."""

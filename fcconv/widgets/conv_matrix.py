@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .. import numpy_ops, plots
-from .base import figure_png, never_raise, show_html, show_png
+from .base import Explorer, figure_png, never_raise, show_html, show_png
 
 
 def conv_matrix_view(size: int, kernel: int, stride: int, padding: int, channels: int = 1,
@@ -34,7 +34,7 @@ def view_html(v: dict) -> str:
             f"non-zeros would all be separate weights: <b>{v['nonzero']:,}</b>.</p>")
 
 
-class ConvMatrixExplorer:
+class ConvMatrixExplorer(Explorer):
     """Input size, kernel, stride and padding: the matrix picture and the counts update."""
 
     def __init__(self, size: int = 6, kernel: int = 3, stride: int = 1, padding: int = 0):
@@ -56,8 +56,3 @@ class ConvMatrixExplorer:
                              self.padding.value)
         show_html(self.text, view_html(v))
         show_png(self.out, figure_png(plots.conv_matrix_picture(v["matrix"])))
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)

@@ -11,7 +11,7 @@ import torch
 
 from .. import plots
 from ..shapes import receptive_field
-from .base import figure_png, never_raise, show_html, show_png
+from .base import Explorer, figure_png, never_raise, show_html, show_png
 
 
 @torch.no_grad()
@@ -34,7 +34,7 @@ def score_map_view(fcn, image: torch.Tensor, size: int, cls: int, window: int) -
             "windows": rows * cols}
 
 
-class ScoreMapExplorer:
+class ScoreMapExplorer(Explorer):
     """Input size and class: the converted network's score map for that class."""
 
     def __init__(self, fcn, image: torch.Tensor, window: int, size: int | None = None):
@@ -58,8 +58,3 @@ class ScoreMapExplorer:
                              "scored in one pass.</p>")
         title = f"class {self.cls.value}: one score per {self.window}x{self.window} window"
         show_png(self.out, figure_png(plots.score_map(v["scores"], title)))
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)

@@ -10,7 +10,7 @@ from .. import plots
 from ..data import make_canvas
 from ..detect import detect, match, probabilities
 from ..shapes import receptive_field
-from .base import figure_png, never_raise, show_html, show_png
+from .base import Explorer, figure_png, never_raise, show_html, show_png
 
 
 def detector_view(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digits: int,
@@ -29,7 +29,7 @@ def detector_view(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digi
             "counts": match(dets, truth)}
 
 
-class DigitDetectorExplorer:
+class DigitDetectorExplorer(Explorer):
     """Seed, number of digits and noise make a canvas; class and threshold pick what is shown."""
 
     def __init__(self, fcn, digits: np.ndarray, labels: np.ndarray, seed: int = 0):
@@ -59,8 +59,3 @@ class DigitDetectorExplorer:
             v["canvas"].image, [b for b in v["canvas"].boxes
                                 if self.cls.value is None or b[4] == self.cls.value],
             v["detections"], v["heat"], v["jump"])))
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)

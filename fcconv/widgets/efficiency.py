@@ -13,10 +13,11 @@ import torch
 
 from ..shapes import human_macs, receptive_field, trace
 from ..torch_ops import sliding_windows
-from .base import never_raise, show_html
+from .base import Explorer, never_raise, show_html
 
 
-def _median_ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int = 7) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after one warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -41,8 +42,8 @@ def cost_at(model, fcn, window: int, channels: int, size: int, measure: bool = T
     if measure:
         dtype = next(model.parameters()).dtype
         image = torch.randn(1, channels, size, size, dtype=dtype)
-        r["dense_ms"] = _median_ms(lambda: fcn(image), repeats)
-        r["crops_ms"] = _median_ms(lambda: sliding_windows(model, image, window, jump, 256),
+        r["dense_ms"] = median_ms(lambda: fcn(image), repeats)
+        r["crops_ms"] = median_ms(lambda: sliding_windows(model, image, window, jump, 256),
                                    repeats)
     return r
 
@@ -60,7 +61,7 @@ def cost_html(r: dict) -> str:
             f"{body}</table><p><b>dense: {ratio}</b></p>")
 
 
-class EfficiencyExplorer:
+class EfficiencyExplorer(Explorer):
     """An image-size slider: windows, MACs and measured time for crops and for one dense pass."""
 
     def __init__(self, model, fcn, window: int, channels: int, max_size: int, step: int = 8):
@@ -76,8 +77,3 @@ class EfficiencyExplorer:
     def update(self) -> None:
         show_html(self.out, cost_html(cost_at(self.model, self.fcn, self.window, self.channels,
                                               self.size.value)))
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)

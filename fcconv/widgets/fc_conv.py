@@ -11,7 +11,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .. import numpy_ops, plots
-from .base import figure_png, never_raise, show_html, show_png
+from .base import Explorer, figure_png, never_raise, show_html, show_png
 
 MAX_INPUTS = 4096  # keeps the picture readable and the update instant
 
@@ -50,7 +50,7 @@ def summary_html(r: dict) -> str:
             f"<p><b>largest difference: {r['max_diff']:.1e}</b> (float64 rounding)</p>")
 
 
-class FCvsConvExplorer:
+class FCvsConvExplorer(Explorer):
     """Sliders for C, H, W and K; the weight matrix, the filters and both outputs update."""
 
     def __init__(self, c: int = 2, h: int = 3, w: int = 3, k: int = 4):
@@ -71,8 +71,3 @@ class FCvsConvExplorer:
         r = fc_vs_conv(self.c.value, self.h.value, self.w.value, self.k.value)
         show_png(self.out, figure_png(plots.matrix_and_filters(r["weight"], r["filters"])))
         show_html(self.text, summary_html(r))
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)

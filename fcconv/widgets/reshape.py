@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .. import numpy_ops, plots
-from .base import figure_png, never_raise, show_html, show_png
+from .base import Explorer, figure_png, never_raise, show_html, show_png
 
 
 def row_view(weight: np.ndarray, in_shape, neuron: int, channel: int, order: str = "chw") -> dict:
@@ -42,7 +42,7 @@ def positions_html(view: dict, order: str) -> str:
             f"<b>{bool(np.array_equal(view['row'][pos], view['slice']))}</b>.</p>")
 
 
-class WeightRowExplorer:
+class WeightRowExplorer(Explorer):
     """Pick neuron i and channel c of an FC layer on a (C, H, W) volume; flip the flatten order."""
 
     def __init__(self, weight: np.ndarray, in_shape, neuron: int = 0, channel: int = 0):
@@ -67,8 +67,3 @@ class WeightRowExplorer:
         show_png(self.out, figure_png(plots.row_into_cube(v["row"], self.in_shape,
                                                           self.channel.value, self.order.value)))
         show_html(self.text, positions_html(v, self.order.value))
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)

@@ -12,7 +12,7 @@ import torch
 from .. import plots
 from ..data import imagenet_normalize, photo
 from ..shapes import receptive_field
-from .base import figure_png, never_raise, show_html, show_png
+from .base import Explorer, figure_png, never_raise, show_html, show_png
 
 
 @torch.no_grad()
@@ -49,7 +49,7 @@ def cell_html(view: dict, cell) -> str:
             f"<table><tr><th>top classes</th><th>score</th></tr>{rows}</table>")
 
 
-class PhotoScoreExplorer:
+class PhotoScoreExplorer(Explorer):
     """Input size, and a cell picked by row and column: the picture and the cell's top scores."""
 
     def __init__(self, fcn, window: int, sizes=(224, 512), step: int = 32,
@@ -91,8 +91,3 @@ class PhotoScoreExplorer:
         show_png(self.out, figure_png(plots.windows_on_photo(image, self.window, jump, cell, rf,
                                                              scores=view["best"])))
         show_html(self.text, cell_html(view, cell))
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 
-from .base import figure_png, never_raise, show_png
+from .base import Explorer, figure_png, never_raise, show_png
 
 SIGNAL = np.sin(np.linspace(0, 3 * np.pi, 16)).round(2)
 KERNEL = np.array([0.25, 0.5, 0.25])
@@ -40,7 +40,7 @@ def draw(position: int) -> bytes:
     return figure_png(fig)
 
 
-class SetupExplorer:
+class SetupExplorer(Explorer):
     """A slider that redraws the figure: if it moves, widgets work in this JupyterLab."""
 
     def __init__(self):
@@ -54,8 +54,3 @@ class SetupExplorer:
     @never_raise()
     def update(self) -> None:
         show_png(self.out, draw(self.slider.value))
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)

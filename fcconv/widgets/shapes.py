@@ -14,7 +14,7 @@ from .. import plots
 from ..models import MODELS, build
 from ..shapes import conv_output_size, trace
 from ..torch_ops import convolutionalize
-from .base import figure_png, never_raise, show_html, show_message, show_png
+from .base import Explorer, figure_png, never_raise, show_html, show_message, show_png
 
 
 @functools.cache
@@ -37,7 +37,7 @@ def shapes_view(arch: str, size: int, convolutionalized: bool = False):
         raise ValueError(f"{err}.{hint}") from None
 
 
-class ShapesExplorer:
+class ShapesExplorer(Explorer):
     """Architecture, input size (slider and free entry) and a convolutionalized toggle."""
 
     def __init__(self, arch: str = "vgg16", size: int = 224, convolutionalized: bool = False):
@@ -73,11 +73,6 @@ class ShapesExplorer:
         show_html(self.table, t._repr_html_())
         show_png(self.picture, figure_png(plots.volume_stack(t)))
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)
-
 
 def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[int, str]:
     """Output size and the formula in words; notes when (W - F + 2P) / S is not a whole number."""
@@ -94,7 +89,7 @@ def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[in
     return n, text
 
 
-class Slide1DExplorer:
+class Slide1DExplorer(Explorer):
     """Input size, kernel, stride, padding and which output: the 1-D picture and the formula."""
 
     def __init__(self, size: int = 7, kernel: int = 3, stride: int = 1, padding: int = 0):
@@ -125,8 +120,3 @@ class Slide1DExplorer:
                                                        self.stride.value, self.padding.value,
                                                        min(self.position.value, n - 1))))
         show_html(self.note, f"<p>{text}</p>")
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.box)
