@@ -33,38 +33,42 @@ MATHJAX = "static/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
 FONT_DIRS = ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist")
 
 
-def fetch_js(static: Path) -> None:
-    """Put require.js and the widget renderer (embed-amd.js) into ``static`` from npm."""
-    if all((static / f).exists() for f in ("require.min.js", "embed-amd.js", "mathjax")):
-        return
+def fetch_npm(packages, dest: Path) -> None:
+    """Copy files out of npm packages into ``dest``: (name, version, {path in package: path in
+    dest}); a folder is copied whole, "dist/" copies the files directly inside dist."""
     if shutil.which("npm") is None:
-        raise SystemExit("make handouts needs npm (Node.js) once, to fetch require.js and the "
-                         "widget renderer from the npm registry; install Node.js, or copy "
-                         f"require.min.js and embed-amd.js into {static}")
-    static.mkdir(parents=True, exist_ok=True)
+        raise SystemExit("this step needs npm (Node.js) once, to fetch JavaScript from the npm "
+                         f"registry; install Node.js, or put the files into {dest} by hand")
+    dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, version, files in PACKAGES:
+        for name, version, files in packages:
             out = subprocess.run(["npm", "pack", f"{name}@{version}", "--silent"], cwd=tmp,
                                  capture_output=True, text=True, check=True).stdout.split()[-1]
             with tarfile.open(Path(tmp) / out) as tar:
                 tar.extractall(Path(tmp) / name.replace("/", "_"), filter="data")
             package = Path(tmp) / name.replace("/", "_") / "package"
             for src, dst in files.items():
-                if src == ".":
-                    shutil.copytree(package, static / dst, dirs_exist_ok=True)
-                elif src.endswith("/"):
+                if src.endswith("/"):
                     for f in (package / src).iterdir():
-                        if not f.name.endswith(".map"):
-                            shutil.copy(f, static / f.name)
+                        if f.is_file() and not f.name.endswith(".map"):
+                            shutil.copy(f, dest / f.name)
+                elif (package / src).is_dir():
+                    shutil.copytree(package / src, dest / dst, dirs_exist_ok=True)
                 else:
-                    shutil.copy(package / src, static / dst)
+                    shutil.copy(package / src, dest / dst)
+
+
+def fetch_js(static: Path) -> None:
+    """Put require.js, the widget renderer (embed-amd.js) and MathJax into ``static``."""
+    if all((static / f).exists() for f in ("require.min.js", "embed-amd.js", "mathjax")):
+        return
+    fetch_npm(PACKAGES, static)
     for folder in FONT_DIRS:
         target = static.parent / folder
         target.mkdir(parents=True, exist_ok=True)
-        for font in static.glob("*.woff*"):
-            shutil.copy(font, target / font.name)
-        for font in [*static.glob("*.ttf"), *static.glob("*.eot"), *static.glob("*.svg")]:
-            shutil.copy(font, target / font.name)
+        for pattern in ("*.woff*", "*.ttf", "*.eot", "*.svg"):
+            for font in static.glob(pattern):
+                shutil.copy(font, target / font.name)
 
 
 def executed(path: Path, timeout: int = 600):
