@@ -285,8 +285,8 @@ def _dtype_of(mod: nn.Module):
 class _SizeGuard:
     """Checks an input is at least the training size, with the arithmetic in the message."""
 
-    def __init__(self, input_shape: Shape, flat_shape: Shape, fc_in: int):
-        self.input_shape, self.flat_shape, self.fc_in = input_shape, flat_shape, fc_in
+    def __init__(self, input_shape: Shape, flat_shape: Shape):
+        self.input_shape, self.flat_shape = input_shape, flat_shape
 
     def __call__(self, module, args):
         x = args[0]
@@ -338,7 +338,7 @@ def convolutionalize(model: nn.Module, input_shape) -> nn.Module:
     gm.recompile()
     flat_shape = next(iter(flat_nodes.values()))
     gm = _as_sequential(gm) if isinstance(model, nn.Sequential) else gm
-    gm.register_forward_pre_hook(_SizeGuard(input_shape, flat_shape, math.prod(flat_shape)))
+    gm.register_forward_pre_hook(_SizeGuard(input_shape, flat_shape))
     out = run_on_meta(gm, input_shape)
     if any(s != 1 for s in out.shape[2:]):
         raise ValueError(f"the converted model gives {out} at the training size, not (N, K, 1, 1)")
