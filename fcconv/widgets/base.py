@@ -24,10 +24,11 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def show_png(out: widgets.Output, png: bytes) -> None:
-    """Replace what ``out`` shows with one PNG image."""
+def show_png(out: widgets.Output, png: bytes, alt: str = "") -> None:
+    """Replace what ``out`` shows with one PNG image; ``alt`` says in words what it shows now
+    (what a screen reader announces)."""
     out.outputs = ()
-    out.append_display_data(Image(data=png))
+    out.append_display_data(Image(data=png, metadata={"alt": alt} if alt else None))
 
 
 def show_html(out: widgets.Output, html: str) -> None:
