@@ -37,7 +37,8 @@ def _pair(name: str, v, minimum: int) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def _order(order: str) -> str:
+def check_order(order: str) -> str:
+    """``order`` if it is "chw" (PyTorch) or "hwc" (Keras/TensorFlow); ValueError otherwise."""
     if order not in ORDERS:
         raise ValueError(f"order must be 'chw' (PyTorch) or 'hwc' (Keras/TensorFlow); got {order!r}")
     return order
@@ -127,7 +128,7 @@ def fc_to_conv_weight(weight: np.ndarray, in_shape, order: str = "chw") -> np.nd
         raise ValueError(f"Linear expects {weight.shape[1]} inputs but in_shape {c}x{h}x{w} "
                          f"(C x H x W) gives {c * h * w}")
     k = weight.shape[0]
-    if _order(order) == "chw":
+    if check_order(order) == "chw":
         return weight.reshape(k, c, h, w)
     return weight.reshape(k, h, w, c).transpose(0, 3, 1, 2)
 
@@ -135,7 +136,7 @@ def fc_to_conv_weight(weight: np.ndarray, in_shape, order: str = "chw") -> np.nd
 def conv_to_fc_weight(weight: np.ndarray, order: str = "chw") -> np.ndarray:
     """K filters (K, C, H, W) as an FC weight (K, C*H*W), flattening each filter in ``order``."""
     weight = _array("weight", weight, 4, "(K, C, H, W)")
-    if _order(order) == "hwc":
+    if check_order(order) == "hwc":
         weight = weight.transpose(0, 2, 3, 1)
     return weight.reshape(weight.shape[0], -1)
 

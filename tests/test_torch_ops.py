@@ -280,7 +280,7 @@ def test_stride_16_on_a_jump_32_net_takes_four_passes():
 BAD_INPUTS = [
     (lambda: linear_to_conv(nn.Linear(25088, 10), (512, 6, 6)),
      ValueError, "Linear expects 25088 inputs but in_shape 512x6x6 gives 18432 = 512x6x6"),
-    (lambda: linear_to_conv(nn.Conv2d(1, 1, 1), (1, 1, 1)), TypeError, "must be an Linear; got Conv2d"),
+    (lambda: linear_to_conv(nn.Conv2d(1, 1, 1), (1, 1, 1)), TypeError, "linear must be a torch.nn.Linear; got Conv2d"),
     (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2), order="cwh"), ValueError, "order must be 'chw'"),
     (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2, 1)), ValueError, "in_shape must be (C,)"),
     (lambda: conv_to_linear(nn.Conv2d(3, 4, 3), (1, 8, 8)), ValueError, "expects 3 input channels"),
@@ -290,7 +290,7 @@ BAD_INPUTS = [
      "is not an identity here"),
     (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), (1, 8, 8)), ValueError,
      "found no flatten"),
-    (lambda: convolutionalize("vgg16", (3, 224, 224)), TypeError, "model must be an Module; got str"),
+    (lambda: convolutionalize("vgg16", (3, 224, 224)), TypeError, "model must be a torch.nn.Module; got str"),
     (lambda: convolutionalize(fcconv.lenet5(), (1, 32)), ValueError,
      "the model cannot run on input (1, 32)"),
     (lambda: convolutionalize(fcconv.vgg16(device="meta"), (3, 224, 224))(
@@ -300,7 +300,7 @@ BAD_INPUTS = [
      "window 224x224 does not fit in the 100x100 image"),
     (lambda: sliding_windows(nn.Identity(), torch.zeros(3, 100, 100), 10, 0), ValueError,
      "stride must be a positive int"),
-    (lambda: sliding_windows(nn.Identity(), [[0.0]], 1, 1), TypeError, "image must be an Tensor"),
+    (lambda: sliding_windows(nn.Identity(), [[0.0]], 1, 1), TypeError, "image must be a torch.Tensor"),
     (lambda: stitch_passes(32, 12), ValueError, "step must divide the network's jump 32; got 12"),
     (lambda: shift_and_stitch(convolutionalize(fcconv.tiny_vgg(), (3, 64, 64)),
                               torch.zeros(1, 3, 64, 64), 3), ValueError, "must divide"),
