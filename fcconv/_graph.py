@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -146,12 +147,22 @@ class Graph:
 
 
 def where(node: fx.Node, name: str | None = None) -> str:
-    """'F.max_pool2d (line 12 of forward: x = F.max_pool2d(x, 2))': the op and its source line."""
-    label = name or node.name
-    frame = re.search(r'File "([^"]+)", line (\d+), in (\w+)\n\s+(.*)', node.stack_trace or "")
-    if frame is None:
-        return repr(label)
-    return f"{label!r} (line {frame[2]} of {frame[3]}: {frame[4].strip()})"
+    """'max_pool2d' (line 12 of forward: x = F.max_pool2d(x, 2))': the op and its source line.
+
+    The line is the first frame of the model's own code; a layer of an nn.Sequential has none
+    (its call is inside PyTorch), so it is named by its path and type: '3' (MaxPool2d).
+    """
+    label = repr(name or node.name)
+    if node.op == "call_module":
+        label += f" ({type(node.graph.owning_module.get_submodule(node.target)).__name__})"
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\w+)\n\s+(.*)', node.stack_trace or "")
+    own = [f for f in frames if _TORCH_DIR not in f[0]]
+    if not own:
+        return label
+    return f"{label} (line {own[0][1]} of {own[0][2]}: {own[0][3].strip()})"
+
+
+_TORCH_DIR = str(Path(torch.__file__).parent)
 
 
 def unknown(why: str) -> Geo:
@@ -300,8 +311,8 @@ class _Walk(fx.Interpreter):
             return self.softmax(step, g, mod.dim, x)
         if isinstance(mod, POINTWISE) or (isinstance(mod, nn.LayerNorm) and g.kind != "map"):
             return g
-        return unknown(f"{where(n, step.name)} is a {step.kind}: fcconv does not know how it "
-                       "moves pixels, so it cannot say which input pixels reach an output cell")
+        return unknown(f"{where(n, step.name)}: fcconv does not know how this layer moves "
+                       "pixels, so it cannot say which input pixels reach an output cell")
 
     def function_geo(self, step: Step, args, kwargs, out) -> Geo:
         n, t = step.node, n_target(step.node)
@@ -377,7 +388,7 @@ class _Walk(fx.Interpreter):
                     conv_output_size(size, k, s, p, d, False):
                 step.notes["ceil_partial"] = (
                     f"{where(step.node, step.name)} has ceil_mode=True and here its last window "
-                    f"hangs over the edge of the {size}-cell axis {axis}: at this size that cell "
+                    f"hangs over the edge of the {size}-cell {_axis_name(axis, nsp)} axis: at this size that cell "
                     "pools a partial window, on a larger image a full one, so no dense pass can "
                     "equal the crops; use ceil_mode=False or a size where the windows fit")
             elif ceil:
@@ -646,6 +657,10 @@ def _union(fields: list[Field]) -> Field | str:
         start.append(spans[0][0])
         size.append(end - spans[0][0] + 1)
     return Field(tuple(size), first.jump, tuple(start))
+
+
+def _axis_name(axis: int, nsp: int) -> str:
+    return ("L",)[axis] if nsp == 1 else ("H", "W")[axis] if nsp == 2 else ("D", "H", "W")[axis]
 
 
 def _side(v) -> str:
