@@ -79,6 +79,10 @@ CATS = {torch.cat, torch.concat}
 LINEAR_FUNCS = {F.linear}
 
 
+# Notes on a Step that convolutionalize refuses (the others it can fix).
+REFUSALS = ("size_arg", "global", "ceil_partial", "adaptive")
+
+
 # --------------------------------------------------------------------------- what a node is
 
 @dataclass(frozen=True)
@@ -140,6 +144,11 @@ class Graph:
     steps: dict[fx.Node, Step]
     input_shape: Shape
 
+    def has_news(self) -> bool:
+        """Whether some step has something to explain: an unknown geometry or a note."""
+        return any(s.geo.kind == "unknown" or set(s.notes) & set(REFUSALS)
+                   for s in self.steps.values())
+
     def outputs(self) -> list[fx.Node]:
         out = next(n for n in self.gm.graph.nodes if n.op == "output")
         found = out.args[0]
@@ -183,11 +192,11 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
-def symbolic_trace(model: nn.Module) -> fx.GraphModule:
-    """The model as an fx graph, with each node's source line recorded; a clear error if fx
-    cannot follow ``forward`` (data-dependent control flow, for instance)."""
+def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
+    """The model as an fx graph (``lines``: with each node's source line, for messages); a clear
+    error if fx cannot follow ``forward`` (data-dependent control flow, for instance)."""
     tracer = _Tracer()
-    tracer.record_stack_traces = True
+    tracer.record_stack_traces = lines
     try:
         graph = tracer.trace(model)
     except Exception as err:  # fx raises many kinds; say what it means for the learner
@@ -202,9 +211,20 @@ class _Tracer(fx.Tracer):
         return isinstance(m, CropToWindows) or super().is_leaf_module(m, qualname)
 
 
-def analyse(model: nn.Module, input_shape: Shape, gm: fx.GraphModule | None = None) -> Graph:
-    """Walk ``model`` at ``input_shape`` (no batch dim): a Step for every node."""
-    gm = gm if gm is not None else symbolic_trace(model)
+def analyse(model: nn.Module, input_shape: Shape, explain: bool = True) -> Graph:
+    """Walk ``model`` at ``input_shape`` (no batch dim): a Step for every node.
+
+    Recording source lines costs milliseconds per node, so the walk runs without them and, if
+    ``explain``, runs again with them only when it has something to explain (an unknown op, a
+    refusal note), so that the messages can quote the line of ``forward``.
+    """
+    graph = _analyse(symbolic_trace(model), input_shape)
+    if explain and graph.has_news():
+        graph = _analyse(symbolic_trace(model, lines=True), input_shape)
+    return graph
+
+
+def _analyse(gm: fx.GraphModule, input_shape: Shape) -> Graph:
     walk = _Walk(gm)
     x = torch.empty((BATCH, *input_shape), device="meta", dtype=model_dtype(gm))
     try:
@@ -238,7 +258,7 @@ class _Walk(fx.Interpreter):
         self.seen_params: set[int] = set()
 
     def call_module(self, target, args, kwargs):
-        mod = self.fetch_attr(target)
+        mod = self.module.get_submodule(target)
         return torch.func.functional_call(mod, meta_state(mod), args, kwargs)
 
     def fetch_attr(self, target: str):
@@ -384,8 +404,7 @@ class _Walk(fx.Interpreter):
         padding = _per_axis(padding, nsp)
         for axis, (size, k, s, p, d) in enumerate(zip(x.shape[2:], kernel, stride, padding,
                                                       dilation)):
-            if ceil and conv_output_size(size, k, s, p, d, True) != \
-                    conv_output_size(size, k, s, p, d, False):
+            if ceil and conv_output_size(size, k, s, p, d, True) != _floor_size(size, k, s, p, d):
                 step.notes["ceil_partial"] = (
                     f"{where(step.node, step.name)} has ceil_mode=True and here its last window "
                     f"hangs over the edge of the {size}-cell {_axis_name(axis, nsp)} axis: at this size that cell "
@@ -657,6 +676,14 @@ def _union(fields: list[Field]) -> Field | str:
         start.append(spans[0][0])
         size.append(end - spans[0][0] + 1)
     return Field(tuple(size), first.jump, tuple(start))
+
+
+def _floor_size(size, k, s, p, d) -> int:
+    """Output length without ceil_mode; 0 where not even one whole window fits."""
+    try:
+        return conv_output_size(size, k, s, p, d)
+    except ValueError:
+        return 0
 
 
 def _axis_name(axis: int, nsp: int) -> str:

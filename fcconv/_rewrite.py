@@ -17,7 +17,7 @@ from .formulas import format_shape
 
 Shape = tuple[int, ...]
 
-_REFUSED_NOTES = ("size_arg", "global", "ceil_partial")
+_REFUSED_NOTES = tuple(n for n in _graph.REFUSALS if n != "adaptive")  # adaptive: own message
 
 
 # --------------------------------------------------------------------------- refuse

@@ -30,8 +30,7 @@ def convolutionalize(model: nn.Module, input_shape) -> nn.Module:
     """
     expect(model, nn.Module, "model")
     shape = checked_shape("input_shape", input_shape, (2, 3))
-    gm = _graph.symbolic_trace(copy.deepcopy(model))
-    graph = _graph.analyse(gm, shape, gm)
+    graph = _graph.analyse(copy.deepcopy(model), shape)
     flats = _rewrite.refuse_what_cannot_slide(graph)
     _rewrite.simplify_trunk(graph)
     _rewrite.convert_head(graph, flats)

@@ -202,11 +202,11 @@ def _field(f: _graph.Field | None) -> ReceptiveField | None:
     return ReceptiveField(_squeeze(f.size), _squeeze(f.jump), _squeeze(f.start))
 
 
-def _analyse(model: nn.Module, input_shape) -> _graph.Graph:
+def _analyse(model: nn.Module, input_shape, explain: bool) -> _graph.Graph:
     _check_model(model)
     shape = _normalize_input_shape(model, input_shape)
     try:
-        return _graph.analyse(model, shape)
+        return _graph.analyse(model, shape, explain)
     except ValueError as err:
         if str(err).startswith(("the model cannot run", "fcconv follows")):
             raise
@@ -220,7 +220,7 @@ def trace(model: nn.Module, input_shape) -> Trace:
     One row per layer call (a module, or a conv/pool written as a function); out_shape has no
     batch dim; a parameter shared by several calls is counted on the first.
     """
-    g = _analyse(model, input_shape)
+    g = _analyse(model, input_shape, explain=False)
     rows = [Row(s.name, s.kind, s.desc, tuple(s.out[1:]), s.params, s.macs,
                 _field(s.geo.field) if s.geo.kind != "unknown" else None)
             for s in g.steps.values() if s.layer and s.out is not None]
@@ -233,7 +233,7 @@ def receptive_field(model: nn.Module, input_shape) -> ReceptiveField:
     input_shape as for ``trace``. Follows every path through ``forward``; raises ValueError
     naming the op (and its line) where the field is not one window the same for every cell.
     """
-    g = _analyse(model, input_shape)
+    g = _analyse(model, input_shape, explain=True)
     outs = [o for o in g.outputs() if isinstance(o, torch.fx.Node)]
     if len(outs) != 1:
         raise ValueError(f"the model returns {len(outs)} outputs; ask about one head at a time "
