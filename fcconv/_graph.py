@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 import operator
 import re
-from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -407,9 +407,10 @@ class _Walk(fx.Interpreter):
             if ceil and conv_output_size(size, k, s, p, d, True) != _floor_size(size, k, s, p, d):
                 step.notes["ceil_partial"] = (
                     f"{where(step.node, step.name)} has ceil_mode=True and here its last window "
-                    f"hangs over the edge of the {size}-cell {_axis_name(axis, nsp)} axis: at this size that cell "
-                    "pools a partial window, on a larger image a full one, so no dense pass can "
-                    "equal the crops; use ceil_mode=False or a size where the windows fit")
+                    f"hangs over the edge of the {size}-cell {_axis_name(axis, nsp)} axis: at this "
+                    "size that cell pools a partial window, on a larger image a full one, so no "
+                    "dense pass can equal the crops; use ceil_mode=False or a size where the "
+                    "windows fit")
             elif ceil:
                 step.notes["ceil_fits"] = "ceil_mode=True, but every window fits"
         if indices:

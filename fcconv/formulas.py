@@ -6,7 +6,6 @@ indexes an image (row first). Every other module calls these instead of re-deriv
 
 from __future__ import annotations
 
-
 # --------------------------------------------------------------------------- argument checks
 
 def checked_int(name: str, value, minimum: int) -> int:

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from . import _graph
-from .formulas import checked_int, checked_shape, conv_output_size, format_shape
 from ._graph import model_dtype
+from .formulas import checked_int, checked_shape, conv_output_size, format_shape
 
 Shape = tuple[int, ...]
 

@@ -303,7 +303,8 @@ class Residual3(nn.Module):
 BAD_INPUTS = [
     (lambda: linear_to_conv(nn.Linear(25088, 10), (512, 6, 6)),
      ValueError, "Linear expects 25088 inputs but in_shape 512x6x6 gives 18432 = 512x6x6"),
-    (lambda: linear_to_conv(nn.Conv2d(1, 1, 1), (1, 1, 1)), TypeError, "linear must be a torch.nn.Linear; got Conv2d"),
+    (lambda: linear_to_conv(nn.Conv2d(1, 1, 1), (1, 1, 1)), TypeError,
+     "linear must be a torch.nn.Linear; got Conv2d"),
     (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2), order="cwh"), ValueError, "order must be 'chw'"),
     (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2, 1)), ValueError, "in_shape must be (C,)"),
     (lambda: conv_to_linear(nn.Conv2d(3, 4, 3), (1, 8, 8)), ValueError, "expects 3 input channels"),
@@ -368,7 +369,7 @@ def test_bad_input_gets_a_clear_error(call, error, text):
     assert text in str(info.value)
 
 
-# --------------------------------------------------------------------------- the ten silent wrong answers
+# ---------------------------------------------------------------------- the ten silent wrong answers
 # Each: the converted net equals sliding windows in float64 at the net's jump, or a clear refusal.
 
 def dense_equals_crops(model, shape, big, **kw):
