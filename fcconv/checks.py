@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import numpy_ops
-from .shapes import conv_output_size
+from . import formulas, numpy_ops
+from .formulas import cell_window, conv_output_size
 
 MARK = "[fcconv-check]"
 
@@ -177,7 +177,7 @@ def score_map_side(fn, exercise: str = "02.2") -> Verdict:
     """fn(size) -> the side of VGG16's score map for a size x size input (224 window, jump 32)."""
     def body():
         for size in range(224, 1025, 8):
-            want = (size - 224) // 32 + 1
+            want = formulas.score_map_side(size, 224, 32)
             got = _call(fn, size)
             if got == want:
                 continue
@@ -366,7 +366,7 @@ def window_of(fn, exercise: str = "05.1") -> Verdict:
         for _ in range(20):
             r, c = (int(v) for v in rng.integers(0, 10, 2))
             jump, window = int(rng.choice([4, 16, 32])), int(rng.choice([28, 64, 224]))
-            want = (r * jump, c * jump, r * jump + window - 1, c * jump + window - 1)
+            want = cell_window((r, c), window, jump)
             got = tuple(_call(fn, r, c, jump, window))
             if got == want:
                 continue
@@ -427,11 +427,11 @@ def n_windows(fn, exercise: str = "06.1") -> Verdict:
             for window, stride in ((28, 4), (64, 4), (224, 32)):
                 if window > size:
                     continue
-                want = ((size - window) // stride + 1) ** 2
+                want = formulas.score_map_side(size, window, stride) ** 2
                 got = _call(fn, size, window, stride)
                 if got == want:
                     continue
-                if got == (size - window) // stride + 1:
+                if got == formulas.score_map_side(size, window, stride):
                     return "that is the count along one side: windows form a grid, square it."
                 if got == ((size - window) // stride) ** 2:
                     return "count the first window too: (size - window) // stride + 1 per side."

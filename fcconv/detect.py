@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import BACKGROUND, load_digits, make_canvas
+from .formulas import cell_window, checked_int
 
 WINDOW = 28
 CACHE = Path(__file__).resolve().parents[1] / ".cache"
@@ -145,6 +146,10 @@ def probabilities(fcn: nn.Module, image: np.ndarray) -> torch.Tensor:
 
 def iou(a, b) -> float:
     """Intersection over union of two inclusive boxes (x0, y0, x1, y1)."""
+    for name, box in (("a", a), ("b", b)):
+        if len(box) < 4 or box[2] < box[0] or box[3] < box[1]:
+            raise ValueError(f"box {name} must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0 "
+                             f"(inclusive bounds: at least one pixel); got {tuple(box)}")
     w = min(a[2], b[2]) - max(a[0], b[0]) + 1
     h = min(a[3], b[3]) - max(a[1], b[1]) + 1
     inter = max(w, 0) * max(h, 0)
@@ -167,12 +172,13 @@ def detect(probs: torch.Tensor, jump: int, threshold: float = 0.9, overlap: floa
     """Cells whose best digit probability exceeds ``threshold``, as boxes, after NMS."""
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be between 0 and 1; got {threshold}")
+    jump, window = checked_int("jump", jump, 1), checked_int("window", window, 1)
     digit_probs = probs[:BACKGROUND]
     score, label = digit_probs.max(dim=0)
     rows, cols = torch.nonzero(score > threshold, as_tuple=True)
-    cands = [(int(c) * jump, int(r) * jump, int(c) * jump + window - 1,
-              int(r) * jump + window - 1, int(label[r, c]), float(score[r, c]))
-             for r, c in zip(rows, cols)]
+    cands = [(x0, y0, x1, y1, int(label[r, c]), float(score[r, c]))
+             for r, c in zip(rows, cols)
+             for y0, x0, y1, x1 in [cell_window((int(r), int(c)), window, jump)]]
     return nms(cands, overlap)
 
 
@@ -233,6 +239,7 @@ def segment(probs: torch.Tensor, jump: int, canvas_shape, window: int = WINDOW) 
     bilinear upsampling by ``jump`` (a transposed conv), shifted so that each cell lands on its
     window's centre. Pixels outside every window are BACKGROUND.
     """
+    jump, window = checked_int("jump", jump, 1), checked_int("window", window, 1)
     reach = (window // jump) | 1                       # odd, so the max is centred
     spread = F.max_pool2d(probs[None, :BACKGROUND], reach, stride=1, padding=reach // 2)[0]
     background = 1 - spread.max(dim=0, keepdim=True).values

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Polygon, Rectangle
 
+from .formulas import conv_output_size, score_map_side
+
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
 SEQUENTIAL = "viridis"
 DIVERGING = "PuOr"
@@ -27,8 +29,6 @@ def _signed_limits(*arrays) -> dict:
 def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int):
     """A 1-D input of ``size`` cells with ``padding`` zeros each side and the kernel at output
     ``position``: the picture behind (W - F + 2P) / S + 1."""
-    from .shapes import conv_output_size
-
     n_out = conv_output_size(size, kernel, stride, padding)
     if not 0 <= position < n_out:
         raise ValueError(f"position must be between 0 and {n_out - 1}; got {position}")
@@ -188,7 +188,7 @@ def windows_on_photo(image, window: int, jump: int, cell=(0, 0), rf=None, all_wi
     image: (3, H, W) in [0, 1]. rf: a ReceptiveField. scores: (rows, cols) shown beside it.
     """
     h, w = image.shape[1:]
-    rows, cols = (h - window) // jump + 1, (w - window) // jump + 1
+    rows, cols = score_map_side(h, window, jump), score_map_side(w, window, jump)
     r, c = cell
     if not (0 <= r < rows and 0 <= c < cols):
         raise ValueError(f"cell must be within the {rows}x{cols} map; got ({r}, {c})")

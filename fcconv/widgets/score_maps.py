@@ -11,6 +11,7 @@ import torch
 
 from .. import plots
 from ..data import imagenet_normalize, photo
+from ..formulas import cell_window
 from ..shapes import receptive_field
 from .base import Explorer, figure_png, never_raise, show_html, show_png
 
@@ -34,7 +35,7 @@ def cell_view(scores: torch.Tensor, cell, window: int, jump: int, rf, top: int =
         raise ValueError(f"cell must be within the {rows}x{cols} score map; got ({r}, {c})")
     values, classes = scores[:, r, c].topk(min(top, k))
     (fy0, fy1), (fx0, fx1) = rf.window(r), rf.window(c)
-    return {"window": (r * jump, c * jump, r * jump + window - 1, c * jump + window - 1),
+    return {"window": cell_window((r, c), window, jump),
             "field": (fy0, fx0, fy1, fx1),
             "top": list(zip(classes.tolist(), values.tolist())),
             "best": scores.max(dim=0).values.numpy()}
