@@ -1,24 +1,44 @@
-"""Grade exercise notebooks: run each in a fresh kernel, one cell at a time with a time limit,
-and read the verdict lines that ``fcconv.checks`` prints.
+"""Grade exercise notebooks, trusting nothing a notebook prints.
 
-    python -m fcconv grade exercises/01_fc_is_a_convolution.ipynb [...] [--timeout 60]
+    python -m fcconv grade DIR/*/02_shapes.ipynb [--timeout 60] [--memory 4] [--csv grades.csv]
 
-Prints a score per exercise and a total; exits 0 only when every exercise is correct. A cell
-that runs past the limit (an infinite loop), a syntax error or a deleted check cell is reported
-as such; the grader never hangs on them.
+How one notebook is graded:
+
+1. Its reference is the generated exercise of the same name in exercises/: that (not the
+   submission's metadata) says which exercises there are and what each check cell holds. A check
+   cell deleted or edited in the submission scores 0 with a message, as nbgrader's locked cells do.
+2. The submission runs in a fresh kernel, cell by cell, under a time limit per cell, a memory cap
+   and a cap on the output kept. Its check cells are not run: the grader runs the checks itself.
+3. After the last cell, for each exercise, the grader loads its own copy of ``fcconv.checks``
+   from its file (a learner's patch of the imported module does not reach it) and calls the check
+   on the learner's answer. The verdict comes back as the value of that cell, tagged with a random
+   token the learner's code never saw: printed text is never read.
+4. A cell over the limit is interrupted; a kernel that ignores the interrupt is killed, and one
+   that dies is reported; the notebook's remaining exercises score 0 and the next notebook gets a
+   new kernel. Nothing here raises: every failure becomes a line of the report.
+
+A learner who sets out to cheat can still patch NumPy, PyTorch or the rest of ``fcconv`` from a
+cell before the checks run: one process cannot be made tamper-proof (nbgrader has the same limit).
 """
 
 from __future__ import annotations
 
+import ast
+import csv
+import json
 import re
+import resource
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from .checks import MARK
-
-_LINE = re.compile(rf"{re.escape(MARK)} (\S+) (correct|wrong|not attempted) — (.*)")
+ROOT = Path(__file__).resolve().parents[1]
+EXERCISES = ROOT / "exercises"
+CHECKS_FILE = Path(__file__).with_name("checks.py")
+_CHECK_CALL = re.compile(r"verdict = checks\.(\w+)\((\w+)\)")
+SETUP_TIMEOUT = 300  # the grader's own first cell (imports torch): not the learner's time
 
 
 @dataclass
@@ -36,12 +56,83 @@ class Report:
         return bool(self.results) and self.score == len(self.results)
 
 
-def _expected(nb) -> list[str]:
-    listed = nb.metadata.get("fcconv", {}).get("exercises")
-    if listed:
-        return list(listed)
-    return [c.metadata["fcconv"]["exercise"] for c in nb.cells
-            if c.metadata.get("fcconv", {}).get("role") == "check"]
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    answer: str  # the name the learner's answer is bound to, e.g. my_output_size
+    check_source: str  # the check cell, as generated
+
+
+def reference_exercises(nb) -> list[Exercise]:
+    """The exercises of a generated exercise notebook, read from its check cells."""
+    out = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("fcconv", {})
+        if meta.get("role") == "check":
+            m = _CHECK_CALL.match(cell.source)
+            if not m:
+                raise ValueError(f"check cell of {meta.get('exercise')} does not start with "
+                                 f"'verdict = checks.NAME(ANSWER)': {cell.source!r}")
+            out.append(Exercise(meta["exercise"], m.group(2), cell.source))
+    return out
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip().replace("\r\n", "\n") == b.strip().replace("\r\n", "\n")
+
+
+def _meta_problems(nb) -> list[str]:
+    """Cell metadata that is not what the generator writes: reported, then ignored."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {})
+        for key in ("fcconv", "nbgrader"):
+            if key in meta and not isinstance(meta[key], dict):
+                out.append(f"cell {i + 1}: its metadata '{key}' is {meta[key]!r}, not a mapping "
+                           "(ignored)")
+        fc = meta.get("fcconv")
+        if isinstance(fc, dict) and fc.get("role") in ("answer", "check") and "exercise" not in fc:
+            out.append(f"cell {i + 1}: an {fc['role']} cell without an exercise id (ignored)")
+    return out
+
+
+def _check_cell_status(nb, ex: Exercise) -> str:
+    """'present', 'edited' (a cell still says it is this check) or 'deleted'."""
+    if any(c.cell_type == "code" and _same(c.source, ex.check_source) for c in nb.cells):
+        return "present"
+    for c in nb.cells:
+        fc, ng = c.get("metadata", {}).get("fcconv"), c.get("metadata", {}).get("nbgrader")
+        if (isinstance(fc, dict) and fc.get("exercise") == ex.id and fc.get("role") == "check") or \
+                (isinstance(ng, dict) and ng.get("grade_id") == f"ex{ex.id.replace('.', '_')}_check"):
+            return "edited"
+    return "deleted"
+
+
+def _injected_check(ex: Exercise, token: str) -> str:
+    """Code the grader runs after the learner's cells: a private copy of fcconv.checks judges
+    the answer, and the cell's value is the verdict with the token."""
+    return f"""\
+def _fcconv_grade():
+    import importlib.util, json, sys
+    spec = importlib.util.spec_from_file_location("fcconv._grader_checks", {str(CHECKS_FILE)!r})
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    v = module.CHECKS[{ex.id!r}](globals().get({ex.answer!r}))
+    return json.dumps([{token!r}, v.status, v.message])
+_fcconv_grade()"""
+
+
+def _read_verdict(cell, token: str) -> tuple[str, str] | None:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "execute_result":
+            try:
+                tag, status, message = json.loads(ast.literal_eval(out["data"]["text/plain"]))
+            except (KeyError, ValueError, SyntaxError, TypeError):
+                continue
+            if tag == token:
+                return status, message
+    return None
 
 
 def _error_text(cell) -> str | None:
@@ -51,52 +142,150 @@ def _error_text(cell) -> str | None:
     return None
 
 
-def grade_notebook(path: str | Path, cell_timeout: int = 60) -> Report:
-    """Run one notebook in a fresh kernel; collect every exercise's verdict and every problem."""
-    from nbclient import NotebookClient
+class _Runner:
+    """One kernel, run one cell at a time: a time limit per cell, a hard kill when an interrupt
+    is ignored, a cap on the output kept. ``dead`` says why the kernel is gone, once it is."""
 
-    path = Path(path)
-    report = Report(path)
+    def __init__(self, folder: Path, timeout: int, memory_bytes: int, output_bytes: int):
+        from nbclient import NotebookClient
+
+        class Client(NotebookClient):
+            kept, cap, capped, over = 0, output_bytes, True, False
+
+            def output(self, outs, msg, display_id, cell_index):
+                if self.capped:
+                    content = msg.get("content", {})
+                    self.kept += len(str(content.get("text", ""))) + sum(
+                        len(str(v)) for v in content.get("data", {}).values())
+                    if self.kept > self.cap:
+                        self.over = True
+                        return None
+                return super().output(outs, msg, display_id, cell_index)
+
+        self.nb = nbformat.v4.new_notebook()
+        self.client = Client(self.nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                             interrupt_on_timeout=False, record_timing=False,
+                             resources={"metadata": {"path": str(folder)}})
+        self.timeout, self.memory_bytes, self.dead = timeout, memory_bytes, None
+
+    def limit_memory(self) -> None:  # runs in the kernel's process, before it starts
+        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
+
+    def run(self, source: str, timeout: int | None = None, capped: bool = True):
+        """Run code in the kernel; the executed cell, or None when the kernel is gone."""
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        if self.dead:
+            return None
+        cell = nbformat.v4.new_code_cell(source)
+        self.nb.cells.append(cell)
+        self.client.timeout, self.client.capped = timeout or self.timeout, capped
+        try:
+            return self.client.execute_cell(cell, len(self.nb.cells) - 1)
+        except CellTimeoutError:
+            cell.outputs.append(nbformat.v4.new_output(
+                "error", ename="Timeout", evalue=f"ran longer than {self.timeout} s", traceback=[]))
+            self._interrupt()
+            return cell
+        except DeadKernelError:
+            self.dead = "the kernel died (os._exit, a crash, or out of memory)"
+            return None
+
+    def _interrupt(self) -> None:
+        """Interrupt; if the kernel does not answer a trivial cell soon after, kill it."""
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+        from nbclient.util import run_sync
+
+        run_sync(self.client.km.interrupt_kernel)()
+        probe = nbformat.v4.new_code_cell("None")
+        self.nb.cells.append(probe)
+        self.client.timeout = min(self.timeout, 10)
+        try:
+            self.client.execute_cell(probe, len(self.nb.cells) - 1)
+        except (CellTimeoutError, DeadKernelError):
+            run_sync(self.client.km.shutdown_kernel)(now=True)
+            self.dead = "the kernel ignored the interrupt and was killed"
+
+
+def grade_notebook(path: str | Path, cell_timeout: int = 60, memory_gb: float = 4.0,
+                   output_mb: float = 10.0, reference: Path | None = None) -> Report:
+    """Run one notebook in a fresh kernel and judge every exercise of its reference; never raises."""
+    if cell_timeout <= 0:
+        raise ValueError(f"the time limit per cell must be positive; got {cell_timeout}")
+    report = Report(Path(path))
     try:
-        nb = nbformat.read(path, as_version=4)
+        _grade(report, cell_timeout, int(memory_gb * 2**30), int(output_mb * 2**20),
+               reference or EXERCISES / report.path.name)
+    except Exception as err:  # the last line of defence: this notebook is reported, the run goes on
+        report.problems.append(f"the grader could not finish this notebook: "
+                               f"{type(err).__name__}: {err}")
+    return report
+
+
+def _grade(report: Report, timeout: int, memory: int, output: int, reference: Path) -> None:
+    if not reference.exists():
+        report.problems.append(f"no exercise notebook {reference.name} in {reference.parent}: "
+                               "cannot tell which exercises to grade")
+        return
+    exercises = reference_exercises(nbformat.read(reference, as_version=4))
+    for ex in exercises:  # 0 until a check says otherwise
+        report.results[ex.id] = ("error", "not checked")
+    try:
+        nb = nbformat.read(report.path, as_version=4)
+        cells = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
+        sources = [(i, c.source) for i, c in cells]
     except Exception as err:  # not a notebook at all
         report.problems.append(f"cannot read the notebook: {err}")
-        return report
-    expected = _expected(nb)
-    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
-                            interrupt_on_timeout=True, record_timing=False,
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
-    check_cells: dict[str, int] = {}
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            ex = cell.metadata.get("fcconv", {})
-            if ex.get("role") == "check":
-                check_cells[ex["exercise"]] = index
-            client.execute_cell(cell, index)
-            error = _error_text(cell)
-            if error and error.startswith("KeyboardInterrupt"):
-                report.problems.append(f"cell {index + 1} ran longer than {cell_timeout} s and was "
-                                       "stopped: an infinite loop?")
-            elif error:
-                report.problems.append(f"cell {index + 1} failed: {error}")
-            for out in cell.get("outputs", []):
-                for line in out.get("text", "").splitlines():
-                    m = _LINE.match(line)
-                    if m:
-                        report.results[m.group(1)] = (m.group(2), m.group(3))
-    for ex in expected:
-        if ex in report.results:
-            continue
-        if ex not in check_cells:
-            report.results[ex] = ("missing", "its check cell was deleted: restore it "
-                                             "(copy it from a fresh exercises/ notebook)")
+        return
+    report.problems += _meta_problems(nb)
+    present = []
+    for ex in exercises:
+        status = _check_cell_status(nb, ex)
+        if status == "present":
+            present.append(ex)
         else:
-            cell = nb.cells[check_cells[ex]]
-            report.results[ex] = ("error", f"the check cell did not finish: "
-                                           f"{_error_text(cell) or 'no verdict printed'}")
-    return report
+            report.results[ex.id] = (status, f"its check cell was {status}: restore it (copy it "
+                                             "from a fresh exercises/ notebook)")
+    learner = [(i, s) for i, s in sources if not any(_same(s, ex.check_source) for ex in exercises)]
+    _execute(report, Path(report.path).parent.resolve(), learner, present, timeout, memory, output)
+
+
+def _execute(report, folder, learner, present, timeout, memory, output) -> None:
+    runner = _Runner(folder, timeout, memory, output)
+    try:
+        with runner.client.setup_kernel(preexec_fn=runner.limit_memory):
+            setup = runner.run("import fcconv.checks", timeout=max(SETUP_TIMEOUT, timeout))
+            if setup is not None and _error_text(setup):
+                report.problems.append(f"the grader's setup failed: {_error_text(setup)}")
+            for index, source in learner:
+                cell = runner.run(source)
+                if cell is None:
+                    report.problems.append(f"cell {index + 1}: {runner.dead}")
+                    break
+                error = _error_text(cell)
+                if error and error.startswith("Timeout"):
+                    report.problems.append(f"cell {index + 1} ran longer than {timeout} s and was "
+                                           "stopped: an infinite loop?")
+                elif error:
+                    report.problems.append(f"cell {index + 1} failed: {error}")
+            if runner.client.over:
+                report.problems.append(f"the notebook printed more than {output / 2**20:g} MB: "
+                                       "the rest of its output was dropped")
+            for ex in present:
+                token = secrets.token_hex(16)
+                cell = runner.run(_injected_check(ex, token), capped=False)
+                verdict = cell and _read_verdict(cell, token)
+                if verdict:
+                    report.results[ex.id] = verdict
+                elif cell is None:
+                    report.results[ex.id] = ("error", f"not checked: {runner.dead}")
+                else:
+                    report.results[ex.id] = ("error", f"the check did not finish: "
+                                                      f"{_error_text(cell) or 'no verdict'}")
+    except RuntimeError as err:  # the kernel could not start at all
+        report.problems.append(f"the kernel failed: {err} (is --memory too small?)")
+    if runner.dead and not any(runner.dead in p for p in report.problems):
+        report.problems.append(runner.dead)
 
 
 def format_report(r: Report) -> str:
@@ -110,12 +299,38 @@ def format_report(r: Report) -> str:
     return "\n".join(lines)
 
 
-def main(paths: list[str], cell_timeout: int = 60) -> int:
-    """Grade every notebook; print reports and the total. 0 only when all pass."""
-    reports = [grade_notebook(p, cell_timeout) for p in paths]
-    for r in reports:
-        print(format_report(r))
+def write_csv(reports: list[Report], path: str | Path) -> None:
+    """One row per notebook: student (its folder), notebook, a column per exercise (1 or 0),
+    total, out of, problems — ready to paste into a gradebook."""
+    ids = sorted({ex for r in reports for ex in r.results})
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student", "notebook", *ids, "total", "out_of", "problems"])
+        for r in reports:
+            notes = [f"{ex} {s}: {m}" for ex, (s, m) in sorted(r.results.items())
+                     if s not in ("correct", "wrong", "not attempted")] + r.problems
+            w.writerow([r.path.parent.name, r.path.name,
+                        *[int(r.results[ex][0] == "correct") if ex in r.results else "" for ex in ids],
+                        r.score, len(r.results), "; ".join(notes)])
+
+
+def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, output_mb: float = 10.0,
+         csv_path: str | None = None) -> int:
+    """Grade every notebook (one fresh kernel each); print reports and the total; write the CSV.
+    0 only when every exercise of every notebook is correct."""
+    limits = (("--timeout", cell_timeout), ("--memory", memory_gb), ("--max-output", output_mb))
+    for name, value in limits:
+        if not value > 0:
+            raise ValueError(f"{name} must be positive; got {value}")
+    reports = []
+    for p in paths:
+        reports.append(grade_notebook(p, cell_timeout, memory_gb, output_mb))
+        print(format_report(reports[-1]), flush=True)
     score = sum(r.score for r in reports)
     total = sum(len(r.results) for r in reports)
     print(f"total {score}/{total} ({100 * score / total if total else 0:.0f}%)")
+    if csv_path:
+        write_csv(reports, csv_path)
+        print(f"wrote {csv_path}")
     return 0 if reports and all(r.passed for r in reports) else 1
+
