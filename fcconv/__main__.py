@@ -26,7 +26,7 @@ def _grade(args) -> int:
     from .grade import main as grade_main
 
     return grade_main(args.notebooks, cell_timeout=args.timeout, memory_gb=args.memory,
-                      output_mb=args.max_output, csv_path=args.csv)
+                      output_mb=args.max_output, csv_path=args.csv, jobs=args.jobs)
 
 
 def _positive(kind):
@@ -57,6 +57,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-output", type=_positive(float), default=10.0,
                    help="MB of printed output kept per notebook (default 10)")
     g.add_argument("--csv", help="also write a gradebook: one row per notebook")
+    g.add_argument("--jobs", type=_positive(int), default=2,
+                   help="notebooks graded at once, each in its own kernel (default 2)")
     g.set_defaults(run=_grade)
     return p
 

@@ -1,6 +1,7 @@
 """Grade exercise notebooks, trusting nothing a notebook prints.
 
     python -m fcconv grade DIR/*/02_shapes.ipynb [--timeout 60] [--memory 4] [--csv grades.csv]
+                           [--jobs 2] [--max-output 10]
 
 How one notebook is graded:
 
@@ -25,10 +26,13 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import json
+import multiprocessing
 import re
 import resource
 import secrets
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,7 +260,8 @@ def _execute(report, folder, learner, present, timeout, memory, output) -> None:
         with runner.client.setup_kernel(preexec_fn=runner.limit_memory):
             setup = runner.run("import fcconv.checks", timeout=max(SETUP_TIMEOUT, timeout))
             if setup is not None and _error_text(setup):
-                report.problems.append(f"the grader's setup failed: {_error_text(setup)}")
+                report.problems.append(f"the grader's setup failed: {_error_text(setup)} "
+                                       "(is --memory too small?)")
             for index, source in learner:
                 cell = runner.run(source)
                 if cell is None:
@@ -314,18 +319,31 @@ def write_csv(reports: list[Report], path: str | Path) -> None:
                         r.score, len(r.results), "; ".join(notes)])
 
 
+def grade_all(paths: list[str | Path], cell_timeout: int = 60, memory_gb: float = 4.0,
+              output_mb: float = 10.0, jobs: int = 1):
+    """Reports for every notebook, in the order given (a generator), ``jobs`` graded at once."""
+    grade = functools.partial(grade_notebook, cell_timeout=cell_timeout, memory_gb=memory_gb,
+                              output_mb=output_mb)
+    if jobs == 1:
+        yield from map(grade, paths)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(grade, paths)
+
+
 def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, output_mb: float = 10.0,
-         csv_path: str | None = None) -> int:
-    """Grade every notebook (one fresh kernel each); print reports and the total; write the CSV.
-    0 only when every exercise of every notebook is correct."""
-    limits = (("--timeout", cell_timeout), ("--memory", memory_gb), ("--max-output", output_mb))
+         csv_path: str | None = None, jobs: int = 1) -> int:
+    """Grade every notebook (one fresh kernel each, ``jobs`` at a time); print reports and the
+    total; write the CSV. 0 only when every exercise of every notebook is correct."""
+    limits = (("--timeout", cell_timeout), ("--memory", memory_gb), ("--max-output", output_mb),
+              ("--jobs", jobs))
     for name, value in limits:
         if not value > 0:
             raise ValueError(f"{name} must be positive; got {value}")
     reports = []
-    for p in paths:
-        reports.append(grade_notebook(p, cell_timeout, memory_gb, output_mb))
-        print(format_report(reports[-1]), flush=True)
+    for report in grade_all(paths, cell_timeout, memory_gb, output_mb, jobs):
+        reports.append(report)
+        print(format_report(report), flush=True)
     score = sum(r.score for r in reports)
     total = sum(len(r.results) for r in reports)
     print(f"total {score}/{total} ({100 * score / total if total else 0:.0f}%)")
