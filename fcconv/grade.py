@@ -96,7 +96,7 @@ def _meta_problems(nb) -> list[str]:
                            "(ignored)")
         fc = meta.get("fcconv")
         if isinstance(fc, dict) and fc.get("role") in ("answer", "check") and "exercise" not in fc:
-            out.append(f"cell {i + 1}: an {fc['role']} cell without an exercise id (ignored)")
+            out.append(f"cell {i + 1}: {fc['role']} cell without an exercise id (ignored)")
     return out
 
 
@@ -157,7 +157,7 @@ class _Runner:
             kept, cap, capped, over = 0, output_bytes, True, False
 
             def output(self, outs, msg, display_id, cell_index):
-                if self.capped:
+                if self.capped and msg["msg_type"] != "error":  # errors are kept: they are reported
                     content = msg.get("content", {})
                     self.kept += len(str(content.get("text", ""))) + sum(
                         len(str(v)) for v in content.get("data", {}).values())
@@ -167,48 +167,53 @@ class _Runner:
                 return super().output(outs, msg, display_id, cell_index)
 
         self.nb = nbformat.v4.new_notebook()
+        # On a timeout nbclient interrupts the kernel and answers with this error reply; waiting
+        # again (its default) would hang on a kernel that ignores the interrupt.
         self.client = Client(self.nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                             interrupt_on_timeout=False, record_timing=False,
+                             interrupt_on_timeout=True, record_timing=False,
+                             error_on_timeout={"ename": "Timeout", "evalue": "", "traceback": []},
+                             on_cell_executed=self._record,
                              resources={"metadata": {"path": str(folder)}})
-        self.timeout, self.memory_bytes, self.dead = timeout, memory_bytes, None
+        self.timeout, self.memory_bytes, self.dead, self.reply = timeout, memory_bytes, None, {}
+
+    def _record(self, cell, cell_index, execute_reply):
+        self.reply = execute_reply.get("content", {})
 
     def limit_memory(self) -> None:  # runs in the kernel's process, before it starts
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
 
+    def _execute(self, source: str, timeout: int):
+        """Run code; the cell, and whether it ran out of time (the kernel was interrupted)."""
+        from nbclient.exceptions import DeadKernelError
+
+        cell = nbformat.v4.new_code_cell(source)
+        self.nb.cells.append(cell)
+        self.client.timeout, self.reply = timeout, {}
+        try:
+            self.client.execute_cell(cell, len(self.nb.cells) - 1)
+        except DeadKernelError:
+            self.dead = "the kernel died (os._exit, a crash, or out of memory)"
+            return None, False
+        return cell, self.reply.get("ename") == "Timeout"
+
     def run(self, source: str, timeout: int | None = None, capped: bool = True):
-        """Run code in the kernel; the executed cell, or None when the kernel is gone."""
-        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+        """Run code in the kernel; the executed cell, or None when the kernel is gone. A cell
+        over the limit gets a Timeout error; if the kernel then does not run a trivial cell in
+        time, it ignored the interrupt: kill it."""
+        from nbclient.util import run_sync
 
         if self.dead:
             return None
-        cell = nbformat.v4.new_code_cell(source)
-        self.nb.cells.append(cell)
-        self.client.timeout, self.client.capped = timeout or self.timeout, capped
-        try:
-            return self.client.execute_cell(cell, len(self.nb.cells) - 1)
-        except CellTimeoutError:
-            cell.outputs.append(nbformat.v4.new_output(
+        self.client.capped = capped
+        cell, timed_out = self._execute(source, timeout or self.timeout)
+        if timed_out:
+            cell.outputs.insert(0, nbformat.v4.new_output(
                 "error", ename="Timeout", evalue=f"ran longer than {self.timeout} s", traceback=[]))
-            self._interrupt()
-            return cell
-        except DeadKernelError:
-            self.dead = "the kernel died (os._exit, a crash, or out of memory)"
-            return None
-
-    def _interrupt(self) -> None:
-        """Interrupt; if the kernel does not answer a trivial cell soon after, kill it."""
-        from nbclient.exceptions import CellTimeoutError, DeadKernelError
-        from nbclient.util import run_sync
-
-        run_sync(self.client.km.interrupt_kernel)()
-        probe = nbformat.v4.new_code_cell("None")
-        self.nb.cells.append(probe)
-        self.client.timeout = min(self.timeout, 10)
-        try:
-            self.client.execute_cell(probe, len(self.nb.cells) - 1)
-        except (CellTimeoutError, DeadKernelError):
-            run_sync(self.client.km.shutdown_kernel)(now=True)
-            self.dead = "the kernel ignored the interrupt and was killed"
+            probe, stuck = self._execute("None", min(self.timeout, 10))
+            if probe is not None and stuck:
+                run_sync(self.client.km.shutdown_kernel)(now=True)
+                self.dead = "the kernel ignored the interrupt and was killed"
+        return cell
 
 
 def grade_notebook(path: str | Path, cell_timeout: int = 60, memory_gb: float = 4.0,
@@ -263,34 +268,31 @@ def _execute(report, folder, learner, present, timeout, memory, output) -> None:
                 report.problems.append(f"the grader's setup failed: {_error_text(setup)} "
                                        "(is --memory too small?)")
             for index, source in learner:
-                cell = runner.run(source)
-                if cell is None:
-                    report.problems.append(f"cell {index + 1}: {runner.dead}")
-                    break
-                error = _error_text(cell)
+                error = _error_text(runner.run(source) or {})
                 if error and error.startswith("Timeout"):
                     report.problems.append(f"cell {index + 1} ran longer than {timeout} s and was "
                                            "stopped: an infinite loop?")
                 elif error:
                     report.problems.append(f"cell {index + 1} failed: {error}")
+                if runner.dead:
+                    report.problems.append(f"cell {index + 1}: {runner.dead}")
+                    break
             if runner.client.over:
                 report.problems.append(f"the notebook printed more than {output / 2**20:g} MB: "
                                        "the rest of its output was dropped")
             for ex in present:
+                if runner.dead:
+                    report.results[ex.id] = ("error", f"not checked: {runner.dead}")
+                    continue
                 token = secrets.token_hex(16)
                 cell = runner.run(_injected_check(ex, token), capped=False)
                 verdict = cell and _read_verdict(cell, token)
-                if verdict:
-                    report.results[ex.id] = verdict
-                elif cell is None:
-                    report.results[ex.id] = ("error", f"not checked: {runner.dead}")
-                else:
-                    report.results[ex.id] = ("error", f"the check did not finish: "
-                                                      f"{_error_text(cell) or 'no verdict'}")
+                report.results[ex.id] = verdict or ("error", "the check did not finish: " + (
+                    _error_text(cell or {}) or runner.dead or "no verdict"))
+                if runner.dead:
+                    report.problems.append(f"while checking {ex.id}: {runner.dead}")
     except RuntimeError as err:  # the kernel could not start at all
         report.problems.append(f"the kernel failed: {err} (is --memory too small?)")
-    if runner.dead and not any(runner.dead in p for p in report.problems):
-        report.problems.append(runner.dead)
 
 
 def format_report(r: Report) -> str:
