@@ -11,10 +11,13 @@ Calling it returns a ``Verdict``, truthy only when correct. An exercise's check 
 
     verdict = checks.output_size(my_output_size)
     assert verdict, verdict
-    verdict
+    print(verdict)
 
 so a wrong answer fails as an assertion whose message is the hint (what nbgrader reports), and a
-right one shows "02.1 correct — well done.". ``CHECKS`` maps every exercise id to its check: the
+right one prints "02.1 correct — well done." (printed, not the cell's value: nbgrader would read a
+value as partial credit). To add an exercise: declare its check here, add its answer and check
+cells to solutions/, then ``python -m fcconv.exercises --mark`` (nbgrader's metadata) and
+``python -m fcconv.exercises`` (exercises/). ``CHECKS`` maps every exercise id to its check: the
 grader (``fcconv.grade``) calls the checks itself and never reads what a notebook prints.
 
 Fairness rules every check follows: the expected value is computed from the check's own inputs
