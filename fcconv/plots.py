@@ -262,6 +262,8 @@ def ratio_curve(sizes, ratios, limit: float):
     ax.plot(sizes, ratios, "o-", color=OKABE_ITO[4], label="crops / dense, in MACs")
     ax.axhline(limit, ls="--", color=OKABE_ITO[5], label=f"limit {limit:.1f}x (head not shared)")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("image side (pixels, log scale)")
     ax.set_ylabel("times fewer MACs dense")
     ax.set_ylim(0, limit * 1.1)

@@ -27,16 +27,15 @@ def median_ms(fn, repeats: int = 7) -> float:
     return statistics.median(times)
 
 
-def paired_median_ms(fa, fb, min_pairs: int = 5, max_pairs: int = 25,
-                     budget_s: float = 0.5) -> tuple[float, float]:
-    """Median ms of ``fa()`` and of ``fb()``, timed in alternation after two warm-up calls each.
+def paired_median_ms(fa, fb, min_pairs: int = 3, max_pairs: int = 25,
+                     budget_s: float = 1.0) -> tuple[float, float]:
+    """Median ms of ``fa()`` and of ``fb()``, timed in alternation after one warm-up call each.
 
     Alternating means a burst of load on a shared machine slows both sides alike, so their
-    ratio stays honest; at least ``min_pairs`` pairs, more (up to ``max_pairs``) while the total
-    stays under ``budget_s``: cheap calls get many repeats, costly ones a few.
+    ratio stays honest. At least ``min_pairs`` pairs, then more (up to ``max_pairs``) while the
+    total stays under ``budget_s``: cheap calls, where noise is largest, get many repeats.
     """
-    for _ in range(2):
-        fa(), fb()
+    fa(), fb()
     ta, tb = [], []
     start = time.perf_counter()
     while len(ta) < max_pairs and (len(ta) < min_pairs or time.perf_counter() - start < budget_s):
@@ -51,8 +50,9 @@ def paired_median_ms(fa, fb, min_pairs: int = 5, max_pairs: int = 25,
 def cost_at(model, fcn, window: int, channels: int, size: int, measure: bool = True) -> dict:
     """Windows, MACs (from trace) and, if ``measure``, median ms for crops and one dense pass.
 
-    image (1, channels, size, size); windows = ((size - window) // jump + 1)^2. At one window
-    both ways do the same work, so nothing is timed (a ratio there would be noise).
+    image (1, channels, size, size); windows = ((size - window) // jump + 1)^2. Both ways are
+    timed on one thread, in alternation. At one window both do the same work, so nothing is
+    timed (a ratio there would be noise).
     """
     if size < window:
         raise ValueError(f"image {size}x{size} is smaller than the {window}x{window} window")
@@ -65,8 +65,15 @@ def cost_at(model, fcn, window: int, channels: int, size: int, measure: bool = T
     if measure and windows > 1:
         dtype = next(model.parameters()).dtype
         image = torch.randn(1, channels, size, size, dtype=dtype)
-        r["dense_ms"], r["crops_ms"] = paired_median_ms(
-            lambda: fcn(image), lambda: sliding_windows(model, image, window, jump, 256))
+        threads = torch.get_num_threads()
+        # One thread: on a machine whose cores are busy with other programs, threads that wait
+        # for each other at every layer made small dense passes up to 100x slower than the work.
+        torch.set_num_threads(1)
+        try:
+            r["dense_ms"], r["crops_ms"] = paired_median_ms(
+                lambda: fcn(image), lambda: sliding_windows(model, image, window, jump, 256))
+        finally:
+            torch.set_num_threads(threads)
     return r
 
 
@@ -74,7 +81,8 @@ def cost_html(r: dict) -> str:
     rows = [("windows scored", f"{r['windows']:,}", "1 image"),
             ("MACs", human_macs(r["crops_macs"]), human_macs(r["dense_macs"]))]
     if "dense_ms" in r:
-        rows.append(("measured time (median)", f"{r['crops_ms']:.1f} ms", f"{r['dense_ms']:.1f} ms"))
+        rows.append(("measured time (median, one thread)", f"{r['crops_ms']:.1f} ms",
+                     f"{r['dense_ms']:.1f} ms"))
     body = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows)
     if r["windows"] == 1:
         verdict = ("one window: the dense pass is the crop, the same MACs and the same work; "
