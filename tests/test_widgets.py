@@ -238,6 +238,8 @@ def test_results_table_is_read_not_retyped():
 
     machine, rows = read_table("dense_vs_crops_cpu")
     assert "cores" in machine and {r["input"] for r in rows} >= {"384"}
+    _, dress = read_table("dress_three_ways")                   # notebook 06 reads it
+    assert [r["windows"] for r in dress] == ["403"] * 3 and dress[1]["GMACs"] == dress[2]["GMACs"]
     with pytest.raises(ValueError, match="no section"):
         read_table("no_such_benchmark")
 
