@@ -10,16 +10,18 @@ How one notebook is graded:
    cell deleted or edited in the submission scores 0 with a message, as nbgrader's locked cells do.
 2. The submission runs in a fresh kernel, cell by cell, under a time limit per cell, a memory cap
    and a cap on the output kept. Its check cells are not run: the grader runs the checks itself.
-3. After the last cell, for each exercise, the grader loads its own copy of ``fcconv.checks``
-   from its file (a learner's patch of the imported module does not reach it) and calls the check
-   on the learner's answer. The verdict comes back as the value of that cell, tagged with a random
-   token the learner's code never saw: printed text is never read.
+3. Before the learner's first cell, the grader loads its own copy of ``fcconv.checks`` from its
+   file, under a random name; the copy binds its references to the library then, so a learner's
+   patch of ``fcconv.checks``, of a helper of it or of ``fcconv.numpy_ops`` does not reach it.
+   After the last cell it calls that copy's check on the learner's answer, for each exercise; the
+   verdict comes back as the value of that cell, tagged with a random token the learner's code
+   never saw: printed text is never read.
 4. A cell over the limit is interrupted; a kernel that ignores the interrupt is killed, and one
    that dies is reported; the notebook's remaining exercises score 0 and the next notebook gets a
    new kernel. Nothing here raises: every failure becomes a line of the report.
 
-A learner who sets out to cheat can still patch NumPy, PyTorch or the rest of ``fcconv`` from a
-cell before the checks run: one process cannot be made tamper-proof (nbgrader has the same limit).
+A learner who sets out to cheat can still patch NumPy or PyTorch themselves, or dig the grader's
+copy out of ``sys.modules``: one process cannot be made tamper-proof (nbgrader has the same limit).
 """
 
 from __future__ import annotations
@@ -112,17 +114,27 @@ def _check_cell_status(nb, ex: Exercise) -> str:
     return "deleted"
 
 
-def _injected_check(ex: Exercise, token: str) -> str:
-    """Code the grader runs after the learner's cells: a private copy of fcconv.checks judges
-    the answer, and the cell's value is the verdict with the token."""
+def _setup_code(module: str) -> str:
+    """The grader's first cell, before any of the learner's: load a private copy of
+    fcconv.checks under a random name. Its references to the library are bound now, so a later
+    patch of fcconv.checks, of a helper of it or of fcconv.numpy_ops does not reach it."""
+    return f"""\
+def _fcconv_setup():
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location({module!r}, {str(CHECKS_FILE)!r})
+    sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[spec.name])
+_fcconv_setup()
+del _fcconv_setup"""
+
+
+def _check_code(ex: Exercise, module: str, token: str) -> str:
+    """Code the grader runs after the learner's cells: its copy of the check judges the answer;
+    the cell's value is the verdict, tagged with a token the learner's code never saw."""
     return f"""\
 def _fcconv_grade():
-    import importlib.util, json, sys
-    spec = importlib.util.spec_from_file_location("fcconv._grader_checks", {str(CHECKS_FILE)!r})
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    v = module.CHECKS[{ex.id!r}](globals().get({ex.answer!r}))
+    import json, sys
+    v = sys.modules[{module!r}].CHECKS[{ex.id!r}](globals().get({ex.answer!r}))
     return json.dumps([{token!r}, v.status, v.message])
 _fcconv_grade()"""
 
@@ -263,7 +275,8 @@ def _execute(report, folder, learner, present, timeout, memory, output) -> None:
     runner = _Runner(folder, timeout, memory, output)
     try:
         with runner.client.setup_kernel(preexec_fn=runner.limit_memory):
-            setup = runner.run("import fcconv.checks", timeout=max(SETUP_TIMEOUT, timeout))
+            module = f"fcconv._grader_checks_{secrets.token_hex(8)}"
+            setup = runner.run(_setup_code(module), timeout=max(SETUP_TIMEOUT, timeout))
             if setup is not None and _error_text(setup):
                 report.problems.append(f"the grader's setup failed: {_error_text(setup)} "
                                        "(is --memory too small?)")
@@ -285,7 +298,7 @@ def _execute(report, folder, learner, present, timeout, memory, output) -> None:
                     report.results[ex.id] = ("error", f"not checked: {runner.dead}")
                     continue
                 token = secrets.token_hex(16)
-                cell = runner.run(_injected_check(ex, token), capped=False)
+                cell = runner.run(_check_code(ex, module, token), capped=False)
                 verdict = cell and _read_verdict(cell, token)
                 report.results[ex.id] = verdict or ("error", "the check did not finish: " + (
                     _error_text(cell or {}) or runner.dead or "no verdict"))

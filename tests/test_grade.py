@@ -37,10 +37,12 @@ def deleted(nb):
     del nb.metadata["fcconv"]
 
 
-def patched(nb):  # a one-liner on a public check, another on a private helper
+def patched(nb):  # one-liners on a public check, on a private helper, on what a check relies on
     after(nb, nb.cells[1], "import fcconv.checks as c\n"
           "c.output_size = c.CHECKS['02.1'] = lambda f, exercise='02.1': c.Verdict('02.1', 'correct', '')\n"
-          "c._verdict = lambda exercise, body, answer: c.Verdict(exercise, 'correct', 'well done.')")
+          "c._verdict = lambda exercise, body, answer: c.Verdict(exercise, 'correct', 'well done.')\n"
+          "import fcconv.shapes\nfcconv.shapes.conv_output_size = c.conv_output_size = lambda *a, **k: 7")
+    cells(nb, "answer", "02.1")[0].source = "def my_output_size(W, F, S, P):\n    return 7"
 
 
 def equal_to_all(nb):
@@ -125,13 +127,14 @@ def test_deleted_check_cells_and_exercise_list_score_nothing(graded):
     assert statuses(r) == {"02.1": "deleted", "02.2": "deleted", "02.3": "deleted"} and r.score == 0
 
 
-def test_patching_a_public_check_scores_nothing(graded):
-    assert statuses(graded[0]["patched"])["02.1"] == "not attempted"
+def test_patching_a_public_check_or_what_it_relies_on_scores_nothing(graded):
+    status, message = graded[0]["patched"].results["02.1"]
+    assert status == "wrong" and "the answer is 1; you gave 7" in message
 
 
 def test_patching_a_private_helper_of_the_checks_scores_nothing(graded):
     r = graded[0]["patched"]
-    assert statuses(r) == {"02.1": "not attempted", "02.2": "not attempted", "02.3": "not attempted"}
+    assert statuses(r) == {"02.1": "wrong", "02.2": "not attempted", "02.3": "not attempted"}
 
 
 def test_an_answer_equal_to_everything_scores_nothing(graded):
