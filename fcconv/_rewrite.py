@@ -203,9 +203,11 @@ class SizeGuard:
             raise ValueError(f"expected input (N, {', '.join(map(str, self.input_shape))}) or "
                              f"larger; got {tuple(x.shape)}")
         if any(g < n for g, n in zip(got, need)):
-            raise ValueError(f"Linear expects {spelled(self.flat_shape)} inputs but the input "
-                             f"{'x'.join(map(str, got))} is smaller than the "
-                             f"{'x'.join(map(str, need))} window the classifier was built for")
+            # The converted net has no Linear left: name the window the first head conv covers.
+            raise ValueError(f"the input {'x'.join(map(str, got))} is smaller than the "
+                             f"{'x'.join(map(str, need))} window the classifier was built for: the "
+                             f"first head conv (once a Linear over {spelled(self.flat_shape)}) "
+                             f"needs at least one whole window")
 
 
 def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:

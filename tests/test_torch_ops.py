@@ -320,7 +320,8 @@ BAD_INPUTS = [
      "the model cannot run on input (1, 32)"),
     (lambda: convolutionalize(fcconv.vgg16(device="meta"), (3, 224, 224))(
         torch.empty(1, 3, 192, 192, device="meta")), ValueError,
-     "Linear expects 25088 = 512x7x7 inputs but the input 192x192 is smaller than the 224x224 window"),
+     "the input 192x192 is smaller than the 224x224 window the classifier was built for: the "
+     "first head conv (once a Linear over 25088 = 512x7x7) needs at least one whole window"),
     (lambda: sliding_windows(nn.Identity(), torch.zeros(1, 3, 100, 100), 224, 32), ValueError,
      "window 224x224 does not fit in the 100x100 image"),
     (lambda: sliding_windows(nn.Identity(), torch.zeros(3, 100, 100), 10, 0), ValueError,
