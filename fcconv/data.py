@@ -1,6 +1,7 @@
 """Real data that ships with installed packages (nothing is downloaded): photos and canvases.
 
-``photo`` gives a scikit-image sample photo as a (3, S, S) float tensor in [0, 1];
+``photo`` gives a scikit-image sample photo as a (3, S, S) float tensor in [0, 1], ``grey_photo``
+any of them as a (H, W) grey array;
 ``imagenet_normalize`` applies the mean/std VGG was trained with.
 """
 
@@ -33,6 +34,29 @@ def photo(name: str = "astronaut", size: int = 384) -> torch.Tensor:
     square = square.permute(2, 0, 1)[None]
     return F.interpolate(square, size=(size, size), mode="bilinear", antialias=True,
                          align_corners=False)[0].clamp(0, 1)
+
+
+def grey_photo(name: str) -> np.ndarray:
+    """Any bundled scikit-image photo (``skimage.data.<name>()``), grey: (H, W) float32 in [0, 1].
+
+    Colour is averaged with ``rgb2gray``'s luminance weights; an alpha channel is dropped.
+    """
+    import skimage.color
+    import skimage.data
+
+    loader = getattr(skimage.data, name, None)
+    if loader is None or name.startswith("_") or not callable(loader):
+        raise ValueError(f"skimage.data has no photo {name!r}")
+    img = np.asarray(loader())
+    if img.dtype == bool:
+        img = img.astype(np.float32)
+    elif img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    if img.ndim == 3:
+        img = skimage.color.rgb2gray(img[..., :3])
+    if img.ndim != 2:
+        raise ValueError(f"skimage.data.{name}() is not a photo: shape {img.shape}")
+    return np.ascontiguousarray(img, dtype=np.float32)
 
 
 def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
