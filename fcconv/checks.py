@@ -620,3 +620,46 @@ def transposed_size(fn, exercise: str = "08.3") -> Verdict:
                 return f"n={n}, k={k}, s={s}, p={p}: {want}; you gave {got}."
         return None
     return _verdict(exercise, body)
+
+
+def cell_box(fn, exercise: str = "05.4") -> Verdict:
+    """fn(row, col, jump, window, scale) -> (x0, y0, x1, y1): the window of cell (row, col) of a
+    map computed on a photo shrunk by ``scale``, in pixels of the original photo, inclusive;
+    each edge may be rounded either way when it falls halfway."""
+    def body():
+        rng = _rng()
+        for _ in range(30):
+            r, c = (int(v) for v in rng.integers(0, 30, 2))
+            jump, window = int(rng.choice([4, 8, 32])), int(rng.choice([25, 28, 224]))
+            scale = float(rng.choice([0.125, 0.25, 0.5])) if _ % 3 == 0 else round(float(rng.uniform(0.1, 0.9)), 3)
+            exact = np.array([c * jump / scale, r * jump / scale, (c * jump + window) / scale - 1,
+                              (r * jump + window) / scale - 1])
+            got = _call(fn, r, c, jump, window, scale)
+            try:
+                g = np.asarray(got, dtype=float).reshape(-1)
+            except (TypeError, ValueError):
+                return f"return four numbers (x0, y0, x1, y1); you gave {got!r}."
+            if g.shape == (4,) and np.all(np.abs(g - exact) <= 0.5 + 1e-9) and np.all(g == np.round(g)):
+                continue
+            want = tuple(int(v) for v in np.round(exact))
+            if g.shape != (4,):
+                return f"return four numbers (x0, y0, x1, y1); you gave {got!r}."
+            shrunk = np.array([c * jump, r * jump, c * jump + window - 1, r * jump + window - 1])
+            if np.all(np.abs(g - shrunk) <= 1):
+                return "those are pixels of the shrunk photo: divide by the scale to get back to " \
+                       "the original photo."
+            if np.all(np.abs(g - (shrunk + [0, 0, 1, 1]) * scale + [0, 0, 1, 1]) <= 1):
+                return "the photo was shrunk by the scale: divide by it, do not multiply."
+            if np.all(np.abs(g - exact[[1, 0, 3, 2]]) <= 0.5 + 1e-9):
+                return "boxes here are (x0, y0, x1, y1): the column gives x, the row gives y."
+            if np.all(np.abs(g - exact - [0, 0, 1, 1]) <= 0.5 + 1e-9):
+                return "inclusive bounds: the last pixel of the window is one before its far edge."
+            if np.all(np.abs(g[:2] - exact[:2]) <= 0.5 + 1e-9):
+                return f"the start is right, the end is not: the window's side in the photo is " \
+                       f"window / scale ({window} / {scale} = {window / scale:.1f} px). " \
+                       f"Cell ({r}, {c}), jump {jump}, window {window}, scale {scale}: {want}; you gave {got}."
+            if not np.all(g == np.round(g)):
+                return "round each edge to a whole pixel."
+            return f"cell ({r}, {c}), jump {jump}, window {window}, scale {scale}: {want}; you gave {got}."
+        return None
+    return _verdict(exercise, body)

@@ -132,3 +132,18 @@ def test_detector_explorer(digits):
     ex.n.value = 15
     ex.cls.value = 3
     assert shown_png(ex.out) is not None
+
+
+def test_committed_digit_weights_load_and_match_their_record():
+    t = detect.trained()
+    made = fcconv.weights.record()["digit_net"]
+    assert t.loaded_from.name == "digit_net.pt" and not t.model.training
+    assert t.test_accuracy == made["held_out_accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_retraining_from_the_seed_reaches_the_committed_accuracy():
+    made = fcconv.weights.record()["digit_net"]
+    t = detect.trained(retrain=True, seed=made["seed"])
+    assert t.loaded_from is None
+    assert abs(t.test_accuracy - made["held_out_accuracy"]) <= 0.005   # 5 of 1,000 digits
