@@ -644,6 +644,10 @@ def cell_box(fn, exercise: str = "05.4") -> Verdict:
             want = tuple(int(v) for v in np.round(exact))
             if g.shape != (4,):
                 return f"return four numbers (x0, y0, x1, y1); you gave {got!r}."
+            if np.all(np.abs(g - exact) <= 0.5 + 1e-9):
+                return "round each edge to a whole pixel: boxes are in pixels."
+            if np.all(g == np.floor(exact)):
+                return "int() cuts the fraction off: round each edge to the nearest pixel."
             shrunk = np.array([c * jump, r * jump, c * jump + window - 1, r * jump + window - 1])
             if np.all(np.abs(g - shrunk) <= 1):
                 return "those are pixels of the shrunk photo: divide by the scale to get back to " \
@@ -658,8 +662,6 @@ def cell_box(fn, exercise: str = "05.4") -> Verdict:
                 return f"the start is right, the end is not: the window's side in the photo is " \
                        f"window / scale ({window} / {scale} = {window / scale:.1f} px). " \
                        f"Cell ({r}, {c}), jump {jump}, window {window}, scale {scale}: {want}; you gave {got}."
-            if not np.all(g == np.round(g)):
-                return "round each edge to a whole pixel."
             return f"cell ({r}, {c}), jump {jump}, window {window}, scale {scale}: {want}; you gave {got}."
         return None
     return _verdict(exercise, body)

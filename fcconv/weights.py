@@ -47,15 +47,28 @@ def load(model: nn.Module, name: str) -> nn.Module:
     return model.eval()
 
 
+def machine() -> str:
+    """CPU model, cores, how busy the machine was (load average), torch version; training runs
+    on one thread (see ``faces.train``, ``detect.train_fresh``)."""
+    import os
+
+    cpu = platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in
+                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return f"{cpu}, {os.cpu_count()} cores{load}, one torch thread, torch {torch.__version__}"
+
+
 def save(model: nn.Module, name: str, **facts) -> dict:
     """Write ``model``'s weights to ``fcconv/trained/<name>.pt`` and record its sha256 and
     ``facts`` (seed, accuracy, seconds, ...) with the machine it was made on."""
     FOLDER.mkdir(exist_ok=True)
     path = FOLDER / f"{name}.pt"
     torch.save(model.state_dict(), path)
-    entry = {"sha256": sha256(path), "bytes": path.stat().st_size, **facts,
-             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                        f"torch {torch.__version__}"}
+    entry = {"sha256": sha256(path), "bytes": path.stat().st_size, **facts, "machine": machine()}
     everything = record()
     everything[name] = entry
     RECORD.write_text(json.dumps(everything, indent=1, sort_keys=True) + "\n")

@@ -40,7 +40,8 @@ def test_grey_photo_and_resize():
 def test_dense_pass_equals_sliding_windows_in_float64():
     net = faces.face_net(3).double().eval()
     fcn = fcconv.convolutionalize(net, (1, 25, 25))
-    assert fcconv.receptive_field(fcn, (1, 61, 61)) == (25, 4, 0)   # window = field, no padding
+    rf = fcconv.receptive_field(fcn, (1, 61, 61))
+    assert (rf.size, rf.jump, rf.start) == (25, 4, 0)                # window = field, no padding
     image = torch.rand(1, 1, 61, 73, dtype=torch.float64)
     with torch.no_grad():
         dense, crops = fcn(image), fcconv.sliding_windows(net, image, 25, faces.JUMP)
@@ -77,7 +78,9 @@ def test_a_damaged_weights_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "RECORD", tmp_path / "trained" / "weights.json")
     weights.load(faces.face_net(), "face_net")                        # intact: loads
     path = tmp_path / "trained" / "face_net.pt"
-    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF                                        # one byte flipped
+    path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="does not match the recorded"):
         weights.load(faces.face_net(), "face_net")
     path.unlink()
