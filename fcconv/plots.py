@@ -353,6 +353,17 @@ def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: i
         ax.imshow(heat, cmap=SEQUENTIAL, alpha=0.55, vmin=0, vmax=1, interpolation="nearest",
                   extent=(half - 0.5, half + cols * jump - 0.5, half + rows * jump - 0.5,
                           half - 0.5))
+    digits_boxes(ax, boxes, detections)
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    ax.set_xlabel("x (pixels)   dashed: ground truth, orange: detections")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def digits_boxes(ax, boxes=(), detections=()) -> None:
+    """Draw ground-truth boxes (dashed blue) and labelled detections (orange) on ``ax``."""
     for x0, y0, x1, y1, _label in boxes:
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
                                ls="--", lw=1, edgecolor=OKABE_ITO[1]))
@@ -361,12 +372,6 @@ def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: i
                                lw=2, edgecolor=OKABE_ITO[0]))
         ax.text(x0, y0 - 2, f"{label} ({score:.2f})", color="black", fontsize=8,
                 bbox={"facecolor": OKABE_ITO[0], "edgecolor": "none", "pad": 1})
-    ax.set_xlim(-0.5, image.shape[1] - 0.5)
-    ax.set_ylim(image.shape[0] - 0.5, -0.5)
-    ax.set_xlabel("x (pixels)   dashed: ground truth, orange: detections")
-    ax.set_ylabel("y (pixels)")
-    ax.set_title(title, fontsize=9)
-    return fig
 
 
 def class_heatmaps(probs: np.ndarray, classes, names=None):

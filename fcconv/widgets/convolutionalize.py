@@ -6,12 +6,14 @@ class picker to it, running the network once per input size (a class change only
 
 from __future__ import annotations
 
+import io
+
 import ipywidgets as widgets
 import torch
 
 from .. import plots
 from ..shapes import receptive_field
-from .base import Explorer, figure_png, never_raise, show_html, show_png
+from .base import Explorer, never_raise, show_html, show_png
 
 
 @torch.no_grad()
@@ -42,6 +44,7 @@ class ScoreMapExplorer(Explorer):
                  names=None, cls: int = 0):
         self.fcn, self.image, self.window = fcn, image, window
         self._cache: dict[int, dict] = {}
+        self._fig = None                  # one figure, redrawn with new data (faster than anew)
         with torch.no_grad():
             n_classes = fcn(image[:, :, :window, :window]).shape[1]
         self.names = list(names) if names is not None else [str(k) for k in range(n_classes)]
@@ -61,6 +64,23 @@ class ScoreMapExplorer(Explorer):
             self._cache[size] = score_map_view(self.fcn, self.image, size, 0, self.window)
         return self._cache[size]
 
+    def _draw(self, scores, title: str) -> bytes:
+        """PNG of the score map: the first call builds the figure, later calls swap its data."""
+        import matplotlib.pyplot as plt
+
+        if self._fig is None:
+            self._fig = plots.score_map(scores, title)
+            plt.close(self._fig)          # kept for redrawing, never shown by pyplot itself
+        ax = self._fig.axes[0]
+        im = ax.images[0]
+        im.set_data(scores)
+        im.set_extent((-0.5, scores.shape[1] - 0.5, scores.shape[0] - 0.5, -0.5))
+        im.set_clim(scores.min(), scores.max())
+        ax.set_title(title, fontsize=9)
+        buf = io.BytesIO()
+        self._fig.savefig(buf, format="png", dpi=90)
+        return buf.getvalue()
+
     @never_raise("text", clear=("out",))
     def update(self) -> None:
         v = dict(self.view(self.size.value))
@@ -71,7 +91,7 @@ class ScoreMapExplorer(Explorer):
                              "scored in one pass.</p>")
         name = self.names[self.cls.value]
         title = f"class {name}: one score per {self.window}x{self.window} window"
-        show_png(self.out, figure_png(plots.score_map(v["scores"], title)),
+        show_png(self.out, self._draw(v["scores"], title),
                  alt=f"Score map of class {name}: {v['rows']} rows by {v['cols']} columns of "
                      f"windows, scores from {v['scores'].min():.2f} to {v['scores'].max():.2f}, "
                      f"highest at row {int(v['scores'].argmax()) // v['cols']}, column "

@@ -4,6 +4,8 @@ per canvas (class and threshold changes reuse its probabilities)."""
 
 from __future__ import annotations
 
+import io
+
 import ipywidgets as widgets
 import numpy as np
 
@@ -11,7 +13,7 @@ from .. import plots
 from ..data import make_canvas
 from ..detect import detect, match, probabilities
 from ..shapes import receptive_field
-from .base import Explorer, figure_png, never_raise, show_html, show_png
+from .base import Explorer, never_raise, show_html, show_png
 
 
 def scan(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digits: int,
@@ -41,6 +43,7 @@ class DigitDetectorExplorer(Explorer):
     def __init__(self, fcn, digits: np.ndarray, labels: np.ndarray, seed: int = 0):
         self.fcn, self.digits, self.labels = fcn, digits, labels
         self._cache: dict[tuple, tuple] = {}
+        self._fig = None                  # one figure, redrawn with new data (faster than anew)
         self.seed = widgets.BoundedIntText(value=seed, min=0, max=10**6, description="seed")
         self.n = widgets.IntSlider(value=6, min=0, max=15, description="digits",
                                    continuous_update=False)
@@ -64,6 +67,28 @@ class DigitDetectorExplorer(Explorer):
             self._cache[key] = scan(self.fcn, self.digits, self.labels, *key)
         return self._cache[key]
 
+    def _draw(self, v: dict, truth) -> bytes:
+        """PNG of canvas, heat map and boxes: the figure is built once; later calls swap the two
+        images' data and redraw only the boxes."""
+        import matplotlib.pyplot as plt
+
+        fresh = plots.digits_canvas(v["canvas"].image, truth, v["detections"], v["heat"],
+                                    v["jump"]) if self._fig is None else None
+        if fresh is not None:
+            self._fig = fresh
+            plt.close(fresh)              # kept for redrawing, never shown by pyplot itself
+        else:
+            ax = self._fig.axes[0]
+            photo, heat = ax.images
+            photo.set_data(v["canvas"].image)
+            heat.set_data(v["heat"])
+            for artist in [*ax.patches, *ax.texts]:
+                artist.remove()
+            plots.digits_boxes(ax, truth, v["detections"])
+        buf = io.BytesIO()
+        self._fig.savefig(buf, format="png", dpi=90)
+        return buf.getvalue()
+
     @never_raise("text", clear=("out",))
     def update(self) -> None:
         scanned = self.scanned()
@@ -73,10 +98,8 @@ class DigitDetectorExplorer(Explorer):
         show_html(self.text, f"<p>{len(v['detections'])} detections: {tp} right, {fp} wrong, "
                              f"{fn} digits missed (IoU &ge; 0.5, label must match).</p>")
         what = "the best digit's" if self.cls.value is None else f"digit {self.cls.value}'s"
-        show_png(self.out, figure_png(plots.digits_canvas(
-            v["canvas"].image, [b for b in v["canvas"].boxes
-                                if self.cls.value is None or b[4] == self.cls.value],
-            v["detections"], v["heat"], v["jump"])),
+        truth = [b for b in v["canvas"].boxes if self.cls.value is None or b[4] == self.cls.value]
+        show_png(self.out, self._draw(v, truth),
             alt=f"Canvas (seed {self.seed.value}) with {len(v['canvas'].boxes)} digits, "
                 f"{what} probability over every window, true boxes dashed and "
                 f"{len(v['detections'])} detections above {self.threshold.value:.2f} in orange "
