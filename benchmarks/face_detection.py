@@ -8,6 +8,7 @@ dense pass against sliding windows (float64, equal; median time of 5).
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import sys
 import time
@@ -77,5 +78,6 @@ if __name__ == "__main__":
 
         write_section("face_detection", "\n".join([
             "## Face detector (notebook 05): lfw_subset classifier over the astronaut photo", "",
-            f"Machine: {machine()}. Commit {git_rev()}. Command: "
+            f"Machine: {machine()}, load average {os.getloadavg()[0]:.1f} (other work on the "
+            f"cores: the times are upper bounds). Commit {git_rev()}. Command: "
             "`.venv/bin/python benchmarks/face_detection.py --write`.", "", body]))
