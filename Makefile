@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.fcconv-installed
 # JupyterLab refuses to run as root unless told; containers and CI often are root.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint venv clean-venv notebooks-clean exercises present handouts
+.PHONY: lab test lint venv clean-venv notebooks-clean exercises present handouts weights
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
@@ -46,6 +46,11 @@ notebooks-clean: $(STAMP)
 handouts: $(STAMP)
 	$(BIN)/python -m fcconv.handouts
 	@echo "open handouts/index.html (or serve: $(BIN)/python -m http.server -d handouts)"
+
+# Retrain the shipped models (face and digit classifiers) from their fixed seeds and rewrite
+# fcconv/trained/*.pt and the checksums in fcconv/trained/weights.json. Notebooks only load them.
+weights: $(STAMP)
+	$(BIN)/python -m fcconv.weights
 
 # exercises/ is generated from solutions/ (never edit it by hand).
 exercises: $(STAMP)

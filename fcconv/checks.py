@@ -779,3 +779,44 @@ def transposed_size(fn):
                 return "that is the input size: a transposed conv grows the map."
             return f"n={n}, k={k}, s={s}, p={p}: {want}; you gave {got}."
     return _ints_only(gots)
+
+
+@check("05.4")
+def cell_box(fn):
+    """fn(row, col, jump, window, scale) -> (x0, y0, x1, y1): the window of cell (row, col) of a
+    map computed on a photo shrunk by ``scale``, in pixels of the original photo, inclusive;
+    an edge that falls halfway may be rounded either way."""
+    rng = _rng()
+    gots = []
+    for t in range(30):
+        r, c = (int(v) for v in rng.integers(0, 30, 2))
+        jump, window = int(rng.choice([4, 8, 32])), int(rng.choice([25, 28, 224]))
+        scale = float(rng.choice([0.125, 0.25, 0.5])) if t % 3 == 0 else round(float(rng.uniform(0.1, 0.9)), 3)
+        exact = np.array([c * jump / scale, r * jump / scale, (c * jump + window) / scale - 1,
+                          (r * jump + window) / scale - 1])
+        got = _numbers(_call(fn, r, c, jump, window, scale), 4)
+        gots += got
+        g = np.array(got, dtype=float)
+        if np.all(np.abs(g - exact) <= 0.5 + 1e-9) and np.all(g == np.round(g)):
+            continue
+        want = tuple(int(v) for v in np.round(exact))
+        if np.all(np.abs(g - exact) <= 0.5 + 1e-9):
+            return "round each edge to a whole pixel: boxes are in pixels."
+        if np.all(g == np.floor(exact)):
+            return "int() cuts the fraction off: round each edge to the nearest pixel."
+        shrunk = np.array([c * jump, r * jump, c * jump + window - 1, r * jump + window - 1])
+        if np.all(np.abs(g - shrunk) <= 1):
+            return "those are pixels of the shrunk photo: divide by the scale to get back to " \
+                   "the original photo."
+        if np.all(np.abs(g - (shrunk + [0, 0, 1, 1]) * scale + [0, 0, 1, 1]) <= 1):
+            return "the photo was shrunk by the scale: divide by it, do not multiply."
+        if np.all(np.abs(g - exact[[1, 0, 3, 2]]) <= 0.5 + 1e-9):
+            return "boxes here are (x0, y0, x1, y1): the column gives x, the row gives y."
+        if np.all(np.abs(g - exact - [0, 0, 1, 1]) <= 0.5 + 1e-9):
+            return "inclusive bounds: the last pixel of the window is one before its far edge."
+        if np.all(np.abs(g[:2] - exact[:2]) <= 0.5 + 1e-9):
+            return f"the start is right, the end is not: the window's side in the photo is " \
+                   f"window / scale ({window} / {scale} = {window / scale:.1f} px). Cell ({r}, " \
+                   f"{c}), jump {jump}, window {window}, scale {scale}: {want}; you gave {got}."
+        return f"cell ({r}, {c}), jump {jump}, window {window}, scale {scale}: {want}; you gave {got}."
+    return _ints_only(gots)

@@ -7,7 +7,7 @@ Boxes are (x0, y0, x1, y1) with inclusive pixel bounds; detections add (label, s
 
 from __future__ import annotations
 
-import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import weights
 from .data import BACKGROUND, load_digits, make_canvas
 from .formulas import cell_window, checked_int
 
 WINDOW = 28
-CACHE = Path(__file__).resolve().parents[1] / ".cache"
 
 
 def digit_net(seed: int = 0) -> nn.Sequential:
@@ -116,24 +116,41 @@ class Trained:
     loaded_from: Path | None
 
 
-def train_or_load(steps: int = 2200, seed: int = 0, cache: Path | None = CACHE,
-                  source: str = "mnist", progress: bool = True) -> Trained:
-    """The course's digit detector: loaded from ``cache`` if trained before, else trained
-    (and saved with ``torch.save``; read back with ``torch.load(weights_only=True)``)."""
+def train_fresh(steps: int = 2200, seed: int = 0, source: str = "mnist",
+                progress: bool = True) -> Trained:
+    """Train ``digit_net(seed)`` from scratch on one thread (faster on a busy 2-core machine,
+    and the same seed gives the same weights); test accuracy on the held-out digits."""
     digits, labels, used = load_digits(source)
     (train_x, train_y), (test_x, test_y) = split(digits, labels, seed=seed)
     model = digit_net(seed)
-    key = hashlib.sha1(f"{used}-{steps}-{seed}-v1".encode()).hexdigest()[:10]
-    path = cache / f"digits_cnn_{key}.pt" if cache else None
-    if path is not None and path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        model.eval()
-        return Trained(model, accuracy(model, test_x, test_y), used, path)
-    train(model, train_x, train_y, steps=steps, seed=seed, progress=progress)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(model, train_x, train_y, steps=steps, seed=seed, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     return Trained(model, accuracy(model, test_x, test_y), used, None)
+
+
+def trained(retrain: bool = False, seed: int = 0) -> Trained:
+    """The course's digit detector: the committed weights ``fcconv/trained/digit_net.pt``
+    (sha256 checked, ``torch.load(weights_only=True)``), or, with ``retrain``, trained afresh
+    from ``seed`` (the file is left alone; ``make weights`` rewrites it)."""
+    if retrain:
+        return train_fresh(seed=seed)
+    digits, labels, used = load_digits("mnist")
+    _, (test_x, test_y) = split(digits, labels, seed=seed)
+    model = weights.load(digit_net(seed), "digit_net")
+    return Trained(model, accuracy(model, test_x, test_y), used, weights.FOLDER / "digit_net.pt")
+
+
+def train_and_save(seed: int = 0) -> dict:
+    """Train from ``seed`` and write ``fcconv/trained/digit_net.pt`` (``make weights``)."""
+    start = time.perf_counter()
+    t = train_fresh(seed=seed, progress=False)
+    return weights.save(t.model, "digit_net", seed=seed, steps=2200, source=t.source,
+                        held_out_accuracy=t.test_accuracy, held_out_digits=1000,
+                        train_seconds=round(time.perf_counter() - start, 1))
 
 
 # --------------------------------------------------------------------------- detection

@@ -19,6 +19,14 @@ SEQUENTIAL = "viridis"
 DIVERGING = "PuOr"
 
 
+def _integer_ticks(ax) -> None:
+    """Cells are counted: no tick at 0.5."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _signed_limits(*arrays) -> dict:
     m = max(float(np.abs(a).max()) for a in arrays) or 1.0
     return {"cmap": DIVERGING, "vmin": -m, "vmax": m}
@@ -173,6 +181,7 @@ def score_map(scores: np.ndarray, title: str = "score map", labels=None):
     img = ax.imshow(scores, cmap=SEQUENTIAL, interpolation="nearest")
     ax.set_xlabel("window column")
     ax.set_ylabel("window row")
+    _integer_ticks(ax)
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, label=labels or "score")
     return fig
@@ -237,6 +246,66 @@ def border_difference(diff: np.ndarray, title: str):
     ax.set_ylabel("feature-map row inside the window")
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, label="mean |dense - crop|")
+    return fig
+
+
+def stride_grid(size: int, window: int, jump: int, step: int, passes):
+    """Window corners at stride ``step`` on a size x size image: the full grid (grey rings) and
+    the corners that the shifted passes in ``passes`` [(dy, dx) in pixels] actually produce."""
+    from matplotlib.ticker import MultipleLocator
+
+    last = size - window
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    grid = np.arange(0, last + 1, step)
+    ys, xs = np.meshgrid(grid, grid, indexing="ij")
+    ax.plot(xs.ravel(), ys.ravel(), "o", mfc="none", color="#999999", markersize=11,
+            label=f"full stride-{step} grid ({len(grid)}x{len(grid)} windows)")
+    for k, (dy, dx) in enumerate(passes):
+        py, px = np.arange(dy, last + 1, jump), np.arange(dx, last + 1, jump)
+        yy, xx = np.meshgrid(py, px, indexing="ij")
+        ax.plot(xx.ravel(), yy.ravel(), "os^D"[k % 4], color=OKABE_ITO[k % 8], markersize=6,
+                label=f"pass shifted by ({dy}, {dx}): {len(py) * len(px)} windows")
+    ax.xaxis.set_major_locator(MultipleLocator(2 * step))
+    ax.yaxis.set_major_locator(MultipleLocator(2 * step))
+    ax.set_xlim(-step / 2, last + step / 2)
+    ax.set_ylim(last + step / 2, -step / 2)
+    ax.set_xlabel("window's left edge x (pixels)")
+    ax.set_ylabel("window's top edge y (pixels)")
+    ax.set_title(f"{size}x{size} image, {window}x{window} windows", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7)
+    return fig
+
+
+def face_map(image: np.ndarray, probs: np.ndarray, scale, jump: int, window: int,
+             boxes=(), truth=None, title: str = ""):
+    """A grey photo (H, W) with one pyramid level's face probabilities (rows, cols) drawn over
+    the window centres (mapped back through ``scale`` = (sy, sx)), detections
+    [(x0, y0, x1, y1, label, p)] (orange, solid) and the marked face ``truth`` (blue, dashed)."""
+    sy, sx = scale
+    rows, cols = probs.shape
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    half = window / 2 - jump / 2
+    img = ax.imshow(probs, cmap=SEQUENTIAL, alpha=0.55, vmin=0, vmax=1, interpolation="nearest",
+                    extent=(half / sx, (half + cols * jump) / sx, (half + rows * jump) / sy,
+                            half / sy))
+    if truth is not None:
+        x0, y0, x1, y1 = truth[:4]
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                               ls="--", lw=1.5, edgecolor=OKABE_ITO[1], label="marked face"))
+    for k, (x0, y0, x1, y1, _label, p) in enumerate(boxes):
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                               lw=2, edgecolor=OKABE_ITO[0], label="window" if k == 0 else None))
+        ax.text(x0, y0 - 3, f"{p:.3f}", color="black", fontsize=7,
+                bbox={"facecolor": OKABE_ITO[0], "edgecolor": "none", "pad": 1})
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(img, ax=ax, shrink=0.7, label="P(face) of the window centred here")
+    if boxes or truth is not None:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7)
     return fig
 
 
@@ -315,6 +384,17 @@ def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: i
         ax.imshow(heat, cmap=SEQUENTIAL, alpha=0.55, vmin=0, vmax=1, interpolation="nearest",
                   extent=(half - 0.5, half + cols * jump - 0.5, half + rows * jump - 0.5,
                           half - 0.5))
+    digits_boxes(ax, boxes, detections)
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    ax.set_xlabel("x (pixels)   dashed: ground truth, orange: detections")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def digits_boxes(ax, boxes=(), detections=()) -> None:
+    """Draw ground-truth boxes (dashed blue) and labelled detections (orange) on ``ax``."""
     for x0, y0, x1, y1, _label in boxes:
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
                                ls="--", lw=1, edgecolor=OKABE_ITO[1]))
@@ -323,12 +403,6 @@ def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: i
                                lw=2, edgecolor=OKABE_ITO[0]))
         ax.text(x0, y0 - 2, f"{label} ({score:.2f})", color="black", fontsize=8,
                 bbox={"facecolor": OKABE_ITO[0], "edgecolor": "none", "pad": 1})
-    ax.set_xlim(-0.5, image.shape[1] - 0.5)
-    ax.set_ylim(image.shape[0] - 0.5, -0.5)
-    ax.set_xlabel("x (pixels)   dashed: ground truth, orange: detections")
-    ax.set_ylabel("y (pixels)")
-    ax.set_title(title, fontsize=9)
-    return fig
 
 
 def class_heatmaps(probs: np.ndarray, classes, names=None):

@@ -163,35 +163,6 @@ def test_score_map_explorer(tiny):
 
 # --------------------------------------------------------------------------- 05
 
-def test_cell_view_window_field_and_top_scores(tiny):
-    from fcconv.data import photo
-    from fcconv.widgets.score_maps import cell_view, dense_scores
-
-    model, fcn = tiny
-    image = photo("astronaut", 96)
-    scores = dense_scores(fcn, image)
-    rf = fcconv.receptive_field(fcn, (3, 96, 96))
-    v = cell_view(scores, (2, 5), 64, rf.jump, rf, top=3)
-    assert v["window"] == (2 * 4, 5 * 4, 2 * 4 + 63, 5 * 4 + 63)
-    assert v["field"] == (rf.window(2)[0], rf.window(5)[0], rf.window(2)[1], rf.window(5)[1])
-    ref = model(fcconv.data.imagenet_normalize(image)[None, :, 8:72, 20:84].double())[0]
-    assert [c for c, _ in v["top"]] == ref.topk(3).indices.tolist()
-    with pytest.raises(ValueError, match="within the 9x9 score map"):
-        cell_view(scores, (9, 0), 64, rf.jump, rf)
-
-
-def test_photo_score_explorer_moves_the_window(tiny):
-    from fcconv.widgets.score_maps import PhotoScoreExplorer
-
-    _, fcn = tiny
-    ex = PhotoScoreExplorer(fcn, window=64, sizes=(64, 128), step=8, size=96)
-    assert (ex.row.max, ex.col.max) == (8, 8)
-    changes_png(ex, ex.out, ex.col, 4)
-    assert "Cell (0, 4)" in shown_text(ex.text)
-    ex.size.value = 128
-    assert ex.row.max == 16
-
-
 def test_photo_rejects_unknown_names():
     from fcconv.data import photo
 
