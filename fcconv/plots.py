@@ -11,6 +11,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Polygon, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
 SEQUENTIAL = "viridis"
@@ -20,6 +21,12 @@ DIVERGING = "PuOr"
 def _signed_limits(*arrays) -> dict:
     m = max(float(np.abs(a).max()) for a in arrays) or 1.0
     return {"cmap": DIVERGING, "vmin": -m, "vmax": m}
+
+
+def _integer_ticks(ax) -> None:
+    """Rows and columns of a grid are whole numbers: never a tick at 2.5."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 # --------------------------------------------------------------------------- notebook 00/02: 1-D slide
@@ -173,6 +180,7 @@ def score_map(scores: np.ndarray, title: str = "score map", labels=None):
     img = ax.imshow(scores, cmap=SEQUENTIAL, interpolation="nearest")
     ax.set_xlabel("window column")
     ax.set_ylabel("window row")
+    _integer_ticks(ax)
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, label=labels or "score")
     return fig
@@ -224,6 +232,7 @@ def windows_on_photo(image, window: int, jump: int, cell=(0, 0), rf=None, all_wi
                                     edgecolor=OKABE_ITO[0]))
         axes[1].set_xlabel("window column")
         axes[1].set_ylabel("window row")
+        _integer_ticks(axes[1])
         axes[1].set_title("best class score in every cell", fontsize=9)
         fig.colorbar(img, ax=axes[1], shrink=0.7, label="score")
     return fig
@@ -235,6 +244,7 @@ def border_difference(diff: np.ndarray, title: str):
     img = ax.imshow(diff, cmap=SEQUENTIAL, interpolation="nearest")
     ax.set_xlabel("feature-map column inside the window")
     ax.set_ylabel("feature-map row inside the window")
+    _integer_ticks(ax)
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, label="mean |dense - crop|")
     return fig
@@ -309,6 +319,7 @@ def class_heatmaps(probs: np.ndarray, classes, names=None):
         ax.set_xlabel("window column", fontsize=7)
         ax.set_ylabel("window row", fontsize=7)
         ax.tick_params(labelsize=6)
+        _integer_ticks(ax)
     fig.colorbar(img, ax=axes[0].tolist(), shrink=0.8, label="probability")
     return fig
 

@@ -29,6 +29,9 @@ def detector_view(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digi
             "counts": match(dets, truth)}
 
 
+ALL_DIGITS = -1  # a Dropdown shows no label for the value None: "all digits" needs a real value
+
+
 class DigitDetectorExplorer(Explorer):
     """Seed, number of digits and noise make a canvas; class and threshold pick what is shown."""
 
@@ -37,8 +40,9 @@ class DigitDetectorExplorer(Explorer):
         self.seed = widgets.BoundedIntText(value=seed, min=0, max=10**6, description="seed")
         self.n = widgets.IntSlider(value=6, min=0, max=15, description="digits")
         self.noise = widgets.FloatSlider(value=0.1, min=0, max=0.4, step=0.02, description="noise")
-        self.cls = widgets.Dropdown(options=[("all digits", None)] + [(str(k), k) for k in range(10)],
-                                    value=None, description="class")
+        self.cls = widgets.Dropdown(options=[("all digits", ALL_DIGITS)]
+                                    + [(str(k), k) for k in range(10)],
+                                    value=ALL_DIGITS, description="class")
         self.threshold = widgets.FloatSlider(value=0.9, min=0.05, max=0.99, step=0.01,
                                              description="threshold", continuous_update=False)
         self.out, self.text = widgets.Output(), widgets.Output()
@@ -50,12 +54,13 @@ class DigitDetectorExplorer(Explorer):
 
     @never_raise("text", clear=("out",))
     def update(self) -> None:
+        cls = None if self.cls.value == ALL_DIGITS else self.cls.value
         v = detector_view(self.fcn, self.digits, self.labels, self.seed.value, self.n.value,
-                          self.noise.value, self.cls.value, self.threshold.value)
+                          self.noise.value, cls, self.threshold.value)
         tp, fp, fn = v["counts"]
         show_html(self.text, f"<p>{len(v['detections'])} detections: {tp} right, {fp} wrong, "
                              f"{fn} digits missed (IoU &ge; 0.5, label must match).</p>")
         show_png(self.out, figure_png(plots.digits_canvas(
             v["canvas"].image, [b for b in v["canvas"].boxes
-                                if self.cls.value is None or b[4] == self.cls.value],
+                                if cls is None or b[4] == cls],
             v["detections"], v["heat"], v["jump"])))
