@@ -154,7 +154,8 @@ def row_into_cube(row: np.ndarray, in_shape, channel: int, order: str = "chw"):
     top.set_xlabel(f"position in the flattened input (length {c * h * w}, {order.upper()} order)")
     top.set_ylabel("weight")
     top.set_title("the neuron's weight row", fontsize=9)
-    top.legend(loc="upper right", fontsize=7, markerscale=3)
+    top.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7, markerscale=3,
+               frameon=False)  # above the axes: inside, it would hide weights
     where = fig.add_subplot(grid[1, 0])
     where.plot(idx, chan_of, ",", color=OKABE_ITO[4])
     where.plot(idx[chan_of == channel], chan_of[chan_of == channel], "|", color=OKABE_ITO[5],
@@ -276,6 +277,7 @@ def conv_matrix_picture(m: np.ndarray, title: str = ""):
     ax.set_facecolor("white")
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
+    _integer_ticks(ax)
     ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
     return fig
 

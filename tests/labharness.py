@@ -177,6 +177,33 @@ def open_and_run_all(lab: Lab, page, notebook: str, timeout_ms: int = 120_000) -
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
 
 
+def open_and_run_until(lab: Lab, page, notebook: str, marker: str, timeout_ms: int = 300_000):
+    """Open ``notebook``, run every cell up to and including the first whose source holds
+    ``marker`` (an explorer), leave that cell active; the cells after it are not run (time).
+    Needs the server's ``expose_app_in_browser`` (``Lab`` sets it)."""
+    page.goto(lab.url(f"lab/tree/{notebook}?reset"), timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook", timeout=timeout_ms)
+    lab.wait_kernel_connected()
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    index = page.evaluate("""(marker) => {
+        const nb = window.jupyterapp.shell.currentWidget.content;
+        const i = nb.widgets.findIndex(c => c.model.sharedModel.getSource().includes(marker));
+        if (i >= 0) nb.activeCellIndex = i;
+        return i; }""", marker)
+    assert index >= 0, f"no cell of {notebook} holds {marker!r}"
+    done = f"() => window.jupyterapp.shell.currentWidget.content.widgets[{index}].model" \
+           ".executionCount !== null"
+    for _ in range(3):  # the click can come before the kernel listens: then nothing runs
+        page.evaluate("""async () => { const c = window.jupyterapp.commands;
+            await c.execute('notebook:run-all-above'); await c.execute('notebook:run-cell'); }""")
+        first = page.locator(".jp-CodeCell .jp-InputPrompt").first.inner_text()
+        if "*" in first or any(ch.isdigit() for ch in first) or page.evaluate(done):
+            break
+        page.wait_for_timeout(1000)
+    page.wait_for_function(done, timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+
 def shutdown_kernels(lab: Lab) -> None:
     """Shut down every kernel (between notebooks that share one server: memory is scarce)."""
     kernels = []

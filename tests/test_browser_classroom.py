@@ -10,7 +10,7 @@ from labharness import (
     Lab,
     assert_no_error_text,
     chromium_page,
-    open_and_run_all,
+    open_and_run_until,
     outside_requests,
     require_chromium,
     screenshot,
@@ -21,17 +21,17 @@ from labharness import (
 
 pytestmark = pytest.mark.browser
 
-# notebook -> (the label of the control to Tab to, the key to press there)
+# notebook -> (the cell that shows the explorer, the label of the control to Tab to, the key)
 KEYBOARD = {
-    "00_setup_check.ipynb": ("kernel at", "ArrowRight"),
-    "01_fc_is_a_convolution.ipynb": ("neurons K", "ArrowLeft"),
-    "02_shapes.ipynb": ("output #", "ArrowRight"),
-    "03_weight_reshaping.ipynb": ("channel c", "ArrowRight"),
-    "04_convolutionalize.ipynb": ("class", "ArrowRight"),
-    "05_score_maps.ipynb": ("cell column", "ArrowRight"),
-    "06_efficiency.ipynb": ("image size", "ArrowRight"),
-    "07_conv_to_fc.ipynb": ("kernel", "ArrowRight"),
-    "08_find_the_digits.ipynb": ("digits", "ArrowLeft"),
+    "00_setup_check.ipynb": ("SetupExplorer(", "kernel at", "ArrowRight"),
+    "01_fc_is_a_convolution.ipynb": ("FCvsConvExplorer(", "neurons K", "ArrowLeft"),
+    "02_shapes.ipynb": ("ShapesExplorer(", "output #", "ArrowRight"),  # after Slide1D
+    "03_weight_reshaping.ipynb": ("WeightRowExplorer(", "channel c", "ArrowRight"),
+    "04_convolutionalize.ipynb": ("ScoreMapExplorer(", "input size", "ArrowLeft"),
+    "05_score_maps.ipynb": ("Explorer(", "cell column", "ArrowRight"),
+    "06_efficiency.ipynb": ("EfficiencyExplorer(", "image size", "ArrowRight"),
+    "07_conv_to_fc.ipynb": ("ConvMatrixExplorer(", "kernel", "ArrowRight"),
+    "08_find_the_digits.ipynb": ("DigitDetectorExplorer(", "digits", "ArrowLeft"),
 }
 DARK = "JupyterLab Dark"
 
@@ -56,8 +56,9 @@ def lab_page(tmp_path_factory):
 
 
 def open_notebook(lab, page, notebook: str) -> None:
+    """Run ``notebook`` up to its explorer (the cells after it cost time and show nothing new)."""
     shutdown_kernels(lab)  # the notebook before this one is done: free its memory
-    open_and_run_all(lab, page, notebook, timeout_ms=300_000)
+    open_and_run_until(lab, page, notebook, KEYBOARD[notebook][0], timeout_ms=600_000)
     assert page.get_attribute("body", "data-jp-theme-name") == DARK
     assert "Jupyter news" not in page.inner_text("body")      # the course's settings: no pop-up
     assert_no_error_text(page, notebook.replace(".ipynb", "_failure"))
@@ -94,7 +95,7 @@ def wait_changed(page, box, before: dict) -> dict:
 def test_keyboard_drives_one_explorer_per_notebook(lab_page, notebook):
     lab, page = lab_page
     open_notebook(lab, page, notebook)
-    name, key = KEYBOARD[notebook]
+    _, name, key = KEYBOARD[notebook]
     _, box = explorer_of(page, name)
     before = picture(box)
     if "alt" in before:

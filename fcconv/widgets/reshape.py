@@ -62,7 +62,8 @@ class WeightRowExplorer(Explorer):
         self.channel = widgets.IntSlider(value=channel, min=0, max=self.in_shape[0] - 1,
                                          description="channel c")
         self.order = widgets.ToggleButtons(options=[("PyTorch C,H,W", "chw"),
-                                                    ("Keras H,W,C", "hwc")], value="chw")
+                                                    ("Keras H,W,C", "hwc")], value="chw",
+                                           description="flatten order")
         self.out, self.text = widgets.Output(), widgets.Output()
         for wdg in (self.neuron, self.channel, self.order):
             wdg.observe(lambda _: self.update(), names="value")
