@@ -259,6 +259,7 @@ class Voila(_Server):
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-voila-"))
         self.port = _free_port()
         env = dict(os.environ, JUPYTER_PATH=str(ROOT / "share" / "jupyter"),
+                   JUPYTER_CONFIG_PATH=str(COURSE_CONFIG),
                    JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
                    JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"), IPYTHONDIR=str(self.tmp / "ipy"),
                    MPLCONFIGDIR=str(self.tmp / "mpl"))
