@@ -103,8 +103,9 @@ def test_the_course_settings_switch_off_news_and_update_checks(lab_page):
                            ".textContent)")
     assert config["news"] == {"disabled": True}
     settings = _get_json(lab.url("lab/api/settings/@jupyterlab/apputils-extension:notification"))
-    assert settings["settings"]["fetchNews"] == "false"
-    assert settings["settings"]["checkForUpdates"] is False
+    defaults = settings["schema"]["properties"]  # the course's overrides become the defaults
+    assert defaults["fetchNews"]["default"] == "false"
+    assert defaults["checkForUpdates"]["default"] is False
     # news_url (disabled above) comes from the same file as the update checker: that file names
     # the checker that never asks
     from jupyterlab import NeverCheckForUpdate
