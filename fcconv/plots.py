@@ -11,6 +11,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Polygon, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from .formulas import conv_output_size, score_map_side
 
@@ -30,6 +31,12 @@ def _integer_ticks(ax) -> None:
 def _signed_limits(*arrays) -> dict:
     m = max(float(np.abs(a).max()) for a in arrays) or 1.0
     return {"cmap": DIVERGING, "vmin": -m, "vmax": m}
+
+
+def _integer_ticks(ax) -> None:
+    """Rows and columns of a grid are whole numbers: never a tick at 2.5."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 # --------------------------------------------------------------------------- notebook 00/02: 1-D slide
@@ -155,7 +162,8 @@ def row_into_cube(row: np.ndarray, in_shape, channel: int, order: str = "chw"):
     top.set_xlabel(f"position in the flattened input (length {c * h * w}, {order.upper()} order)")
     top.set_ylabel("weight")
     top.set_title("the neuron's weight row", fontsize=9)
-    top.legend(loc="upper right", fontsize=7, markerscale=3)
+    top.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7, markerscale=3,
+               frameon=False)  # above the axes: inside, it would hide weights
     where = fig.add_subplot(grid[1, 0])
     where.plot(idx, chan_of, ",", color=OKABE_ITO[4])
     where.plot(idx[chan_of == channel], chan_of[chan_of == channel], "|", color=OKABE_ITO[5],
@@ -233,6 +241,7 @@ def windows_on_photo(image, window: int, jump: int, cell=(0, 0), rf=None, all_wi
                                     edgecolor=OKABE_ITO[0]))
         axes[1].set_xlabel("window column")
         axes[1].set_ylabel("window row")
+        _integer_ticks(axes[1])
         axes[1].set_title("best class score in every cell", fontsize=9)
         fig.colorbar(img, ax=axes[1], shrink=0.7, label="score")
     return fig
@@ -244,6 +253,7 @@ def border_difference(diff: np.ndarray, title: str):
     img = ax.imshow(diff, cmap=SEQUENTIAL, interpolation="nearest")
     ax.set_xlabel("feature-map column inside the window")
     ax.set_ylabel("feature-map row inside the window")
+    _integer_ticks(ax)
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, label="mean |dense - crop|")
     return fig
@@ -351,6 +361,7 @@ def conv_matrix_picture(m: np.ndarray, title: str = ""):
     ax.set_facecolor("white")
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
+    _integer_ticks(ax)
     ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
     return fig
 
@@ -414,6 +425,7 @@ def class_heatmaps(probs: np.ndarray, classes, names=None):
         ax.set_xlabel("window column", fontsize=7)
         ax.set_ylabel("window row", fontsize=7)
         ax.tick_params(labelsize=6)
+        _integer_ticks(ax)
     fig.colorbar(img, ax=axes[0].tolist(), shrink=0.8, label="probability")
     return fig
 

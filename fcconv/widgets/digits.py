@@ -37,6 +37,9 @@ def detector_view(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digi
             "counts": match(dets, truth)}
 
 
+ALL_DIGITS = -1  # a Dropdown shows no label for the value None: "all digits" needs a real value
+
+
 class DigitDetectorExplorer(Explorer):
     """Seed, number of digits and noise make a canvas; class and threshold pick what is shown."""
 
@@ -49,8 +52,9 @@ class DigitDetectorExplorer(Explorer):
                                    continuous_update=False)
         self.noise = widgets.FloatSlider(value=0.1, min=0, max=0.4, step=0.02, description="noise",
                                          continuous_update=False)
-        self.cls = widgets.Dropdown(options=[("all digits", None)] + [(str(k), k) for k in range(10)],
-                                    value=None, description="class")
+        self.cls = widgets.Dropdown(options=[("all digits", ALL_DIGITS)]
+                                    + [(str(k), k) for k in range(10)],
+                                    value=ALL_DIGITS, description="class")
         self.threshold = widgets.FloatSlider(value=0.9, min=0.05, max=0.99, step=0.01,
                                              description="threshold", continuous_update=False)
         self.out, self.text = widgets.Output(), widgets.Output()
@@ -91,14 +95,15 @@ class DigitDetectorExplorer(Explorer):
 
     @never_raise("text", clear=("out",))
     def update(self) -> None:
+        cls = None if self.cls.value == ALL_DIGITS else self.cls.value
         scanned = self.scanned()
         v = detector_view(self.fcn, self.digits, self.labels, self.seed.value, self.n.value,
-                          self.noise.value, self.cls.value, self.threshold.value, scanned)
+                          self.noise.value, cls, self.threshold.value, scanned)
         tp, fp, fn = v["counts"]
         show_html(self.text, f"<p>{len(v['detections'])} detections: {tp} right, {fp} wrong, "
                              f"{fn} digits missed (IoU &ge; 0.5, label must match).</p>")
-        what = "the best digit's" if self.cls.value is None else f"digit {self.cls.value}'s"
-        truth = [b for b in v["canvas"].boxes if self.cls.value is None or b[4] == self.cls.value]
+        what = "the best digit's" if cls is None else f"digit {cls}'s"
+        truth = [b for b in v["canvas"].boxes if cls is None or b[4] == cls]
         show_png(self.out, self._draw(v, truth),
             alt=f"Canvas (seed {self.seed.value}) with {len(v['canvas'].boxes)} digits, "
                 f"{what} probability over every window, true boxes dashed and "
