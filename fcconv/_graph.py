@@ -43,6 +43,7 @@ POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU
              nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
              nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LocalResponseNorm)
 SOFTMAX = (nn.Softmax, nn.LogSoftmax)
+BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 # Functions: name -> the order of their positional parameters (PyTorch's signatures).
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
@@ -80,31 +81,74 @@ LINEAR_FUNCS = {F.linear}
 
 
 # Notes on a Step that convolutionalize refuses (the others it can fix).
-REFUSALS = ("size_arg", "global", "ceil_partial", "adaptive")
+REFUSALS = ("size_arg", "global", "ceil_partial", "adaptive", "size_varies", "batch_stats")
 
 
 # --------------------------------------------------------------------------- what a node is
 
 @dataclass(frozen=True)
 class Field:
-    """Receptive field per spatial axis: cell i sees [start + i*jump, start + i*jump + size - 1]."""
+    """Receptive field per spatial axis: cell i sees [start + i*jump, start + i*jump + size - 1].
+
+    ``spans``: per axis, the runs of pixels (first, last), counted from ``start``, that a cell
+    really sees: one run (0, size - 1) for a window, several where a dilated tap or a stride
+    leaves gaps. ``offset``: per axis, the map has floor((n + offset) / jump) cells on an
+    n-pixel input (what branches must agree on at every size, not only this one).
+    """
 
     size: tuple[int, ...]
     jump: tuple[int, ...]
     start: tuple[int, ...]
+    spans: tuple[tuple[tuple[int, int], ...], ...] = ()
+    offset: tuple[int, ...] = ()
+    odd: str = ""   # why cells do not see a window of pixels at all (set once, carried on)
 
     @classmethod
     def pixel(cls, n: int) -> Field:
-        return cls((1,) * n, (1,) * n, (0,) * n)
+        return cls((1,) * n, (1,) * n, (0,) * n, (((0, 0),),) * n, (0,) * n)
 
-    def step(self, kernel, stride, padding, dilation) -> Field:
+    def step(self, kernel, stride, padding, dilation, total_pad=None) -> Field:
+        """After a window op; ``total_pad`` (left + right per axis) defaults to 2 * padding."""
+        total_pad = total_pad or tuple(2 * p for p in padding)
         axes = [field_step(*f, k, s, p, d) for f, k, s, p, d in
                 zip(zip(self.size, self.jump, self.start), kernel, stride, padding, dilation)]
-        return Field(*(tuple(a[i] for a in axes) for i in range(3)))
+        spans = tuple(_merge_runs([(lo + t * d * j, hi + t * d * j) for t in range(k)
+                                   for lo, hi in runs])
+                      for runs, k, d, j in zip(self.spans, kernel, dilation, self.jump))
+        # floor((floor((n + a) / J) + tp - span + s) / s) = floor((n + a + J*(tp - span + s)) / (J*s))
+        offset = tuple(a + j * (tp - (d * (k - 1) + 1) + s) for a, j, tp, k, s, d in
+                       zip(self.offset, self.jump, total_pad, kernel, stride, dilation))
+        return Field(*(tuple(a[i] for a in axes) for i in range(3)), spans, offset, self.odd)
 
-    def shifted(self, left: tuple[int, ...]) -> Field:
-        """After ``left`` cells of zero padding on each axis: the first cell starts earlier."""
-        return replace(self, start=tuple(s - p * j for s, p, j in zip(self.start, left, self.jump)))
+    def shifted(self, left: tuple[int, ...], right: tuple[int, ...]) -> Field:
+        """After zero padding (cells, per axis): the first cell starts earlier, the map grows."""
+        return replace(self, start=tuple(s - p * j for s, p, j in zip(self.start, left, self.jump)),
+                       offset=tuple(a + (lt + r) * j for a, lt, r, j in
+                                    zip(self.offset, left, right, self.jump)))
+
+    def gaps(self) -> str:
+        """'' for a solid window; else which pixels a cell skips, on the first axis with gaps."""
+        if self.odd:
+            return self.odd
+        for axis, runs in enumerate(self.spans):
+            if len(runs) > 1:
+                holes = [f"{a[1] + 1}..{b[0] - 1}" if b[0] - a[1] > 2 else str(a[1] + 1)
+                         for a, b in zip(runs, runs[1:])]
+                seen = ", ".join(f"{lo}..{hi}" if hi > lo else str(lo) for lo, hi in runs)
+                return (f"along axis {axis} a cell sees pixels {seen} of its {self.size[axis]}-"
+                        f"pixel span, not {', '.join(holes)} (from the span's first pixel)")
+        return ""
+
+
+def _merge_runs(runs) -> tuple[tuple[int, int], ...]:
+    """Sorted runs of pixels, touching or overlapping ones joined."""
+    out: list[list[int]] = []
+    for lo, hi in sorted(runs):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in out)
 
 
 @dataclass(frozen=True)
@@ -225,7 +269,7 @@ def analyse(model: nn.Module, input_shape: Shape, explain: bool = True) -> Graph
 
 
 def _analyse(gm: fx.GraphModule, input_shape: Shape) -> Graph:
-    walk = _Walk(gm)
+    walk = _Walk(gm, tuple(input_shape[1:]))
     x = torch.empty((BATCH, *input_shape), device="meta", dtype=model_dtype(gm))
     try:
         walk.run(x)
@@ -250,8 +294,9 @@ def _per_axis(value, n: int) -> tuple[int, ...]:
 class _Walk(fx.Interpreter):
     """Runs the graph on meta tensors; after each node, works out its Step."""
 
-    def __init__(self, gm: fx.GraphModule):
+    def __init__(self, gm: fx.GraphModule, input_size: tuple[int, ...]):
         super().__init__(gm)
+        self.input_size = input_size
         self.extra_traceback = False  # our messages name the layer; fx's would add its internals
         self.steps: dict[fx.Node, Step] = {}
         self.names = {m: n for n, m in gm.named_modules()}
@@ -329,6 +374,13 @@ class _Walk(fx.Interpreter):
             return self.linear(step, g)
         if isinstance(mod, SOFTMAX):
             return self.softmax(step, g, mod.dim, x)
+        if isinstance(mod, BATCH_NORM) and (mod.training or mod.running_mean is None):
+            state = "is in training mode" if mod.training else \
+                "keeps no running statistics (track_running_stats=False)"
+            step.notes["batch_stats"] = (
+                f"{step.kind} {step.name!r} {state}: it normalises with each batch's statistics, "
+                "which differ between crops (and between a batch of crops and one large image); "
+                "call model.eval() first")
         if isinstance(mod, POINTWISE) or (isinstance(mod, nn.LayerNorm) and g.kind != "map"):
             return g
         return unknown(f"{where(n, step.name)}: fcconv does not know how this layer moves "
@@ -398,10 +450,19 @@ class _Walk(fx.Interpreter):
                            "tensor, not over a (N, C, H, W) map")
         nsp = x.dim() - 2
         kernel, stride, dilation = (_per_axis(v, nsp) for v in (kernel, stride, dilation))
+        total = None
         if isinstance(padding, str):  # "same" / "valid": PyTorch pads (span-1)//2 on the left
-            padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation)) \
-                if padding == "same" else (0,) * nsp
+            total = tuple(d * (k - 1) if padding == "same" else 0
+                          for k, d in zip(kernel, dilation))
+            padding = tuple(t // 2 for t in total)
         padding = _per_axis(padding, nsp)
+        mode = getattr(step.module, "padding_mode", "zeros")
+        if mode != "zeros" and any(padding):
+            bad = _padding_mode_leaves_window(mode, kernel, padding, dilation)
+            if bad:  # the map is still exact (convolutionalize may go on); the field is not
+                g = replace(g, field=replace(g.field, odd=(
+                    f"{where(step.node, step.name)} pads with padding_mode={mode!r}: {bad}, so "
+                    "its cells do not see one window of the input; use padding_mode='zeros'")))
         for axis, (size, k, s, p, d) in enumerate(zip(x.shape[2:], kernel, stride, padding,
                                                       dilation)):
             if ceil and conv_output_size(size, k, s, p, d, True) != _floor_size(size, k, s, p, d):
@@ -415,7 +476,7 @@ class _Walk(fx.Interpreter):
                 step.notes["ceil_fits"] = "ceil_mode=True, but every window fits"
         if indices:
             step.notes["indices"] = "returns indices"
-        return Geo("map", g.field.step(kernel, stride, padding, dilation))
+        return Geo("map", g.field.step(kernel, stride, padding, dilation, total))
 
     def adaptive(self, step, g, x, y) -> Geo:
         if g.kind != "map":
@@ -443,7 +504,9 @@ class _Walk(fx.Interpreter):
         # PyTorch lists (left, right) pairs from the last axis backwards; missing pairs are 0.
         pairs = len(pad) // 2
         left = tuple(pad[2 * (nsp - 1 - a)] if nsp - 1 - a < pairs else 0 for a in range(nsp))
-        return Geo("map", g.field.shifted(left))
+        right = tuple(pad[2 * (nsp - 1 - a) + 1] if nsp - 1 - a < pairs else 0
+                      for a in range(nsp))
+        return Geo("map", g.field.shifted(left, right))
 
     def reshape(self, step, g, x, y) -> Geo:
         """flatten / view / reshape: a map folded into vectors (N, C*H*W), or nothing changed."""
@@ -543,6 +606,13 @@ class _Walk(fx.Interpreter):
         merged = _union(fields)
         if isinstance(merged, str):
             return unknown(f"{where(n)} joins paths that {merged}")
+        vary = _sizes_vary(fields, self.input_size) if kind == "map" else ""
+        if vary:
+            step.notes["size_varies"] = (
+                f"{where(n)} joins maps whose sizes agree at input {_side(self.input_size)} but "
+                f"not on larger images ({vary}), so the converted net would fail or broadcast "
+                "there; give the branches the same padding arithmetic (e.g. padding=1 on the "
+                "3x3 conv, or a pool with the same stride and padding)")
         return Geo(kind, merged, geos[0].map_shape, geos[0].order)
 
     def getitem(self, step, args) -> Geo:
@@ -661,22 +731,52 @@ def _is_param(gm: nn.Module, target: str) -> bool:
 
 
 def _union(fields: list[Field]) -> Field | str:
-    """Union of the windows several paths give one cell; a reason string where it is not one
-    window (different jumps, or a gap between the windows)."""
+    """Union of the fields several paths give one cell; a reason string where the paths
+    disagree on the jump (then cells of one path fall between cells of the other)."""
     first = fields[0]
     if any(f.jump != first.jump for f in fields):
         return f"disagree on the jump ({' vs '.join(_side(f.jump) for f in fields)})"
-    size, start = [], []
+    size, start, spans = [], [], []
     for a in range(len(first.size)):
-        spans = sorted((f.start[a], f.start[a] + f.size[a] - 1) for f in fields)
-        end = spans[0][1]
-        for lo, hi in spans[1:]:
-            if lo > end + 1:
-                return f"see windows with a gap between them (pixels {end + 1}..{lo - 1})"
-            end = max(end, hi)
-        start.append(spans[0][0])
-        size.append(end - spans[0][0] + 1)
-    return Field(tuple(size), first.jump, tuple(start))
+        lo = min(f.start[a] for f in fields)
+        runs = _merge_runs([(f.start[a] - lo + r0, f.start[a] - lo + r1)
+                            for f in fields for r0, r1 in f.spans[a]])
+        start.append(lo)
+        size.append(runs[-1][1] + 1)
+        spans.append(runs)
+    return Field(tuple(size), first.jump, tuple(start), tuple(spans), first.offset,
+                 next((f.odd for f in fields if f.odd), ""))
+
+
+def _sizes_vary(fields: list[Field], input_size: tuple[int, ...]) -> str:
+    """'' if maps with these fields have the same size on every input at least ``input_size``;
+    else the first input side where they differ. The difference of floor((n + a) / J) for two
+    offsets a repeats every J pixels, so J sizes settle it."""
+    for axis, n0 in enumerate(input_size):
+        j = fields[0].jump[axis]
+        for n in range(n0, n0 + j):
+            sides = {(n + f.offset[axis]) // j for f in fields}
+            if len(sides) > 1:
+                return (f"along axis {axis}, at an input side of {n} the paths give maps of "
+                        f"{' and '.join(map(str, sorted(sides)))} cells")
+    return ""
+
+
+def _padding_mode_leaves_window(mode: str, kernel, padding, dilation) -> str:
+    """Why a non-zero padding mode makes a border cell see pixels outside its window ('' if it
+    does not). The padded values copy image pixels: 'replicate' the edge pixel, which the
+    window holds while it reaches into the image (p <= span - 1); 'reflect' pixel m for pad
+    -m, inside the window while 2p <= span - 1; 'circular' the far edge of the image."""
+    if mode == "circular":
+        return "the border cells see the opposite edge of the image"
+    for k, p, d in zip(kernel, padding, dilation):
+        span = d * (k - 1) + 1
+        if mode == "replicate" and p > span - 1:
+            return f"a padding of {p} beyond a {span}-pixel span copies the edge pixel in"
+        if mode == "reflect" and 2 * p > span - 1:
+            return f"a padding of {p} reflects pixels up to {p} from the edge into a window " \
+                   f"that ends at {span - 1 - p}"
+    return ""
 
 
 def _floor_size(size, k, s, p, d) -> int:

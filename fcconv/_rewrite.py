@@ -108,6 +108,12 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
                                  f"{format_shape(flat.map_shape)} features before the first "
                                  "Linear; convolutionalize supports only dropout and "
                                  "activations there")
+            if flat is not None and not isinstance(mod, nn.Linear) and _per_feature(mod):
+                raise ValueError(f"{type(mod).__name__} ({node.target!r}) has one parameter per "
+                                 f"feature of the flattened {format_shape(flat.map_shape)} map, "
+                                 "before the first Linear: on a map those would be per pixel, "
+                                 "not per channel; move it after the first Linear or before "
+                                 "the flatten")
             _convert_head_module(gm, node, mod, flat, nsp)
             if isinstance(mod, nn.Linear):
                 flat = None
@@ -124,6 +130,12 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
     for node in flats:  # the flatten itself goes: the map stays a map
         node.replace_all_uses_with(_map_before(graph, node))
         gm.graph.erase_node(node)
+
+
+def _per_feature(mod: nn.Module) -> bool:
+    """Whether a module has weights or statistics per feature (BatchNorm1d, PReLU(n > 1))."""
+    return isinstance(mod, _graph.BATCH_NORM) or \
+        any(t.numel() > 1 for t in [*mod.parameters(), *mod.buffers()])
 
 
 def _map_before(graph: _graph.Graph, flat: fx.Node) -> fx.Node:

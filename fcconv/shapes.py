@@ -197,7 +197,7 @@ def _check_model(model) -> None:
 
 
 def _field(f: _graph.Field | None) -> ReceptiveField | None:
-    if f is None:
+    if f is None or f.gaps():  # not a window: no (size, jump, start) to show
         return None
     return ReceptiveField(_squeeze(f.size), _squeeze(f.jump), _squeeze(f.start))
 
@@ -243,6 +243,12 @@ def receptive_field(model: nn.Module, input_shape) -> ReceptiveField:
         raise ValueError(f"no single receptive field: {geo.why}")
     if geo.field is None:
         raise ValueError("the output has no receptive field over the input's pixels")
+    if geo.field.odd:
+        raise ValueError(f"no single receptive field: {geo.field.odd}")
+    if geo.field.gaps():
+        raise ValueError(f"the receptive field has gaps: {geo.field.gaps()}; a tap spacing "
+                         "(dilation x jump) larger than the field before it skips pixels, so "
+                         "no window describes what a cell sees")
     return _field(geo.field)
 
 

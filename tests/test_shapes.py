@@ -1,6 +1,7 @@
 """fcconv.shapes against PyTorch itself: output sizes, traces, receptive fields (autograd)."""
 
 import itertools
+import re
 import subprocess
 import sys
 
@@ -200,10 +201,67 @@ def test_receptive_field_matches_autograd(spec, size, data):
         assert all(first <= h <= last for h in hit)  # inside the stated window
         if not rows:  # the cell sees only zero padding along one axis: nothing to be tight about
             continue
+        assert hit == list(range(min(hit), max(hit) + 1))  # a window: no gaps inside
         if 0 <= first < size:
             assert min(hit) == first  # ...and tight where the window's ends lie in the image
         if 0 <= last < size:
             assert max(hit) == last
+
+
+def seen_by_cell(net, size, cell):
+    """The input rows autograd says reach output cell (cell, cell)."""
+    x = torch.rand(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    net(x)[0, 0, cell, cell].backward()
+    return torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten().tolist()
+
+
+@pytest.mark.parametrize("mode", ["zeros", "replicate", "reflect", "circular"])
+def test_padding_modes_give_the_autograd_field_or_refuse(mode):
+    """Every cell sees exactly its window (clipped to the image), or the field is refused, and
+    then autograd shows some cell that does not: a refusal is never a guess."""
+    refused = 0
+    for k, p, d, s in itertools.product(range(1, 6), range(1, 4), (1, 2), (1, 2)):
+        conv = nn.Conv2d(1, 1, k, s, padding=p, dilation=d, padding_mode=mode, bias=False)
+        nn.init.uniform_(conv.weight, 0.1, 1.0)
+        net = nn.Sequential(conv).double()
+        cells = range(conv_output_size(9, k, s, p, d))
+        windows = [(c * s - p, c * s - p + d * (k - 1)) for c in cells]
+        seen = [seen_by_cell(net, 9, c) for c in cells]
+        is_window = all(hit == list(range(max(a, 0), min(b, 8) + 1))
+                        for hit, (a, b) in zip(seen, windows))
+        try:
+            rf = receptive_field(net, (1, 9, 9))
+        except ValueError as err:
+            assert re.search(f"padding_mode={mode!r}|the receptive field has gaps", str(err))
+            assert not is_window, (k, p, d, s, seen)
+            refused += 1
+            continue
+        assert is_window and [rf.window(c) for c in cells] == windows, (k, p, d, s, rf)
+    assert refused == 60 if mode == "circular" else refused < 60  # circular always wraps
+@pytest.mark.parametrize("net,seen", [
+    (nn.Conv2d(1, 1, 2, dilation=4), [0, 4]),
+    (nn.Sequential(nn.Conv2d(1, 1, 2), nn.AvgPool2d(1, stride=3), nn.Conv2d(1, 1, 2)),
+     [0, 1, 3, 4]),
+])
+def test_a_field_with_gaps_is_refused_but_traced(net, seen):
+    net = nn.Sequential(net).double()
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.uniform_(m.weight, 0.1, 1.0)
+    assert seen_by_cell(net, 9, 0) == seen
+    text = ", ".join(map(str, seen)) if len(seen) == 2 else "0..1, 3..4"
+    with pytest.raises(ValueError, match=f"the receptive field has gaps: along axis 0 a cell "
+                                         f"sees pixels {text} of its 5-pixel span"):
+        receptive_field(net, (1, 9, 9))
+    assert trace(net, (1, 9, 9)).rows[-1].rf is None     # "-" in the table, not a window
+
+
+def test_a_later_layer_fills_the_gaps_of_a_dilated_one():
+    net = nn.Sequential(nn.Conv2d(1, 1, 2, dilation=4), nn.Conv2d(1, 1, 5)).double()
+    for m in net:
+        nn.init.uniform_(m.weight, 0.1, 1.0)
+    assert receptive_field(net, (1, 12, 12)) == fcconv.ReceptiveField(9, 1, 0)
+    assert seen_by_cell(net, 12, 1) == list(range(1, 10))
 
 
 def test_receptive_field_of_lenet5():

@@ -556,3 +556,80 @@ def test_two_head_model_traces_but_has_no_single_field():
     assert trace(TwoHeads(), (1, 8, 8)).names == ["conv", "a", "b"]
     with pytest.raises(ValueError, match="the model returns 2 outputs"):
         fcconv.receptive_field(TwoHeads(), (1, 8, 8))
+
+
+# --------------------------------------------------------------------------- tester's findings
+
+@pytest.mark.parametrize("model", [
+    nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 3)),
+    nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(144, 5), nn.BatchNorm1d(5),
+                  nn.Linear(5, 3)),
+])
+def test_batch_norm_in_training_mode_is_refused_and_exact_in_eval(model):
+    model = seeded(model).train()
+    image = torch.randn(1, 3, 10, 10, dtype=torch.float64)
+    name = "'1' is" if isinstance(model[1], nn.BatchNorm2d) else "'3' is"
+    with pytest.raises(ValueError, match=f"BatchNorm.d {name} in training mode: it normalises "
+                                         "with each batch's statistics.*call model.eval"):
+        convolutionalize(model, (3, 8, 8))
+    fcn = convolutionalize(model.eval(), (3, 8, 8))
+    assert rel_err(fcn(image), sliding_windows(model, image, 8, 1)) < 1e-12
+
+
+def test_train_mode_model_without_batch_statistics_still_converts():
+    """A freshly built net is in training mode; dropout there is what notebooks convert."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.0), nn.Flatten(), nn.Dropout(0.0),
+                          nn.Linear(144, 3)).double().train()
+    image = torch.randn(1, 3, 10, 10, dtype=torch.float64)
+    assert rel_err(convolutionalize(model, (3, 8, 8))(image),
+                   sliding_windows(model, image, 8, 1)) < 1e-12
+
+
+class SizesAgreeOnlyHere(nn.Module):
+    """Both branches give 1x1 at 3x3, but 1x1 and 2x2 at 4x4 (and 2x2 vs 3x3 at 6x6)."""
+
+    def __init__(self, cat=False, fmap=1):
+        super().__init__()
+        self.cat = cat
+        self.a = nn.Conv2d(3, 2, 3, stride=2)
+        self.b = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 2, 1))
+        self.fc = nn.Linear((4 if cat else 2) * fmap * fmap, 3)
+
+    def forward(self, x):
+        x = torch.cat([self.a(x), self.b(x)], 1) if self.cat else self.a(x) + self.b(x)
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("model,shape,op,sizes", [
+    (SizesAgreeOnlyHere(), (3, 3, 3), "'add' (line", "at an input side of 4 the paths give "
+                                                     "maps of 1 and 2 cells"),
+    (SizesAgreeOnlyHere(cat=True, fmap=4), (3, 9, 9), "'cat' (line",
+     "at an input side of 10 the paths give maps of 4 and 5 cells"),
+])
+def test_branches_whose_sizes_agree_only_at_the_training_size_are_refused(model, shape, op,
+                                                                          sizes):
+    with pytest.raises(ValueError) as info:
+        convolutionalize(model, shape)
+    message = str(info.value)
+    assert message.startswith(op) and "of forward: x = torch.cat(" in message
+    assert sizes in message and "sizes agree at input" in message
+    with pytest.raises(RuntimeError):  # what the converted net would have met there
+        model(torch.zeros(1, 3, shape[1] + 1, shape[2] + 1))
+
+
+def test_branches_whose_sizes_always_agree_still_convert():
+    model = SizesAgreeOnlyHere()
+    model.a = nn.Conv2d(3, 2, 2, stride=2)    # now both give floor(H / 2) at every size
+    model.fc = nn.Linear(2 * 2 * 2, 3)
+    dense_equals_crops(model, (3, 4, 4), (9, 10))
+
+
+@pytest.mark.parametrize("layer", [nn.BatchNorm1d(144), nn.PReLU(144)])
+def test_per_feature_layer_before_the_first_linear_is_refused(layer):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), layer, nn.Linear(144, 3)).eval()
+    with pytest.raises(ValueError, match=rf"{type(layer).__name__} \('2'\) has one parameter per "
+                                         r"feature of the flattened 6x6x4 map"):
+        convolutionalize(model, (3, 8, 8))
+    # One PReLU slope shared by every feature is still a pointwise activation: exact.
+    dense_equals_crops(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.PReLU(),
+                                     nn.Linear(144, 3)), (3, 8, 8), (11, 12))
