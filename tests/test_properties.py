@@ -71,6 +71,10 @@ class RandomNet(nn.Module):
                 b = self._add(conv(c, out, 1 if padded else 3, s, 0))
                 self.ops.append(("res", a, b))
                 c = out
+            elif kind == "bn" and not probe:  # op[1]: left in training mode (batch statistics)
+                bn = (nn.BatchNorm1d, nn.BatchNorm2d)[self.nd - 1](c)
+                bn.stay_in_training = op[1]
+                self.ops.append(("mod", self._add(bn)))
             elif kind == "mean":
                 self.ops.append(("mean",))
             elif kind == "adaptive":
@@ -159,6 +163,8 @@ def random_spec(rng: random.Random) -> dict:
             trunk.append(("relu", rng.random() < 0.6))
         else:
             trunk.append(("res", rng.randint(1, 3), rng.choice([1, 2]), rng.random() < 0.3))
+    if rng.random() < 0.08:
+        trunk.insert(rng.randint(0, len(trunk)), ("bn", rng.random() < 0.5))
     if rng.random() < 0.05:
         trunk.append(("mean",))
     if rng.random() < 0.05:
@@ -176,10 +182,12 @@ def build(spec: dict, probe: bool, seed: int):
     shape = (spec["channels"], *(spec["size"],) * spec["nd"])
     try:
         with torch.no_grad():
-            fmap = net.double().trunk(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:]
+            fmap = net.double().eval().trunk(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:]
     except RuntimeError:
         return None
     net.build_head(tuple(fmap)).double().eval()
+    for m in net.modules():
+        m.train(getattr(m, "stay_in_training", False))
     for p in net.parameters():
         with torch.no_grad():
             p.uniform_(0.1, 1.0) if probe else p.normal_(0, 0.5)
@@ -201,7 +209,7 @@ def must_refuse(spec: dict, shape) -> bool:
             size = conv_output_size(size, k, s, p, 1, ceil)
         elif op[0] == "res":
             size = conv_output_size(size, 3, op[2], 1 if op[3] else 0)
-        elif op[0] == "mean":
+        elif op[0] in ("mean", "bn") and op[-1]:  # global pooling; BatchNorm in training mode
             return True
         elif op[0] == "adaptive" and op[1] != size:
             return True
@@ -288,6 +296,9 @@ def check_field(spec, seed) -> str:
                 assert first < 0 or last >= shape[1 + axis], (spec, rf, cell)
                 continue
             assert first <= min(hit) and max(hit) <= last, (spec, rf, cell, hit)
+            if 0 <= first and last < shape[1 + axis]:  # a window, no gaps (at the border a
+                # path through zero padding can be missing: those cells see less)
+                assert hit == list(range(first, last + 1)), (spec, rf, cell, hit)
             if first >= 0:  # tight where the window's ends lie in the image
                 assert min(hit) == first, (spec, rf, cell, hit)
             if last < shape[1 + axis]:
