@@ -194,9 +194,23 @@ class Graph:
                    for s in self.steps.values())
 
     def outputs(self) -> list[fx.Node]:
-        out = next(n for n in self.gm.graph.nodes if n.op == "output")
-        found = out.args[0]
+        found = self._returned()
+        if isinstance(found, dict):
+            return list(found.values())
         return list(found) if isinstance(found, (tuple, list)) else [found]
+
+    def returns(self) -> str:
+        """'' when forward returns one tensor; else what it returns, for a message."""
+        found = self._returned()
+        if isinstance(found, fx.Node) and self.steps[found].out is not None:
+            return ""
+        if isinstance(found, (tuple, list, dict)):
+            kind = "dict" if isinstance(found, dict) else type(found).__name__
+            return f"a {kind} of {len(found)}, not one tensor"
+        return "no tensor"
+
+    def _returned(self):
+        return next(n for n in self.gm.graph.nodes if n.op == "output").args[0]
 
 
 def where(node: fx.Node, name: str | None = None) -> str:
@@ -239,6 +253,9 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
     """The model as an fx graph (``lines``: with each node's source line, for messages); a clear
     error if fx cannot follow ``forward`` (data-dependent control flow, for instance)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError("this is a torch.jit module (scripted or traced), which torch.fx cannot "
+                         "follow: pass the un-scripted nn.Module it was made from")
     tracer = _Tracer()
     tracer.record_stack_traces = lines
     try:
@@ -594,7 +611,9 @@ class _Walk(fx.Interpreter):
                                "(dim 1) do the positions stay where they were")
         kinds = {g.kind for g in geos}
         if len(kinds) > 1 or kinds <= {"other"}:
-            return unknown(f"{where(n)} combines a {' and a '.join(sorted(kinds))}")
+            return unknown(f"{where(n)} combines {' and '.join(sorted(map(_kind_text, kinds)))}: "
+                           "fcconv cannot say how that lines up once the head is a map (fold a "
+                           "constant into the layer before it, e.g. a Linear's bias)")
         kind = kinds.pop()
         if kind == "map" and any(s.out[2:] != tuple(y.shape[2:]) for s in tensors):
             return unknown(f"{where(n)} broadcasts a {_side(min(s.out[2:] for s in tensors))} "
@@ -665,6 +684,11 @@ def _check_module_input(step: Step, x) -> None:
     if not isinstance(x, torch.Tensor):
         return
     here = f"layer {step.name!r} ({step.kind})"
+    if isinstance(mod, nn.Linear) and x.dim() == 2 and x.shape[0] != BATCH:
+        raise ValueError(f"{here} gets a ({', '.join(map(str, x.shape))}) tensor whose first "
+                         f"axis is not the batch: a reshape before it folds the batch into the "
+                         "features (x.view(1, -1)?); flatten each example with x.flatten(1) or "
+                         "x.view(x.size(0), -1)")
     if isinstance(mod, nn.Linear) and x.shape[-1] != mod.in_features:
         raise ValueError(f"{here} expects {mod.in_features} inputs but gets {x.shape[-1]} "
                          f"(a {format_shape(tuple(x.shape[1:]))} tensor)")
@@ -789,6 +813,12 @@ def _floor_size(size, k, s, p, d) -> int:
 
 def _axis_name(axis: int, nsp: int) -> str:
     return ("L",)[axis] if nsp == 1 else ("H", "W")[axis] if nsp == 2 else ("D", "H", "W")[axis]
+
+
+def _kind_text(kind: str) -> str:
+    return {"other": "a tensor not computed from the input (a parameter, buffer or constant)",
+            "map": "a (N, C, H, W) map", "flat": "a flattened map", "vector": "a (N, D) vector",
+            "channels_last": "a channels-last map"}.get(kind, f"a {kind} tensor")
 
 
 def _side(v) -> str:

@@ -26,9 +26,10 @@ def refuse_what_cannot_slide(graph: _graph.Graph) -> dict[fx.Node, _graph.Geo]:
     """Raise ValueError for anything whose dense pass would differ from the crops; return the
     flatten nodes (each with the map shape and order it flattens)."""
     outs = graph.outputs()
-    if len(outs) != 1 or not isinstance(outs[0], fx.Node) or graph.steps[outs[0]].out is None:
-        raise ValueError(f"the model returns {len(outs)} outputs; convolutionalize converts a "
-                         "classifier with one head: wrap the head you want in its own model")
+    if graph.returns():
+        raise ValueError(f"the model's forward returns {graph.returns()}; convolutionalize "
+                         "converts a classifier whose forward returns one tensor: wrap the "
+                         "head you want in a model that returns just it")
     for step in graph.steps.values():
         for note in _REFUSED_NOTES:
             if note in step.notes:
@@ -56,9 +57,15 @@ def _adaptive_message(graph: _graph.Graph, step: _graph.Step) -> str:
     after = "x".join(map(str, step.out[2:]))
     return (f"{_graph.where(step.node, step.name)} pools the {before} feature map at input "
             f"{format_shape(graph.input_shape)} to {after}: it is not an identity here, and on a "
-            f"larger input it would average the whole map down to {after} instead of sliding the "
+            f"larger input it would {_pools(step)} the whole map down to {after} instead of "
+            f"sliding the "
             f"classifier over it. Convolutionalize at the size where the feature map already is "
             f"{after} (e.g. 224x224 for VGG16).")
+
+
+def _pools(step: _graph.Step) -> str:
+    """'average' or 'max-pool': what an adaptive pool does to a whole map."""
+    return "max-pool" if "max" in f"{step.kind} {step.node.target}".lower() else "average"
 
 
 # --------------------------------------------------------------------------- simplify the trunk

@@ -7,6 +7,8 @@ A net from ``convolutionalize`` carries ``window`` (the training size it slides)
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
@@ -25,9 +27,10 @@ def _image(image) -> torch.Tensor:
 
 def _pair(name, v) -> tuple[int, int]:
     pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    if len(pair) != 2 or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in pair):
+    if len(pair) != 2 or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1
+                             for p in pair):
         raise ValueError(f"{name} must be a positive int or a pair of them; got {v!r}")
-    return pair
+    return tuple(int(p) for p in pair)
 
 
 @torch.no_grad()
@@ -36,15 +39,27 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     """The reference: run ``model`` on every window-sized crop at ``stride``.
 
     image (N, C, H, W) or (C, H, W) -> scores (N, K, rows, cols), rows = (H - window) // stride + 1.
-    Crops are cut and scored ``batch_size`` at a time: memory holds one batch, never every crop.
+    For a model whose first conv is a Conv1d: sequence (N, C, L) or (C, L), window and stride
+    ints -> (N, K, cols). Crops are cut and scored ``batch_size`` at a time: memory holds one
+    batch, never every crop.
     """
     expect(model, nn.Module, "model")
-    image = _image(image)
-    (wh, ww), (sh, sw) = _pair("window", window), _pair("stride", stride)
     batch_size = checked_int("batch_size", batch_size, 1)
+    if _first_conv_is_1d(model):
+        seq = _sequence(image)
+        w, s = _one("window", window), _one("stride", stride)
+        return _slide(lambda b: model(b.squeeze(2)), seq.unsqueeze(2), (1, w), (1, s),
+                      batch_size).squeeze(2)
+    return _slide(model, _image(image), _pair("window", window), _pair("stride", stride),
+                  batch_size)
+
+
+def _slide(model, image: torch.Tensor, window, stride, batch_size: int) -> torch.Tensor:
+    (wh, ww), (sh, sw) = window, stride
     n, c, h, w = image.shape
     if wh > h or ww > w:
-        raise ValueError(f"window {wh}x{ww} does not fit in the {h}x{w} image")
+        raise ValueError(f"window {wh}x{ww} does not fit in the {h}x{w} image" if h > 1 or wh > 1
+                         else f"window {ww} does not fit in the sequence of length {w}")
     rows, cols = score_map_side(h, wh, sh), score_map_side(w, ww, sw)
     crops = image.unfold(2, wh, sh).unfold(3, ww, sw)  # a view (N, C, rows, cols, wh, ww): no copy
     scores = []
@@ -54,6 +69,28 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
         batch = crops[b, :, r, col]                     # (B, C, wh, ww): only this batch copied
         scores.append(model(batch).reshape(len(idx), -1))
     return torch.cat(scores).reshape(n, rows, cols, -1).permute(0, 3, 1, 2)
+
+
+def _first_conv_is_1d(model: nn.Module) -> bool:
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))), None)
+    return isinstance(first, nn.Conv1d)
+
+
+def _sequence(seq) -> torch.Tensor:
+    expect(seq, torch.Tensor, "image")
+    if seq.dim() == 2:
+        seq = seq.unsqueeze(0)
+    if seq.dim() != 3:
+        raise ValueError(f"the model starts with a Conv1d, so image must be a sequence (C, L) or "
+                         f"(N, C, L); got shape {tuple(seq.shape)}")
+    return seq
+
+
+def _one(name, v) -> int:
+    v = v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        raise ValueError(f"{name} must be a positive int for a Conv1d model (one axis); got {v!r}")
+    return int(v)
 
 
 def stitch_passes(jump: int, step: int) -> int:

@@ -234,11 +234,10 @@ def receptive_field(model: nn.Module, input_shape) -> ReceptiveField:
     naming the op (and its line) where the field is not one window the same for every cell.
     """
     g = _analyse(model, input_shape, explain=True)
-    outs = [o for o in g.outputs() if isinstance(o, torch.fx.Node)]
-    if len(outs) != 1:
-        raise ValueError(f"the model returns {len(outs)} outputs; ask about one head at a time "
-                         "(a model whose forward returns a single tensor)")
-    geo = g.steps[outs[0]].geo
+    if g.returns():
+        raise ValueError(f"the model's forward returns {g.returns()}; ask about one head at a "
+                         "time (a model whose forward returns a single tensor)")
+    geo = g.steps[g.outputs()[0]].geo
     if geo.kind == "unknown":
         raise ValueError(f"no single receptive field: {geo.why}")
     if geo.field is None:

@@ -3,6 +3,7 @@
 import copy
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -300,6 +301,37 @@ class Residual3(nn.Module):
         return self.fc((self.a(x) + self.b(x)).flatten(1))
 
 
+class SmallNet(nn.Module):
+    """Conv then Linear; subclasses change only what forward does with them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 6 * 6, 3)
+        self.offset = nn.Parameter(torch.zeros(3))
+
+    def forward(self, x):
+        return {"scores": self.fc(self.conv(x).flatten(1))}
+
+
+class OneTuple(SmallNet):
+    def forward(self, x):
+        return (self.fc(self.conv(x).flatten(1)),)
+
+
+class BatchFolded(SmallNet):
+    def forward(self, x):
+        return self.fc(self.conv(x).view(1, -1))
+
+
+class PlusParameter(SmallNet):
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1)) + self.offset
+
+
+def small_sequential():
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 3))
+
+
 BAD_INPUTS = [
     (lambda: linear_to_conv(nn.Linear(25088, 10), (512, 6, 6)),
      ValueError, "Linear expects 25088 inputs but in_shape 512x6x6 gives 18432 = 512x6x6"),
@@ -354,12 +386,34 @@ BAD_INPUTS = [
      "input_shape[2] must be an int; got 32.5"),
     (lambda: convolutionalize(fcconv.lenet5(), 32), TypeError, "input_shape must be a tuple"),
     (lambda: convolutionalize(TwoHeads(), (1, 8, 8)), ValueError,
-     "the model returns 2 outputs; convolutionalize converts a classifier with one head"),
+     "the model's forward returns a tuple of 2, not one tensor; convolutionalize converts"),
     (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Upsample(scale_factor=2),
                                             nn.Flatten(), nn.Linear(288, 2)), (1, 8, 8)),
      ValueError, "cannot slide this model: '1' (Upsample): fcconv does not know"),
     (lambda: convolutionalize(Residual3(), (1, 9, 9)), ValueError,
      "joins paths that disagree on the jump (2x2 vs 3x3)"),
+    (lambda: convolutionalize(SmallNet(), (1, 8, 8)), ValueError,
+     "the model's forward returns a dict of 1, not one tensor"),
+    (lambda: fcconv.receptive_field(OneTuple(), (1, 8, 8)), ValueError,
+     "the model's forward returns a tuple of 1, not one tensor"),
+    (lambda: convolutionalize(OneTuple(), (1, 8, 8)), ValueError,
+     "the model's forward returns a tuple of 1, not one tensor"),
+    (lambda: convolutionalize(BatchFolded(), (1, 8, 8)), ValueError,
+     "layer 'fc' (Linear) gets a (1, 144) tensor whose first axis is not the batch: a reshape "
+     "before it folds the batch into the features (x.view(1, -1)?)"),
+    (lambda: convolutionalize(PlusParameter(), (1, 8, 8)), ValueError,
+     "combines a (N, D) vector and a tensor not computed from the input (a parameter, buffer"),
+    (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveMaxPool2d(2),
+                                            nn.Flatten(), nn.Linear(8, 3)), (1, 8, 8)),
+     ValueError, "it would max-pool the whole map down to 2x2"),
+    (lambda: convolutionalize(torch.jit.script(small_sequential()), (1, 8, 8)), ValueError,
+     "torch.jit module (scripted or traced), which torch.fx cannot follow: pass the un-scripted"),
+    (lambda: trace(torch.jit.trace(small_sequential(), torch.zeros(1, 1, 8, 8)), (1, 8, 8)),
+     ValueError, "pass the un-scripted nn.Module it was made from"),
+    (lambda: sliding_windows(nn.Sequential(nn.Conv1d(1, 2, 3)), torch.zeros(1, 1, 9, 9), 3, 1),
+     ValueError, "the model starts with a Conv1d, so image must be a sequence (C, L) or (N, C, L)"),
+    (lambda: sliding_windows(nn.Sequential(nn.Conv1d(1, 2, 3)), torch.zeros(1, 9), (3, 3), 1),
+     ValueError, "window must be a positive int for a Conv1d model (one axis); got (3, 3)"),
 ]
 
 
@@ -554,7 +608,7 @@ def test_sliding_windows_cuts_crops_one_batch_at_a_time():
 
 def test_two_head_model_traces_but_has_no_single_field():
     assert trace(TwoHeads(), (1, 8, 8)).names == ["conv", "a", "b"]
-    with pytest.raises(ValueError, match="the model returns 2 outputs"):
+    with pytest.raises(ValueError, match="the model's forward returns a tuple of 2, not one tensor"):
         fcconv.receptive_field(TwoHeads(), (1, 8, 8))
 
 
@@ -633,3 +687,22 @@ def test_per_feature_layer_before_the_first_linear_is_refused(layer):
     # One PReLU slope shared by every feature is still a pointwise activation: exact.
     dense_equals_crops(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.PReLU(),
                                      nn.Linear(144, 3)), (3, 8, 8), (11, 12))
+
+
+def test_sliding_windows_on_sequences_for_a_conv1d_model():
+    """(N, C, L) is a batch of sequences, not one (C, H, W) image, when the model is 1-D."""
+    model = seeded(nn.Sequential(nn.Conv1d(2, 3, 3), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(),
+                                 nn.Linear(3 * 3, 4)))
+    fcn = convolutionalize(model, (2, 8))
+    seq = torch.randn(2, 2, 15, dtype=torch.float64)
+    crops = sliding_windows(model, seq, 8, fcn.jump)
+    by_hand = torch.stack([model(seq[:, :, s:s + 8]) for s in range(0, 8, fcn.jump)], dim=2)
+    assert crops.shape == fcn(seq).shape == (2, 4, 4)
+    assert rel_err(fcn(seq), crops) < 1e-12 and rel_err(by_hand, crops) < 1e-12
+    assert sliding_windows(model, seq[0], 8, 2).shape == (1, 4, 4)   # one (C, L) sequence
+
+
+def test_sliding_windows_takes_numpy_integers_like_input_shape():
+    model, image = seeded(small_sequential()), torch.randn(1, 1, 10, 11, dtype=torch.float64)
+    assert torch.equal(sliding_windows(model, image, np.int64(8), np.int32(2)),
+                       sliding_windows(model, image, 8, 2))
