@@ -16,6 +16,10 @@ from ..shapes import conv_output_size, trace
 from ..torch_ops import convolutionalize
 from .base import Explorer, figure_png, never_raise, show_html, show_message, show_png
 
+# Fixed layouts: measuring a tight box would draw each picture twice per slider move.
+VOLUME_MARGINS = {"left": 0.05, "right": 0.05, "bottom": 0.05, "top": 0.3}  # inches
+SLIDE_MARGINS = {"left": 0.6, "right": 0.15, "bottom": 0.75, "top": 0.05}
+
 
 @functools.cache
 def _model(arch: str, convolutionalized: bool):
@@ -71,7 +75,7 @@ class ShapesExplorer(Explorer):
     def update(self) -> None:
         t = shapes_view(self.arch.value, self.entry.value, self.conv.value)  # entry: any size
         show_html(self.table, t._repr_html_())
-        show_png(self.picture, figure_png(plots.volume_stack(t)))
+        show_png(self.picture, figure_png(plots.volume_stack(t), dpi=72, margins=VOLUME_MARGINS))
 
 
 def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[int, str]:
@@ -118,5 +122,6 @@ class Slide1DExplorer(Explorer):
         self.position.max = n - 1  # may clamp position, which calls update again
         show_png(self.out, figure_png(plots.sliding_1d(self.size.value, self.kernel.value,
                                                        self.stride.value, self.padding.value,
-                                                       min(self.position.value, n - 1))))
+                                                       min(self.position.value, n - 1)),
+                                      dpi=80, margins=SLIDE_MARGINS))
         show_html(self.note, f"<p>{text}</p>")
