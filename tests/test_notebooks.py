@@ -1,6 +1,7 @@
 """Every notebook runs top to bottom in a fresh kernel, and none is committed with outputs."""
 
 import json
+import math
 import time
 
 import nbformat
@@ -20,7 +21,7 @@ def test_notebook_executes(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     goal = GOAL_SECONDS.get(path.name[:2], 15)
     before = speed_factor()
-    client = NotebookClient(nb, timeout=scaled(4 * goal, before), kernel_name="python3",
+    client = NotebookClient(nb, timeout=math.ceil(scaled(4 * goal, before)), kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
