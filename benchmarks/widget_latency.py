@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import pathlib
 import sys
 
@@ -151,14 +152,15 @@ def main(argv=None) -> int:
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
         paths = [q for q in paths if q.name[:2] in args.notebooks]
-    rows = []
+    rows, load = [], os.getloadavg()[0]
     for path in paths:
         print(f"{path.name} ...", file=sys.stderr, flush=True)
         rows += measure(path, args.moves)
     lines = table(rows)
     met = sum(line.endswith("| yes |") for line in lines[2:])
     body = ["## Widget latency: every control of every explorer", "",
-            f"Machine: {machine()}. Commit {git_rev()}. Command: "
+            f"Machine: {machine()}; load average {load:.1f} when it started. Commit "
+            f"{git_rev()}. Command: "
             f"`.venv/bin/python benchmarks/widget_latency.py --write` (each control moved to "
             f"{args.moves} new settings and back, kernel side, in the notebook's own kernel "
             "after it ran top to bottom).", "", *lines, "",
