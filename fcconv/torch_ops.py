@@ -16,6 +16,7 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.utils import skip_init
 
 from . import numpy_ops
 from .shapes import format_shape, model_dtype, receptive_field, run_on_meta
@@ -65,17 +66,17 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module
     k, w = linear.out_features, linear.weight.detach()
     if len(shape) == 2:
         c, length = shape
-        conv = nn.Conv1d(c, k, length, bias=linear.bias is not None,
+        conv = skip_init(nn.Conv1d, c, k, length, bias=linear.bias is not None,
                          device=w.device, dtype=w.dtype)
         weight = w.reshape(k, c, length) if order == "chw" else \
             w.reshape(k, length, c).permute(0, 2, 1)
     else:
         c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
-        conv = nn.Conv2d(c, k, (h, wd), bias=linear.bias is not None,
+        conv = skip_init(nn.Conv2d, c, k, (h, wd), bias=linear.bias is not None,
                          device=w.device, dtype=w.dtype)
         weight = w.reshape(k, c, h, wd) if order == "chw" else \
             w.reshape(k, h, wd, c).permute(0, 3, 1, 2)
-    with torch.no_grad():
+    with torch.no_grad():  # every parameter is overwritten: skip_init spared a random init
         conv.weight.copy_(weight)
         if linear.bias is not None:
             conv.bias.copy_(linear.bias)
