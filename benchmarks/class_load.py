@@ -272,17 +272,25 @@ async def one_class(n: int, timeout: float) -> dict:
     results, servers = [], []
     try:
         await hub.ready(client)
-        results = await asyncio.wait_for(
-            asyncio.gather(*(learner(client, hub, name, password) for name in names)), timeout)
+        tasks = [asyncio.ensure_future(learner(client, hub, name, password)) for name in names]
+        done, late = await asyncio.wait(tasks, timeout=timeout)
+        for t in late:  # bounded: a class that does not finish in time is reported as such
+            t.cancel()
+        results = [t.result() for t in done if t.exception() is None]
+        failed = [repr(t.exception()) for t in done if t.exception() is not None]
         servers = [r["runs"][nb].get("server_pid") for r in results for nb in NOTEBOOKS]
-        return {"n": n, "learners": results, "hub_mb": hub.peak_mb()}
+        return {"n": n, "learners": results, "hub_mb": hub.peak_mb(), "late": len(late),
+                "failed": failed, "timeout": timeout}
     finally:
         hub.stop([p for p in servers if p])
 
 
-def summary_row(c: dict) -> dict:
-    """One table row for a class of n: medians and worst cases over its learners."""
+def summary_row(c: dict) -> dict | None:
+    """One table row for a class of n: medians and worst cases over its learners (None if no
+    learner finished)."""
     ls = c["learners"]
+    if not ls:
+        return None
     per = [max(r["runs"][nb]["kernel_mb"] for nb in NOTEBOOKS) + r["runs"][NOTEBOOKS[-1]]["server_mb"]
            for r in ls]
     return {"n": c["n"],
@@ -303,7 +311,13 @@ def table(classes: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in classes:
         r = summary_row(c)
-        lines.append(f"| {r['n']} | {r['spawn']:.1f} | {r['nb02']:.1f} | {r['nb05']:.1f} | "
+        note = "" if not (c["late"] or c["failed"]) else (
+            f" ({len(c['learners'])} of {c['n']} finished within {c['timeout']:.0f} s"
+            f"{'; failed: ' + c['failed'][0] if c['failed'] else ''})")
+        if r is None:
+            lines.append(f"| {c['n']}{note} | | | | | | | | | {c['hub_mb']:.0f} |")
+            continue
+        lines.append(f"| {r['n']}{note} | {r['spawn']:.1f} | {r['nb02']:.1f} | {r['nb05']:.1f} | "
                      f"{r['worst']:.1f} | {r['k02']:.0f} | {r['k05']:.0f} | {r['server']:.0f} | "
                      f"{r['learner']:.0f} | {r['hub']:.0f} |")
     return lines
@@ -314,7 +328,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--learners", type=int, nargs="+", default=[1, 2, 4, 8])
-    p.add_argument("--timeout", type=float, default=900, help="seconds allowed per class size")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="seconds a class of N may take; learners not done by then are reported")
     p.add_argument("--memory-margin", type=float, default=0.8,
                    help="refuse a class whose expected memory passes this share of what is free")
     p.add_argument("--write", action="store_true", help="write the table into RESULTS.md")
@@ -325,8 +340,9 @@ def main(argv=None) -> int:
 
     classes = []
     for n in args.learners:
-        if classes:  # bounded: do not start a class the free memory cannot hold
-            need = summary_row(classes[-1])["learner"] * n
+        done = [summary_row(c) for c in classes if summary_row(c)]
+        if done:  # bounded: do not start a class the free memory cannot hold
+            need = done[-1]["learner"] * n
             free = available_mb()
             if need > args.memory_margin * free:
                 print(f"skipping {n} learners: about {need:.0f} MB needed, {free:.0f} MB free",
