@@ -25,7 +25,19 @@ def _trace(args) -> int:
 def _grade(args) -> int:
     from .grade import main as grade_main
 
-    return grade_main(args.notebooks, cell_timeout=args.timeout)
+    return grade_main(args.notebooks, cell_timeout=args.timeout, memory_gb=args.memory,
+                      output_mb=args.max_output, csv_path=args.csv, jobs=args.jobs)
+
+
+def _positive(kind):
+    """An argparse type: a number > 0 (a zero or negative limit would mean none, or a hang)."""
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +51,14 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(run=_trace)
     g = sub.add_parser("grade", help="run exercise notebooks and print a score per exercise")
     g.add_argument("notebooks", nargs="+")
-    g.add_argument("--timeout", type=int, default=60, help="seconds allowed per cell")
+    g.add_argument("--timeout", type=_positive(int), default=60, help="seconds allowed per cell")
+    g.add_argument("--memory", type=_positive(float), default=4.0,
+                   help="GB of memory each notebook's kernel may use (default 4)")
+    g.add_argument("--max-output", type=_positive(float), default=10.0,
+                   help="MB of printed output kept per notebook (default 10)")
+    g.add_argument("--csv", help="also write a gradebook: one row per notebook")
+    g.add_argument("--jobs", type=_positive(int), default=2,
+                   help="notebooks graded at once, each in its own kernel (default 2)")
     g.set_defaults(run=_grade)
     return p
 

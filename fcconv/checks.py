@@ -1,16 +1,37 @@
 """Self-checks for the exercises: run the learner's answer on fresh random cases and say, in
-plain words, whether it is right — and if not, the likely mistake. Never a traceback.
+plain words, whether it is right — and if not, the likely mistake. Never a traceback from here.
 
-Each check prints one verdict line that the grader reads:
+Each check is declared once, with the exercise it checks:
 
-    [fcconv-check] 01.1 correct | wrong | not attempted — message
+    @check("02.1")
+    def output_size(answer):
+        ...                     # None when right, else the hint (a string)
 
-and returns a ``Verdict`` (truthy when correct).
+Calling it returns a ``Verdict``, truthy only when correct. An exercise's check cell reads
+
+    verdict = checks.output_size(my_output_size)
+    assert verdict, verdict
+    print(verdict)
+
+so a wrong answer fails as an assertion whose message is the hint (what nbgrader reports), and a
+right one prints "02.1 correct — well done." (printed, not the cell's value: nbgrader would read a
+value as partial credit). To add an exercise: declare its check here, add its answer and check
+cells to solutions/, then ``python -m fcconv.exercises --mark`` (nbgrader's metadata) and
+``python -m fcconv.exercises`` (exercises/). ``CHECKS`` maps every exercise id to its check: the
+grader (``fcconv.grade``) calls the checks itself and never reads what a notebook prints.
+
+Fairness rules every check follows: the expected value is computed from the check's own inputs
+and the learner's function gets private copies (an answer that edits its inputs in place changes
+nothing here); only the type asked for is accepted (a NumPy array, an int, a tuple of ints, a
+module): an object that claims to equal everything is not a number.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,13 +39,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import numpy_ops
-from .shapes import conv_output_size
+# The checks' own references, bound when this module is loaded: the grader loads its copy before
+# the learner's code runs, so replacing fcconv.numpy_ops.linear (say) later does not reach them.
+from .detect import iou as _ref_iou
+from .detect import nms as _ref_nms
+from .models import lenet5, tiny_vgg, vgg16
+from .numpy_ops import conv2d, conv_matrix, conv_matrix_entries, linear
+from .numpy_ops import fc_to_conv_weight as _ref_fc_to_conv_weight
+from .shapes import conv_output_size, receptive_field, trace
+from .torch_ops import convolutionalize
 
-MARK = "[fcconv-check]"
+CHECKS: dict[str, Callable[[object], Verdict]] = {}  # exercise id -> check, filled by @check
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verdict:
     exercise: str
     status: str  # "correct", "wrong" or "not attempted"
@@ -33,590 +61,719 @@ class Verdict:
     def __bool__(self) -> bool:
         return self.status == "correct"
 
-    def line(self) -> str:
-        return f"{MARK} {self.exercise} {self.status} — {self.message}"
+    def __str__(self) -> str:
+        return f"{self.exercise} {self.status} — {self.message}"
+
+    __repr__ = __str__  # what a check cell shows, and the assertion's message
 
 
 class _Stub(Exception):
     """The learner has not written an answer yet."""
 
 
-def _attempted(answer) -> None:
-    if answer is None or answer is Ellipsis:
-        raise _Stub
+class _Wrong(Exception):
+    """The answer is wrong in a way found before any comparison (its type, say)."""
 
 
 def _call(fn, *args):
-    """Run the learner's function; a stub or a crash becomes an exception we can explain."""
-    _attempted(fn)
+    """Run the learner's function on private copies of the inputs."""
+    if fn is None or fn is Ellipsis:
+        raise _Stub
     if not callable(fn):
-        raise TypeError(f"expected a function, got {type(fn).__name__}")
+        raise _Wrong(f"expected a function, got {_describe(fn)}")
     try:
-        return fn(*args)
+        return fn(*copy.deepcopy(args))
     except NotImplementedError:
         raise _Stub from None
 
 
-def _verdict(exercise: str, body: Callable[[], str | None]) -> Verdict:
+def _verdict(exercise: str, body: Callable[[object], str | None], answer) -> Verdict:
     """Run a check body: None means correct, a string is the 'wrong' message."""
     try:
-        problem = body()
-        v = (Verdict(exercise, "correct", "well done.") if problem is None
-             else Verdict(exercise, "wrong", problem))
+        problem = body(answer)
+        if problem is None:
+            return Verdict(exercise, "correct", "well done.")
+        return Verdict(exercise, "wrong", problem)
     except _Stub:
-        v = Verdict(exercise, "not attempted", "replace the stub with your answer, then run "
-                                               "this cell again.")
+        return Verdict(exercise, "not attempted", "replace the stub with your answer, then run "
+                                                  "this cell again.")
+    except _Wrong as err:
+        return Verdict(exercise, "wrong", str(err))
     except Exception as err:  # the learner's code failed: say how, without a traceback
-        v = Verdict(exercise, "wrong", f"your code raised {type(err).__name__}: {err}")
-    print(v.line())
-    return v
+        return Verdict(exercise, "wrong", f"your code raised {type(err).__name__}: {err}")
 
 
-def _close(a, b, tol=1e-9) -> bool:
-    try:
-        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    except (TypeError, ValueError):
-        return False
+def check(exercise: str):
+    """Declare the check of ``exercise``: body(answer) -> None when right, else the hint.
+    The declared function takes the answer and returns a Verdict."""
+    def declare(body):
+        @functools.wraps(body)
+        def run(answer, exercise: str = exercise) -> Verdict:
+            return _verdict(exercise, body, answer)
+
+        CHECKS[exercise] = run
+        return run
+    return declare
+
+
+# --------------------------------------------------------------------------- what came back
+
+def _describe(x) -> str:
+    text = repr(x) if isinstance(x, (int, float, str, tuple, list, np.generic)) else ""
+    return f"{type(x).__name__} {text[:60]}".strip()
+
+
+def _array(x) -> np.ndarray:
+    """A NumPy array of numbers, as a private float64 copy (its shape is checked by the caller)."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf":
+        raise _Wrong(f"return a NumPy array of numbers; got {_describe(x)}")
+    return np.array(x, dtype=np.float64)
+
+
+def _number(x) -> int | float:
+    """A plain int or float: an int stays an int (``_ints_only`` tells the two apart)."""
+    if isinstance(x, (bool, np.bool_)):
+        raise _Wrong(f"return a number; got {_describe(x)}")
+    if isinstance(x, (int, np.integer)):
+        return operator.index(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x)
+    raise _Wrong(f"return a number; got {_describe(x)}")
+
+
+def _numbers(x, n: int) -> tuple:
+    """A tuple (or list) of ``n`` numbers, as a plain tuple."""
+    if not isinstance(x, (tuple, list)) or len(x) != n:
+        raise _Wrong(f"return a tuple of {n} ints; got {_describe(x)}")
+    return tuple(_number(v) for v in x)
+
+
+def _ints_only(values) -> str | None:
+    """Every value was right: complain only if some were floats rather than ints."""
+    floats = [v for v in values if type(v) is not int]
+    return f"the values are right, but return ints: you gave {floats[0]!r}." if floats else None
+
+
+def _tensor(x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise _Wrong(f"the network should return a tensor; got {_describe(x)}")
+    return x.detach().to(torch.float64).clone()
+
+
+def _close(a: np.ndarray, b: np.ndarray, tol: float = 1e-9) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol))
 
 
-def _rng(seed: int | None = None) -> np.random.Generator:
-    return np.random.default_rng(seed)
+def _rng() -> np.random.Generator:
+    return np.random.default_rng()
 
 
 # =========================================================================== 01
 
-def fc_to_conv_weight(fn, exercise: str = "01.1") -> Verdict:
+@check("01.1")
+def fc_to_conv_weight(fn):
     """fn(weight (K, C*H*W), in_shape (C, H, W)) -> filters (K, C, H, W), PyTorch order."""
-    def body():
-        rng = _rng()
-        for _ in range(5):
-            k, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
-            weight = rng.standard_normal((k, c * h * w))
-            got = np.asarray(_call(fn, weight, (c, h, w)))
-            want = numpy_ops.fc_to_conv_weight(weight, (c, h, w))
-            if _close(got, want):
-                continue
-            if _close(got, numpy_ops.fc_to_conv_weight(weight, (c, h, w), "hwc")):
-                return "your filter has the channels last: did you flatten H,W,C? PyTorch " \
-                       "flattens C, then H, then W."
-            if got.shape != want.shape:
-                return f"for {k} neurons on a {c}x{h}x{w} volume the filters should have shape " \
-                       f"{want.shape}; yours have {got.shape}."
-            return "the shape is right but the numbers are in the wrong places: row i of the " \
-                   "matrix, cut into C slices of H x W, is filter i."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    for _ in range(5):
+        k, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
+        weight = rng.standard_normal((k, c * h * w))
+        want = _ref_fc_to_conv_weight(weight, (c, h, w))
+        got = _array(_call(fn, weight, (c, h, w)))
+        if _close(got, want):
+            continue
+        if _close(got, _ref_fc_to_conv_weight(weight, (c, h, w), "hwc")):
+            return "your filter has the channels last: did you flatten H,W,C? PyTorch " \
+                   "flattens C, then H, then W."
+        if got.shape != want.shape:
+            return f"for {k} neurons on a {c}x{h}x{w} volume the filters should have shape " \
+                   f"{want.shape}; yours have {got.shape}."
+        return "the shape is right but the numbers are in the wrong places: row i of the " \
+               "matrix, cut into C slices of H x W, is filter i."
+    return None
 
 
-def linear_via_conv(fn, exercise: str = "01.2") -> Verdict:
+@check("01.2")
+def linear_via_conv(fn):
     """fn(x (N, C, H, W), weight (K, C*H*W), bias (K,)) -> (N, K), using a convolution."""
-    def body():
-        rng = _rng()
-        for _ in range(4):
-            n, k, c, h, w = (int(v) for v in rng.integers(1, 5, size=5))
-            x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c * h * w)), \
-                rng.standard_normal(k)
-            got = np.asarray(_call(fn, x, wt, b))
-            want = numpy_ops.linear(x.reshape(n, -1), wt, b)
-            if _close(got, want):
-                continue
-            if got.shape == (n, k, 1, 1):
-                return "the numbers are right but the shape is (N, K, 1, 1): flatten the 1x1 " \
-                       "map to (N, K), as an FC layer returns."
-            if _close(got, want - b):
-                return "you forgot the bias."
-            return f"for x of shape {x.shape} the FC output is {want.shape}; yours differs."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    for _ in range(4):
+        n, k, c, h, w = (int(v) for v in rng.integers(1, 5, size=5))
+        x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c * h * w)), \
+            rng.standard_normal(k)
+        want = linear(x.reshape(n, -1), wt, b)
+        got = _array(_call(fn, x, wt, b))
+        if _close(got, want):
+            continue
+        if got.shape == (n, k, 1, 1):
+            return "the numbers are right but the shape is (N, K, 1, 1): flatten the 1x1 " \
+                   "map to (N, K), as an FC layer returns."
+        if _close(got, want - b):
+            return "you forgot the bias."
+        return f"for x of shape {x.shape} the FC output is {want.shape}; yours differs."
+    return None
 
 
-def fc_to_1x1(fn, exercise: str = "01.3") -> Verdict:
+@check("01.3")
+def fc_to_1x1(fn):
     """fn(weight (K, N)) -> 1x1 conv filters (K, N, 1, 1)."""
-    def body():
-        rng = _rng()
-        for _ in range(4):
-            k, n = (int(v) for v in rng.integers(1, 9, size=2))
-            weight = rng.standard_normal((k, n))
-            got = np.asarray(_call(fn, weight))
-            if _close(got, weight.reshape(k, n, 1, 1)):
-                continue
-            if got.shape == (n, k, 1, 1):
-                return "you swapped outputs and inputs: a conv weight is (out, in, kh, kw)."
-            return f"expected shape {(k, n, 1, 1)} holding the same numbers; got {got.shape}."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    for _ in range(4):
+        k, n = (int(v) for v in rng.integers(1, 9, size=2))
+        weight = rng.standard_normal((k, n))
+        got = _array(_call(fn, weight))
+        if _close(got, weight.reshape(k, n, 1, 1)):
+            continue
+        if got.shape == (n, k, 1, 1):
+            return "you swapped outputs and inputs: a conv weight is (out, in, kh, kw)."
+        return f"expected shape {(k, n, 1, 1)} holding the same numbers; got {got.shape}."
+    return None
 
 
 # =========================================================================== 02
 
-def output_size(fn, exercise: str = "02.1") -> Verdict:
+@check("02.1")
+def output_size(fn):
     """fn(W, F, S, P) -> the number of outputs, as PyTorch computes it (floor)."""
-    def body():
-        for w in range(1, 14):
-            for f in range(1, 6):
-                for s in range(1, 4):
-                    for p in range(0, 3):
-                        if f > w + 2 * p:
-                            continue
-                        want = conv_output_size(w, f, s, p)
-                        got = _call(fn, w, f, s, p)
-                        if got == want:
-                            continue
-                        if got == (w - f + 2 * p) / s + 1:
-                            return f"for W={w}, F={f}, S={s}, P={p} you return {got}: PyTorch " \
-                                   f"rounds the division down, giving {want}."
-                        if got == (w - f + p) // s + 1:
-                            return "padding goes on both sides: use 2*P."
-                        return f"for W={w}, F={f}, S={s}, P={p} the answer is {want}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
+    gots = []
+    for w in range(1, 14):
+        for f in range(1, 6):
+            for s in range(1, 4):
+                for p in range(0, 3):
+                    if f > w + 2 * p:
+                        continue
+                    want = conv_output_size(w, f, s, p)
+                    got = _number(_call(fn, w, f, s, p))
+                    gots.append(got)
+                    if got == want:
+                        continue
+                    if got == (w - f + 2 * p) / s + 1:
+                        return f"for W={w}, F={f}, S={s}, P={p} you return {got}: PyTorch " \
+                               f"rounds the division down, giving {want}."
+                    if got == (w - f + p) // s + 1:
+                        return "padding goes on both sides: use 2*P."
+                    return f"for W={w}, F={f}, S={s}, P={p} the answer is {want}; you gave {got}."
+    return _ints_only(gots)
 
 
-def score_map_side(fn, exercise: str = "02.2") -> Verdict:
+@check("02.2")
+def score_map_side(fn):
     """fn(size) -> the side of VGG16's score map for a size x size input (224 window, jump 32)."""
-    def body():
-        for size in range(224, 1025, 8):
-            want = (size - 224) // 32 + 1
-            got = _call(fn, size)
-            if got == want:
-                continue
-            if got == (size - 224) // 32:
-                return f"at {size} there are {want} windows per side: count the first one (+1)."
-            if got == size // 32:
-                return "that is the pool5 side; the 7x7 fc6 kernel then slides over it: " \
-                       "subtract the window first."
-            return f"at {size} the map is {want}x{want}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
+    gots = []
+    for size in range(224, 1025, 8):
+        want = (size - 224) // 32 + 1
+        got = _number(_call(fn, size))
+        gots.append(got)
+        if got == want:
+            continue
+        if got == (size - 224) // 32:
+            return f"at {size} there are {want} windows per side: count the first one (+1)."
+        if got == size // 32:
+            return "that is the pool5 side; the 7x7 fc6 kernel then slides over it: " \
+                   "subtract the window first."
+        return f"at {size} the map is {want}x{want}; you gave {got}."
+    return _ints_only(gots)
 
 
-def receptive_field_recurrence(fn, exercise: str = "02.3") -> Verdict:
+@check("02.3")
+def receptive_field_recurrence(fn):
     """fn(layers [(kernel, stride, padding), ...]) -> (size, jump, start) of the last layer."""
-    from .shapes import receptive_field
 
-    def body():
-        rng = _rng()
-        for _ in range(6):
-            layers = [(int(rng.integers(1, 5)), int(rng.integers(1, 3)), int(rng.integers(0, 2)))
-                      for _ in range(int(rng.integers(1, 5)))]
-            net = nn.Sequential(*[nn.Conv2d(1, 1, k, s, p) for k, s, p in layers])
-            rf = receptive_field(net, (1, 64, 64))
-            want = (rf.size, rf.jump, rf.start)
-            got = tuple(_call(fn, layers))
-            if got == want:
-                continue
-            if got[:2] == want[:2] and got[2] == -want[2]:
-                return "padding moves the first window *before* the image: start goes down " \
-                       "by padding * jump."
-            if got[0] != want[0] and got[1] == want[1]:
-                return "each layer widens the field by (kernel - 1) * jump, using the jump " \
-                       "*before* that layer's stride."
-            return f"for layers {layers} expected (size, jump, start) = {want}; got {got}."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    gots = []
+    for _ in range(6):
+        layers = [(int(rng.integers(1, 5)), int(rng.integers(1, 3)), int(rng.integers(0, 2)))
+                  for _ in range(int(rng.integers(1, 5)))]
+        net = nn.Sequential(*[nn.Conv2d(1, 1, k, s, p) for k, s, p in layers])
+        rf = receptive_field(net, (1, 64, 64))
+        want = (rf.size, rf.jump, rf.start)
+        got = _numbers(_call(fn, layers), 3)
+        gots += got
+        if got == want:
+            continue
+        if got[:2] == want[:2] and got[2] == -want[2]:
+            return "padding moves the first window *before* the image: start goes down " \
+                   "by padding * jump."
+        if got[0] != want[0] and got[1] == want[1]:
+            return "each layer widens the field by (kernel - 1) * jump, using the jump " \
+                   "*before* that layer's stride."
+        return f"for layers {layers} expected (size, jump, start) = {want}; got {got}."
+    return _ints_only(gots)
 
 
 # =========================================================================== 03
 
-def keras_to_torch_filters(fn, exercise: str = "03.1") -> Verdict:
+@check("03.1")
+def keras_to_torch_filters(fn):
     """fn(weight (K, H*W*C) learned in Keras, in_shape (C, H, W)) -> PyTorch filters (K, C, H, W)."""
-    def body():
-        rng = _rng()
-        for _ in range(5):
-            k, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
-            weight = rng.standard_normal((k, c * h * w))
-            got = np.asarray(_call(fn, weight, (c, h, w)))
-            want = numpy_ops.fc_to_conv_weight(weight, (c, h, w), "hwc")
-            if _close(got, want):
-                continue
-            if _close(got, numpy_ops.fc_to_conv_weight(weight, (c, h, w), "chw")):
-                return "that is the PyTorch (C,H,W) reshape: a Keras weight was flattened " \
-                       "H,W,C, so reshape to (K, H, W, C) and move C to axis 1."
-            return f"expected filters of shape {want.shape} with Keras's order undone; got {got.shape}."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    for _ in range(5):
+        k, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
+        while h == w:  # H != W, so that a swap of the two shows
+            w = int(rng.integers(2, 6))
+        weight = rng.standard_normal((k, c * h * w))
+        want = _ref_fc_to_conv_weight(weight, (c, h, w), "hwc")
+        got = _array(_call(fn, weight, (c, h, w)))
+        if _close(got, want):
+            continue
+        if _close(got, _ref_fc_to_conv_weight(weight, (c, h, w), "chw")):
+            return "that is the PyTorch (C,H,W) reshape: a Keras weight was flattened " \
+                   "H,W,C, so reshape to (K, H, W, C) and move C to axis 1."
+        if got.shape != want.shape:
+            return f"for in_shape (C, H, W) = {(c, h, w)} the filters have shape {want.shape} " \
+                   f"(K, C, H, W); yours have {got.shape}."
+        if _close(got, weight.reshape(k, w, h, c).transpose(0, 3, 2, 1)):
+            return "you reshaped to (K, W, H, C): Keras flattens H first, then W, then C, so " \
+                   "reshape to (K, H, W, C), then move C to axis 1."
+        return "the shape is right but the numbers are in the wrong places: reshape to " \
+               "(K, H, W, C) as Keras flattened it, then move C to axis 1."
+    return None
 
 
-def fc7_as_conv(fn, exercise: str = "03.2") -> Verdict:
+@check("03.2")
+def fc7_as_conv(fn):
     """fn(linear nn.Linear(N, K)) -> an nn.Conv2d 1x1 that computes the same on (N, C=N, 1, 1)."""
-    def body():
-        torch.manual_seed(0)
-        for n, k in ((8, 5), (16, 3)):
-            linear = nn.Linear(n, k).double()
-            conv = _call(fn, linear)
-            if not isinstance(conv, nn.Conv2d):
-                return f"return an nn.Conv2d; got {type(conv).__name__}."
-            if tuple(conv.kernel_size) != (1, 1):
-                return f"after fc6 the map is 1x1: the kernel must be 1x1, not {conv.kernel_size}."
-            x = torch.randn(3, n, 1, 1, dtype=torch.float64)
-            with torch.no_grad():
-                got = conv.double()(x).flatten(1)
-                want = linear(x.flatten(1))
-                if conv.bias is None or not torch.allclose(conv.bias.double(), linear.bias, atol=1e-6):
-                    return "the weights are there but the bias was not copied."
-            if not torch.allclose(got, want, atol=1e-5):
-                return "the outputs differ from the Linear's: copy linear.weight reshaped to (K, N, 1, 1)."
-        return None
-    return _verdict(exercise, body)
+    torch.manual_seed(0)
+    for n, k in ((8, 5), (16, 3)):
+        linear = nn.Linear(n, k).double()
+        x = torch.randn(3, n, 1, 1, dtype=torch.float64)
+        with torch.no_grad():
+            want = linear(x.flatten(1))
+        conv = _call(fn, linear)
+        if not isinstance(conv, nn.Conv2d):
+            return f"return an nn.Conv2d; got {_describe(conv)}."
+        if tuple(conv.kernel_size) != (1, 1):
+            return f"after fc6 the map is 1x1: the kernel must be 1x1, not {conv.kernel_size}."
+        with torch.no_grad():
+            got = _tensor(conv.double()(x.clone())).flatten(1)
+            if conv.bias is None or not torch.allclose(conv.bias.double(), linear.bias, atol=1e-6):
+                return "the weights are there but the bias was not copied."
+        if not torch.allclose(got, want, atol=1e-5):
+            return "the outputs differ from the Linear's: copy linear.weight reshaped to (K, N, 1, 1)."
+    return None
 
 
-def slice_positions(fn, exercise: str = "03.3") -> Verdict:
+@check("03.3")
+def slice_positions(fn):
     """fn(channel, in_shape (C, H, W), order) -> the flattened-input positions (H, W) of that
     channel's slice."""
-    def body():
-        for c, h, w in ((4, 3, 3), (2, 5, 4)):
-            idx = np.arange(c * h * w)
-            for order in ("chw", "hwc"):
-                cube = idx.reshape(c, h, w) if order == "chw" else idx.reshape(h, w, c).transpose(2, 0, 1)
-                for ch in range(c):
-                    got = np.asarray(_call(fn, ch, (c, h, w), order))
-                    if np.array_equal(got, cube[ch]):
-                        continue
-                    if order == "hwc":
-                        return "in H,W,C order a channel is not one block: its numbers sit every C-th position."
-                    return f"channel {ch} of a {c}x{h}x{w} volume in C,H,W order starts at {ch * h * w}."
-        return None
-    return _verdict(exercise, body)
+    for c, h, w in ((4, 3, 5), (2, 5, 4)):
+        idx = np.arange(c * h * w)
+        for order in ("chw", "hwc"):
+            cube = idx.reshape(c, h, w) if order == "chw" else idx.reshape(h, w, c).transpose(2, 0, 1)
+            for ch in range(c):
+                want = cube[ch]
+                got = _array(_call(fn, ch, (c, h, w), order))
+                if np.array_equal(got, want):
+                    continue
+                where = f"channel {ch} of a {c}x{h}x{w} volume in {order.upper()} order"
+                if got.shape != want.shape:
+                    return f"{where}: return an (H, W) = {want.shape} array of positions; " \
+                           f"yours has shape {got.shape}."
+                if order == "hwc" and np.array_equal(got, idx.reshape(c, h, w)[ch]):
+                    return "in H,W,C order a channel is not one block: its numbers sit every C-th position."
+                if got[0, 0] != want[0, 0]:
+                    return f"{where} starts at position {want[0, 0]}; yours starts at {got[0, 0]:g}."
+                return f"{where}: the next pixel along a row is {_step(want, 1)} positions on and " \
+                       f"the next row {_step(want, 0)} positions on; yours step by " \
+                       f"{_step(got, 1)} and {_step(got, 0)}: did you swap H and W?"
+    return None
+
+
+def _step(a: np.ndarray, axis: int) -> str:
+    """How far apart neighbouring positions are along ``axis`` ('-' if there is one pixel)."""
+    d = np.diff(a, axis=axis)
+    return f"{d.flat[0]:g}" if d.size else "-"
 
 
 # =========================================================================== 04
 
-def convolutionalize_by_hand(fn, exercise: str = "04.1") -> Verdict:
+@check("04.1")
+def convolutionalize_by_hand(fn):
     """fn(model: the lenet5 Sequential) -> a fully convolutional version of it."""
-    from .models import lenet5
 
-    def body():
-        torch.manual_seed(0)
-        model = lenet5().double().eval()
-        fcn = _call(fn, model)
-        if not isinstance(fcn, nn.Module):
-            return f"return an nn.Module; got {type(fcn).__name__}."
-        fcn.eval()
-        x = torch.randn(2, 1, 32, 32, dtype=torch.float64)
-        with torch.no_grad():
-            out = fcn.double()(x)
-            if out.dim() != 4:
-                return f"the output has shape {tuple(out.shape)}: a fully convolutional net " \
-                       "returns (N, K, 1, 1) — did you keep the Flatten?"
-            if not torch.allclose(out.flatten(1), model(x), atol=1e-5):
-                return "at 32x32 your network's scores differ from LeNet-5's: check that each " \
-                       "conv's weight is the Linear's weight reshaped in C,H,W order."
-            big = fcn(torch.randn(1, 1, 48, 48, dtype=torch.float64))
-        if tuple(big.shape) != (1, 10, 5, 5):
-            return f"on 48x48 the score map should be 1x10x5x5; yours is {tuple(big.shape)}."
-        if any(isinstance(m, nn.Linear) for m in fcn.modules()):
-            return "a Linear is left: the first becomes a 5x5 conv, the others 1x1 convs."
-        return None
-    return _verdict(exercise, body)
+    torch.manual_seed(0)
+    model = lenet5().double().eval()
+    x = torch.randn(2, 1, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        want = model(x)
+    fcn = _call(fn, model)
+    if not isinstance(fcn, nn.Module):
+        return f"return an nn.Module; got {_describe(fcn)}."
+    fcn.double().eval()
+    with torch.no_grad():
+        out = _tensor(fcn(x.clone()))
+        if out.dim() != 4:
+            return f"the output has shape {tuple(out.shape)}: a fully convolutional net " \
+                   "returns (N, K, 1, 1) — did you keep the Flatten?"
+        if out.shape[1:] != (10, 1, 1) or not torch.allclose(out.flatten(1), want, atol=1e-5):
+            return _lenet_difference(model, fcn)
+        big = _tensor(fcn(torch.randn(1, 1, 48, 48, dtype=torch.float64)))
+    if tuple(big.shape) != (1, 10, 5, 5):
+        return f"on 48x48 the score map should be 1x10x5x5; yours is {tuple(big.shape)}."
+    if any(isinstance(m, nn.Linear) for m in fcn.modules()):
+        return "a Linear is left: the first becomes a 5x5 conv, the others 1x1 convs."
+    return None
 
 
-def bn1d_to_bn2d(fn, exercise: str = "04.2") -> Verdict:
+def _lenet_difference(model: nn.Module, fcn: nn.Module) -> str:
+    """Name the first Linear whose conv got the wrong weight or no bias."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    convs = [m for m in fcn.modules() if isinstance(m, nn.Conv2d)][-len(linears):]
+    for i, (lin, conv) in enumerate(zip(linears, convs)):
+        name = f"Linear number {i + 1} ({lin.in_features} -> {lin.out_features})"
+        if conv.weight.numel() != lin.weight.numel():
+            break
+        w = conv.weight.detach().double().reshape(lin.weight.shape)
+        if not torch.allclose(w, lin.weight, atol=1e-6):
+            return f"at 32x32 your scores differ from LeNet-5's: the conv replacing {name} " \
+                   "should hold its weight reshaped in C,H,W order."
+        if conv.bias is None or not torch.allclose(conv.bias.detach().double(), lin.bias, atol=1e-6):
+            return f"the weights are right but the bias of {name} was not copied: copy " \
+                   "linear.bias into conv.bias."
+    return "at 32x32 your network's scores differ from LeNet-5's: check that each conv's " \
+           "weight is the Linear's weight reshaped in C,H,W order, and its bias copied."
+
+
+@check("04.2")
+def bn1d_to_bn2d(fn):
     """fn(bn: nn.BatchNorm1d) -> nn.BatchNorm2d computing the same per channel (eval mode)."""
-    def body():
-        torch.manual_seed(0)
-        bn = nn.BatchNorm1d(6).double()
-        bn.running_mean.normal_()
-        bn.running_var.uniform_(0.5, 2)
-        nn.init.normal_(bn.weight)
-        nn.init.normal_(bn.bias)
-        bn.eval()
-        new = _call(fn, bn)
-        if not isinstance(new, nn.BatchNorm2d):
-            return f"return an nn.BatchNorm2d; got {type(new).__name__}."
-        new.double().eval()
-        x = torch.randn(4, 6, 3, 3, dtype=torch.float64)
-        with torch.no_grad():
-            want = bn(x.permute(0, 2, 3, 1).reshape(-1, 6)).reshape(4, 3, 3, 6).permute(0, 3, 1, 2)
-            got = new(x)
-        if torch.allclose(got, want, atol=1e-5):  # float32 copies are fine
-            return None
-        if torch.allclose(new.running_mean, torch.zeros(6, dtype=torch.float64)):
-            return "the running statistics were not copied: copy the state_dict."
-        return "the outputs differ: copy weight, bias, running_mean and running_var."
-    return _verdict(exercise, body)
-
-
-def tiny_vgg_map_side(fn, exercise: str = "04.3") -> Verdict:
-    """fn(size) -> the score-map side of the convolutionalized Tiny VGG (window 64, jump 4)."""
-    from .models import tiny_vgg
-    from .shapes import trace
-    from .torch_ops import convolutionalize
-
-    def body():
-        fcn = convolutionalize(tiny_vgg(device="meta"), (3, 64, 64))
-        for size in range(64, 200, 3):
-            want = trace(fcn, size).output_shape[1]
-            got = _call(fn, size)
-            if got == want:
-                continue
-            if got == (size - 64) // 32 + 1 or got == (size - 64) // 2 + 1:
-                return "Tiny VGG has two 2x2 pools: its jump is 2*2 = 4 pixels."
-            return f"at {size} the map side is {want}; you gave {got}."
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(6, eps=0.1).double()  # not the default eps: copying it must matter
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.05, 0.5)
+    nn.init.normal_(bn.weight)
+    nn.init.normal_(bn.bias)
+    bn.eval()
+    x = torch.randn(4, 6, 3, 3, dtype=torch.float64)
+    with torch.no_grad():
+        want = bn(x.permute(0, 2, 3, 1).reshape(-1, 6)).reshape(4, 3, 3, 6).permute(0, 3, 1, 2)
+    new = _call(fn, bn)
+    if not isinstance(new, nn.BatchNorm2d):
+        return f"return an nn.BatchNorm2d; got {_describe(new)}."
+    new.double().eval()
+    with torch.no_grad():
+        got = _tensor(new(x.clone()))
+    if got.shape == want.shape and torch.allclose(got, want, atol=1e-5):  # float32 copies are fine
         return None
-    return _verdict(exercise, body)
+    if torch.allclose(new.running_mean, torch.zeros(6, dtype=torch.float64)):
+        return "the running statistics were not copied: copy the state_dict."
+    if new.eps != bn.eps:
+        return f"eps was not copied: this BatchNorm1d has eps={bn.eps}, yours {new.eps}; " \
+               "pass eps=bn.eps to BatchNorm2d (the state_dict does not hold it)."
+    return "the outputs differ: copy weight, bias, running_mean, running_var and eps."
+
+
+@check("04.3")
+def tiny_vgg_map_side(fn):
+    """fn(size) -> the score-map side of the convolutionalized Tiny VGG (window 64, jump 4)."""
+
+    fcn = convolutionalize(tiny_vgg(device="meta"), (3, 64, 64))
+    gots = []
+    for size in range(64, 200, 3):
+        want = trace(fcn, size).output_shape[1]
+        got = _number(_call(fn, size))
+        gots.append(got)
+        if got == want:
+            continue
+        if got == (size - 64) // 32 + 1 or got == (size - 64) // 2 + 1:
+            return "Tiny VGG has two 2x2 pools: its jump is 2*2 = 4 pixels."
+        return f"at {size} the map side is {want}; you gave {got}."
+    return _ints_only(gots)
 
 
 # =========================================================================== 05
 
-def window_of(fn, exercise: str = "05.1") -> Verdict:
+@check("05.1")
+def window_of(fn):
     """fn(row, col, jump, window) -> (y0, x0, y1, x1), inclusive pixel bounds of cell (row, col)."""
-    def body():
-        rng = _rng()
-        for _ in range(20):
-            r, c = (int(v) for v in rng.integers(0, 10, 2))
-            jump, window = int(rng.choice([4, 16, 32])), int(rng.choice([28, 64, 224]))
-            want = (r * jump, c * jump, r * jump + window - 1, c * jump + window - 1)
-            got = tuple(_call(fn, r, c, jump, window))
-            if got == want:
-                continue
-            if got == (want[0], want[1], want[2] + 1, want[3] + 1):
-                return "inclusive bounds: a 224-pixel window starting at 0 ends at 223."
-            if got[:2] == (want[1], want[0]):
-                return "rows go with y, columns with x: (y0, x0, y1, x1)."
-            return f"cell ({r}, {c}) with jump {jump} and window {window} is {want}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    gots = []
+    for _ in range(20):
+        r, c = (int(v) for v in rng.integers(0, 10, 2))
+        jump, window = int(rng.choice([4, 16, 32])), int(rng.choice([28, 64, 224]))
+        want = (r * jump, c * jump, r * jump + window - 1, c * jump + window - 1)
+        got = _numbers(_call(fn, r, c, jump, window), 4)
+        gots += got
+        if got == want:
+            continue
+        if got == (want[0], want[1], want[2] + 1, want[3] + 1):
+            return "inclusive bounds: a 224-pixel window starting at 0 ends at 223."
+        if got[:2] == (want[1], want[0]):
+            return "rows go with y, columns with x: (y0, x0, y1, x1)."
+        return f"cell ({r}, {c}) with jump {jump} and window {window} is {want}; you gave {got}."
+    return _ints_only(gots)
 
 
-def passes_needed(fn, exercise: str = "05.2") -> Verdict:
+@check("05.2")
+def passes_needed(fn):
     """fn(jump, step) -> how many shifted passes shift-and-stitch needs for stride ``step``."""
-    def body():
-        for jump in (4, 8, 16, 32):
-            for step in (1, 2, 4, 8, 16, 32):
-                if step > jump or jump % step:
-                    continue
-                want = (jump // step) ** 2
-                got = _call(fn, jump, step)
-                if got == want:
-                    continue
-                if got == jump // step:
-                    return f"jump {jump}, step {step}: shifts are needed along y *and* x, " \
-                           f"so {jump // step} x {jump // step} passes."
-                return f"jump {jump}, step {step} needs {want} passes; you gave {got}."
-        return None
-    return _verdict(exercise, body)
-
-
-def vgg_field_of(fn, exercise: str = "05.3") -> Verdict:
-    """fn(i) -> (first, last) input pixel of the receptive field of VGG16 fc6's cell i."""
-    from .models import vgg16
-    from .shapes import receptive_field
-    from .torch_ops import convolutionalize
-
-    def body():
-        rf = receptive_field(convolutionalize(vgg16(device="meta"), (3, 224, 224)), 512)
-        for i in range(10):
-            want, got = rf.window(i), tuple(_call(fn, i))
+    gots = []
+    for jump in (4, 8, 16, 32):
+        for step in (1, 2, 4, 8, 16, 32):
+            if step > jump or jump % step:
+                continue
+            want = (jump // step) ** 2
+            got = _number(_call(fn, jump, step))
+            gots.append(got)
             if got == want:
                 continue
-            if got == (32 * i, 32 * i + 223):
-                return "that is the window (224 px); the receptive field is larger and starts " \
-                       "in the padding."
-            return f"cell {i} sees pixels {want}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
+            if got == jump // step:
+                return f"jump {jump}, step {step}: shifts are needed along y *and* x, " \
+                       f"so {jump // step} x {jump // step} passes."
+            return f"jump {jump}, step {step} needs {want} passes; you gave {got}."
+    return _ints_only(gots)
+
+
+@check("05.3")
+def vgg_field_of(fn):
+    """fn(i) -> (first, last) input pixel of the receptive field of VGG16 fc6's cell i."""
+
+    rf = receptive_field(convolutionalize(vgg16(device="meta"), (3, 224, 224)), 512)
+    gots = []
+    for i in range(10):
+        want, got = rf.window(i), _numbers(_call(fn, i), 2)
+        gots += got
+        if got == want:
+            continue
+        if got == (32 * i, 32 * i + 223):
+            return "that is the window (224 px); the receptive field is larger and starts " \
+                   "in the padding."
+        return f"cell {i} sees pixels {want}; you gave {got}."
+    return _ints_only(gots)
 
 
 # =========================================================================== 06
 
-def n_windows(fn, exercise: str = "06.1") -> Verdict:
+@check("06.1")
+def n_windows(fn):
     """fn(size, window, stride) -> windows of window x window at ``stride`` in a size x size image."""
-    def body():
-        for size in range(28, 300, 7):
-            for window, stride in ((28, 4), (64, 4), (224, 32)):
-                if window > size:
-                    continue
-                want = ((size - window) // stride + 1) ** 2
-                got = _call(fn, size, window, stride)
-                if got == want:
-                    continue
-                if got == (size - window) // stride + 1:
-                    return "that is the count along one side: windows form a grid, square it."
-                if got == ((size - window) // stride) ** 2:
-                    return "count the first window too: (size - window) // stride + 1 per side."
-                return f"{size}x{size}, window {window}, stride {stride}: {want} windows; you gave {got}."
-        return None
-    return _verdict(exercise, body)
-
-
-def mac_ratio(fn, exercise: str = "06.2") -> Verdict:
-    """fn(size) -> MACs of all VGG16 crops / MACs of one dense pass at size x size."""
-    from .models import vgg16
-    from .shapes import trace
-    from .torch_ops import convolutionalize
-
-    def body():
-        vgg = vgg16(device="meta")
-        fcn = convolutionalize(vgg, (3, 224, 224))
-        crop = trace(vgg, 224).total_macs
-        for size in (256, 384, 512):
-            want = ((size - 224) // 32 + 1) ** 2 * crop / trace(fcn, size).total_macs
-            got = _call(fn, size)
-            if got is not None and math.isclose(float(got), want, rel_tol=1e-3):
+    gots = []
+    for size in range(28, 300, 7):
+        for window, stride in ((28, 4), (64, 4), (224, 32)):
+            if window > size:
                 continue
-            return f"at {size} the ratio is about {want:.1f}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
-
-
-def dress_windows(fn, exercise: str = "06.3") -> Verdict:
-    """fn(units_w, units_h, win_w, win_h) -> how many win_w x win_h windows fit in the unit map."""
-    def body():
-        rng = _rng()
-        for _ in range(20):
-            uw, uh = (int(v) for v in rng.integers(4, 40, 2))
-            ww, wh = (int(v) for v in rng.integers(1, 5, 2))
-            want = (uw - ww + 1) * (uh - wh + 1)
-            got = _call(fn, uw, uh, ww, wh)
+            want = ((size - window) // stride + 1) ** 2
+            got = _number(_call(fn, size, window, stride))
+            gots.append(got)
             if got == want:
                 continue
-            if got == (uw - wh + 1) * (uh - ww + 1):
-                return "you paired the window's width with the map's height."
-            return f"a {uw}x{uh} map holds {want} windows of {ww}x{wh}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
+            if got == (size - window) // stride + 1:
+                return "that is the count along one side: windows form a grid, square it."
+            if got == ((size - window) // stride) ** 2:
+                return "count the first window too: (size - window) // stride + 1 per side."
+            return f"{size}x{size}, window {window}, stride {stride}: {want} windows; you gave {got}."
+    return _ints_only(gots)
+
+
+@check("06.2")
+def mac_ratio(fn):
+    """fn(size) -> MACs of all VGG16 crops / MACs of one dense pass at size x size."""
+
+    vgg = vgg16(device="meta")
+    fcn = convolutionalize(vgg, (3, 224, 224))
+    crop = trace(vgg, 224).total_macs
+    for size in (256, 384, 512):
+        crops = ((size - 224) // 32 + 1) ** 2 * crop
+        want = crops / trace(fcn, size).total_macs
+        got = _number(_call(fn, size))
+        if math.isclose(got, want, rel_tol=1e-6):
+            continue
+        if math.isclose(got, crops / trace(vgg, size).total_macs, rel_tol=1e-6):
+            return f"at {size} you gave {got:.4f}, the ratio is {want:.4f}: you traced VGG16 " \
+                   "as it is, whose AdaptiveAvgPool2d averages pool5 down to 7x7 so that the " \
+                   "head runs once. Convolutionalize it first: the dense pass runs the head " \
+                   "at every window."
+        return f"at {size} the ratio is {want:.4f}; you gave {got:.4f}."
+    return None
+
+
+@check("06.3")
+def dress_windows(fn):
+    """fn(units_w, units_h, win_w, win_h) -> how many win_w x win_h windows fit in the unit map."""
+    rng = _rng()
+    gots = []
+    for _ in range(20):
+        uw, uh = (int(v) for v in rng.integers(4, 40, 2))
+        ww, wh = (int(v) for v in rng.integers(1, 5, 2))
+        want = (uw - ww + 1) * (uh - wh + 1)
+        got = _number(_call(fn, uw, uh, ww, wh))
+        gots.append(got)
+        if got == want:
+            continue
+        if got == (uw - wh + 1) * (uh - ww + 1):
+            return "you paired the window's width with the map's height."
+        return f"a {uw}x{uh} map holds {want} windows of {ww}x{wh}; you gave {got}."
+    return _ints_only(gots)
 
 
 # =========================================================================== 07
 
-def conv_matrix_shape(fn, exercise: str = "07.1") -> Verdict:
+@check("07.1")
+def conv_matrix_shape(fn):
     """fn(weight_shape (K, C, kh, kw), in_shape (C, H, W), stride, padding) -> (rows, cols)."""
-    def body():
-        for ws, ins, s, p in (((64, 3, 3, 3), (3, 224, 224), 1, 1), ((8, 2, 5, 5), (2, 20, 16), 2, 0),
-                              ((4, 3, 3, 3), (3, 9, 9), 3, 1)):
-            want = numpy_ops.conv_matrix_entries(ws, ins, s, p)
-            got = tuple(_call(fn, ws, ins, s, p))
-            if got == want:
-                continue
-            if got[1] == ins[1] * ins[2] or got[0] == want[0] // ws[0]:
-                return "count every channel: rows are K*H'*W', columns C*H*W."
-            return f"for {ws} on {ins}, stride {s}, padding {p}: {want}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
+    gots = []
+    for ws, ins, s, p in (((64, 3, 3, 3), (3, 224, 224), 1, 1), ((8, 2, 5, 5), (2, 20, 16), 2, 0),
+                          ((4, 3, 3, 3), (3, 9, 9), 3, 1)):
+        want = conv_matrix_entries(ws, ins, s, p)
+        got = _numbers(_call(fn, ws, ins, s, p), 2)
+        gots += got
+        if got == want:
+            continue
+        if got[1] == ins[1] * ins[2] or got[0] == want[0] // ws[0]:
+            return "count every channel: rows are K*H'*W', columns C*H*W."
+        return f"for {ws} on {ins}, stride {s}, padding {p}: {want}; you gave {got}."
+    return _ints_only(gots)
 
 
-def my_conv_matrix(fn, exercise: str = "07.2") -> Verdict:
+@check("07.2")
+def my_conv_matrix(fn):
     """fn(weight (K, C, kh, kw), in_shape (C, H, W)) -> M with M @ x.ravel() == conv2d(x).ravel()
     (stride 1, no padding)."""
-    def body():
-        rng = _rng()
-        for _ in range(4):
-            k, c = (int(v) for v in rng.integers(1, 3, 2))
-            kh, kw = (int(v) for v in rng.integers(1, 4, 2))
-            h, w = kh + int(rng.integers(0, 4)), kw + int(rng.integers(0, 4))
-            weight, x = rng.standard_normal((k, c, kh, kw)), rng.standard_normal((1, c, h, w))
-            m = np.asarray(_call(fn, weight, (c, h, w)))
-            want = numpy_ops.conv2d(x, weight).ravel()
-            if m.shape != (want.size, x.size):
-                return f"M should be {(want.size, x.size)} (outputs x inputs); yours is {m.shape}."
-            if not _close(m @ x.ravel(), want):
-                flipped = numpy_ops.conv_matrix(weight[:, :, ::-1, ::-1].copy(), (c, h, w))
-                if kh * kw > 1 and _close(m, flipped):
-                    return "your filter is flipped: PyTorch's conv is a cross-correlation."
-                return "M @ x differs from conv2d(x): row r holds the filter at output r's " \
-                       "patch, column index (c*H + y)*W + x."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    for _ in range(4):
+        k, c = (int(v) for v in rng.integers(1, 3, 2))
+        kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+        h, w = kh + int(rng.integers(0, 4)), kw + int(rng.integers(0, 4))
+        weight, x = rng.standard_normal((k, c, kh, kw)), rng.standard_normal((1, c, h, w))
+        want = conv2d(x, weight).ravel()
+        m = _array(_call(fn, weight, (c, h, w)))
+        if m.shape != (want.size, x.size):
+            return f"M should be {(want.size, x.size)} (outputs x inputs); yours is {m.shape}."
+        if not _close(m @ x.ravel(), want):
+            flipped = conv_matrix(weight[:, :, ::-1, ::-1].copy(), (c, h, w))
+            if kh * kw > 1 and _close(m, flipped):
+                return "your filter is flipped: PyTorch's conv is a cross-correlation."
+            return "M @ x differs from conv2d(x): row r holds the filter at output r's " \
+                   "patch, column index (c*H + y)*W + x."
+    return None
 
 
-def locally_connected_params(fn, exercise: str = "07.3") -> Verdict:
+@check("07.3")
+def locally_connected_params(fn):
     """fn(size, kernel, stride, padding) -> weights of a locally connected layer (1 channel in,
     1 out, no bias): one weight per input each output position really sees."""
-    def body():
-        for size in (5, 8, 11):
-            for kernel, stride, padding in ((3, 1, 0), (3, 1, 1), (2, 2, 0), (3, 2, 1)):
-                m = numpy_ops.conv_matrix(np.ones((1, 1, kernel, kernel)), (1, size, size),
-                                          stride, padding)
-                want = int(np.count_nonzero(m))
-                got = _call(fn, size, kernel, stride, padding)
-                if got == want:
-                    continue
-                out = conv_output_size(size, kernel, stride, padding)
-                if got == out * out * kernel * kernel:
-                    return "windows that overlap the padding see fewer real pixels: padding " \
-                           "taps have no weight."
-                return f"size {size}, kernel {kernel}, stride {stride}, padding {padding}: " \
-                       f"{want}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
+    gots = []
+    for size in (5, 8, 11):
+        for kernel, stride, padding in ((3, 1, 0), (3, 1, 1), (2, 2, 0), (3, 2, 1)):
+            m = conv_matrix(np.ones((1, 1, kernel, kernel)), (1, size, size),
+                                      stride, padding)
+            want = int(np.count_nonzero(m))
+            got = _number(_call(fn, size, kernel, stride, padding))
+            gots.append(got)
+            if got == want:
+                continue
+            out = conv_output_size(size, kernel, stride, padding)
+            if got == out * out * kernel * kernel:
+                return "windows that overlap the padding see fewer real pixels: padding " \
+                       "taps have no weight."
+            return f"size {size}, kernel {kernel}, stride {stride}, padding {padding}: " \
+                   f"{want}; you gave {got}."
+    return _ints_only(gots)
 
 
 # =========================================================================== 08
 
-def iou(fn, exercise: str = "08.1") -> Verdict:
+@check("08.1")
+def iou(fn):
     """fn(a, b) -> intersection over union of inclusive boxes (x0, y0, x1, y1)."""
-    from .detect import iou as ref
 
-    def body():
-        rng = _rng()
-        for _ in range(40):
-            a = rng.integers(0, 30, 2)
-            b = rng.integers(0, 30, 2)
-            a = (*a, *(a + rng.integers(0, 20, 2)))
-            b = (*b, *(b + rng.integers(0, 20, 2)))
-            a, b = tuple(int(v) for v in a), tuple(int(v) for v in b)
-            want, got = ref(a, b), _call(fn, a, b)
-            if got is not None and math.isclose(float(got), want, abs_tol=1e-9):
-                continue
-            return f"iou({a}, {b}) = {want:.4f}; you gave {got}. Inclusive bounds: a box from " \
-                   "x0 to x1 is x1 - x0 + 1 pixels wide."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    for _ in range(40):
+        a = rng.integers(0, 30, 2)
+        b = rng.integers(0, 30, 2)
+        a = (*a, *(a + rng.integers(0, 20, 2)))
+        b = (*b, *(b + rng.integers(0, 20, 2)))
+        a, b = tuple(int(v) for v in a), tuple(int(v) for v in b)
+        want, got = _ref_iou(a, b), _number(_call(fn, a, b))
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        said = f"iou({a}, {b}) = {want:.4f}; you gave {got:.4f}."
+        inter, union, smaller = _overlap_areas(a, b)
+        ex_inter, ex_union, _ = _overlap_areas(a, b, inclusive=False)
+        if math.isclose(got, ex_inter / max(ex_union, 1), abs_tol=1e-9):
+            return f"{said} Inclusive bounds: a box from x0 to x1 is x1 - x0 + 1 pixels wide."
+        if math.isclose(got, inter / smaller, abs_tol=1e-9):
+            return f"{said} You divided by the smaller box's area: IoU divides the " \
+                   "intersection by the union, area(a) + area(b) - intersection."
+        if math.isclose(got, inter / (union + inter), abs_tol=1e-9):
+            return f"{said} The union counts the intersection once: area(a) + area(b) - " \
+                   "intersection."
+        return said
+    return None
 
 
-def nms(fn, exercise: str = "08.2") -> Verdict:
+def _overlap_areas(a, b, inclusive: bool = True) -> tuple[int, int, int]:
+    """(intersection, union, smaller area) of two boxes; inclusive bounds add one pixel."""
+    one = 1 if inclusive else 0
+    w = min(a[2], b[2]) - max(a[0], b[0]) + one
+    h = min(a[3], b[3]) - max(a[1], b[1]) + one
+    inter = max(w, 0) * max(h, 0)
+    area_a, area_b = ((r[2] - r[0] + one) * (r[3] - r[1] + one) for r in (a, b))
+    return inter, area_a + area_b - inter, min(area_a, area_b)
+
+
+def _detections(x) -> list[tuple]:
+    """A list of (x0, y0, x1, y1, label, score) detections, as plain tuples."""
+    if not isinstance(x, (list, tuple)):
+        raise _Wrong(f"return a list of detections; got {_describe(x)}")
+    return [_numbers(d, 6) for d in x]
+
+
+@check("08.2")
+def nms(fn):
     """fn(detections [(x0, y0, x1, y1, label, score)], overlap) -> the kept detections."""
-    from .detect import nms as ref
 
-    def body():
-        rng = _rng()
-        for _ in range(20):
-            dets = []
-            for _ in range(int(rng.integers(1, 12))):
-                x, y = (int(v) for v in rng.integers(0, 60, 2))
-                dets.append((x, y, x + 27, y + 27, int(rng.integers(10)), float(rng.random())))
-            want = ref(dets, 0.3)
-            got = _call(fn, list(dets), 0.3)
-            if sorted(map(tuple, got)) == sorted(want):
-                continue
-            if sorted(map(tuple, got)) == sorted(_greedy_in_given_order(dets, 0.3)):
-                return "you took the boxes in the order they came: go through them from the " \
-                       "highest score down, so that the best box of a cluster is the one kept."
-            if len(got) > len(want):
-                return "you keep boxes that overlap a better one: suppress IoU > overlap."
-            return "you dropped a box that should stay: go through the boxes from the highest " \
-                   "score down, and compare each only with the boxes already kept."
-        return None
-    return _verdict(exercise, body)
+    rng = _rng()
+    for _ in range(20):
+        dets = []
+        for _ in range(int(rng.integers(1, 12))):
+            x, y = (int(v) for v in rng.integers(0, 60, 2))
+            dets.append((x, y, x + 27, y + 27, int(rng.integers(10)), float(rng.random())))
+        want = sorted(_ref_nms(dets, 0.3))
+        got = sorted(_detections(_call(fn, list(dets), 0.3)))
+        if got == want:
+            continue
+        if got == sorted(_greedy(dets, 0.3, by_score=False)):
+            return "you took the boxes in the order they came: go through them from the " \
+                   "highest score down, so that the best box of a cluster is the one kept."
+        if got == sorted(_greedy(dets, 0.3, per_label=True)):
+            return "you suppressed only boxes with the same label: here labels are ignored, " \
+                   "a box suppresses every lower-scoring box it overlaps, whatever its label."
+        if len(got) > len(want):
+            return "you keep boxes that overlap a better one: suppress IoU > overlap."
+        return "you dropped a box that should stay: go through the boxes from the highest " \
+               "score down, and compare each only with the boxes already kept."
+    return None
 
 
-def _greedy_in_given_order(dets, overlap):
-    from .detect import iou as ref
+def _greedy(dets, overlap, by_score: bool = True, per_label: bool = False):
+    """Greedy suppression, as a learner might write it: in the given order, or label by label."""
 
     kept = []
-    for d in dets:
-        if all(ref(d[:4], k[:4]) <= overlap for k in kept):
+    for d in sorted(dets, key=lambda d: -d[5]) if by_score else dets:
+        rivals = [k for k in kept if k[4] == d[4]] if per_label else kept
+        if all(_ref_iou(d[:4], k[:4]) <= overlap for k in rivals):
             kept.append(d)
     return kept
 
 
-def transposed_size(fn, exercise: str = "08.3") -> Verdict:
+@check("08.3")
+def transposed_size(fn):
     """fn(n, kernel, stride, padding) -> output length of a transposed convolution."""
-    def body():
-        for n in range(1, 12):
-            for k, s, p in ((8, 4, 2), (4, 2, 1), (3, 1, 0), (16, 8, 4), (5, 3, 1)):
-                want = (n - 1) * s - 2 * p + k
-                if want < 1:
-                    continue
-                got = _call(fn, n, k, s, p)
-                if got == want:
-                    continue
-                if got == n * s:
-                    return f"n * stride is right only for kernel = 2*stride, padding = stride/2; " \
-                           f"for n={n}, k={k}, s={s}, p={p} use (n - 1)*s - 2p + k."
-                if got == n:
-                    return "that is the input size: a transposed conv grows the map."
-                return f"n={n}, k={k}, s={s}, p={p}: {want}; you gave {got}."
-        return None
-    return _verdict(exercise, body)
+    gots = []
+    for n in range(1, 12):
+        for k, s, p in ((8, 4, 2), (4, 2, 1), (3, 1, 0), (16, 8, 4), (5, 3, 1)):
+            want = (n - 1) * s - 2 * p + k
+            if want < 1:
+                continue
+            got = _number(_call(fn, n, k, s, p))
+            gots.append(got)
+            if got == want:
+                continue
+            if got == n * s:
+                return f"n * stride is right only for kernel = 2*stride, padding = stride/2; " \
+                       f"for n={n}, k={k}, s={s}, p={p} use (n - 1)*s - 2p + k."
+            if got == n:
+                return "that is the input size: a transposed conv grows the map."
+            return f"n={n}, k={k}, s={s}, p={p}: {want}; you gave {got}."
+    return _ints_only(gots)

@@ -5,8 +5,13 @@ Every answer cell of a solution notebook holds its answer between nbgrader's mar
 that part replaced by a stub that runs without error: ``raise NotImplementedError()`` inside a
 function (the check reports "not attempted"), or the cell's ``fcconv.stub`` line at top level.
 
+Answer and check cells carry nbgrader's own metadata too (``nbgrader_metadata``), so that
+``nbgrader generate_assignment`` takes solutions/ as its source as it is; a check cell's assertion
+fails with the hint as its message, which is what ``nbgrader autograde`` reports.
+
     python -m fcconv.exercises           # (re)write exercises/
     python -m fcconv.exercises --check   # exit 1 when exercises/ is out of date
+    python -m fcconv.exercises --mark    # give solutions/ nbgrader's metadata (a new exercise)
 """
 
 from __future__ import annotations
@@ -42,6 +47,28 @@ def exercise_ids(nb) -> list[str]:
             if c.metadata.get("fcconv", {}).get("role") == "check"]
 
 
+def nbgrader_metadata(exercise: str, role: str) -> dict:
+    """nbgrader's cell metadata for an exercise's answer cell (autograded answer) or check cell
+    (autograded tests, locked, 1 point)."""
+    grade_id = f"ex{exercise.replace('.', '_')}_{role}"
+    common = {"grade_id": grade_id, "schema_version": 3, "task": False}
+    if role == "answer":
+        return {"grade": False, "locked": False, "solution": True, **common}
+    return {"grade": True, "locked": True, "points": 1, "solution": False, **common}
+
+
+def mark(nb) -> bool:
+    """Give every answer and check cell its nbgrader metadata; True when something changed."""
+    changed = False
+    for cell in nb.cells:
+        meta = cell.metadata.get("fcconv", {})
+        if meta.get("role") in ("answer", "check"):
+            want = nbgrader_metadata(meta["exercise"], meta["role"])
+            changed |= cell.metadata.get("nbgrader") != want
+            cell.metadata["nbgrader"] = want
+    return changed
+
+
 def make_exercise(solution) -> nbformat.NotebookNode:
     """The student version of a solution notebook (a new notebook; the input is untouched)."""
     nb = copy.deepcopy(solution)
@@ -67,6 +94,12 @@ def generate(root: Path = ROOT) -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
+    if "--mark" in argv:
+        for path in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            if mark(nb):
+                nbformat.write(nb, path)
+                print(f"marked {path.relative_to(ROOT)} for nbgrader")
     files = generate()
     stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
     if "--check" in argv:

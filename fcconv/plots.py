@@ -309,6 +309,22 @@ def cost_curves(sizes, dense, crops, unit: str = "GMACs"):
     return fig
 
 
+
+def ratio_curve(sizes, ratios, limit: float):
+    """MAC ratio (crops / dense) against the image side, with its limit as a dashed line."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(sizes, ratios, "o-", color=OKABE_ITO[4], label="crops / dense, in MACs")
+    ax.axhline(limit, ls="--", color=OKABE_ITO[5], label=f"limit {limit:.1f}x (head not shared)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("image side (pixels, log scale)")
+    ax.set_ylabel("times fewer MACs dense")
+    ax.set_ylim(0, limit * 1.1)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
 # ------------------------------------------------------------------ notebook 07: conv as a matrix
 
 def conv_matrix_picture(m: np.ndarray, title: str = ""):
@@ -323,6 +339,21 @@ def conv_matrix_picture(m: np.ndarray, title: str = ""):
     ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
     return fig
 
+
+
+def toeplitz_blocks(m: np.ndarray, out_side: int, in_side: int, title: str = ""):
+    """``conv_matrix_picture`` of a one-channel conv, with lines between its blocks.
+
+    m (out_side^2, in_side^2): block (i, j), out_side x in_side, is how output row i uses input
+    row j; the lines make the doubly block Toeplitz pattern visible.
+    """
+    fig = conv_matrix_picture(m, title)
+    ax = fig.axes[0]
+    for r in range(1, out_side):
+        ax.axhline(r * out_side - 0.5, color="0.6", lw=0.6)
+    for c in range(1, in_side):
+        ax.axvline(c * in_side - 0.5, color="0.6", lw=0.6)
+    return fig
 
 # ------------------------------------------------------------------ notebook 08: digits
 

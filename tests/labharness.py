@@ -120,7 +120,9 @@ class Lab(_Server):
     def wait_kernel_connected(self, timeout: float = 120) -> None:
         end = time.time() + scaled(timeout)
         while time.time() < end:
-            kernels = _get_json(self.url("api/kernels"))
+            kernels = []
+            with contextlib.suppress(OSError):  # a busy server may answer late: ask again
+                kernels = _get_json(self.url("api/kernels"))
             if any(k.get("connections", 0) > 0 and k.get("execution_state") == "idle"
                    for k in kernels):
                 return

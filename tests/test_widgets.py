@@ -53,6 +53,12 @@ def test_shapes_view_explains_an_fc_that_cannot_take_a_bigger_map():
     assert shapes_view("lenet5", 40, convolutionalized=True).rows[-1].shape_str == "3x3x10"
 
 
+def test_shapes_view_convolutionalized_too_small_names_the_conv_not_a_linear():
+    with pytest.raises(ValueError) as err:
+        shapes_view("vgg16", 100, convolutionalized=True)
+    assert "Linear" not in str(err.value) and "7x7 conv over the 512-channel map" in str(err.value)
+
+
 def test_shapes_explorer_updates_table_and_drawing_together():
     ex = ShapesExplorer(arch="vgg16", size=224)
     assert "1000" in shown_text(ex.table) and "6x6x1000" not in shown_text(ex.table)
@@ -76,10 +82,26 @@ def test_shapes_explorer_shows_a_message_for_a_too_small_input():
     assert "fcconv-message" in text and "does not fit" in text and "Traceback" not in text
 
 
+@pytest.mark.parametrize("size, kernel, stride, padding",
+                         [(8, 3, 2, 0), (8, 3, 2, 1), (9, 3, 4, 0), (11, 3, 4, 1), (10, 3, 3, 2)])
+def test_slide_1d_note_counts_the_uncovered_cells_by_enumerating_windows(size, kernel, stride,
+                                                                         padding):
+    n, text = slide_1d_note(size, kernel, stride, padding)
+    covered = {s * stride + k for s in range(n) for k in range(kernel)}   # padded coordinates
+    missed = [c for c in range(size + 2 * padding) if c > max(covered)]  # after the last window
+    real = [c for c in missed if padding <= c < padding + size]
+    cells = "last cell" if len(missed) == 1 else f"last {len(missed)} cells"
+    assert missed and f"{cells} of the {'padded row' if padding else 'row'}" in text
+    assert ("no input pixel is lost" in text) == (not real)
+    assert len(real) in (0, len(missed)) or f"{len(real)} of them input pixel" in text
+    gaps = [c for c in range(max(covered)) if c not in covered]
+    assert bool(gaps) == ("between neighbouring windows" in text)
+
+
 def test_slide_1d_note_and_explorer():
     assert slide_1d_note(7, 3, 2, 1) == (4, "(7 - 3 + 2*1) / 2 + 1 = 4: 4 outputs.")
     n, text = slide_1d_note(8, 3, 2, 0)
-    assert n == 3 and "not a whole number" in text and "last 1 input cell is never" in text
+    assert n == 3 and "not a whole number" in text and "last cell of the row is never covered" in text
     ex = Slide1DExplorer(size=7, kernel=3, stride=1)
     assert ex.position.max == 4
     changes_png(ex, ex.out, ex.position, 3)
@@ -194,10 +216,21 @@ def test_efficiency_explorer_measures_both_ways(tiny):
 
     model, fcn = tiny
     ex = EfficiencyExplorer(model, fcn, window=64, channels=3, max_size=96)
-    assert "windows scored</td><td>1<" in shown_text(ex.out)
+    one = shown_text(ex.out)
+    assert "windows scored</td><td>1<" in one
+    assert "no ratio" in one and "faster" not in one and "measured time" not in one  # equal work
     ex.size.value = 80
     text = shown_text(ex.out)
     assert "windows scored</td><td>25<" in text and "faster on this machine" in text
+
+
+def test_paired_median_ms_alternates_and_warms_up_both_sides():
+    from fcconv.widgets.efficiency import paired_median_ms
+
+    calls = []
+    a, b = paired_median_ms(lambda: calls.append("a"), lambda: calls.append("b"),
+                            min_pairs=5, budget_s=0.0)
+    assert calls == ["a", "b"] * 6 and a >= 0 and b >= 0   # 1 warm-up pair, then 5 timed
 
 
 def test_results_table_is_read_not_retyped():
@@ -205,6 +238,8 @@ def test_results_table_is_read_not_retyped():
 
     machine, rows = read_table("dense_vs_crops_cpu")
     assert "cores" in machine and {r["input"] for r in rows} >= {"384"}
+    _, dress = read_table("dress_three_ways")                   # notebook 06 reads it
+    assert [r["windows"] for r in dress] == ["403"] * 3 and dress[1]["GMACs"] == dress[2]["GMACs"]
     with pytest.raises(ValueError, match="no section"):
         read_table("no_such_benchmark")
 
@@ -228,3 +263,17 @@ def test_conv_matrix_explorer_and_its_message():
     assert "9</b> weights" in shown_text(ex.text)
     ex.kernel.value = 7                                  # 7 > 6 + 2*0
     assert "does not fit" in shown_text(ex.text) and shown_png(ex.out) is None
+
+
+def test_toeplitz_blocks_draws_one_line_between_neighbouring_blocks():
+    import matplotlib.pyplot as plt
+
+    from fcconv import numpy_ops, plots
+
+    m = numpy_ops.conv_matrix(np.ones((1, 1, 3, 3)), (1, 6, 6))    # 16 x 36: 4 x 6 blocks
+    fig = plots.toeplitz_blocks(m, 4, 6)
+    lines = fig.axes[0].get_lines()
+    rows = sorted(ln.get_ydata()[0] for ln in lines if ln.get_ydata()[0] == ln.get_ydata()[1])
+    cols = sorted(ln.get_xdata()[0] for ln in lines if ln.get_xdata()[0] == ln.get_xdata()[1])
+    assert rows == [3.5, 7.5, 11.5] and cols == [5.5, 11.5, 17.5, 23.5, 29.5]
+    plt.close(fig)

@@ -29,9 +29,25 @@ def _model(arch: str, convolutionalized: bool):
     return model, train_shape
 
 
+@functools.cache
+def _fc_input(arch: str) -> tuple[int, ...]:
+    """(C, H, W) of the map the first FC layer of ``arch`` flattens, at the training size."""
+    model, train_shape = _model(arch, False)
+    rows = list(trace(model, train_shape))
+    first_fc = next(i for i, r in enumerate(rows) if r.kind == "Linear")
+    return next(r.out_shape for r in reversed(rows[:first_fc]) if len(r.out_shape) == 3)
+
+
 def shapes_view(arch: str, size: int, convolutionalized: bool = False):
     """The trace of course model ``arch`` on a size x size input (channels as in training)."""
     model, train_shape = _model(arch, convolutionalized)
+    window = train_shape[-1]
+    if convolutionalized and size < window:  # no Linear is left to blame: name the conv
+        c, h, w = _fc_input(arch)
+        raise ValueError(f"input {size}x{size} is smaller than the {window}x{window} window the "
+                         f"classifier was trained on: its first FC layer, now a {h}x{w} conv over "
+                         f"the {c}-channel map, has no position to fit. Give it at least "
+                         f"{window}x{window}.")
     try:
         return trace(model, (train_shape[0], size, size))
     except ValueError as err:
@@ -84,12 +100,25 @@ def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[in
     room = size - kernel + 2 * padding
     text = f"({size} - {kernel} + 2*{padding}) / {stride} + 1 = {room / stride + 1:g}"
     if room % stride:
-        left = room % stride
+        left = room % stride             # cells after the last window's end: never covered
+        real = max(0, left - padding)    # of those, the ones that are input, not padding
+        row = "padded row" if padding else "row"
+        cells = f"cell of the {row} is" if left == 1 else f"{left} cells of the {row} are"
+        if real == 0:
+            lost = "only padding: no input pixel is lost"
+        elif real == left:
+            lost = "input pixels, ignored" if left > 1 else "an input pixel, ignored"
+        else:
+            lost = f"{real} of them input pixel{'s' if real > 1 else ''}, ignored"
         text += (f": not a whole number. The stride does not fit the input exactly; PyTorch "
-                 f"rounds down to {n} outputs and the last {left} input cell"
-                 f"{'s are' if left > 1 else ' is'} never the start of a window.")
+                 f"rounds down to {n} outputs, and the last {cells} never covered "
+                 f"by any window ({lost}).")
     else:
         text += f": {n} outputs."
+    if stride > kernel:
+        text += (f" With a stride larger than the kernel, the {stride - kernel} cell"
+                 f"{'s' if stride - kernel > 1 else ''} between neighbouring windows "
+                 f"{'are' if stride - kernel > 1 else 'is'} never covered either.")
     return n, text
 
 
