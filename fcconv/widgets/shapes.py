@@ -84,8 +84,11 @@ class ShapesExplorer(Explorer):
         self.update()
 
     def _arch_changed(self, change) -> None:
-        self.entry.value = MODELS[change["new"]][1][-1]  # jump to the training size
-        self.update()
+        size = MODELS[change["new"]][1][-1]  # jump to the training size
+        if self.entry.value != size:
+            self.entry.value = size  # which redraws (_typed): once, not twice
+        else:
+            self.update()
 
     @never_raise("table", clear=("picture",))
     def update(self) -> None:
