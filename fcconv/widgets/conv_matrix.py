@@ -34,6 +34,14 @@ def view_html(v: dict) -> str:
             f"non-zeros would all be separate weights: <b>{v['nonzero']:,}</b>.</p>")
 
 
+def describe(v: dict, kernel: int, stride: int, padding: int) -> str:
+    """The picture of ``conv_matrix_view``'s result in words (its alt text)."""
+    rows, cols = v["matrix"].shape
+    return (f"The {rows} x {cols} matrix of a {kernel}x{kernel} conv (stride {stride}, padding "
+            f"{padding}): one row per output, one column per input; {v['nonzero']:,} of "
+            f"{v['entries']:,} entries non-zero and coloured, the rest white.")
+
+
 class ConvMatrixExplorer(Explorer):
     """Input size, kernel, stride and padding: the matrix picture and the counts update."""
 
@@ -57,4 +65,5 @@ class ConvMatrixExplorer(Explorer):
         show_html(self.text, view_html(v))
         show_png(self.out, figure_png(plots.conv_matrix_picture(v["matrix"]), dpi=72,
                                       margins={"left": 0.75, "right": 0.15, "bottom": 0.55,
-                                               "top": 0.3}))  # inches
+                                               "top": 0.3}),  # inches
+                 describe(v, self.kernel.value, self.stride.value, self.padding.value))

@@ -56,6 +56,15 @@ def draw(position: int) -> bytes:
     return live.png()
 
 
+def describe(position: int) -> str:
+    """The picture at ``position`` in words (its alt text)."""
+    out = smoothed()
+    last = position + len(KERNEL) - 1
+    return (f"Line plot of a {len(SIGNAL)}-point signal; the {len(KERNEL)}-tap kernel window "
+            f"covers input positions {position}-{last}; {position + 1} of {len(out)} smoothed "
+            f"outputs drawn so far, the newest {out[position]:+.2f}.")
+
+
 class SetupExplorer(Explorer):
     """A slider that redraws the figure: if it moves, widgets work in this JupyterLab."""
 
@@ -69,4 +78,4 @@ class SetupExplorer(Explorer):
 
     @never_raise()
     def update(self) -> None:
-        show_png(self.out, draw(self.slider.value))
+        show_png(self.out, draw(self.slider.value), describe(self.slider.value))
