@@ -7,11 +7,23 @@ STAMP  := $(VENV)/.fcconv-installed
 # JupyterLab refuses to run as root unless told; containers and CI often are root.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint venv clean-venv notebooks-clean exercises present handouts
+.PHONY: lab test lint venv clean-venv notebooks-clean exercises present slides handouts weights
+
+# The course's own Jupyter settings (etc/jupyter): no news pop-up, no update or news fetch, a
+# read-only extension manager. Nothing leaves the machine.
+COURSE_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/etc/jupyter"
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
+	$(COURSE_CONFIG) $(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
 		--LabApp.default_url=/lab/tree/notebooks/00_setup_check.ipynb
+
+# Slides with live widgets: JupyterLab opens one walkthrough; press the toolbar's deck button
+# (jupyterlab-slideshow) to present it from its slide metadata: make slides NB=05
+slides: $(STAMP)
+	@nb="$(wildcard notebooks/$(NB)_*.ipynb)"; \
+	test -n "$(NB)" -a -n "$$nb" || { echo "usage: make slides NB=05 (a walkthrough's number)"; exit 2; }; \
+	$(COURSE_CONFIG) $(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
+		--LabApp.default_url=/lab/tree/$$nb
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,7 +38,7 @@ present: $(STAMP)
 	@nb="$(if $(NB),$(wildcard notebooks/$(NB)_*.ipynb),notebooks/)"; \
 	test -n "$$nb" || { echo "no walkthrough notebooks/$(NB)_*.ipynb (try NB=05)"; exit 2; }; \
 	echo "presenting $$nb (Ctrl-C to stop)"; \
-	JUPYTER_PATH="$(CURDIR)/share/jupyter" $(BIN)/voila --template=fcconv "$$nb"
+	$(COURSE_CONFIG) JUPYTER_PATH="$(CURDIR)/share/jupyter" $(BIN)/voila --template=fcconv "$$nb"
 
 # Re-install only when the dependency list changes; an unchanged tree starts in seconds.
 $(STAMP): pyproject.toml constraints.txt
@@ -46,6 +58,11 @@ notebooks-clean: $(STAMP)
 handouts: $(STAMP)
 	$(BIN)/python -m fcconv.handouts
 	@echo "open handouts/index.html (or serve: $(BIN)/python -m http.server -d handouts)"
+
+# Retrain the shipped models (face and digit classifiers) from their fixed seeds and rewrite
+# fcconv/trained/*.pt and the checksums in fcconv/trained/weights.json. Notebooks only load them.
+weights: $(STAMP)
+	$(BIN)/python -m fcconv.weights
 
 # exercises/ is generated from solutions/ (never edit it by hand).
 exercises: $(STAMP)

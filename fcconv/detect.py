@@ -7,7 +7,7 @@ Boxes are (x0, y0, x1, y1) with inclusive pixel bounds; detections add (label, s
 
 from __future__ import annotations
 
-import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import weights
 from .data import BACKGROUND, load_digits, make_canvas
+from .formulas import cell_window, checked_int
 
 WINDOW = 28
-CACHE = Path(__file__).resolve().parents[1] / ".cache"
 
 
 def digit_net(seed: int = 0) -> nn.Sequential:
@@ -115,24 +116,41 @@ class Trained:
     loaded_from: Path | None
 
 
-def train_or_load(steps: int = 2200, seed: int = 0, cache: Path | None = CACHE,
-                  source: str = "mnist", progress: bool = True) -> Trained:
-    """The course's digit detector: loaded from ``cache`` if trained before, else trained
-    (and saved with ``torch.save``; read back with ``torch.load(weights_only=True)``)."""
+def train_fresh(steps: int = 2200, seed: int = 0, source: str = "mnist",
+                progress: bool = True) -> Trained:
+    """Train ``digit_net(seed)`` from scratch on one thread (faster on a busy 2-core machine,
+    and the same seed gives the same weights); test accuracy on the held-out digits."""
     digits, labels, used = load_digits(source)
     (train_x, train_y), (test_x, test_y) = split(digits, labels, seed=seed)
     model = digit_net(seed)
-    key = hashlib.sha1(f"{used}-{steps}-{seed}-v1".encode()).hexdigest()[:10]
-    path = cache / f"digits_cnn_{key}.pt" if cache else None
-    if path is not None and path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        model.eval()
-        return Trained(model, accuracy(model, test_x, test_y), used, path)
-    train(model, train_x, train_y, steps=steps, seed=seed, progress=progress)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(model, train_x, train_y, steps=steps, seed=seed, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     return Trained(model, accuracy(model, test_x, test_y), used, None)
+
+
+def trained(retrain: bool = False, seed: int = 0) -> Trained:
+    """The course's digit detector: the committed weights ``fcconv/trained/digit_net.pt``
+    (sha256 checked, ``torch.load(weights_only=True)``), or, with ``retrain``, trained afresh
+    from ``seed`` (the file is left alone; ``make weights`` rewrites it)."""
+    if retrain:
+        return train_fresh(seed=seed)
+    digits, labels, used = load_digits("mnist")
+    _, (test_x, test_y) = split(digits, labels, seed=seed)
+    model = weights.load(digit_net(seed), "digit_net")
+    return Trained(model, accuracy(model, test_x, test_y), used, weights.FOLDER / "digit_net.pt")
+
+
+def train_and_save(seed: int = 0) -> dict:
+    """Train from ``seed`` and write ``fcconv/trained/digit_net.pt`` (``make weights``)."""
+    start = time.perf_counter()
+    t = train_fresh(seed=seed, progress=False)
+    return weights.save(t.model, "digit_net", seed=seed, steps=2200, source=t.source,
+                        held_out_accuracy=t.test_accuracy, held_out_digits=1000,
+                        train_seconds=round(time.perf_counter() - start, 1))
 
 
 # --------------------------------------------------------------------------- detection
@@ -145,6 +163,10 @@ def probabilities(fcn: nn.Module, image: np.ndarray) -> torch.Tensor:
 
 def iou(a, b) -> float:
     """Intersection over union of two inclusive boxes (x0, y0, x1, y1)."""
+    for name, box in (("a", a), ("b", b)):
+        if len(box) < 4 or box[2] < box[0] or box[3] < box[1]:
+            raise ValueError(f"box {name} must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0 "
+                             f"(inclusive bounds: at least one pixel); got {tuple(box)}")
     w = min(a[2], b[2]) - max(a[0], b[0]) + 1
     h = min(a[3], b[3]) - max(a[1], b[1]) + 1
     inter = max(w, 0) * max(h, 0)
@@ -167,12 +189,13 @@ def detect(probs: torch.Tensor, jump: int, threshold: float = 0.9, overlap: floa
     """Cells whose best digit probability exceeds ``threshold``, as boxes, after NMS."""
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be between 0 and 1; got {threshold}")
+    jump, window = checked_int("jump", jump, 1), checked_int("window", window, 1)
     digit_probs = probs[:BACKGROUND]
     score, label = digit_probs.max(dim=0)
     rows, cols = torch.nonzero(score > threshold, as_tuple=True)
-    cands = [(int(c) * jump, int(r) * jump, int(c) * jump + window - 1,
-              int(r) * jump + window - 1, int(label[r, c]), float(score[r, c]))
-             for r, c in zip(rows, cols)]
+    cands = [(x0, y0, x1, y1, int(label[r, c]), float(score[r, c]))
+             for r, c in zip(rows, cols)
+             for y0, x0, y1, x1 in [cell_window((int(r), int(c)), window, jump)]]
     return nms(cands, overlap)
 
 
@@ -233,6 +256,7 @@ def segment(probs: torch.Tensor, jump: int, canvas_shape, window: int = WINDOW) 
     bilinear upsampling by ``jump`` (a transposed conv), shifted so that each cell lands on its
     window's centre. Pixels outside every window are BACKGROUND.
     """
+    jump, window = checked_int("jump", jump, 1), checked_int("window", window, 1)
     reach = (window // jump) | 1                       # odd, so the max is centred
     spread = F.max_pool2d(probs[None, :BACKGROUND], reach, stride=1, padding=reach // 2)[0]
     background = 1 - spread.max(dim=0, keepdim=True).values

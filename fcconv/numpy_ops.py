@@ -12,7 +12,10 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .formulas import checked_shape, conv_output_size
+
 ORDERS = ("chw", "hwc")
+MAX_BYTES = 2 * 1024**3  # the most one call may allocate: a laptop's memory, with room to spare
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -37,22 +40,41 @@ def _pair(name: str, v, minimum: int) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def _order(order: str) -> str:
+def check_order(order: str) -> str:
+    """``order`` if it is "chw" (PyTorch) or "hwc" (Keras/TensorFlow); ValueError otherwise."""
     if order not in ORDERS:
         raise ValueError(f"order must be 'chw' (PyTorch) or 'hwc' (Keras/TensorFlow); got {order!r}")
     return order
 
 
 def _in_shape(in_shape) -> tuple[int, int, int]:
-    shape = tuple(in_shape)
-    if len(shape) != 3 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
-        raise ValueError(f"in_shape must be (C, H, W) with positive sizes; got {in_shape!r}")
-    return tuple(int(s) for s in shape)
+    return checked_shape("in_shape", in_shape, (3,))
+
+
+def _bias(bias, k: int) -> np.ndarray:
+    bias = _array("bias", bias, 1, "(K,)")
+    if bias.shape[0] != k:
+        raise ValueError(f"bias must have one entry per output channel, ({k},); got shape "
+                         f"{bias.shape}")
+    return bias
+
+
+def _affordable(what: str, n_values: int, itemsize: int, advice: str) -> None:
+    """Refuse before allocating: NumPy would ask for more than MAX_BYTES, or fail deep inside."""
+    if n_values * itemsize > MAX_BYTES:
+        raise ValueError(f"{what} would need {_human_bytes(n_values * itemsize)} of memory "
+                         f"(the limit is {_human_bytes(MAX_BYTES)}); {advice}")
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        scale = 1024 ** ("KMGT".index(unit[0]) + 1)
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _out_size(size: int, k: int, s: int, p: int, axis: str) -> int:
-    from .shapes import conv_output_size
-
     try:
         return conv_output_size(size, k, s, p)
     except ValueError as err:
@@ -73,14 +95,20 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
         raise ValueError(f"weight expects {weight.shape[1]} input channels but x has {x.shape[1]} "
                          f"(x {x.shape}, weight {weight.shape})")
     (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
-    kh, kw = weight.shape[2:]
-    _out_size(x.shape[2], kh, sh, ph, "height")
-    _out_size(x.shape[3], kw, sw, pw, "width")
+    (n, c, h, w), (k, _, kh, kw) = x.shape, weight.shape
+    oh, ow = _out_size(h, kh, sh, ph, "height"), _out_size(w, kw, sw, pw, "width")
+    if bias is not None:
+        bias = _bias(bias, k)
+    advice = "use a smaller input or padding"
+    _affordable(f"padding {h}x{w} by {ph},{pw}", n * c * (h + 2 * ph) * (w + 2 * pw),
+                x.itemsize, advice)
+    _affordable(f"the {n * oh * ow:,} patches of {c}x{kh}x{kw}", n * c * oh * ow * kh * kw,
+                x.itemsize, advice)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
     patches = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N,C,H',W',kh,kw)
     out = np.tensordot(patches, weight, axes=([1, 4, 5], [1, 2, 3]))           # (N,H',W',K)
     if bias is not None:
-        out = out + _array("bias", bias, 1, "(K,)")
+        out = out + bias
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
@@ -92,7 +120,7 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) ->
         raise ValueError(f"Linear expects {weight.shape[1]} inputs but x has {x.shape[1]} "
                          f"(x {x.shape}, weight {weight.shape})")
     out = x @ weight.T
-    return out if bias is None else out + _array("bias", bias, 1, "(K,)")
+    return out if bias is None else out + _bias(bias, weight.shape[0])
 
 
 def max_pool2d(x: np.ndarray, kernel, stride=None) -> np.ndarray:
@@ -111,6 +139,9 @@ def max_pool2d(x: np.ndarray, kernel, stride=None) -> np.ndarray:
 
 def relu(x: np.ndarray) -> np.ndarray:
     """max(x, 0), elementwise; any shape."""
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+        raise TypeError(f"x must be a NumPy array of numbers; got {type(x).__name__}"
+                        + (f" of {x.dtype}" if isinstance(x, np.ndarray) else ""))
     return np.maximum(x, 0)
 
 
@@ -127,7 +158,7 @@ def fc_to_conv_weight(weight: np.ndarray, in_shape, order: str = "chw") -> np.nd
         raise ValueError(f"Linear expects {weight.shape[1]} inputs but in_shape {c}x{h}x{w} "
                          f"(C x H x W) gives {c * h * w}")
     k = weight.shape[0]
-    if _order(order) == "chw":
+    if check_order(order) == "chw":
         return weight.reshape(k, c, h, w)
     return weight.reshape(k, h, w, c).transpose(0, 3, 1, 2)
 
@@ -135,7 +166,7 @@ def fc_to_conv_weight(weight: np.ndarray, in_shape, order: str = "chw") -> np.nd
 def conv_to_fc_weight(weight: np.ndarray, order: str = "chw") -> np.ndarray:
     """K filters (K, C, H, W) as an FC weight (K, C*H*W), flattening each filter in ``order``."""
     weight = _array("weight", weight, 4, "(K, C, H, W)")
-    if _order(order) == "hwc":
+    if check_order(order) == "hwc":
         weight = weight.transpose(0, 2, 3, 1)
     return weight.reshape(weight.shape[0], -1)
 
@@ -153,14 +184,16 @@ def conv_matrix(weight: np.ndarray, in_shape, stride=1, padding=0, dilation=1) -
     (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
     dh, dw = _pair("dilation", dilation, 1)
     k, _, kh, kw = weight.shape
-    from .shapes import conv_output_size
-
     oh = conv_output_size(h, kh, sh, ph, dh)
     ow = conv_output_size(w, kw, sw, pw, dw)
     entries = k * oh * ow * c * h * w
     if entries > 2 * 10**8:
         raise ValueError(f"the dense matrix would be {k * oh * ow:,} x {c * h * w:,} = {entries:,} "
                          "entries: too big to build (the limit is 200,000,000); use a smaller input")
+    # The index grids below hold one int64 per (filter, position, channel, tap), six times over:
+    # with a large padding there are far more taps than matrix entries.
+    _affordable(f"indexing {k * oh * ow * c * kh * kw:,} filter taps", 6 * k * oh * ow * c * kh * kw,
+                8, "use a smaller padding, kernel or input")
     # Index grids over (k, oy, ox, c, ky, kx): which input pixel each weight lands on.
     kk, oy, ox, cc, ky, kx = np.meshgrid(np.arange(k), np.arange(oh), np.arange(ow), np.arange(c),
                                          np.arange(kh), np.arange(kw), indexing="ij")

@@ -11,10 +11,21 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Polygon, Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from .formulas import conv_output_size, score_map_side
 
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
 SEQUENTIAL = "viridis"
 DIVERGING = "PuOr"
+
+
+def _integer_ticks(ax) -> None:
+    """Cells are counted: no tick at 0.5."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _signed_limits(*arrays) -> dict:
@@ -22,13 +33,17 @@ def _signed_limits(*arrays) -> dict:
     return {"cmap": DIVERGING, "vmin": -m, "vmax": m}
 
 
+def _integer_ticks(ax) -> None:
+    """Rows and columns of a grid are whole numbers: never a tick at 2.5."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 # --------------------------------------------------------------------------- notebook 00/02: 1-D slide
 
 def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int):
     """A 1-D input of ``size`` cells with ``padding`` zeros each side and the kernel at output
     ``position``: the picture behind (W - F + 2P) / S + 1."""
-    from .shapes import conv_output_size
-
     n_out = conv_output_size(size, kernel, stride, padding)
     if not 0 <= position < n_out:
         raise ValueError(f"position must be between 0 and {n_out - 1}; got {position}")
@@ -147,7 +162,8 @@ def row_into_cube(row: np.ndarray, in_shape, channel: int, order: str = "chw"):
     top.set_xlabel(f"position in the flattened input (length {c * h * w}, {order.upper()} order)")
     top.set_ylabel("weight")
     top.set_title("the neuron's weight row", fontsize=9)
-    top.legend(loc="upper right", fontsize=7, markerscale=3)
+    top.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7, markerscale=3,
+               frameon=False)  # above the axes: inside, it would hide weights
     where = fig.add_subplot(grid[1, 0])
     where.plot(idx, chan_of, ",", color=OKABE_ITO[4])
     where.plot(idx[chan_of == channel], chan_of[chan_of == channel], "|", color=OKABE_ITO[5],
@@ -173,6 +189,7 @@ def score_map(scores: np.ndarray, title: str = "score map", labels=None):
     img = ax.imshow(scores, cmap=SEQUENTIAL, interpolation="nearest")
     ax.set_xlabel("window column")
     ax.set_ylabel("window row")
+    _integer_ticks(ax)
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, label=labels or "score")
     return fig
@@ -188,7 +205,7 @@ def windows_on_photo(image, window: int, jump: int, cell=(0, 0), rf=None, all_wi
     image: (3, H, W) in [0, 1]. rf: a ReceptiveField. scores: (rows, cols) shown beside it.
     """
     h, w = image.shape[1:]
-    rows, cols = (h - window) // jump + 1, (w - window) // jump + 1
+    rows, cols = score_map_side(h, window, jump), score_map_side(w, window, jump)
     r, c = cell
     if not (0 <= r < rows and 0 <= c < cols):
         raise ValueError(f"cell must be within the {rows}x{cols} map; got ({r}, {c})")
@@ -224,6 +241,7 @@ def windows_on_photo(image, window: int, jump: int, cell=(0, 0), rf=None, all_wi
                                     edgecolor=OKABE_ITO[0]))
         axes[1].set_xlabel("window column")
         axes[1].set_ylabel("window row")
+        _integer_ticks(axes[1])
         axes[1].set_title("best class score in every cell", fontsize=9)
         fig.colorbar(img, ax=axes[1], shrink=0.7, label="score")
     return fig
@@ -235,8 +253,69 @@ def border_difference(diff: np.ndarray, title: str):
     img = ax.imshow(diff, cmap=SEQUENTIAL, interpolation="nearest")
     ax.set_xlabel("feature-map column inside the window")
     ax.set_ylabel("feature-map row inside the window")
+    _integer_ticks(ax)
     ax.set_title(title, fontsize=9)
     fig.colorbar(img, ax=ax, label="mean |dense - crop|")
+    return fig
+
+
+def stride_grid(size: int, window: int, jump: int, step: int, passes):
+    """Window corners at stride ``step`` on a size x size image: the full grid (grey rings) and
+    the corners that the shifted passes in ``passes`` [(dy, dx) in pixels] actually produce."""
+    from matplotlib.ticker import MultipleLocator
+
+    last = size - window
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    grid = np.arange(0, last + 1, step)
+    ys, xs = np.meshgrid(grid, grid, indexing="ij")
+    ax.plot(xs.ravel(), ys.ravel(), "o", mfc="none", color="#999999", markersize=11,
+            label=f"full stride-{step} grid ({len(grid)}x{len(grid)} windows)")
+    for k, (dy, dx) in enumerate(passes):
+        py, px = np.arange(dy, last + 1, jump), np.arange(dx, last + 1, jump)
+        yy, xx = np.meshgrid(py, px, indexing="ij")
+        ax.plot(xx.ravel(), yy.ravel(), "os^D"[k % 4], color=OKABE_ITO[k % 8], markersize=6,
+                label=f"pass shifted by ({dy}, {dx}): {len(py) * len(px)} windows")
+    ax.xaxis.set_major_locator(MultipleLocator(2 * step))
+    ax.yaxis.set_major_locator(MultipleLocator(2 * step))
+    ax.set_xlim(-step / 2, last + step / 2)
+    ax.set_ylim(last + step / 2, -step / 2)
+    ax.set_xlabel("window's left edge x (pixels)")
+    ax.set_ylabel("window's top edge y (pixels)")
+    ax.set_title(f"{size}x{size} image, {window}x{window} windows", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7)
+    return fig
+
+
+def face_map(image: np.ndarray, probs: np.ndarray, scale, jump: int, window: int,
+             boxes=(), truth=None, title: str = ""):
+    """A grey photo (H, W) with one pyramid level's face probabilities (rows, cols) drawn over
+    the window centres (mapped back through ``scale`` = (sy, sx)), detections
+    [(x0, y0, x1, y1, label, p)] (orange, solid) and the marked face ``truth`` (blue, dashed)."""
+    sy, sx = scale
+    rows, cols = probs.shape
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    half = window / 2 - jump / 2
+    img = ax.imshow(probs, cmap=SEQUENTIAL, alpha=0.55, vmin=0, vmax=1, interpolation="nearest",
+                    extent=(half / sx, (half + cols * jump) / sx, (half + rows * jump) / sy,
+                            half / sy))
+    if truth is not None:
+        x0, y0, x1, y1 = truth[:4]
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                               ls="--", lw=1.5, edgecolor=OKABE_ITO[1], label="marked face"))
+    for k, (x0, y0, x1, y1, _label, p) in enumerate(boxes):
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                               lw=2, edgecolor=OKABE_ITO[0], label="window" if k == 0 else None))
+        ax.text(x0, y0 - 3, f"{p:.3f}", color="black", fontsize=7,
+                bbox={"facecolor": OKABE_ITO[0], "edgecolor": "none", "pad": 1})
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(img, ax=ax, shrink=0.7, label="P(face) of the window centred here")
+    if boxes or truth is not None:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7)
     return fig
 
 
@@ -282,6 +361,7 @@ def conv_matrix_picture(m: np.ndarray, title: str = ""):
     ax.set_facecolor("white")
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
+    _integer_ticks(ax)
     ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
     return fig
 
@@ -315,6 +395,17 @@ def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: i
         ax.imshow(heat, cmap=SEQUENTIAL, alpha=0.55, vmin=0, vmax=1, interpolation="nearest",
                   extent=(half - 0.5, half + cols * jump - 0.5, half + rows * jump - 0.5,
                           half - 0.5))
+    digits_boxes(ax, boxes, detections)
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    ax.set_xlabel("x (pixels)   dashed: ground truth, orange: detections")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def digits_boxes(ax, boxes=(), detections=()) -> None:
+    """Draw ground-truth boxes (dashed blue) and labelled detections (orange) on ``ax``."""
     for x0, y0, x1, y1, _label in boxes:
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
                                ls="--", lw=1, edgecolor=OKABE_ITO[1]))
@@ -323,12 +414,6 @@ def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: i
                                lw=2, edgecolor=OKABE_ITO[0]))
         ax.text(x0, y0 - 2, f"{label} ({score:.2f})", color="black", fontsize=8,
                 bbox={"facecolor": OKABE_ITO[0], "edgecolor": "none", "pad": 1})
-    ax.set_xlim(-0.5, image.shape[1] - 0.5)
-    ax.set_ylim(image.shape[0] - 0.5, -0.5)
-    ax.set_xlabel("x (pixels)   dashed: ground truth, orange: detections")
-    ax.set_ylabel("y (pixels)")
-    ax.set_title(title, fontsize=9)
-    return fig
 
 
 def class_heatmaps(probs: np.ndarray, classes, names=None):
@@ -340,6 +425,7 @@ def class_heatmaps(probs: np.ndarray, classes, names=None):
         ax.set_xlabel("window column", fontsize=7)
         ax.set_ylabel("window row", fontsize=7)
         ax.tick_params(labelsize=6)
+        _integer_ticks(ax)
     fig.colorbar(img, ax=axes[0].tolist(), shrink=0.8, label="probability")
     return fig
 

@@ -1,4 +1,5 @@
-"""Slide metadata for the walkthroughs (RISE in JupyterLab, or Voila's reveal template).
+"""Slide metadata for the walkthroughs (jupyterlab-slideshow in JupyterLab, or Voila's reveal
+template).
 
 Every cell gets a ``slideshow.slide_type``: a heading starts a slide, explanations and results
 appear as fragments, an explorer gets a subslide of its own, import-only cells are skipped.

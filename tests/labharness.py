@@ -26,6 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "screenshots"
+COURSE_CONFIG = ROOT / "etc" / "jupyter"  # what `make lab` puts on JUPYTER_CONFIG_PATH
 FAIL_TEXTS = ("Error displaying widget", "model not found", "Traceback")
 
 
@@ -70,33 +71,25 @@ class _Server:
 class Lab(_Server):
     """A running JupyterLab server rooted at ``root_dir``."""
 
-    def __init__(self, root_dir: pathlib.Path):
+    def __init__(self, root_dir: pathlib.Path, extra_args: tuple[str, ...] = ()):
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-lab-"))
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         # Serve a copy, so that an autosave can never write outputs into the committed notebooks.
         self.root = self.tmp / "root"
         shutil.copytree(root_dir, self.root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
+        # The course's own settings (no news, no update check), as `make lab` uses them.
+        env = dict(os.environ, JUPYTER_CONFIG_PATH=str(COURSE_CONFIG),
+                   JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
                    JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"), IPYTHONDIR=str(self.tmp / "ipy"),
                    MPLCONFIGDIR=str(self.tmp / "mpl"))
-        self._hide_news()
         cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
                "--port", str(self.port), f"--ServerApp.token={self.token}", "--allow-root",
                f"--ServerApp.root_dir={self.root}", "--ServerApp.port_retries=0",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+               "--LabApp.expose_app_in_browser=True", *extra_args]
         self.log = open(self.tmp / "server.log", "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_ready()
-
-    @staticmethod
-    def _hide_news() -> None:
-        settings = pathlib.Path(sys.prefix) / "share/jupyter/lab/settings"
-        settings.mkdir(parents=True, exist_ok=True)
-        path = settings / "overrides.json"
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data["@jupyterlab/apputils-extension:notification"] = {"fetchNews": "false"}
-        path.write_text(json.dumps(data))
 
     def url(self, path: str) -> str:
         sep = "&" if "?" in path else "?"
@@ -113,10 +106,12 @@ class Lab(_Server):
             time.sleep(0.3)
         raise RuntimeError("jupyter lab did not start in time")
 
-    def wait_kernel_connected(self, timeout: float = 60) -> None:
+    def wait_kernel_connected(self, timeout: float = 300) -> None:
         end = time.time() + timeout
         while time.time() < end:
-            kernels = _get_json(self.url("api/kernels"))
+            kernels = []
+            with contextlib.suppress(OSError):  # a busy server may answer 500 for a moment
+                kernels = _get_json(self.url("api/kernels"))
             if any(k.get("connections", 0) > 0 and k.get("execution_state") == "idle"
                    for k in kernels):
                 return
@@ -126,23 +121,24 @@ class Lab(_Server):
 
 
 @contextlib.contextmanager
-def chromium_page(tmp_path: pathlib.Path, block_outside: bool = False):
-    """A Playwright page in Debian's headless Chromium; records every request's URL."""
+def chromium_page(tmp_path: pathlib.Path):
+    """A Playwright page in Debian's headless Chromium that cannot reach beyond this machine:
+    every request goes through a proxy at a closed local port (Chromium sends 127.0.0.1 and
+    localhost direct), so an outside request fails at once. ``page.requests_seen`` records every
+    request's URL; ``outside_requests(page)`` lists the ones that tried to leave."""
     from playwright.sync_api import sync_playwright
 
+    # A proxy, not page.route: route handlers run only while Python waits in a Playwright call,
+    # and the harness also waits in plain HTTP polls.
+    blocked = [f"--proxy-server=http://127.0.0.1:{_free_port()}"]  # free: nothing listens there
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000})
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS + blocked, viewport={"width": 1400, "height": 1000})
         try:
             page = ctx.new_page()
             page.requests_seen = []
             page.on("request", lambda r: page.requests_seen.append(r.url))
-            if block_outside:
-                ctx.route("**/*", lambda route: route.continue_()
-                          if route.request.url.startswith(("http://127.0.0.1", "http://localhost",
-                                                           "data:", "blob:"))
-                          else route.abort())
             yield page
         finally:
             ctx.close()
@@ -157,6 +153,7 @@ def notebook_in_lab(tmp_path: pathlib.Path, notebook: str, timeout_ms: int = 120
         with chromium_page(tmp_path) as page:
             open_and_run_all(lab, page, notebook, timeout_ms)
             yield lab, page
+            assert not outside_requests(page), outside_requests(page)
     finally:
         lab.stop()
 
@@ -178,6 +175,58 @@ def open_and_run_all(lab: Lab, page, notebook: str, timeout_ms: int = 120_000) -
         "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
         ".every(p => /\\[\\d+\\]/.test(p.textContent))", timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+
+def open_and_run_until(lab: Lab, page, notebook: str, marker: str, timeout_ms: int = 300_000):
+    """Open ``notebook``, run every cell up to and including the first whose source holds
+    ``marker`` (an explorer), leave that cell active; the cells after it are not run (time).
+    Needs the server's ``expose_app_in_browser`` (``Lab`` sets it)."""
+    page.goto(lab.url(f"lab/tree/{notebook}?reset"), timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook", timeout=timeout_ms)
+    lab.wait_kernel_connected()
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    index = page.evaluate("""(marker) => {
+        const nb = window.jupyterapp.shell.currentWidget.content;
+        const i = nb.widgets.findIndex(c => c.model.sharedModel.getSource().includes(marker));
+        if (i >= 0) nb.activeCellIndex = i;
+        return i; }""", marker)
+    assert index >= 0, f"no cell of {notebook} holds {marker!r}"
+    done = f"() => window.jupyterapp.shell.currentWidget.content.widgets[{index}].model" \
+           ".executionCount !== null"
+    for _ in range(3):  # the click can come before the kernel listens: then nothing runs
+        page.evaluate("""async () => { const c = window.jupyterapp.commands;
+            await c.execute('notebook:run-all-above'); await c.execute('notebook:run-cell'); }""")
+        first = page.locator(".jp-CodeCell .jp-InputPrompt").first.inner_text()
+        if "*" in first or any(ch.isdigit() for ch in first) or page.evaluate(done):
+            break
+        page.wait_for_timeout(1000)
+    page.wait_for_function(done, timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+
+def shutdown_kernels(lab: Lab) -> None:
+    """Shut down every kernel (between notebooks that share one server: memory is scarce)."""
+    kernels = []
+    for _ in range(10):  # a busy server may answer 500 for a moment
+        with contextlib.suppress(OSError):
+            kernels = _get_json(lab.url("api/kernels"))
+            break
+        time.sleep(1)
+    for k in kernels:
+        req = urllib.request.Request(lab.url(f"api/kernels/{k['id']}"), method="DELETE")
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(req, timeout=30).close()
+
+
+def tab_to(page, start, name: str, presses: int = 25):
+    """Keyboard only: focus ``start`` (an element before the control), press Tab until the
+    focused element's accessible label is ``name``; return that focused element's locator."""
+    start.evaluate("e => { e.tabIndex = -1; e.focus(); }")
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.getAttribute('aria-label')") == name:
+            return page.locator(":focus")
+    raise AssertionError(f"{presses} Tab presses never reached a control labelled {name!r}")
 
 
 def assert_no_error_text(page, name: str = "failure") -> None:
@@ -210,6 +259,7 @@ class Voila(_Server):
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-voila-"))
         self.port = _free_port()
         env = dict(os.environ, JUPYTER_PATH=str(ROOT / "share" / "jupyter"),
+                   JUPYTER_CONFIG_PATH=str(COURSE_CONFIG),
                    JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
                    JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"), IPYTHONDIR=str(self.tmp / "ipy"),
                    MPLCONFIGDIR=str(self.tmp / "mpl"))

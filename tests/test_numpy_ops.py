@@ -110,3 +110,36 @@ def test_conv_matrix_is_sparse_and_weight_shared():
 def test_conv_matrix_refuses_a_huge_matrix():
     with pytest.raises(ValueError, match="3,211,264 x 150,528"):
         npo.conv_matrix(np.zeros((64, 3, 3, 3)), (3, 224, 224), padding=1)
+
+
+# --------------------------------------------------------------------------- clear errors, memory guards
+
+@pytest.mark.parametrize("call,error,text", [
+    (lambda: npo.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), padding=10**6), ValueError,
+     "padding 3x3 by 1000000,1000000 would need 29.1 TiB of memory (the limit is 2.0 GiB)"),
+    (lambda: npo.conv2d(np.ones((1, 1, 300, 300)), np.ones((1, 1, 100, 100)), padding=60),
+     ValueError, "patches of 1x100x100 would need"),
+    (lambda: npo.conv_matrix(np.ones((1, 1, 100, 100)), (1, 1, 1), padding=99), ValueError,
+     "indexing 100,000,000 filter taps would need 4.5 GiB"),
+    (lambda: npo.conv2d(np.ones((1, 1, 3, 3)), np.ones((2, 1, 3, 3)), np.ones(3)), ValueError,
+     "bias must have one entry per output channel, (2,); got shape (3,)"),
+    (lambda: npo.linear(np.ones((1, 3)), np.ones((2, 3)), np.ones(3)), ValueError,
+     "bias must have one entry per output channel, (2,); got shape (3,)"),
+    (lambda: npo.relu("abc"), TypeError, "x must be a NumPy array of numbers; got str"),
+    (lambda: npo.fc_to_conv_weight(np.ones((2, 18)), "233"), TypeError, "got '233' (str)"),
+    (lambda: npo.fc_to_conv_weight(np.ones((2, 18)), (2, 3.9, 3)), TypeError,
+     "in_shape[1] must be an int; got 3.9 (float)"),
+    (lambda: npo.fc_to_conv_weight(np.ones((2, 18)), (True, 3, 6)), TypeError,
+     "in_shape[0] must be an int; got True (bool)"),
+    (lambda: npo.conv_matrix(np.ones((1, 1, 1, 1)), 3), TypeError, "in_shape must be a tuple"),
+])
+def test_bad_arguments_get_a_clear_error(call, error, text):
+    with pytest.raises(error) as info:
+        call()
+    assert text in str(info.value)
+
+
+def test_memory_guard_leaves_ordinary_sizes_alone():
+    x, w = np.ones((2, 3, 64, 64)), np.ones((4, 3, 3, 3))
+    assert npo.conv2d(x, w, padding=1).shape == (2, 4, 64, 64)
+    assert npo.conv_matrix(w, (3, 8, 8), padding=1).shape == (4 * 8 * 8, 3 * 8 * 8)

@@ -232,3 +232,63 @@ def test_cli_traces_the_convolutionalized_net():
     r = run_cli("trace", "vgg16", "--input", "384", "--convolutionalized")
     assert r.returncode == 0, r.stderr
     assert "6x6x1000" in r.stdout and "6x6x4096" in r.stdout
+
+
+def test_cli_input_zero_is_refused_not_read_as_the_default():
+    r = run_cli("trace", "vgg16", "--input", "0")
+    assert r.returncode == 2 and "input_shape[1] must be >= 1; got 0" in r.stderr
+    assert "224x224" not in r.stdout and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- clear errors
+
+@pytest.mark.parametrize("call,error,text", [
+    (lambda: trace("abc", (1, 8, 8)), TypeError, "model must be a torch.nn.Module; got 'abc'"),
+    (lambda: trace(None, (1, 8, 8)), TypeError, "model must be a torch.nn.Module; got None"),
+    (lambda: trace(lambda x: x, 8), TypeError, "model must be a torch.nn.Module"),
+    (lambda: trace(fcconv.lenet5(), "233"), TypeError, "got '233' (str)"),
+    (lambda: trace(fcconv.lenet5(), (1, 32.0, 32)), TypeError,
+     "input_shape[1] must be an int; got 32.0 (float)"),
+    (lambda: trace(fcconv.lenet5(), True), TypeError, "input_shape must be an int; got True"),
+    (lambda: receptive_field(fcconv.lenet5(), (1, 0, 32)), ValueError,
+     "input_shape[1] must be >= 1; got 0"),
+    (lambda: conv_output_size(5, 2, ceil_mode="no"), TypeError,
+     "ceil_mode must be True or False; got 'no'"),
+    (lambda: conv_output_size(5, 2.0), TypeError, "kernel must be an int; got 2.0"),
+])
+def test_bad_arguments_get_a_clear_error(call, error, text):
+    with pytest.raises(error) as info:
+        call()
+    assert text in str(info.value)
+
+
+def test_max_pool_with_indices_traces_and_has_a_field():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, return_indices=True))
+    t = trace(net, (1, 8, 8))
+    assert t["1"].out_shape == (2, 3, 3) and t["1"].rf_jump == 2
+    assert receptive_field(net, (1, 8, 8)) == fcconv.ReceptiveField(4, 2, 0)
+
+
+def test_trace_counts_calls_not_module_objects():
+    act = nn.ReLU()
+    conv = nn.Conv2d(2, 2, 3)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), act, conv, act, conv, act)
+    t = trace(net, (1, 12, 12))
+    assert [r.kind for r in t] == ["Conv2d", "ReLU", "Conv2d", "ReLU", "Conv2d", "ReLU"]
+    assert t.rows[-1].rf_size == 7                       # three 3x3 convs, not two
+    assert sum(r.params for r in t) == t.total_params    # the shared conv's weights counted once
+    assert (t.rows[2].params, t.rows[4].params) == (2 * 2 * 9 + 2, 0)
+    assert (t.rows[2].macs, t.rows[4].macs) == (2 * 8 * 8 * 2 * 9, 2 * 6 * 6 * 2 * 9)  # each call
+
+
+def test_unknown_op_in_forward_is_named_with_its_line():
+    class Roll(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            return torch.roll(self.conv(x), 1, dims=3)
+
+    with pytest.raises(ValueError, match=r"'roll' \(line \d+ of forward: return torch.roll"):
+        receptive_field(Roll(), (1, 8, 8))

@@ -1,6 +1,7 @@
 """Conversions, convolutionalize, sliding windows and shift-and-stitch: each computed two ways."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -277,10 +278,33 @@ def test_stride_16_on_a_jump_32_net_takes_four_passes():
 
 # --------------------------------------------------------------------------- bad input
 
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.a, self.b = nn.Conv2d(1, 2, 3), nn.Linear(72, 3), nn.Linear(72, 4)
+
+    def forward(self, x):
+        y = self.conv(x).flatten(1)
+        return self.a(y), self.b(y)
+
+
+class Residual3(nn.Module):
+    """Branches with strides 2 and 3 that happen to give the same 3x3 map at 9x9."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 2, 5, stride=2), nn.Conv2d(1, 2, 3, stride=3)
+        self.fc = nn.Linear(18, 2)
+
+    def forward(self, x):
+        return self.fc((self.a(x) + self.b(x)).flatten(1))
+
+
 BAD_INPUTS = [
     (lambda: linear_to_conv(nn.Linear(25088, 10), (512, 6, 6)),
      ValueError, "Linear expects 25088 inputs but in_shape 512x6x6 gives 18432 = 512x6x6"),
-    (lambda: linear_to_conv(nn.Conv2d(1, 1, 1), (1, 1, 1)), TypeError, "must be an Linear; got Conv2d"),
+    (lambda: linear_to_conv(nn.Conv2d(1, 1, 1), (1, 1, 1)), TypeError,
+     "linear must be a torch.nn.Linear; got Conv2d"),
     (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2), order="cwh"), ValueError, "order must be 'chw'"),
     (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2, 1)), ValueError, "in_shape must be (C,)"),
     (lambda: conv_to_linear(nn.Conv2d(3, 4, 3), (1, 8, 8)), ValueError, "expects 3 input channels"),
@@ -290,20 +314,52 @@ BAD_INPUTS = [
      "is not an identity here"),
     (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), (1, 8, 8)), ValueError,
      "found no flatten"),
-    (lambda: convolutionalize("vgg16", (3, 224, 224)), TypeError, "model must be an Module; got str"),
+    (lambda: convolutionalize("vgg16", (3, 224, 224)), TypeError,
+     "model must be a torch.nn.Module; got str"),
     (lambda: convolutionalize(fcconv.lenet5(), (1, 32)), ValueError,
      "the model cannot run on input (1, 32)"),
     (lambda: convolutionalize(fcconv.vgg16(device="meta"), (3, 224, 224))(
         torch.empty(1, 3, 192, 192, device="meta")), ValueError,
-     "Linear expects 25088 = 512x7x7 inputs but the input 192x192 is smaller than the 224x224 window"),
+     "the input 192x192 is smaller than the 224x224 window the classifier was built for: the "
+     "first head conv (once a Linear over 25088 = 512x7x7) needs at least one whole window"),
     (lambda: sliding_windows(nn.Identity(), torch.zeros(1, 3, 100, 100), 224, 32), ValueError,
      "window 224x224 does not fit in the 100x100 image"),
     (lambda: sliding_windows(nn.Identity(), torch.zeros(3, 100, 100), 10, 0), ValueError,
      "stride must be a positive int"),
-    (lambda: sliding_windows(nn.Identity(), [[0.0]], 1, 1), TypeError, "image must be an Tensor"),
+    (lambda: sliding_windows(nn.Identity(), [[0.0]], 1, 1), TypeError, "image must be a torch.Tensor"),
     (lambda: stitch_passes(32, 12), ValueError, "step must divide the network's jump 32; got 12"),
     (lambda: shift_and_stitch(convolutionalize(fcconv.tiny_vgg(), (3, 64, 64)),
                               torch.zeros(1, 3, 64, 64), 3), ValueError, "must divide"),
+    (lambda: shift_and_stitch(nn.Conv2d(3, 1, 3), torch.zeros(1, 3, 8, 8), 1), ValueError,
+     "fcn has no .window: pass a net made by fcconv.convolutionalize"),
+    (lambda: sliding_windows(None, torch.zeros(1, 1, 5, 5), 3, 1), TypeError,
+     "model must be a torch.nn.Module; got NoneType"),
+    (lambda: sliding_windows(nn.Identity(), torch.zeros(1, 1, 5, 5), 3, 1, batch_size=0),
+     ValueError, "batch_size must be >= 1; got 0"),
+    (lambda: sliding_windows(nn.Identity(), torch.zeros(1, 1, 5, 5), 3, 1, batch_size=-1),
+     ValueError, "batch_size must be >= 1; got -1"),
+    (lambda: sliding_windows(nn.Identity(), torch.zeros(1, 1, 5, 5), 3, 1, batch_size=2.5),
+     TypeError, "batch_size must be an int; got 2.5"),
+    (lambda: linear_to_conv(nn.Linear(18, 2), 18), TypeError,
+     "in_shape must be a tuple of ints like (C,) or (C, L) or (C, H, W); got 18 (int)"),
+    (lambda: linear_to_conv(nn.Linear(18, 2), "233"), TypeError, "got '233' (str)"),
+    (lambda: linear_to_conv(nn.Linear(18, 2), (2, 3.9, 3)), TypeError,
+     "in_shape[1] must be an int; got 3.9 (float)"),
+    (lambda: linear_to_conv(nn.Linear(18, 2), (True, 9, 2)), TypeError,
+     "in_shape[0] must be an int; got True (bool)"),
+    (lambda: conv_to_linear(nn.Conv2d(1, 2, 3), "155"), TypeError, "got '155' (str)"),
+    (lambda: conv_to_linear(nn.Conv2d(1, 2, 3, device="meta"), (1, 5, 5)), ValueError,
+     "conv is on the meta device: it has shapes but no weights"),
+    (lambda: convolutionalize(fcconv.lenet5(), (1, 32, 32.5)), TypeError,
+     "input_shape[2] must be an int; got 32.5"),
+    (lambda: convolutionalize(fcconv.lenet5(), 32), TypeError, "input_shape must be a tuple"),
+    (lambda: convolutionalize(TwoHeads(), (1, 8, 8)), ValueError,
+     "the model returns 2 outputs; convolutionalize converts a classifier with one head"),
+    (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Upsample(scale_factor=2),
+                                            nn.Flatten(), nn.Linear(288, 2)), (1, 8, 8)),
+     ValueError, "cannot slide this model: '1' (Upsample): fcconv does not know"),
+    (lambda: convolutionalize(Residual3(), (1, 9, 9)), ValueError,
+     "joins paths that disagree on the jump (2x2 vs 3x3)"),
 ]
 
 
@@ -312,3 +368,191 @@ def test_bad_input_gets_a_clear_error(call, error, text):
     with pytest.raises(error) as info:
         call()
     assert text in str(info.value)
+
+
+# ---------------------------------------------------------------------- the ten silent wrong answers
+# Each: the converted net equals sliding windows in float64 at the net's jump, or a clear refusal.
+
+def dense_equals_crops(model, shape, big, **kw):
+    """Convert, then compare with the original at the training size and on every crop."""
+    model = seeded(model, **kw)
+    fcn = convolutionalize(model, shape)
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    assert rel_err(fcn(x).flatten(1), model(x)) < 1e-12
+    image = torch.randn(1, shape[0], *big, dtype=torch.float64)
+    dense = fcn(image)
+    crops = sliding_windows(model, image, shape[1:], fcn.jump)
+    assert dense.shape == crops.shape
+    assert rel_err(dense, crops) < 1e-12
+    return fcn, dense
+
+
+def test_case1_one_relu_object_reused_is_three_calls():
+    act = nn.ReLU()
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), act, nn.Conv2d(3, 3, 3), act, nn.Flatten(),
+                          nn.Linear(3 * 4 * 4, 5), act, nn.Linear(5, 2))
+    fcn, _ = dense_equals_crops(model, (1, 8, 8), (13, 14))
+    assert [type(m).__name__ for m in fcn].count("ReLU") == 3
+    assert [r.kind for r in trace(fcn, (1, 8, 8))].count("ReLU") == 3
+
+
+class Conv1dTwoLinears(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc1, self.fc2 = nn.Conv1d(2, 3, 3), nn.Linear(3 * 6, 4), nn.Linear(4, 5)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(self.conv(x).flatten(1))))
+
+
+@pytest.mark.parametrize("batch", [4, 5])  # 4 = K1: the batch was silently mixed before
+def test_case2_conv1d_head_with_two_linears(batch):
+    model = seeded(Conv1dTwoLinears())
+    fcn = convolutionalize(model, (2, 8))
+    seq = torch.randn(batch, 2, 13, dtype=torch.float64)
+    dense = fcn(seq)
+    crops = torch.stack([model(seq[:, :, s:s + 8]) for s in range(13 - 8 + 1)], dim=2)
+    assert dense.shape == crops.shape == (batch, 5, 6)
+    assert rel_err(dense, crops) < 1e-12
+
+
+class FunctionalPools(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 2 * 2, 3)
+        self.w = nn.Parameter(torch.randn(2, 2, 1, 1))
+
+    def forward(self, x):
+        x = F.max_pool2d(self.conv(x), 2)
+        x = F.conv2d(F.avg_pool2d(x, 2), self.w, stride=1)
+        return self.fc(x.flatten(1))
+
+
+def test_case3_pooling_written_as_functions_is_seen():
+    assert fcconv.receptive_field(FunctionalPools(), (1, 10, 10)).jump == 4
+    assert [r.kind for r in trace(FunctionalPools(), (1, 10, 10))] == \
+        ["Conv2d", "max_pool2d", "avg_pool2d", "conv2d", "Linear"]
+    model = seeded(FunctionalPools())
+    fcn, _ = dense_equals_crops(model, (1, 10, 10), (18, 21))
+    image = torch.randn(1, 1, 18, 21, dtype=torch.float64)
+    assert rel_err(shift_and_stitch(fcn, image, 1), sliding_windows(model, image, 10, 1)) < 1e-12
+
+
+@pytest.mark.parametrize("layer,field", [
+    (nn.ZeroPad2d(1), fcconv.ReceptiveField(3, 1, -1)),
+    (nn.ZeroPad2d((2, 0, 1, 0)), fcconv.ReceptiveField(3, 1, (-1, -2))),
+    (nn.LPPool2d(2, 2), fcconv.ReceptiveField(4, 2, 0)),
+    (nn.Upsample(scale_factor=2), "'1' (Upsample): fcconv does not know how this layer moves"),
+    (nn.PixelShuffle(2), "'1' (PixelShuffle): fcconv does not know"),
+])
+def test_case4_unknown_layers_are_never_the_identity(layer, field):
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), layer)
+    if isinstance(field, str):
+        with pytest.raises(ValueError, match=re.escape(field)):
+            fcconv.receptive_field(net, (1, 10, 10))
+        assert trace(net, (1, 10, 10))["1"].rf is None        # shown as "-", not a guess
+    else:
+        assert fcconv.receptive_field(net, (1, 10, 10)) == field
+
+
+class Residual(nn.Module):
+    def __init__(self, padded=False):
+        super().__init__()
+        self.a = nn.Conv2d(1, 2, 3, stride=2, padding=int(padded))
+        self.b = nn.Conv2d(1, 2, 1 if padded else 3, stride=2)
+        self.fc = nn.Linear(2 * 4 * 4 if padded else 2 * 3 * 3, 3)
+
+    def forward(self, x):
+        return self.fc((F.relu(self.a(x)) + self.b(x)).flatten(1))
+
+
+def test_case5_residual_branches_do_not_multiply_the_jump():
+    assert fcconv.receptive_field(Residual(), (1, 7, 7)) == fcconv.ReceptiveField(7, 2, 0)
+    assert fcconv.receptive_field(Residual(padded=True), (1, 8, 8)).jump == 2
+    model = seeded(Residual())
+    fcn, _ = dense_equals_crops(model, (1, 7, 7), (15, 16))
+    image = torch.randn(1, 1, 15, 16, dtype=torch.float64)
+    fine = shift_and_stitch(fcn, image, 1)
+    assert fine.shape == (1, 3, 9, 10)
+    assert rel_err(fine, sliding_windows(model, image, 7, 1)) < 1e-12
+
+
+class MeanPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3), keepdim=True).flatten(1))
+
+
+class ShapePool(MeanPool):
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(F.avg_pool2d(y, y.shape[2]).flatten(1))
+
+
+@pytest.mark.parametrize("model,shape,text", [
+    (MeanPool(), (1, 8, 8), "means over H,W: that is global pooling"),
+    (ShapePool(), (1, 8, 8), "computes its kernel_size from the input's size"),
+    (nn.Sequential(nn.Conv1d(1, 2, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(2, 3)),
+     (1, 8), "would average the whole map down to 1"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)),
+     (1, 8, 8), "would average the whole map down to 1"),
+])
+def test_case6_global_pooling_in_any_spelling_is_refused(model, shape, text):
+    with pytest.raises(ValueError, match=re.escape(text)):
+        convolutionalize(model, shape)
+
+
+class ChannelsLast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 5 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).permute(0, 2, 3, 1).flatten(1))
+
+
+def test_case7_permute_then_flatten_converts_with_hwc():
+    fcn, dense = dense_equals_crops(ChannelsLast(), (1, 7, 6), (12, 11))
+    assert dense.shape == (1, 3, 6, 6)
+
+
+def test_case8_ceil_mode_exact_where_windows_fit_refused_where_they_hang_off():
+    fits = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(),
+                         nn.Linear(2 * 3 * 3, 3))
+    dense_equals_crops(fits, (1, 8, 8), (17, 17))
+    hangs = nn.Sequential(nn.Conv2d(1, 2, 2), nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(),
+                          nn.Linear(2 * 4 * 4, 3))
+    with pytest.raises(ValueError, match="has ceil_mode=True and here its last window hangs"):
+        convolutionalize(hangs, (1, 8, 8))
+
+
+def test_case9_window_larger_than_the_field_gives_the_documented_count():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 3))
+    assert fcconv.receptive_field(model, (1, 9, 9)).size == 8   # the 9th row is never seen
+    fcn, dense = dense_equals_crops(model, (1, 9, 9), (17, 19))
+    assert dense.shape[2:] == ((17 - 9) // 2 + 1, (19 - 9) // 2 + 1)
+    assert fcn.window == 9 and fcn.jump == 2
+
+
+def test_sliding_windows_cuts_crops_one_batch_at_a_time():
+    """4,000,000 crops of 1000x1000 would be 32 TB at once; the first batch arrives, alone."""
+    class Stop(Exception):
+        pass
+
+    def first_batch(x):
+        raise Stop(tuple(x.shape))
+
+    model = nn.Module()
+    model.forward = first_batch
+    with pytest.raises(Stop) as info:
+        sliding_windows(model, torch.zeros(1, 1, 2999, 2999), 1000, 1, batch_size=3)
+    assert info.value.args[0] == (3, 1, 1000, 1000)
+
+
+def test_two_head_model_traces_but_has_no_single_field():
+    assert trace(TwoHeads(), (1, 8, 8)).names == ["conv", "a", "b"]
+    with pytest.raises(ValueError, match="the model returns 2 outputs"):
+        fcconv.receptive_field(TwoHeads(), (1, 8, 8))

@@ -163,35 +163,6 @@ def test_score_map_explorer(tiny):
 
 # --------------------------------------------------------------------------- 05
 
-def test_cell_view_window_field_and_top_scores(tiny):
-    from fcconv.data import photo
-    from fcconv.widgets.score_maps import cell_view, dense_scores
-
-    model, fcn = tiny
-    image = photo("astronaut", 96)
-    scores = dense_scores(fcn, image)
-    rf = fcconv.receptive_field(fcn, (3, 96, 96))
-    v = cell_view(scores, (2, 5), 64, rf.jump, rf, top=3)
-    assert v["window"] == (2 * 4, 5 * 4, 2 * 4 + 63, 5 * 4 + 63)
-    assert v["field"] == (rf.window(2)[0], rf.window(5)[0], rf.window(2)[1], rf.window(5)[1])
-    ref = model(fcconv.data.imagenet_normalize(image)[None, :, 8:72, 20:84].double())[0]
-    assert [c for c, _ in v["top"]] == ref.topk(3).indices.tolist()
-    with pytest.raises(ValueError, match="within the 9x9 score map"):
-        cell_view(scores, (9, 0), 64, rf.jump, rf)
-
-
-def test_photo_score_explorer_moves_the_window(tiny):
-    from fcconv.widgets.score_maps import PhotoScoreExplorer
-
-    _, fcn = tiny
-    ex = PhotoScoreExplorer(fcn, window=64, sizes=(64, 128), step=8, size=96)
-    assert (ex.row.max, ex.col.max) == (8, 8)
-    changes_png(ex, ex.out, ex.col, 4)
-    assert "Cell (0, 4)" in shown_text(ex.text)
-    ex.size.value = 128
-    assert ex.row.max == 16
-
-
 def test_photo_rejects_unknown_names():
     from fcconv.data import photo
 
@@ -263,6 +234,62 @@ def test_conv_matrix_explorer_and_its_message():
     assert "9</b> weights" in shown_text(ex.text)
     ex.kernel.value = 7                                  # 7 > 6 + 2*0
     assert "does not fit" in shown_text(ex.text) and shown_png(ex.out) is None
+
+
+# --------------------------------------------------------------------------- alt text
+
+def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():
+    import ipywidgets as widgets
+
+    from fcconv.widgets.base import show_png, shown_alt
+
+    out = widgets.Output()
+    show_png(out, b"\x89PNG fake", alt='5 < 6 & "quoted"')
+    html = out.outputs[0]["data"]["text/html"]
+    assert 'alt="5 &lt; 6 &amp; &quot;quoted&quot;"' in html and "base64," in html
+    assert shown_png(out) == b"\x89PNG fake" and shown_alt(out) == '5 < 6 & "quoted"'
+    assert shown_text(out) == ""                      # a picture is not text to search
+
+
+def test_alt_text_says_what_each_explorer_shows_now():
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from fcconv.widgets.base import shown_alt
+    from fcconv.widgets.conv_matrix import ConvMatrixExplorer
+    from fcconv.widgets.setup import SetupExplorer
+
+    ex = Slide1DExplorer(size=7, kernel=3, stride=2, padding=1)
+    ex.position.value = 2
+    # the window, found a second way: slide over the padded positions -1..7 with stride 2
+    window = sliding_window_view(np.arange(-1, 8), 3)[::2][2]
+    assert f"positions {window[0]} to {window[-1]}" in shown_alt(ex.out)
+    assert f"gives {len(sliding_window_view(np.arange(-1, 8), 3)[::2])} outputs" in shown_alt(ex.out)
+
+    ex = FCvsConvExplorer()
+    ex.k.value, ex.w.value = 5, 4
+    alt = shown_alt(ex.out)
+    assert "5 rows" in alt and f"{ex.c.value * ex.h.value * 4} columns" in alt
+
+    ex = ShapesExplorer(arch="vgg16", size=224)
+    ex.conv.value, ex.entry.value = True, 384
+    assert "input 384x384x3" in shown_alt(ex.picture)
+    assert "6x6x1000" in shown_alt(ex.picture) and "convolutionalized" in shown_alt(ex.picture)
+
+    w = np.arange(2 * 3 * 2 * 2, dtype=float).reshape(2, -1)
+    ex = WeightRowExplorer(w, (3, 2, 2), neuron=1, channel=0)
+    ex.channel.value = 2
+    assert "channel 2's 2x2 slice" in shown_alt(ex.out) and "positions 8 to 11" in shown_alt(ex.out)
+    ex.order.value = "hwc"                              # every 3rd position from 2: 2, 5, 8, 11
+    assert "positions 2 to 11, spread out" in shown_alt(ex.out)
+
+    ex = ConvMatrixExplorer(size=6, kernel=3)
+    ex.kernel.value = 2                     # valid 2x2 conv on 6x6: 5*5 outputs, 4 taps each
+    alt = shown_alt(ex.out)
+    assert "2x2 conv" in alt and f"{5 * 5 * 4:,} of {25 * 36:,} entries" in alt
+
+    ex = SetupExplorer()
+    ex.slider.value = 5
+    assert "positions 5-7" in shown_alt(ex.out) and "6 of 14" in shown_alt(ex.out)
 
 
 def test_toeplitz_blocks_draws_one_line_between_neighbouring_blocks():

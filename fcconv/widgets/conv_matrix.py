@@ -34,6 +34,14 @@ def view_html(v: dict) -> str:
             f"non-zeros would all be separate weights: <b>{v['nonzero']:,}</b>.</p>")
 
 
+def describe(v: dict, kernel: int, stride: int, padding: int) -> str:
+    """The picture of ``conv_matrix_view``'s result in words (its alt text)."""
+    rows, cols = v["matrix"].shape
+    return (f"The {rows} x {cols} matrix of a {kernel}x{kernel} conv (stride {stride}, padding "
+            f"{padding}): one row per output, one column per input; {v['nonzero']:,} of "
+            f"{v['entries']:,} entries non-zero and coloured, the rest white.")
+
+
 class ConvMatrixExplorer(Explorer):
     """Input size, kernel, stride and padding: the matrix picture and the counts update."""
 
@@ -55,4 +63,5 @@ class ConvMatrixExplorer(Explorer):
         v = conv_matrix_view(self.size.value, self.kernel.value, self.stride.value,
                              self.padding.value)
         show_html(self.text, view_html(v))
-        show_png(self.out, figure_png(plots.conv_matrix_picture(v["matrix"])))
+        show_png(self.out, figure_png(plots.conv_matrix_picture(v["matrix"])),
+                 describe(v, self.kernel.value, self.stride.value, self.padding.value))

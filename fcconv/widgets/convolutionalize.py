@@ -1,24 +1,27 @@
 """Notebook 04's explorer: a converted classifier on a growing input; its score map grows.
 
 ``score_map_view`` is the plain function; ``ScoreMapExplorer`` wires an input-size slider and a
-class picker to it.
+class picker to it, running the network once per input size (a class change only redraws).
 """
 
 from __future__ import annotations
+
+import io
 
 import ipywidgets as widgets
 import torch
 
 from .. import plots
 from ..shapes import receptive_field
-from .base import Explorer, figure_png, never_raise, show_html, show_png
+from .base import Explorer, never_raise, show_html, show_png
 
 
 @torch.no_grad()
 def score_map_view(fcn, image: torch.Tensor, size: int, cls: int, window: int) -> dict:
     """Run ``fcn`` on the top-left size x size of ``image`` (1, C, H, W); class ``cls``'s map.
 
-    Returns scores (rows, cols), rows, cols, jump, windows (rows * cols).
+    Returns scores (rows, cols), every class's map ``all`` (K, rows, cols), rows, cols, jump,
+    windows (rows * cols).
     """
     if size < window:
         raise ValueError(f"input {size}x{size} is smaller than the {window}x{window} window the "
@@ -30,31 +33,66 @@ def score_map_view(fcn, image: torch.Tensor, size: int, cls: int, window: int) -
         raise ValueError(f"class must be between 0 and {scores.shape[0] - 1}; got {cls}")
     jump = receptive_field(fcn, (image.shape[1], size, size)).jump
     rows, cols = scores.shape[1:]
-    return {"scores": scores[cls].numpy(), "rows": rows, "cols": cols, "jump": jump,
-            "windows": rows * cols}
+    return {"scores": scores[cls].numpy(), "all": scores.numpy(), "rows": rows, "cols": cols,
+            "jump": jump, "windows": rows * cols}
 
 
 class ScoreMapExplorer(Explorer):
     """Input size and class: the converted network's score map for that class."""
 
-    def __init__(self, fcn, image: torch.Tensor, window: int, size: int | None = None):
+    def __init__(self, fcn, image: torch.Tensor, window: int, size: int | None = None,
+                 names=None, cls: int = 0):
         self.fcn, self.image, self.window = fcn, image, window
-        n_classes = fcn(image[:, :, :window, :window]).shape[1]
+        self._cache: dict[int, dict] = {}
+        self._fig = None                  # one figure, redrawn with new data (faster than anew)
+        with torch.no_grad():
+            n_classes = fcn(image[:, :, :window, :window]).shape[1]
+        self.names = list(names) if names is not None else [str(k) for k in range(n_classes)]
         self.size = widgets.IntSlider(value=size or window, min=window // 2, max=image.shape[-1],
                                       description="input size", continuous_update=False)
-        self.cls = widgets.IntSlider(value=0, min=0, max=n_classes - 1, description="class")
+        self.cls = widgets.Dropdown(options=[(n, k) for k, n in enumerate(self.names)], value=cls,
+                                    description="class")
         self.out, self.text = widgets.Output(), widgets.Output()
         for wdg in (self.size, self.cls):
             wdg.observe(lambda _: self.update(), names="value")
         self.update()
         self.box = widgets.VBox([widgets.HBox([self.size, self.cls]), self.text, self.out])
 
+    def view(self, size: int) -> dict:
+        """Every class's map at ``size`` (one pass, kept); keys as ``score_map_view``'s."""
+        if size not in self._cache:
+            self._cache[size] = score_map_view(self.fcn, self.image, size, 0, self.window)
+        return self._cache[size]
+
+    def _draw(self, scores, title: str) -> bytes:
+        """PNG of the score map: the first call builds the figure, later calls swap its data."""
+        import matplotlib.pyplot as plt
+
+        if self._fig is None:
+            self._fig = plots.score_map(scores, title)
+            plt.close(self._fig)          # kept for redrawing, never shown by pyplot itself
+        ax = self._fig.axes[0]
+        im = ax.images[0]
+        im.set_data(scores)
+        im.set_extent((-0.5, scores.shape[1] - 0.5, scores.shape[0] - 0.5, -0.5))
+        im.set_clim(scores.min(), scores.max())
+        ax.set_title(title, fontsize=9)
+        buf = io.BytesIO()
+        self._fig.savefig(buf, format="png", dpi=90)
+        return buf.getvalue()
+
     @never_raise("text", clear=("out",))
     def update(self) -> None:
-        v = score_map_view(self.fcn, self.image, self.size.value, self.cls.value, self.window)
+        v = dict(self.view(self.size.value))
+        v["scores"] = v["all"][self.cls.value]
         show_html(self.text, f"<p>{self.size.value}x{self.size.value} input: "
                              f"({self.size.value} - {self.window}) // {v['jump']} + 1 = {v['rows']} "
                              f"rows of windows, {v['cols']} columns, {v['windows']} windows "
                              "scored in one pass.</p>")
-        title = f"class {self.cls.value}: one score per {self.window}x{self.window} window"
-        show_png(self.out, figure_png(plots.score_map(v["scores"], title)))
+        name = self.names[self.cls.value]
+        title = f"class {name}: one score per {self.window}x{self.window} window"
+        show_png(self.out, self._draw(v["scores"], title),
+                 alt=f"Score map of class {name}: {v['rows']} rows by {v['cols']} columns of "
+                     f"windows, scores from {v['scores'].min():.2f} to {v['scores'].max():.2f}, "
+                     f"highest at row {int(v['scores'].argmax()) // v['cols']}, column "
+                     f"{int(v['scores'].argmax()) % v['cols']}.")

@@ -1,7 +1,10 @@
 """Notebook 08's explorer: generate a canvas, pick a class and a threshold; the heat map and
-the boxes update. ``detector_view`` is the plain function."""
+the boxes update. ``detector_view`` is the plain function; the explorer runs the network once
+per canvas (class and threshold changes reuse its probabilities)."""
 
 from __future__ import annotations
+
+import io
 
 import ipywidgets as widgets
 import numpy as np
@@ -10,16 +13,21 @@ from .. import plots
 from ..data import make_canvas
 from ..detect import detect, match, probabilities
 from ..shapes import receptive_field
-from .base import Explorer, figure_png, never_raise, show_html, show_png
+from .base import Explorer, never_raise, show_html, show_png
+
+
+def scan(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digits: int,
+         noise: float) -> tuple:
+    """Make the canvas and run the one dense pass: (canvas, probs (11, rows, cols), jump)."""
+    canvas = make_canvas(digits, labels, n_digits=n_digits, noise=noise, seed=seed)
+    return canvas, probabilities(fcn, canvas.image), receptive_field(fcn, (1, *canvas.image.shape)).jump
 
 
 def detector_view(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digits: int,
-                  noise: float, cls: int | None, threshold: float) -> dict:
+                  noise: float, cls: int | None, threshold: float, scanned=None) -> dict:
     """Canvas, heat map (class ``cls``'s probability, or the best digit's if None), detections,
-    and (tp, fp, fn) against the canvas's ground truth."""
-    canvas = make_canvas(digits, labels, n_digits=n_digits, noise=noise, seed=seed)
-    probs = probabilities(fcn, canvas.image)
-    jump = receptive_field(fcn, (1, *canvas.image.shape)).jump
+    and (tp, fp, fn) against the canvas's ground truth. ``scanned``: ``scan``'s result, reused."""
+    canvas, probs, jump = scanned or scan(fcn, digits, labels, seed, n_digits, noise)
     heat = probs[:10].max(0).values if cls is None else probs[cls]
     dets = detect(probs, jump, threshold)
     if cls is not None:
@@ -29,16 +37,24 @@ def detector_view(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digi
             "counts": match(dets, truth)}
 
 
+ALL_DIGITS = -1  # a Dropdown shows no label for the value None: "all digits" needs a real value
+
+
 class DigitDetectorExplorer(Explorer):
     """Seed, number of digits and noise make a canvas; class and threshold pick what is shown."""
 
     def __init__(self, fcn, digits: np.ndarray, labels: np.ndarray, seed: int = 0):
         self.fcn, self.digits, self.labels = fcn, digits, labels
+        self._cache: dict[tuple, tuple] = {}
+        self._fig = None                  # one figure, redrawn with new data (faster than anew)
         self.seed = widgets.BoundedIntText(value=seed, min=0, max=10**6, description="seed")
-        self.n = widgets.IntSlider(value=6, min=0, max=15, description="digits")
-        self.noise = widgets.FloatSlider(value=0.1, min=0, max=0.4, step=0.02, description="noise")
-        self.cls = widgets.Dropdown(options=[("all digits", None)] + [(str(k), k) for k in range(10)],
-                                    value=None, description="class")
+        self.n = widgets.IntSlider(value=6, min=0, max=15, description="digits",
+                                   continuous_update=False)
+        self.noise = widgets.FloatSlider(value=0.1, min=0, max=0.4, step=0.02, description="noise",
+                                         continuous_update=False)
+        self.cls = widgets.Dropdown(options=[("all digits", ALL_DIGITS)]
+                                    + [(str(k), k) for k in range(10)],
+                                    value=ALL_DIGITS, description="class")
         self.threshold = widgets.FloatSlider(value=0.9, min=0.05, max=0.99, step=0.01,
                                              description="threshold", continuous_update=False)
         self.out, self.text = widgets.Output(), widgets.Output()
@@ -48,14 +64,48 @@ class DigitDetectorExplorer(Explorer):
         self.box = widgets.VBox([widgets.HBox([self.seed, self.n, self.noise]),
                                  widgets.HBox([self.cls, self.threshold]), self.text, self.out])
 
+    def scanned(self) -> tuple:
+        """``scan`` for the current canvas settings, computed once per setting."""
+        key = (self.seed.value, self.n.value, self.noise.value)
+        if key not in self._cache:
+            self._cache[key] = scan(self.fcn, self.digits, self.labels, *key)
+        return self._cache[key]
+
+    def _draw(self, v: dict, truth) -> bytes:
+        """PNG of canvas, heat map and boxes: the figure is built once; later calls swap the two
+        images' data and redraw only the boxes."""
+        import matplotlib.pyplot as plt
+
+        fresh = plots.digits_canvas(v["canvas"].image, truth, v["detections"], v["heat"],
+                                    v["jump"]) if self._fig is None else None
+        if fresh is not None:
+            self._fig = fresh
+            plt.close(fresh)              # kept for redrawing, never shown by pyplot itself
+        else:
+            ax = self._fig.axes[0]
+            photo, heat = ax.images
+            photo.set_data(v["canvas"].image)
+            heat.set_data(v["heat"])
+            for artist in [*ax.patches, *ax.texts]:
+                artist.remove()
+            plots.digits_boxes(ax, truth, v["detections"])
+        buf = io.BytesIO()
+        self._fig.savefig(buf, format="png", dpi=90)
+        return buf.getvalue()
+
     @never_raise("text", clear=("out",))
     def update(self) -> None:
+        cls = None if self.cls.value == ALL_DIGITS else self.cls.value
+        scanned = self.scanned()
         v = detector_view(self.fcn, self.digits, self.labels, self.seed.value, self.n.value,
-                          self.noise.value, self.cls.value, self.threshold.value)
+                          self.noise.value, cls, self.threshold.value, scanned)
         tp, fp, fn = v["counts"]
         show_html(self.text, f"<p>{len(v['detections'])} detections: {tp} right, {fp} wrong, "
                              f"{fn} digits missed (IoU &ge; 0.5, label must match).</p>")
-        show_png(self.out, figure_png(plots.digits_canvas(
-            v["canvas"].image, [b for b in v["canvas"].boxes
-                                if self.cls.value is None or b[4] == self.cls.value],
-            v["detections"], v["heat"], v["jump"])))
+        what = "the best digit's" if cls is None else f"digit {cls}'s"
+        truth = [b for b in v["canvas"].boxes if cls is None or b[4] == cls]
+        show_png(self.out, self._draw(v, truth),
+            alt=f"Canvas (seed {self.seed.value}) with {len(v['canvas'].boxes)} digits, "
+                f"{what} probability over every window, true boxes dashed and "
+                f"{len(v['detections'])} detections above {self.threshold.value:.2f} in orange "
+                f"({tp} right, {fp} wrong, {fn} missed).")

@@ -11,6 +11,7 @@ import time
 import ipywidgets as widgets
 import torch
 
+from ..formulas import score_map_side
 from ..shapes import human_macs, receptive_field, trace
 from ..torch_ops import sliding_windows
 from .base import Explorer, never_raise, show_html
@@ -57,7 +58,7 @@ def cost_at(model, fcn, window: int, channels: int, size: int, measure: bool = T
     if size < window:
         raise ValueError(f"image {size}x{size} is smaller than the {window}x{window} window")
     jump = receptive_field(fcn, (channels, size, size)).jump
-    side = (size - window) // jump + 1
+    side = score_map_side(size, window, jump)
     windows = side * side
     r = {"size": size, "jump": jump, "windows": windows,
          "dense_macs": trace(fcn, (channels, size, size)).total_macs,

@@ -50,6 +50,15 @@ def summary_html(r: dict) -> str:
             f"<p><b>largest difference: {r['max_diff']:.1e}</b> (float64 rounding)</p>")
 
 
+def describe(r: dict) -> str:
+    """The picture of ``fc_vs_conv``'s result in words (its alt text)."""
+    k, n = r["weight"].shape
+    c, h, w = r["filters"].shape[1:]
+    return (f"Left: the FC weight matrix, {k} rows (neurons) by {n} columns (inputs). Right: the "
+            f"same numbers as {k} filters of {c} channels, each {h}x{w}; colour is the weight "
+            f"(purple negative, orange positive).")
+
+
 class FCvsConvExplorer(Explorer):
     """Sliders for C, H, W and K; the weight matrix, the filters and both outputs update."""
 
@@ -69,5 +78,6 @@ class FCvsConvExplorer(Explorer):
     @never_raise(clear=("text",))
     def update(self) -> None:
         r = fc_vs_conv(self.c.value, self.h.value, self.w.value, self.k.value)
-        show_png(self.out, figure_png(plots.matrix_and_filters(r["weight"], r["filters"])))
+        show_png(self.out, figure_png(plots.matrix_and_filters(r["weight"], r["filters"])),
+                 describe(r))
         show_html(self.text, summary_html(r))

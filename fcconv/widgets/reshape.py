@@ -42,6 +42,16 @@ def positions_html(view: dict, order: str) -> str:
             f"<b>{bool(np.array_equal(view['row'][pos], view['slice']))}</b>.</p>")
 
 
+def describe(view: dict, neuron: int, channel: int, order: str) -> str:
+    """The picture of ``row_view``'s result in words (its alt text)."""
+    pos = view["positions"].ravel()
+    h, w = view["slice"].shape
+    return (f"Neuron {neuron}'s weight row of {view['row'].size} numbers in {order.upper()} "
+            f"order; channel {channel}'s {h}x{w} slice highlighted at input positions {pos[0]} to "
+            f"{pos[-1]}{'' if order == 'chw' else ', spread out'}; below, that slice as a "
+            f"{h}x{w} image.")
+
+
 class WeightRowExplorer(Explorer):
     """Pick neuron i and channel c of an FC layer on a (C, H, W) volume; flip the flatten order."""
 
@@ -52,7 +62,8 @@ class WeightRowExplorer(Explorer):
         self.channel = widgets.IntSlider(value=channel, min=0, max=self.in_shape[0] - 1,
                                          description="channel c")
         self.order = widgets.ToggleButtons(options=[("PyTorch C,H,W", "chw"),
-                                                    ("Keras H,W,C", "hwc")], value="chw")
+                                                    ("Keras H,W,C", "hwc")], value="chw",
+                                           description="flatten order")
         self.out, self.text = widgets.Output(), widgets.Output()
         for wdg in (self.neuron, self.channel, self.order):
             wdg.observe(lambda _: self.update(), names="value")
@@ -65,5 +76,6 @@ class WeightRowExplorer(Explorer):
         v = row_view(self.weight, self.in_shape, self.neuron.value, self.channel.value,
                      self.order.value)
         show_png(self.out, figure_png(plots.row_into_cube(v["row"], self.in_shape,
-                                                          self.channel.value, self.order.value)))
+                                                          self.channel.value, self.order.value)),
+                 describe(v, self.neuron.value, self.channel.value, self.order.value))
         show_html(self.text, positions_html(v, self.order.value))

@@ -1,93 +1,121 @@
-"""Notebook 05's explorer: a convolutionalized classifier over a photo; pick a cell, see its
-window, its receptive field and its top scores.
+"""Notebook 05's explorer: the trained face detector over a photo, one pyramid level at a time.
+Pick the window side (the scale) and a cell: see the cell's window in the photo and its face
+probability.
 
-Plain functions: ``dense_scores`` and ``cell_view``; ``PhotoScoreExplorer`` wires the controls.
+``cell_view`` is the plain function; ``FaceMapExplorer`` wires the controls. Each level is
+computed and painted once (photo + probabilities, ``overlay``); a cell move only draws two boxes
+on that picture with Pillow, which keeps a move well under matplotlib's cost of a new figure.
 """
 
 from __future__ import annotations
 
+import io
+
 import ipywidgets as widgets
-import torch
+import numpy as np
 
-from .. import plots
-from ..data import imagenet_normalize, photo
-from ..shapes import receptive_field
-from .base import Explorer, figure_png, never_raise, show_html, show_png
+from .. import faces, plots
+from .base import Explorer, never_raise, show_html, show_png
 
 
-@torch.no_grad()
-def dense_scores(fcn, image: torch.Tensor) -> torch.Tensor:
-    """One pass of the fully convolutional net: image (3, H, W) in [0, 1] -> (K, rows, cols)."""
-    x = imagenet_normalize(image)[None].to(next(fcn.parameters()).dtype)
-    return fcn(x)[0]
-
-
-def cell_view(scores: torch.Tensor, cell, window: int, jump: int, rf, top: int = 5) -> dict:
-    """What one cell of the score map means: its window, its receptive field, its top classes.
-
-    scores (K, rows, cols). Returns window (y0, x0, y1, x1), field (y0, x0, y1, x1), top
-    [(class, score)], and the best score of every cell (rows, cols).
-    """
-    k, rows, cols = scores.shape
+def cell_view(level: faces.Level, cell) -> dict:
+    """One cell of one pyramid level: its window in the original photo (x0, y0, x1, y1) and
+    its face probability, and the window's IoU with the marked face."""
+    rows, cols = level.probs.shape
     r, c = cell
     if not (0 <= r < rows and 0 <= c < cols):
-        raise ValueError(f"cell must be within the {rows}x{cols} score map; got ({r}, {c})")
-    values, classes = scores[:, r, c].topk(min(top, k))
-    (fy0, fy1), (fx0, fx1) = rf.window(r), rf.window(c)
-    return {"window": (r * jump, c * jump, r * jump + window - 1, c * jump + window - 1),
-            "field": (fy0, fx0, fy1, fx1),
-            "top": list(zip(classes.tolist(), values.tolist())),
-            "best": scores.max(dim=0).values.numpy()}
+        raise ValueError(f"cell must be within the {rows}x{cols} map of this scale; got ({r}, {c})")
+    box = faces.cell_box(r, c, faces.JUMP, faces.WINDOW, level.scale)
+    return {"box": box, "p": float(level.probs[r, c]), "iou": faces.face_iou(box),
+            "rows": rows, "cols": cols}
 
 
-def cell_html(view: dict, cell) -> str:
-    (y0, x0, y1, x1), (fy0, fx0, fy1, fx1) = view["window"], view["field"]
-    rows = "".join(f"<tr><td>class {c}</td><td>{s:+.4f}</td></tr>" for c, s in view["top"])
-    return (f"<p>Cell {tuple(cell)}: window rows {y0}–{y1}, columns {x0}–{x1} (what the classifier "
-            f"was trained to look at); receptive field rows {fy0}–{fy1}, columns {fx0}–{fx1} "
-            f"(every pixel that can change this score; negative = zero padding).</p>"
-            f"<table><tr><th>top classes</th><th>score</th></tr>{rows}</table>")
+def overlay(image: np.ndarray, level: faces.Level) -> np.ndarray:
+    """The grey photo (H, W) with the level's face probabilities painted (viridis, 55%) over the
+    part of the photo nearest each window's centre: (H, W, 3) uint8."""
+    import matplotlib
+
+    rows, cols = level.probs.shape
+    sy, sx = level.scale
+    half = faces.WINDOW / 2 - faces.JUMP / 2
+    r = np.floor((np.arange(image.shape[0]) * sy - half) / faces.JUMP).astype(int)
+    c = np.floor((np.arange(image.shape[1]) * sx - half) / faces.JUMP).astype(int)
+    inside = ((r >= 0) & (r < rows))[:, None] & ((c >= 0) & (c < cols))[None, :]
+    heat = level.probs.numpy()[r.clip(0, rows - 1)][:, c.clip(0, cols - 1)]
+    colour = matplotlib.colormaps[plots.SEQUENTIAL](heat)[..., :3]
+    grey = np.repeat(image[..., None], 3, axis=2)
+    mixed = np.where(inside[..., None], 0.45 * grey + 0.55 * colour, grey)
+    return (mixed * 255).round().astype(np.uint8)
 
 
-class PhotoScoreExplorer(Explorer):
-    """Input size, and a cell picked by row and column: the picture and the cell's top scores."""
+def boxes_png(picture: np.ndarray, window, truth) -> bytes:
+    """``picture`` with the picked ``window`` (orange) and the marked face ``truth`` (blue),
+    both inclusive (x0, y0, x1, y1): PNG bytes."""
+    from PIL import Image, ImageDraw
 
-    def __init__(self, fcn, window: int, sizes=(224, 512), step: int = 32,
-                 photo_name: str = "astronaut", size: int | None = None):
-        self.fcn, self.window, self.photo_name = fcn, window, photo_name
-        self._cache: dict[int, tuple] = {}
-        self.size = widgets.IntSlider(value=size or sizes[0], min=sizes[0], max=sizes[1], step=step,
-                                      description="input size", continuous_update=False)
-        self.row = widgets.IntSlider(value=0, min=0, max=0, description="cell row")
-        self.col = widgets.IntSlider(value=0, min=0, max=0, description="cell column")
+    img = Image.fromarray(picture)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle(truth[:4], outline=plots.OKABE_ITO[1], width=2)
+    draw.rectangle(window[:4], outline=plots.OKABE_ITO[0], width=3)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def cell_html(level: faces.Level, view: dict, cell) -> str:
+    x0, y0, x1, y1 = view["box"]
+    sy, sx = level.scale
+    return (f"<p>Cell {tuple(cell)} of the {view['rows']}x{view['cols']} map at window side "
+            f"{level.side} px (photo shrunk to {level.image.shape[-2]}x{level.image.shape[-1]}, "
+            f"scale {sy:.3f}): window x {x0}–{x1}, y {y0}–{y1} in the photo; "
+            f"<b>P(face) = {view['p']:.3f}</b>; IoU with the marked face {view['iou']:.2f}. "
+            "Orange: this window; blue: the marked face; colour: P(face) of the window centred "
+            "there, purple 0 to yellow 1.</p>")
+
+
+class FaceMapExplorer(Explorer):
+    """Window side (pyramid level), then a cell by row and column."""
+
+    def __init__(self, fcn, image: np.ndarray, sides=faces.SIDES, side: int | None = None):
+        self.fcn, self.image = fcn, image
+        self._cache: dict[int, tuple[faces.Level, np.ndarray]] = {}
+        self.side = widgets.SelectionSlider(options=list(sides), value=side or sides[0],
+                                            description="window side", continuous_update=False)
+        self.row = widgets.IntSlider(value=0, min=0, max=0, description="cell row",
+                                     continuous_update=False)
+        self.col = widgets.IntSlider(value=0, min=0, max=0, description="cell column",
+                                     continuous_update=False)
         self.out, self.text = widgets.Output(), widgets.Output()
-        self.size.observe(lambda _: self._resize(), names="value")
+        self.side.observe(lambda _: self._rescale(), names="value")
         for wdg in (self.row, self.col):
             wdg.observe(lambda _: self.update(), names="value")
-        self._resize()
-        self.box = widgets.VBox([self.size, widgets.HBox([self.row, self.col]), self.out,
-                                 self.text])
+        self._rescale()
+        self.box = widgets.VBox([self.side, widgets.HBox([self.row, self.col]), self.text,
+                                 self.out])
 
-    def state(self, size: int):
-        """(photo, scores, jump, field) at ``size``, computed once per size."""
-        if size not in self._cache:
-            image = photo(self.photo_name, size)
-            scores = dense_scores(self.fcn, image)
-            rf = receptive_field(self.fcn, (3, size, size))
-            self._cache[size] = (image, scores, rf.jump, rf)
-        return self._cache[size]
+    def level(self, side: int) -> faces.Level:
+        """The pyramid level for ``side``, computed (and painted) once."""
+        if side not in self._cache:
+            lv = faces.pyramid(self.fcn, self.image, (side,))[0]
+            self._cache[side] = (lv, overlay(self.image, lv))
+        return self._cache[side][0]
 
     @never_raise("text", clear=("out",))
-    def _resize(self) -> None:
-        _, scores, _, _ = self.state(self.size.value)
-        self.row.max, self.col.max = scores.shape[1] - 1, scores.shape[2] - 1
+    def _rescale(self) -> None:
+        rows, cols = self.level(self.side.value).probs.shape
+        with self.row.hold_trait_notifications(), self.col.hold_trait_notifications():
+            self.row.max, self.col.max = rows - 1, cols - 1
         self.update()
 
     @never_raise("text", clear=("out",))
     def update(self) -> None:
-        image, scores, jump, rf = self.state(self.size.value)
+        lv = self.level(self.side.value)
         cell = (self.row.value, self.col.value)
-        view = cell_view(scores, cell, self.window, jump, rf)
-        show_png(self.out, figure_png(plots.windows_on_photo(image, self.window, jump, cell, rf,
-                                                             scores=view["best"])))
-        show_html(self.text, cell_html(view, cell))
+        view = cell_view(lv, cell)
+        x0, y0, x1, y1 = view["box"]
+        show_png(self.out, boxes_png(self._cache[lv.side][1], view["box"], faces.FACE_BOX),
+                 alt=f"The photo in grey with the face probability of every {lv.side}-pixel "
+                     f"window painted over it (purple 0 to yellow 1); the window of cell {cell}, "
+                     f"x {x0} to {x1}, y {y0} to {y1}, is outlined in orange, probability "
+                     f"{view['p']:.3f}; the marked face is outlined in blue.")
+        show_html(self.text, cell_html(lv, view, cell))

@@ -36,8 +36,17 @@ def draw(position: int) -> bytes:
     ax.set_xlabel("position")
     ax.set_ylabel("value")
     ax.set_ylim(-1.3, 1.3)
-    ax.legend(loc="lower left", fontsize=7, ncol=3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=7, ncol=3, frameon=False)
     return figure_png(fig)
+
+
+def describe(position: int) -> str:
+    """The picture at ``position`` in words (its alt text)."""
+    out = smoothed()
+    last = position + len(KERNEL) - 1
+    return (f"Line plot of a {len(SIGNAL)}-point signal; the {len(KERNEL)}-tap kernel window "
+            f"covers input positions {position}-{last}; {position + 1} of {len(out)} smoothed "
+            f"outputs drawn so far, the newest {out[position]:+.2f}.")
 
 
 class SetupExplorer(Explorer):
@@ -53,4 +62,4 @@ class SetupExplorer(Explorer):
 
     @never_raise()
     def update(self) -> None:
-        show_png(self.out, draw(self.slider.value))
+        show_png(self.out, draw(self.slider.value), describe(self.slider.value))

@@ -53,6 +53,15 @@ def shapes_view(arch: str, size: int, convolutionalized: bool = False):
         raise ValueError(f"{err}.{hint}") from None
 
 
+def describe_volumes(t, arch: str, convolutionalized: bool) -> str:
+    """The volume-stack picture of trace ``t`` in words (its alt text)."""
+    from ..shapes import format_shape
+
+    what = "convolutionalized " if convolutionalized else ""
+    return (f"Boxes, one per layer output, of the {what}{arch} network: from the input "
+            f"{format_shape(t.input_shape)} to the output {format_shape(t.rows[-1].out_shape)}.")
+
+
 class ShapesExplorer(Explorer):
     """Architecture, input size (slider and free entry) and a convolutionalized toggle."""
 
@@ -87,7 +96,8 @@ class ShapesExplorer(Explorer):
     def update(self) -> None:
         t = shapes_view(self.arch.value, self.entry.value, self.conv.value)  # entry: any size
         show_html(self.table, t._repr_html_())
-        show_png(self.picture, figure_png(plots.volume_stack(t)))
+        show_png(self.picture, figure_png(plots.volume_stack(t)),
+                 describe_volumes(t, self.arch.value, self.conv.value))
 
 
 def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[int, str]:
@@ -118,6 +128,14 @@ def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[in
     return n, text
 
 
+def describe_1d(size: int, kernel: int, stride: int, padding: int, position: int, n: int) -> str:
+    """The 1-D sliding picture in words (its alt text); padded cells have negative positions."""
+    first = position * stride - padding
+    return (f"A row of {size} input cells with {padding} zero-padding cell(s) each side; a kernel "
+            f"of {kernel} at stride {stride} gives {n} outputs; output {position} reads input "
+            f"positions {first} to {first + kernel - 1}.")
+
+
 class Slide1DExplorer(Explorer):
     """Input size, kernel, stride, padding and which output: the 1-D picture and the formula."""
 
@@ -145,7 +163,7 @@ class Slide1DExplorer(Explorer):
             show_message(self.out, str(err))
             return
         self.position.max = n - 1  # may clamp position, which calls update again
-        show_png(self.out, figure_png(plots.sliding_1d(self.size.value, self.kernel.value,
-                                                       self.stride.value, self.padding.value,
-                                                       min(self.position.value, n - 1))))
+        args = (self.size.value, self.kernel.value, self.stride.value, self.padding.value,
+                min(self.position.value, n - 1))
+        show_png(self.out, figure_png(plots.sliding_1d(*args)), describe_1d(*args, n))
         show_html(self.note, f"<p>{text}</p>")

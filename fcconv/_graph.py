@@ -1,0 +1,724 @@
+"""The one graph walk behind ``trace``, ``receptive_field`` and ``convolutionalize`` (private).
+
+torch.fx records every call in ``forward`` (module calls, functions like ``F.max_pool2d``, tensor
+methods like ``x.view``), one node per call: a module used three times is three nodes. The walk
+runs the graph once on meta tensors (shapes only) and gives each node a ``Geo``: what its output
+is, geometrically, and the receptive field of its cells, per spatial axis. Where it cannot say
+(an op it does not know, branches that disagree on the jump) the node is ``unknown`` with the
+reason, naming the op and its line in ``forward``; everything downstream inherits that reason.
+An unknown op is never taken for the identity.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .dense import CropToWindows
+from .formulas import conv_output_size, field_step, format_shape
+
+Shape = tuple[int, ...]
+
+BATCH = 2  # the meta batch: 2, not 1, so BatchNorm in training mode accepts a 1x1 map
+
+CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+        nn.LPPool1d, nn.LPPool2d)
+ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+            nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+ZERO_PAD = (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
+            nn.ConstantPad3d)
+# Modules that act on each position (and each channel, or all channels) on their own.
+POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+             nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
+             nn.Softplus, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Threshold, nn.Identity,
+             nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+             nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LocalResponseNorm)
+SOFTMAX = (nn.Softmax, nn.LogSoftmax)
+
+# Functions: name -> the order of their positional parameters (PyTorch's signatures).
+_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_MAXPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                 "return_indices")
+_AVGPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                 "divisor_override")
+_LPPOOL_ARGS = ("input", "norm_type", "kernel_size", "stride", "ceil_mode")
+WINDOW_FUNCS = {
+    F.conv1d: _CONV_ARGS, F.conv2d: _CONV_ARGS, F.conv3d: _CONV_ARGS,
+    F.max_pool1d: _MAXPOOL_ARGS, F.max_pool2d: _MAXPOOL_ARGS, F.max_pool3d: _MAXPOOL_ARGS,
+    torch.max_pool1d: _MAXPOOL_ARGS, torch.max_pool2d: _MAXPOOL_ARGS,
+    torch.max_pool3d: _MAXPOOL_ARGS, F.max_pool2d_with_indices: _MAXPOOL_ARGS,
+    F.avg_pool1d: _AVGPOOL_ARGS, F.avg_pool2d: _AVGPOOL_ARGS, F.avg_pool3d: _AVGPOOL_ARGS,
+    F.lp_pool1d: _LPPOOL_ARGS, F.lp_pool2d: _LPPOOL_ARGS,
+}
+ADAPTIVE_FUNCS = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+                  F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d}
+RESHAPES = {torch.flatten, torch.reshape, "flatten", "view", "reshape"}
+PERMUTES = {torch.permute, torch.transpose, torch.swapaxes, "permute", "transpose", "swapaxes"}
+REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin"}
+POINTWISE_FUNCS = {
+    F.relu, torch.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
+    torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.hardtanh, F.hardswish, F.softplus,
+    F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, torch.exp, torch.abs, torch.clamp,
+    "relu", "relu_", "sigmoid", "tanh", "exp", "abs", "clamp", "neg", "contiguous", "float",
+    "double", "clone", "detach"}
+BINARY = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd,
+          operator.isub, operator.imul, operator.itruediv, torch.add, torch.sub, torch.mul,
+          torch.div, torch.maximum, torch.minimum, "add", "sub", "mul", "div", "add_", "mul_"}
+SOFTMAX_FUNCS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "softmax",
+                 "log_softmax"}
+CATS = {torch.cat, torch.concat}
+LINEAR_FUNCS = {F.linear}
+
+
+# Notes on a Step that convolutionalize refuses (the others it can fix).
+REFUSALS = ("size_arg", "global", "ceil_partial", "adaptive")
+
+
+# --------------------------------------------------------------------------- what a node is
+
+@dataclass(frozen=True)
+class Field:
+    """Receptive field per spatial axis: cell i sees [start + i*jump, start + i*jump + size - 1]."""
+
+    size: tuple[int, ...]
+    jump: tuple[int, ...]
+    start: tuple[int, ...]
+
+    @classmethod
+    def pixel(cls, n: int) -> Field:
+        return cls((1,) * n, (1,) * n, (0,) * n)
+
+    def step(self, kernel, stride, padding, dilation) -> Field:
+        axes = [field_step(*f, k, s, p, d) for f, k, s, p, d in
+                zip(zip(self.size, self.jump, self.start), kernel, stride, padding, dilation)]
+        return Field(*(tuple(a[i] for a in axes) for i in range(3)))
+
+    def shifted(self, left: tuple[int, ...]) -> Field:
+        """After ``left`` cells of zero padding on each axis: the first cell starts earlier."""
+        return replace(self, start=tuple(s - p * j for s, p, j in zip(self.start, left, self.jump)))
+
+
+@dataclass(frozen=True)
+class Geo:
+    """What a node's output is. kind: "map" (N, C, *spatial); "channels_last" (a map permuted
+    to N, *spatial, C); "flat" (a map flattened to N, D: ``map_shape`` and ``order`` say how);
+    "vector" (N, D) after a Linear; "unknown" (``why``); "other" (not a tensor: a size, a tuple).
+    """
+
+    kind: str
+    field: Field | None = None
+    map_shape: Shape = ()
+    order: str = "chw"
+    why: str = ""
+
+
+@dataclass
+class Step:
+    """One call in ``forward``: its name, what it is, its output and its geometry."""
+
+    node: fx.Node
+    name: str
+    kind: str
+    module: nn.Module | None
+    out: Shape | None          # first tensor output, with the batch dim
+    geo: Geo
+    macs: int = 0
+    params: int = 0
+    layer: bool = False        # a row in ``trace``: a module, or a conv/pool written as a function
+    desc: str = ""
+    notes: dict[str, str] = field(default_factory=dict)  # facts convolutionalize must refuse
+
+
+@dataclass
+class Graph:
+    gm: fx.GraphModule
+    steps: dict[fx.Node, Step]
+    input_shape: Shape
+
+    def has_news(self) -> bool:
+        """Whether some step has something to explain: an unknown geometry or a note."""
+        return any(s.geo.kind == "unknown" or set(s.notes) & set(REFUSALS)
+                   for s in self.steps.values())
+
+    def outputs(self) -> list[fx.Node]:
+        out = next(n for n in self.gm.graph.nodes if n.op == "output")
+        found = out.args[0]
+        return list(found) if isinstance(found, (tuple, list)) else [found]
+
+
+def where(node: fx.Node, name: str | None = None) -> str:
+    """'max_pool2d' (line 12 of forward: x = F.max_pool2d(x, 2))': the op and its source line.
+
+    The line is the first frame of the model's own code; a layer of an nn.Sequential has none
+    (its call is inside PyTorch), so it is named by its path and type: '3' (MaxPool2d).
+    """
+    label = repr(name or node.name)
+    if node.op == "call_module":
+        label += f" ({type(node.graph.owning_module.get_submodule(node.target)).__name__})"
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\w+)\n\s+(.*)', node.stack_trace or "")
+    own = [f for f in frames if _TORCH_DIR not in f[0]]
+    if not own:
+        return label
+    return f"{label} (line {own[0][1]} of {own[0][2]}: {own[0][3].strip()})"
+
+
+_TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+def unknown(why: str) -> Geo:
+    return Geo("unknown", why=why)
+
+
+# --------------------------------------------------------------------------- running on meta
+
+def meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Meta stand-ins for every parameter and buffer: the model runs for shapes, not values."""
+    tensors = list(model.named_parameters(remove_duplicate=False))
+    tensors += list(model.named_buffers(remove_duplicate=False))
+    return {name: torch.empty_like(t, device="meta") for name, t in tensors}
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter (float32 for none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
+    """The model as an fx graph (``lines``: with each node's source line, for messages); a clear
+    error if fx cannot follow ``forward`` (data-dependent control flow, for instance)."""
+    tracer = _Tracer()
+    tracer.record_stack_traces = lines
+    try:
+        graph = tracer.trace(model)
+    except Exception as err:  # fx raises many kinds; say what it means for the learner
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"fcconv follows forward() with torch.fx, which cannot trace this model "
+                         f"({first}); rewrite the data-dependent part of forward()") from None
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, CropToWindows) or super().is_leaf_module(m, qualname)
+
+
+def analyse(model: nn.Module, input_shape: Shape, explain: bool = True) -> Graph:
+    """Walk ``model`` at ``input_shape`` (no batch dim): a Step for every node.
+
+    Recording source lines costs milliseconds per node, so the walk runs without them and, if
+    ``explain``, runs again with them only when it has something to explain (an unknown op, a
+    refusal note), so that the messages can quote the line of ``forward``.
+    """
+    graph = _analyse(symbolic_trace(model), input_shape)
+    if explain and graph.has_news():
+        graph = _analyse(symbolic_trace(model, lines=True), input_shape)
+    return graph
+
+
+def _analyse(gm: fx.GraphModule, input_shape: Shape) -> Graph:
+    walk = _Walk(gm)
+    x = torch.empty((BATCH, *input_shape), device="meta", dtype=model_dtype(gm))
+    try:
+        walk.run(x)
+    except (RuntimeError, TypeError, IndexError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(f"the model cannot run on input {input_shape}: {first}") from None
+    return Graph(gm, walk.steps, tuple(input_shape))
+
+
+def _tensor(out) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return None
+
+
+def _per_axis(value, n: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+class _Walk(fx.Interpreter):
+    """Runs the graph on meta tensors; after each node, works out its Step."""
+
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm)
+        self.extra_traceback = False  # our messages name the layer; fx's would add its internals
+        self.steps: dict[fx.Node, Step] = {}
+        self.names = {m: n for n, m in gm.named_modules()}
+        self.seen_params: set[int] = set()
+
+    def call_module(self, target, args, kwargs):
+        mod = self.module.get_submodule(target)
+        return torch.func.functional_call(mod, meta_state(mod), args, kwargs)
+
+    def fetch_attr(self, target: str):
+        attr = super().fetch_attr(target)
+        return torch.empty_like(attr, device="meta") if isinstance(attr, torch.Tensor) else attr
+
+    def run_node(self, n: fx.Node):
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        step = Step(n, n.name, n.op, None, None, Geo("other"))
+        if n.op == "call_module":
+            step.module = self.module.get_submodule(n.target)
+            step.name, step.kind = n.target, type(step.module).__name__
+            _check_module_input(step, args[0] if args else None)
+        elif n.op in ("call_function", "call_method"):
+            step.kind = re.sub(r"_\d+$", "", n.name)
+            _check_function_input(step, args, kwargs)
+        out = super().run_node(n)
+        t = _tensor(out)
+        step.out = tuple(t.shape) if t is not None else None
+        if n.op != "output":
+            self.steps[n] = step
+            step.geo = self.geo(step, args, kwargs, out)
+            self.cost(step, args)
+        return out
+
+    # ------------------------------------------------------------------ geometry of one node
+
+    def src(self, node_arg) -> Geo:
+        return self.steps[node_arg].geo if isinstance(node_arg, fx.Node) else Geo("other")
+
+    def geo(self, step: Step, args, kwargs, out) -> Geo:
+        n = step.node
+        if _tensor(out) is None and n.op != "call_function":
+            return Geo("other")
+        if n.op == "placeholder":
+            if out.dim() < 3:
+                return unknown("the input is a plain vector: it has no pixels to slide over")
+            return Geo("map", Field.pixel(out.dim() - 2))
+        if n.op == "get_attr":
+            return Geo("other")
+        inputs = [self.steps[a].geo for a in n.all_input_nodes if a in self.steps]
+        bad = next((g for g in inputs if g.kind == "unknown"), None)
+        if bad is not None:
+            return bad                       # the first cause travels downstream
+        if n.op == "call_module":
+            return self.module_geo(step, args, out)
+        return self.function_geo(step, args, kwargs, out)
+
+    def module_geo(self, step: Step, args, out) -> Geo:
+        mod, n, x = step.module, step.node, args[0]
+        g = self.src(n.args[0])
+        step.layer = True
+        if isinstance(mod, CONV + POOL):
+            kernel = mod.kernel_size
+            stride = getattr(mod, "stride", None) or kernel
+            return self.window(step, g, x, kernel, stride, getattr(mod, "padding", 0),
+                               getattr(mod, "dilation", 1), getattr(mod, "ceil_mode", False),
+                               getattr(mod, "return_indices", False))
+        if isinstance(mod, ADAPTIVE):
+            return self.adaptive(step, g, x, _tensor(out))
+        if isinstance(mod, ZERO_PAD) and getattr(mod, "value", 0.0) == 0.0:
+            return self.pad(step, g, mod.padding)
+        if isinstance(mod, CropToWindows):  # drops cells off the image; the rest keep their field
+            return g
+        if isinstance(mod, nn.Flatten):
+            return self.reshape(step, g, x, _tensor(out))
+        if isinstance(mod, nn.Linear):
+            return self.linear(step, g)
+        if isinstance(mod, SOFTMAX):
+            return self.softmax(step, g, mod.dim, x)
+        if isinstance(mod, POINTWISE) or (isinstance(mod, nn.LayerNorm) and g.kind != "map"):
+            return g
+        return unknown(f"{where(n, step.name)}: fcconv does not know how this layer moves "
+                       "pixels, so it cannot say which input pixels reach an output cell")
+
+    def function_geo(self, step: Step, args, kwargs, out) -> Geo:
+        n, t = step.node, n_target(step.node)
+        g = self.src(n.args[0]) if n.args else Geo("other")
+        x = args[0] if args else None
+        if t in WINDOW_FUNCS:
+            a = _bind(WINDOW_FUNCS[t], args, kwargs)
+            step.layer = True
+            size_args = [k for k in ("kernel_size", "stride", "padding") if
+                         _has_node(_bind(WINDOW_FUNCS[t], n.args, n.kwargs).get(k))]
+            if size_args:
+                step.notes["size_arg"] = (
+                    f"{where(n)} computes its {' and '.join(size_args)} from the input's size: "
+                    "on a larger image the window grows with it (global pooling when it is the "
+                    "whole map) instead of sliding; give it fixed numbers")
+            if "weight" in a:
+                kernel = tuple(a["weight"].shape[2:])
+                return self.window(step, g, x, kernel, a.get("stride", 1), a.get("padding", 0),
+                                   a.get("dilation", 1), False, False)
+            kernel = a["kernel_size"]
+            return self.window(step, g, x, kernel, a.get("stride") or kernel, a.get("padding", 0),
+                               a.get("dilation", 1), a.get("ceil_mode", False),
+                               a.get("return_indices", False) or t is F.max_pool2d_with_indices)
+        if t in ADAPTIVE_FUNCS:
+            step.layer = True
+            return self.adaptive(step, g, x, _tensor(out))
+        if t is F.pad:
+            a = _bind(("input", "pad", "mode", "value"), args, kwargs)
+            if a.get("mode", "constant") != "constant" or (a.get("value") or 0) != 0:
+                return unknown(f"{where(n)} pads with {a.get('mode')!r}/{a.get('value')}: only "
+                               "zero padding keeps the receptive field a simple window")
+            return self.pad(step, g, a["pad"])
+        if t in RESHAPES:
+            return self.reshape(step, g, x, _tensor(out))
+        if t in PERMUTES:
+            return self.permute(step, g, x, _tensor(out), args[1:])
+        if t in REDUCTIONS:
+            a = _bind(("input", "dim", "keepdim"), args, kwargs)
+            return self.reduce(step, g, x, a.get("dim"), _tensor(out))
+        if t in LINEAR_FUNCS:
+            step.layer = True
+            return self.linear(step, g)
+        if t in SOFTMAX_FUNCS:
+            dim = _bind(("input", "dim"), args, kwargs).get("dim")
+            return self.softmax(step, g, dim, x)
+        if t in POINTWISE_FUNCS:
+            return g
+        if t in BINARY or t in CATS:
+            return self.merge(step, args, kwargs, _tensor(out), t in CATS)
+        if t is operator.getitem:
+            return self.getitem(step, args)
+        if t in ("size", "dim") or t is getattr or _tensor(out) is None:
+            return Geo("other")
+        return unknown(f"{where(n)} ({step.kind}) is not an op fcconv knows: it cannot say "
+                       "which input pixels reach an output cell after it")
+
+    # ------------------------------------------------------------------ the ops, one by one
+
+    def window(self, step, g, x, kernel, stride, padding, dilation, ceil, indices) -> Geo:
+        """A conv or pooling window: the receptive-field recurrence, axis by axis."""
+        if g.kind != "map":
+            return unknown(f"{where(step.node, step.name)} slides a window over a {g.kind} "
+                           "tensor, not over a (N, C, H, W) map")
+        nsp = x.dim() - 2
+        kernel, stride, dilation = (_per_axis(v, nsp) for v in (kernel, stride, dilation))
+        if isinstance(padding, str):  # "same" / "valid": PyTorch pads (span-1)//2 on the left
+            padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation)) \
+                if padding == "same" else (0,) * nsp
+        padding = _per_axis(padding, nsp)
+        for axis, (size, k, s, p, d) in enumerate(zip(x.shape[2:], kernel, stride, padding,
+                                                      dilation)):
+            if ceil and conv_output_size(size, k, s, p, d, True) != _floor_size(size, k, s, p, d):
+                step.notes["ceil_partial"] = (
+                    f"{where(step.node, step.name)} has ceil_mode=True and here its last window "
+                    f"hangs over the edge of the {size}-cell {_axis_name(axis, nsp)} axis: at this "
+                    "size that cell pools a partial window, on a larger image a full one, so no "
+                    "dense pass can equal the crops; use ceil_mode=False or a size where the "
+                    "windows fit")
+            elif ceil:
+                step.notes["ceil_fits"] = "ceil_mode=True, but every window fits"
+        if indices:
+            step.notes["indices"] = "returns indices"
+        return Geo("map", g.field.step(kernel, stride, padding, dilation))
+
+    def adaptive(self, step, g, x, y) -> Geo:
+        if g.kind != "map":
+            return unknown(f"{where(step.node, step.name)} pools a {g.kind} tensor")
+        before, after = tuple(x.shape[2:]), tuple(y.shape[2:])
+        nsp = len(before)
+        if before == after:
+            step.notes["adaptive_identity"] = "an identity at this size"
+            return g
+        step.notes["adaptive"] = f"pools {_side(before)} to {_side(after)}"
+        if all(i % o == 0 for i, o in zip(before, after)):
+            k = tuple(i // o for i, o in zip(before, after))
+            return Geo("map", g.field.step(k, k, (0,) * nsp, (1,) * nsp))
+        return unknown(f"{where(step.node, step.name)} pools {_side(before)} to {_side(after)}: "
+                       "windows of unequal sizes, so no single (size, jump, start) describes "
+                       "its cells")
+
+    def pad(self, step, g, pad) -> Geo:
+        if g.kind != "map":
+            return unknown(f"{where(step.node, step.name)} pads a {g.kind} tensor")
+        nsp = len(g.field.size)
+        pad = tuple(pad) if isinstance(pad, (tuple, list)) else (pad,) * (2 * nsp)
+        if len(pad) > 2 * nsp:
+            return unknown(f"{where(step.node, step.name)} pads the channel or batch axis")
+        # PyTorch lists (left, right) pairs from the last axis backwards; missing pairs are 0.
+        pairs = len(pad) // 2
+        left = tuple(pad[2 * (nsp - 1 - a)] if nsp - 1 - a < pairs else 0 for a in range(nsp))
+        return Geo("map", g.field.shifted(left))
+
+    def reshape(self, step, g, x, y) -> Geo:
+        """flatten / view / reshape: a map folded into vectors (N, C*H*W), or nothing changed."""
+        if tuple(x.shape) == tuple(y.shape):
+            return g
+        per_example = y.dim() == 2 and y.shape[0] == x.shape[0] == BATCH
+        if g.kind in ("map", "channels_last") and per_example and x.dim() >= 3:
+            shape = tuple(x.shape[1:]) if g.kind == "map" else g.map_shape
+            return Geo("flat", g.field, shape, "chw" if g.kind == "map" else "hwc")
+        if g.kind in ("flat", "vector") and per_example:
+            return g
+        return unknown(f"{where(step.node)} reshapes {_shape_text(x)} to {_shape_text(y)}: that "
+                       "moves values between positions or examples, so the pixels a cell sees "
+                       "are no longer one window")
+
+    def permute(self, step, g, x, y, dims) -> Geo:
+        nd = x.dim()
+        order = list(range(nd))
+        if step.node.target in ("permute", torch.permute):
+            order = list(dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list))
+                         else dims)
+        else:  # transpose / swapaxes of two dims
+            a, b = (d % nd for d in dims[:2])
+            order[a], order[b] = order[b], order[a]
+        order = [d % nd for d in order]
+        if g.kind == "map" and order == [0, *range(2, nd), 1]:
+            return Geo("channels_last", g.field, tuple(x.shape[1:]))
+        if g.kind in ("flat", "vector") and order == [0, 1]:
+            return g
+        return unknown(f"{where(step.node)} permutes a {g.kind} {_shape_text(x)} to "
+                       f"{_shape_text(y)}; only channels-last (x.permute(0, 2, 3, 1)) before a "
+                       "flatten is understood")
+
+    def reduce(self, step, g, x, dim, y) -> Geo:
+        nd = x.dim()
+        dims = set(range(nd)) if dim is None else \
+            {d % nd for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+        spatial = set(range(2, nd))
+        if g.kind == "map" and dims == {1}:
+            return g if y.dim() == nd else unknown(f"{where(step.node)} drops the channel axis")
+        if g.kind == "map" and dims == spatial:
+            step.layer = True
+            step.notes["global"] = (
+                f"{where(step.node)} {step.kind}s over {_axes(nd)}: that is global pooling; on a "
+                "larger image it takes the whole map, it does not slide. Remove it, or use a "
+                "window-sized pool (nn.AvgPool2d with the map's size) before the flatten")
+            k = tuple(x.shape[2:])
+            f = g.field.step(k, (1,) * len(k), (0,) * len(k), (1,) * len(k))
+            return Geo("map", f) if y.dim() == nd else Geo("vector", f)
+        if g.kind in ("flat", "vector") and dims == {1}:
+            return unknown(f"{where(step.node)} sums the features away")
+        return unknown(f"{where(step.node)} reduces a {g.kind} {_shape_text(x)} over dims "
+                       f"{sorted(dims)}: fcconv cannot say which pixels its cells see")
+
+    def linear(self, step, g) -> Geo:
+        if g.kind == "flat":  # the first Linear after a flatten: a kernel as big as the map
+            k = g.map_shape[1:]
+            one = (1,) * len(k)
+            return Geo("vector", g.field.step(k, one, (0,) * len(k), one))
+        if g.kind == "vector":
+            return g
+        return unknown(f"{where(step.node, step.name)} is a Linear on a {g.kind} tensor: it mixes "
+                       "along the last axis only (the width of a map); flatten before it")
+
+    def softmax(self, step, g, dim, x) -> Geo:
+        if g.kind in ("flat", "vector") or (dim is not None and dim % x.dim() == 1):
+            return g
+        return unknown(f"{where(step.node, step.name)} takes a softmax over dim {dim}, across "
+                       "positions: each cell then depends on the whole map")
+
+    def merge(self, step, args, kwargs, y, is_cat) -> Geo:
+        """Branches meet (add, mul, cat): every path is followed; they must agree on the jump."""
+        n = step.node
+        operands = list(n.args[0]) if is_cat else list(n.args)
+        geos = [self.steps[a].geo for a in operands if isinstance(a, fx.Node)
+                and a in self.steps and self.steps[a].out is not None]
+        tensors = [self.steps[a] for a in operands if isinstance(a, fx.Node) and a in self.steps
+                   and self.steps[a].out is not None]
+        if not geos:
+            return Geo("other")
+        if is_cat:
+            dim = _bind(("tensors", "dim"), args, kwargs).get("dim", 0) % y.dim()
+            if dim != 1:
+                return unknown(f"{where(n)} concatenates along dim {dim}: only along channels "
+                               "(dim 1) do the positions stay where they were")
+        kinds = {g.kind for g in geos}
+        if len(kinds) > 1 or kinds <= {"other"}:
+            return unknown(f"{where(n)} combines a {' and a '.join(sorted(kinds))}")
+        kind = kinds.pop()
+        if kind == "map" and any(s.out[2:] != tuple(y.shape[2:]) for s in tensors):
+            return unknown(f"{where(n)} broadcasts a {_side(min(s.out[2:] for s in tensors))} "
+                           f"map over a {_side(tuple(y.shape[2:]))} one: every cell then depends "
+                           "on the whole image (global)")
+        fields = [g.field for g in geos]
+        if any(f is None for f in fields):
+            return Geo(kind, None, geos[0].map_shape, geos[0].order)
+        merged = _union(fields)
+        if isinstance(merged, str):
+            return unknown(f"{where(n)} joins paths that {merged}")
+        return Geo(kind, merged, geos[0].map_shape, geos[0].order)
+
+    def getitem(self, step, args) -> Geo:
+        src = step.node.args[0]
+        if isinstance(src, fx.Node) and src in self.steps and "indices" in self.steps[src].notes:
+            if args[1] == 0:
+                return self.steps[src].geo
+            return unknown(f"{where(step.node)} takes the pooling indices: positions, not pixels")
+        if isinstance(args[0], torch.Tensor):
+            return unknown(f"{where(step.node)} indexes a tensor: fcconv does not follow slices")
+        return Geo("other")
+
+    # ------------------------------------------------------------------ cost
+
+    def cost(self, step: Step, args) -> None:
+        """MACs per example (bias additions not counted) and parameters, each counted once."""
+        mod, y = step.module, step.out
+        per_out = math.prod(y[1:]) if y else 0
+        params = []
+        if mod is not None:
+            params = list(mod.parameters())
+            if isinstance(mod, CONV):
+                step.macs = per_out * (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+            elif isinstance(mod, CONV_T):
+                step.macs = math.prod(args[0].shape[1:]) * (mod.out_channels // mod.groups) * \
+                    math.prod(mod.kernel_size)
+            elif isinstance(mod, nn.Linear):
+                step.macs = per_out * mod.in_features
+            step.desc = _describe(mod)
+        elif step.layer and step.node.op == "call_function":
+            weights = [a for a in step.node.args if isinstance(a, fx.Node) and a.op == "get_attr"]
+            params = [self.module.get_parameter(w.target) for w in weights
+                      if _is_param(self.module, w.target)]
+            if n_target(step.node) in WINDOW_FUNCS and len(args) > 1 and \
+                    isinstance(args[1], torch.Tensor):
+                w = args[1]
+                step.macs = per_out * w.shape[1] * math.prod(w.shape[2:])
+            elif n_target(step.node) in LINEAR_FUNCS:
+                step.macs = per_out * args[1].shape[1]
+        new = [p for p in params if id(p) not in self.seen_params]
+        self.seen_params.update(id(p) for p in new)
+        step.params = sum(p.numel() for p in new)
+
+
+# --------------------------------------------------------------------------- input checks
+
+def _check_module_input(step: Step, x) -> None:
+    """Raise a ValueError that names the layer and the arithmetic, before PyTorch would fail."""
+    mod = step.module
+    if not isinstance(x, torch.Tensor):
+        return
+    here = f"layer {step.name!r} ({step.kind})"
+    if isinstance(mod, nn.Linear) and x.shape[-1] != mod.in_features:
+        raise ValueError(f"{here} expects {mod.in_features} inputs but gets {x.shape[-1]} "
+                         f"(a {format_shape(tuple(x.shape[1:]))} tensor)")
+    if isinstance(mod, CONV) and (x.dim() < 2 or x.shape[1] != mod.in_channels):
+        raise ValueError(f"{here} expects {mod.in_channels} input channels but gets "
+                         f"{x.shape[1] if x.dim() > 1 else 'a vector'}")
+    if isinstance(mod, CONV + POOL) and not isinstance(getattr(mod, "padding", 0), str):
+        _check_fits(here, x, mod.kernel_size, getattr(mod, "stride", None) or mod.kernel_size,
+                    getattr(mod, "padding", 0), getattr(mod, "dilation", 1),
+                    getattr(mod, "ceil_mode", False))
+
+
+def _check_function_input(step: Step, args, kwargs) -> None:
+    t = n_target(step.node)
+    if t not in WINDOW_FUNCS or not args or not isinstance(args[0], torch.Tensor):
+        return
+    a = _bind(WINDOW_FUNCS[t], args, kwargs)
+    if "weight" in a:
+        kernel, stride = tuple(a["weight"].shape[2:]), a.get("stride", 1)
+    else:
+        kernel = a["kernel_size"]
+        stride = a.get("stride") or kernel
+    pad = a.get("padding", 0)
+    if not isinstance(pad, str):
+        _check_fits(f"{step.kind} {step.name!r}", args[0], kernel, stride, pad,
+                    a.get("dilation", 1), a.get("ceil_mode", False))
+
+
+def _check_fits(here: str, x: torch.Tensor, kernel, stride, padding, dilation, ceil) -> None:
+    n = x.dim() - 2
+    for size, k, s, p, d in zip(x.shape[2:], *(_per_axis(v, n) for v in
+                                               (kernel, stride, padding, dilation))):
+        try:
+            conv_output_size(int(size), int(k), int(s), int(p), int(d), bool(ceil))
+        except ValueError as err:
+            raise ValueError(f"{here} on a {format_shape(tuple(x.shape[1:]))} map: {err}") \
+                from None
+
+
+# --------------------------------------------------------------------------- small helpers
+
+def n_target(node: fx.Node):
+    return node.target
+
+
+def _bind(names, args, kwargs) -> dict:
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    return bound
+
+
+def _has_node(v) -> bool:
+    if isinstance(v, fx.Node):
+        return True
+    return isinstance(v, (tuple, list)) and any(_has_node(x) for x in v)
+
+
+def _is_param(gm: nn.Module, target: str) -> bool:
+    try:
+        gm.get_parameter(target)
+    except AttributeError:
+        return False
+    return True
+
+
+def _union(fields: list[Field]) -> Field | str:
+    """Union of the windows several paths give one cell; a reason string where it is not one
+    window (different jumps, or a gap between the windows)."""
+    first = fields[0]
+    if any(f.jump != first.jump for f in fields):
+        return f"disagree on the jump ({' vs '.join(_side(f.jump) for f in fields)})"
+    size, start = [], []
+    for a in range(len(first.size)):
+        spans = sorted((f.start[a], f.start[a] + f.size[a] - 1) for f in fields)
+        end = spans[0][1]
+        for lo, hi in spans[1:]:
+            if lo > end + 1:
+                return f"see windows with a gap between them (pixels {end + 1}..{lo - 1})"
+            end = max(end, hi)
+        start.append(spans[0][0])
+        size.append(end - spans[0][0] + 1)
+    return Field(tuple(size), first.jump, tuple(start))
+
+
+def _floor_size(size, k, s, p, d) -> int:
+    """Output length without ceil_mode; 0 where not even one whole window fits."""
+    try:
+        return conv_output_size(size, k, s, p, d)
+    except ValueError:
+        return 0
+
+
+def _axis_name(axis: int, nsp: int) -> str:
+    return ("L",)[axis] if nsp == 1 else ("H", "W")[axis] if nsp == 2 else ("D", "H", "W")[axis]
+
+
+def _side(v) -> str:
+    return "x".join(map(str, v))
+
+
+def _shape_text(t: torch.Tensor) -> str:
+    return "(N, " + ", ".join(map(str, t.shape[1:])) + ")"
+
+
+def _axes(nd: int) -> str:
+    return {3: "L", 4: "H,W", 5: "D,H,W"}.get(nd, "the spatial axes")
+
+
+def _describe(module: nn.Module) -> str:
+    """A short description in the course's notation: '3x3/1 p1, 64', '2x2/2'."""
+    def side(v):
+        v = _per_axis(v, 2)
+        return "x".join(map(str, v)) if len(set(v)) > 1 else f"{v[0]}x{v[0]}"
+
+    if isinstance(module, CONV + CONV_T):
+        pad = module.padding if isinstance(module.padding, str) else \
+            max(_per_axis(module.padding, 1))
+        s = max(_per_axis(module.stride, 1))
+        return f"{side(module.kernel_size)}/{s} p{pad}, {module.out_channels}"
+    if isinstance(module, POOL):
+        s = max(_per_axis(module.stride or module.kernel_size, 1))
+        return f"{side(module.kernel_size)}/{s}"
+    if isinstance(module, ADAPTIVE):
+        return f"to {side(module.output_size)}"
+    if isinstance(module, nn.Linear):
+        return f"{module.in_features} -> {module.out_features}"
+    return ""

@@ -1,0 +1,92 @@
+"""One layer at a time: a Linear as the conv that computes the same numbers, and back.
+
+A Linear on a flattened (C, H, W) volume is a conv whose kernel covers the whole volume
+(``linear_to_conv``); any conv on a fixed input is a Linear whose matrix is sparse and
+weight-shared (``conv_to_linear``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import numpy_ops
+from .formulas import checked_shape
+
+Shape = tuple[int, ...]
+
+
+def expect(obj, cls, name: str) -> None:
+    """TypeError naming the argument when ``obj`` is not a ``cls``."""
+    if not isinstance(obj, cls):
+        where = "torch.nn" if issubclass(cls, nn.Module) else "torch"
+        raise TypeError(f"{name} must be a {where}.{cls.__name__}; got {type(obj).__name__}")
+
+
+def spelled(shape: Shape) -> str:
+    """(512, 7, 7) -> '25088 = 512x7x7' (C x H x W, PyTorch's flatten order)."""
+    return f"{math.prod(shape)} = " + "x".join(map(str, shape))
+
+
+def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module:
+    """A Linear on a flattened (C, H, W) volume as the conv that computes the same numbers.
+
+    in_shape (C, H, W) -> Conv2d(C, K, kernel=(H, W)): x (N, C, H, W) -> (N, K, 1, 1).
+    in_shape (C, L) -> Conv1d(C, K, kernel=L); (C,) -> Conv2d(C, K, 1), a 1x1 conv.
+    order: "chw" if the Linear saw torch.flatten's C,H,W order, "hwc" for Keras/TensorFlow.
+    """
+    expect(linear, nn.Linear, "linear")
+    shape = checked_shape("in_shape", in_shape)
+    numpy_ops.check_order(order)
+    if linear.in_features != math.prod(shape):
+        raise ValueError(f"Linear expects {linear.in_features} inputs but in_shape "
+                         f"{'x'.join(map(str, shape))} gives {spelled(shape)}")
+    k, w = linear.out_features, linear.weight.detach()
+    if len(shape) == 2:
+        c, length = shape
+        conv = nn.Conv1d(c, k, length, bias=linear.bias is not None,
+                         device=w.device, dtype=w.dtype)
+        weight = w.reshape(k, c, length) if order == "chw" else \
+            w.reshape(k, length, c).permute(0, 2, 1)
+    else:
+        c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
+        conv = nn.Conv2d(c, k, (h, wd), bias=linear.bias is not None,
+                         device=w.device, dtype=w.dtype)
+        weight = w.reshape(k, c, h, wd) if order == "chw" else \
+            w.reshape(k, h, wd, c).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if linear.bias is not None:
+            conv.bias.copy_(linear.bias)
+    conv.train(linear.training)
+    return conv
+
+
+def conv_to_linear(conv: nn.Conv2d, in_shape) -> nn.Linear:
+    """Any Conv2d on a fixed (C, H, W) input as one Linear: its dense, weight-shared matrix.
+
+    x.flatten(1) (N, C*H*W) -> (N, K*H'*W'), equal to conv(x).flatten(1).
+    """
+    expect(conv, nn.Conv2d, "conv")
+    c, h, w = checked_shape("in_shape", in_shape, (3,))
+    if conv.in_channels != c:
+        raise ValueError(f"conv expects {conv.in_channels} input channels but in_shape has {c}")
+    if conv.groups != 1 or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        raise ValueError("conv_to_linear handles groups=1 with numeric zero padding; got "
+                         f"groups={conv.groups}, padding={conv.padding!r}, "
+                         f"padding_mode={conv.padding_mode!r}")
+    if conv.weight.is_meta:
+        raise ValueError("conv is on the meta device: it has shapes but no weights to put in a "
+                         "matrix; build it on the CPU (device='cpu')")
+    weight = conv.weight.detach().cpu().double().numpy()
+    m = numpy_ops.conv_matrix(weight, (c, h, w), conv.stride, conv.padding, conv.dilation)
+    positions = m.shape[0] // conv.out_channels
+    fc = nn.Linear(m.shape[1], m.shape[0], bias=conv.bias is not None,
+                   device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        fc.weight.copy_(torch.from_numpy(m))
+        if conv.bias is not None:  # one bias per channel, repeated at every position
+            fc.bias.copy_(conv.bias.repeat_interleave(positions))
+    return fc
