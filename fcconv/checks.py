@@ -20,10 +20,11 @@ cells to solutions/, then ``python -m fcconv.exercises --mark`` (nbgrader's meta
 ``python -m fcconv.exercises`` (exercises/). ``CHECKS`` maps every exercise id to its check: the
 grader (``fcconv.grade``) calls the checks itself and never reads what a notebook prints.
 
-Fairness rules every check follows: the expected value is computed from the check's own inputs
-and the learner's function gets private copies (an answer that edits its inputs in place changes
-nothing here); only the type asked for is accepted (a NumPy array, an int, a tuple of ints, a
-module): an object that claims to equal everything is not a number.
+Fairness rules every check follows: the learner's function runs first, on private copies of the
+inputs, and the expected value is computed afterwards from the originals (an answer that edits its
+inputs in place changes nothing here, and no expected value is on the stack while it runs); only
+the type asked for is accepted (a NumPy array, an int, a tuple of ints, a module): an object that
+claims to equal everything is not a number.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from .models import lenet5, tiny_vgg, vgg16
 from .numpy_ops import conv2d, conv_matrix, conv_matrix_entries, linear
 from .numpy_ops import fc_to_conv_weight as _ref_fc_to_conv_weight
 from .shapes import conv_output_size, receptive_field, trace
-from .torch_ops import convolutionalize
+from .torch_ops import convolutionalize, sliding_windows
 
 CHECKS: dict[str, Callable[[object], Verdict]] = {}  # exercise id -> check, filled by @check
 
@@ -153,7 +154,8 @@ def _numbers(x, n: int) -> tuple:
 def _ints_only(values) -> str | None:
     """Every value was right: complain only if some were floats rather than ints."""
     floats = [v for v in values if type(v) is not int]
-    return f"the values are right, but return ints: you gave {floats[0]!r}." if floats else None
+    return f"the values are right, but return ints: you gave {floats[0]!r}, a float (a size or a " \
+           "count is an int; a float equal to one is rejected on purpose)." if floats else None
 
 
 def _tensor(x) -> torch.Tensor:
@@ -164,6 +166,15 @@ def _tensor(x) -> torch.Tensor:
 
 def _close(a: np.ndarray, b: np.ndarray, tol: float = 1e-9) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol))
+
+
+_FLOAT32 = "your numbers agree only to float32 precision (about 1e-6): compute in float64 " \
+           "(torch.from_numpy keeps float64; torch.tensor(..., dtype=torch.float32) does not)."
+
+
+def _float32(a: np.ndarray, b: np.ndarray) -> bool:
+    """Right to float32 precision but not to float64's: the answer computed in float32."""
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-5, atol=1e-5))
 
 
 def _rng() -> np.random.Generator:
@@ -179,8 +190,8 @@ def fc_to_conv_weight(fn):
     for _ in range(5):
         k, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
         weight = rng.standard_normal((k, c * h * w))
-        want = _ref_fc_to_conv_weight(weight, (c, h, w))
         got = _array(_call(fn, weight, (c, h, w)))
+        want = _ref_fc_to_conv_weight(weight, (c, h, w))
         if _close(got, want):
             continue
         if _close(got, _ref_fc_to_conv_weight(weight, (c, h, w), "hwc")):
@@ -202,10 +213,12 @@ def linear_via_conv(fn):
         n, k, c, h, w = (int(v) for v in rng.integers(1, 5, size=5))
         x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c * h * w)), \
             rng.standard_normal(k)
-        want = linear(x.reshape(n, -1), wt, b)
         got = _array(_call(fn, x, wt, b))
+        want = linear(x.reshape(n, -1), wt, b)
         if _close(got, want):
             continue
+        if _float32(got, want):
+            return _FLOAT32
         if got.shape == (n, k, 1, 1):
             return "the numbers are right but the shape is (N, K, 1, 1): flatten the 1x1 " \
                    "map to (N, K), as an FC layer returns."
@@ -243,8 +256,8 @@ def output_size(fn):
                 for p in range(0, 3):
                     if f > w + 2 * p:
                         continue
-                    want = conv_output_size(w, f, s, p)
                     got = _number(_call(fn, w, f, s, p))
+                    want = conv_output_size(w, f, s, p)
                     gots.append(got)
                     if got == want:
                         continue
@@ -262,8 +275,8 @@ def score_map_side(fn):
     """fn(size) -> the side of VGG16's score map for a size x size input (224 window, jump 32)."""
     gots = []
     for size in range(224, 1025, 8):
-        want = _ref_score_map_side(size, 224, 32)
         got = _number(_call(fn, size))
+        want = _ref_score_map_side(size, 224, 32)
         gots.append(got)
         if got == want:
             continue
@@ -285,10 +298,10 @@ def receptive_field_recurrence(fn):
     for _ in range(6):
         layers = [(int(rng.integers(1, 5)), int(rng.integers(1, 3)), int(rng.integers(0, 2)))
                   for _ in range(int(rng.integers(1, 5)))]
+        got = _numbers(_call(fn, layers), 3)
         net = nn.Sequential(*[nn.Conv2d(1, 1, k, s, p) for k, s, p in layers])
         rf = receptive_field(net, (1, 64, 64))
         want = (rf.size, rf.jump, rf.start)
-        got = _numbers(_call(fn, layers), 3)
         gots += got
         if got == want:
             continue
@@ -313,8 +326,8 @@ def keras_to_torch_filters(fn):
         while h == w:  # H != W, so that a swap of the two shows
             w = int(rng.integers(2, 6))
         weight = rng.standard_normal((k, c * h * w))
-        want = _ref_fc_to_conv_weight(weight, (c, h, w), "hwc")
         got = _array(_call(fn, weight, (c, h, w)))
+        want = _ref_fc_to_conv_weight(weight, (c, h, w), "hwc")
         if _close(got, want):
             continue
         if _close(got, _ref_fc_to_conv_weight(weight, (c, h, w), "chw")):
@@ -338,9 +351,9 @@ def fc7_as_conv(fn):
     for n, k in ((8, 5), (16, 3)):
         linear = nn.Linear(n, k).double()
         x = torch.randn(3, n, 1, 1, dtype=torch.float64)
+        conv = _call(fn, linear)
         with torch.no_grad():
             want = linear(x.flatten(1))
-        conv = _call(fn, linear)
         if not isinstance(conv, nn.Conv2d):
             return f"return an nn.Conv2d; got {_describe(conv)}."
         if tuple(conv.kernel_size) != (1, 1):
@@ -361,10 +374,10 @@ def slice_positions(fn):
     for c, h, w in ((4, 3, 5), (2, 5, 4)):
         idx = np.arange(c * h * w)
         for order in ("chw", "hwc"):
-            cube = idx.reshape(c, h, w) if order == "chw" else idx.reshape(h, w, c).transpose(2, 0, 1)
             for ch in range(c):
-                want = cube[ch]
                 got = _array(_call(fn, ch, (c, h, w), order))
+                cube = idx.reshape(c, h, w) if order == "chw" else idx.reshape(h, w, c).transpose(2, 0, 1)
+                want = cube[ch]
                 if np.array_equal(got, want):
                     continue
                 where = f"channel {ch} of a {c}x{h}x{w} volume in {order.upper()} order"
@@ -395,23 +408,28 @@ def convolutionalize_by_hand(fn):
 
     torch.manual_seed(0)
     model = lenet5().double().eval()
-    x = torch.randn(2, 1, 32, 32, dtype=torch.float64)
-    with torch.no_grad():
-        want = model(x)
-    fcn = _call(fn, model)
+    x, image = torch.randn(2, 1, 32, 32, dtype=torch.float64), torch.randn(1, 1, 48, 48, dtype=torch.float64)
+    fcn = _call(fn, model)  # a copy: the original computes the expected values afterwards
     if not isinstance(fcn, nn.Module):
         return f"return an nn.Module; got {_describe(fcn)}."
     fcn.double().eval()
     with torch.no_grad():
         out = _tensor(fcn(x.clone()))
-        if out.dim() != 4:
-            return f"the output has shape {tuple(out.shape)}: a fully convolutional net " \
-                   "returns (N, K, 1, 1) — did you keep the Flatten?"
-        if out.shape[1:] != (10, 1, 1) or not torch.allclose(out.flatten(1), want, atol=1e-5):
-            return _lenet_difference(model, fcn)
-        big = _tensor(fcn(torch.randn(1, 1, 48, 48, dtype=torch.float64)))
-    if tuple(big.shape) != (1, 10, 5, 5):
-        return f"on 48x48 the score map should be 1x10x5x5; yours is {tuple(big.shape)}."
+        big = _tensor(fcn(image.clone())) if out.dim() == 4 else None
+        want = model(x)
+    if out.dim() != 4:
+        return f"the output has shape {tuple(out.shape)}: a fully convolutional net " \
+               "returns (N, K, 1, 1) — did you keep the Flatten?"
+    if out.shape[1:] != (10, 1, 1) or not torch.allclose(out.flatten(1), want, atol=1e-5):
+        return _lenet_difference(model, fcn)
+    # the 48x48 map must be LeNet-5 itself on every 32x32 crop, one per jump of its features
+    jump = receptive_field(model[:6], (1, 32, 32)).jump
+    crops = sliding_windows(model, image, 32, jump)
+    if big.shape != crops.shape:
+        return f"on 48x48 the score map should be {tuple(crops.shape)}; yours is {tuple(big.shape)}."
+    if not torch.allclose(big, crops, atol=1e-5):
+        return "at 32x32 your scores match, but at 48x48 your map is not LeNet-5 run on every " \
+               f"32x32 crop {jump} pixels apart: each Linear must become a convolution that slides."
     if any(isinstance(m, nn.Linear) for m in fcn.modules()):
         return "a Linear is left: the first becomes a 5x5 conv, the others 1x1 convs."
     return None
@@ -447,9 +465,9 @@ def bn1d_to_bn2d(fn):
     nn.init.normal_(bn.bias)
     bn.eval()
     x = torch.randn(4, 6, 3, 3, dtype=torch.float64)
+    new = _call(fn, bn)
     with torch.no_grad():
         want = bn(x.permute(0, 2, 3, 1).reshape(-1, 6)).reshape(4, 3, 3, 6).permute(0, 3, 1, 2)
-    new = _call(fn, bn)
     if not isinstance(new, nn.BatchNorm2d):
         return f"return an nn.BatchNorm2d; got {_describe(new)}."
     new.double().eval()
@@ -468,13 +486,11 @@ def bn1d_to_bn2d(fn):
 @check("04.3")
 def tiny_vgg_map_side(fn):
     """fn(size) -> the score-map side of the convolutionalized Tiny VGG (window 64, jump 4)."""
-
+    sizes = range(64, 200, 3)
+    gots = [_number(_call(fn, size)) for size in sizes]  # all answers first: no reference in reach
     fcn = convolutionalize(tiny_vgg(device="meta"), (3, 64, 64))
-    gots = []
-    for size in range(64, 200, 3):
+    for size, got in zip(sizes, gots):
         want = trace(fcn, size).output_shape[1]
-        got = _number(_call(fn, size))
-        gots.append(got)
         if got == want:
             continue
         if got == (size - 64) // 32 + 1 or got == (size - 64) // 2 + 1:
@@ -493,13 +509,13 @@ def window_of(fn):
     for _ in range(20):
         r, c = (int(v) for v in rng.integers(0, 10, 2))
         jump, window = int(rng.choice([4, 16, 32])), int(rng.choice([28, 64, 224]))
-        want = _ref_cell_window((r, c), window, jump)
         got = _numbers(_call(fn, r, c, jump, window), 4)
+        want = _ref_cell_window((r, c), window, jump)
         gots += got
         if got == want:
             continue
         if got == (want[0], want[1], want[2] + 1, want[3] + 1):
-            return "inclusive bounds: a 224-pixel window starting at 0 ends at 223."
+            return f"inclusive bounds: a {window}-pixel window starting at 0 ends at {window - 1}."
         if got[:2] == (want[1], want[0]):
             return "rows go with y, columns with x: (y0, x0, y1, x1)."
         return f"cell ({r}, {c}) with jump {jump} and window {window} is {want}; you gave {got}."
@@ -514,8 +530,8 @@ def passes_needed(fn):
         for step in (1, 2, 4, 8, 16, 32):
             if step > jump or jump % step:
                 continue
-            want = (jump // step) ** 2
             got = _number(_call(fn, jump, step))
+            want = (jump // step) ** 2
             gots.append(got)
             if got == want:
                 continue
@@ -529,11 +545,11 @@ def passes_needed(fn):
 @check("05.3")
 def vgg_field_of(fn):
     """fn(i) -> (first, last) input pixel of the receptive field of VGG16 fc6's cell i."""
-
+    answers = [_numbers(_call(fn, i), 2) for i in range(10)]  # all answers first
     rf = receptive_field(convolutionalize(vgg16(device="meta"), (3, 224, 224)), 512)
     gots = []
-    for i in range(10):
-        want, got = rf.window(i), _numbers(_call(fn, i), 2)
+    for i, got in enumerate(answers):
+        want = rf.window(i)
         gots += got
         if got == want:
             continue
@@ -554,8 +570,8 @@ def n_windows(fn):
         for window, stride in ((28, 4), (64, 4), (224, 32)):
             if window > size:
                 continue
-            want = _ref_score_map_side(size, window, stride) ** 2
             got = _number(_call(fn, size, window, stride))
+            want = _ref_score_map_side(size, window, stride) ** 2
             gots.append(got)
             if got == want:
                 continue
@@ -570,14 +586,14 @@ def n_windows(fn):
 @check("06.2")
 def mac_ratio(fn):
     """fn(size) -> MACs of all VGG16 crops / MACs of one dense pass at size x size."""
-
+    sizes = (256, 384, 512)
+    answers = [_number(_call(fn, size)) for size in sizes]  # all answers first
     vgg = vgg16(device="meta")
     fcn = convolutionalize(vgg, (3, 224, 224))
     crop = trace(vgg, 224).total_macs
-    for size in (256, 384, 512):
+    for size, got in zip(sizes, answers):
         crops = _ref_score_map_side(size, 224, 32) ** 2 * crop
         want = crops / trace(fcn, size).total_macs
-        got = _number(_call(fn, size))
         if math.isclose(got, want, rel_tol=1e-6):
             continue
         if math.isclose(got, crops / trace(vgg, size).total_macs, rel_tol=1e-6):
@@ -597,8 +613,8 @@ def dress_windows(fn):
     for _ in range(20):
         uw, uh = (int(v) for v in rng.integers(4, 40, 2))
         ww, wh = (int(v) for v in rng.integers(1, 5, 2))
-        want = (uw - ww + 1) * (uh - wh + 1)
         got = _number(_call(fn, uw, uh, ww, wh))
+        want = (uw - ww + 1) * (uh - wh + 1)
         gots.append(got)
         if got == want:
             continue
@@ -616,8 +632,8 @@ def conv_matrix_shape(fn):
     gots = []
     for ws, ins, s, p in (((64, 3, 3, 3), (3, 224, 224), 1, 1), ((8, 2, 5, 5), (2, 20, 16), 2, 0),
                           ((4, 3, 3, 3), (3, 9, 9), 3, 1)):
-        want = conv_matrix_entries(ws, ins, s, p)
         got = _numbers(_call(fn, ws, ins, s, p), 2)
+        want = conv_matrix_entries(ws, ins, s, p)
         gots += got
         if got == want:
             continue
@@ -637,11 +653,13 @@ def my_conv_matrix(fn):
         kh, kw = (int(v) for v in rng.integers(1, 4, 2))
         h, w = kh + int(rng.integers(0, 4)), kw + int(rng.integers(0, 4))
         weight, x = rng.standard_normal((k, c, kh, kw)), rng.standard_normal((1, c, h, w))
-        want = conv2d(x, weight).ravel()
         m = _array(_call(fn, weight, (c, h, w)))
+        want = conv2d(x, weight).ravel()
         if m.shape != (want.size, x.size):
             return f"M should be {(want.size, x.size)} (outputs x inputs); yours is {m.shape}."
         if not _close(m @ x.ravel(), want):
+            if _float32(m @ x.ravel(), want):
+                return _FLOAT32
             flipped = conv_matrix(weight[:, :, ::-1, ::-1].copy(), (c, h, w))
             if kh * kw > 1 and _close(m, flipped):
                 return "your filter is flipped: PyTorch's conv is a cross-correlation."
@@ -657,10 +675,9 @@ def locally_connected_params(fn):
     gots = []
     for size in (5, 8, 11):
         for kernel, stride, padding in ((3, 1, 0), (3, 1, 1), (2, 2, 0), (3, 2, 1)):
-            m = conv_matrix(np.ones((1, 1, kernel, kernel)), (1, size, size),
-                                      stride, padding)
-            want = int(np.count_nonzero(m))
             got = _number(_call(fn, size, kernel, stride, padding))
+            m = conv_matrix(np.ones((1, 1, kernel, kernel)), (1, size, size), stride, padding)
+            want = int(np.count_nonzero(m))
             gots.append(got)
             if got == want:
                 continue
@@ -686,7 +703,8 @@ def iou(fn):
         a = (*a, *(a + rng.integers(0, 20, 2)))
         b = (*b, *(b + rng.integers(0, 20, 2)))
         a, b = tuple(int(v) for v in a), tuple(int(v) for v in b)
-        want, got = _ref_iou(a, b), _number(_call(fn, a, b))
+        got = _number(_call(fn, a, b))
+        want = _ref_iou(a, b)
         if math.isclose(got, want, abs_tol=1e-9):
             continue
         said = f"iou({a}, {b}) = {want:.4f}; you gave {got:.4f}."
@@ -731,8 +749,8 @@ def nms(fn):
         for _ in range(int(rng.integers(1, 12))):
             x, y = (int(v) for v in rng.integers(0, 60, 2))
             dets.append((x, y, x + 27, y + 27, int(rng.integers(10)), float(rng.random())))
-        want = sorted(_ref_nms(dets, 0.3))
         got = sorted(_detections(_call(fn, list(dets), 0.3)))
+        want = sorted(_ref_nms(dets, 0.3))
         if got == want:
             continue
         if got == sorted(_greedy(dets, 0.3, by_score=False)):
@@ -765,10 +783,10 @@ def transposed_size(fn):
     gots = []
     for n in range(1, 12):
         for k, s, p in ((8, 4, 2), (4, 2, 1), (3, 1, 0), (16, 8, 4), (5, 3, 1)):
-            want = (n - 1) * s - 2 * p + k
-            if want < 1:
+            if (n - 1) * s - 2 * p + k < 1:
                 continue
             got = _number(_call(fn, n, k, s, p))
+            want = (n - 1) * s - 2 * p + k
             gots.append(got)
             if got == want:
                 continue
@@ -792,9 +810,9 @@ def cell_box(fn):
         r, c = (int(v) for v in rng.integers(0, 30, 2))
         jump, window = int(rng.choice([4, 8, 32])), int(rng.choice([25, 28, 224]))
         scale = float(rng.choice([0.125, 0.25, 0.5])) if t % 3 == 0 else round(float(rng.uniform(0.1, 0.9)), 3)
+        got = _numbers(_call(fn, r, c, jump, window, scale), 4)
         exact = np.array([c * jump / scale, r * jump / scale, (c * jump + window) / scale - 1,
                           (r * jump + window) / scale - 1])
-        got = _numbers(_call(fn, r, c, jump, window, scale), 4)
         gots += got
         g = np.array(got, dtype=float)
         if np.all(np.abs(g - exact) <= 0.5 + 1e-9) and np.all(g == np.round(g)):

@@ -5,37 +5,46 @@
 
 How one notebook is graded:
 
-1. Its reference is the generated exercise of the same name in exercises/: that (not the
-   submission's metadata) says which exercises there are and what each check cell holds. A check
-   cell deleted or edited in the submission scores 0 with a message, as nbgrader's locked cells do.
-2. The submission runs in a fresh kernel, cell by cell, under a time limit per cell, a memory cap
-   and a cap on the output kept. Its check cells are not run: the grader runs the checks itself.
-3. Before the learner's first cell, the grader loads its own copy of ``fcconv.checks`` from its
-   file, under a random name; the copy binds its references to the library then, so a learner's
-   patch of ``fcconv.checks``, of a helper of it or of ``fcconv.numpy_ops`` does not reach it.
-   After the last cell it calls that copy's check on the learner's answer, for each exercise; the
-   verdict comes back as the value of that cell, tagged with a random token the learner's code
-   never saw: printed text is never read.
+1. Before any kernel starts, every submission, its reference (the generated exercise of the same
+   name in exercises/) and the source of ``fcconv/checks.py`` are read into memory: a notebook
+   that rewrites files cannot change what it or anyone after it is judged by. The reference, not
+   the submission's metadata, says which exercises there are and what each check cell holds. A
+   check cell deleted or edited in the submission scores 0 with a message, as nbgrader's locked
+   cells do.
+2. Each notebook is graded in a process of its own, in a fresh kernel whose working folder is a
+   temporary one, cell by cell, under a time limit per cell, a memory cap and a cap on the output
+   kept. Its check cells are not run: the grader runs the checks itself.
+3. Before the learner's first cell, the grader builds a private copy of the checks in the kernel
+   from their source text and binds, in a closure, everything a verdict needs (the checks, the
+   library functions they use, json.dumps, hmac): a learner's later patch of ``fcconv.checks``,
+   of ``fcconv.numpy_ops``, of ``sys.modules['json']`` does not reach it. After the last cell
+   that closure judges the learner's answer for each exercise; the verdict comes back as the
+   cell's value, signed (HMAC) with a key read from a file the setup deleted: printed text is
+   never read, and no cell's source holds the key.
 4. A cell over the limit is interrupted; a kernel that ignores the interrupt is killed, and one
-   that dies is reported; the notebook's remaining exercises score 0 and the next notebook gets a
-   new kernel. Nothing here raises: every failure becomes a line of the report.
+   that dies is reported, as is a grading process that dies; that notebook's remaining exercises
+   score 0 and the run goes on. Nothing here raises: every failure becomes a line of the report.
 
-A learner who sets out to cheat can still patch NumPy or PyTorch themselves, or dig the grader's
-copy out of ``sys.modules``: one process cannot be made tamper-proof (nbgrader has the same limit).
+What remains: the learner's code and the checks share one process, so a learner who sets out to
+cheat can still dig the closure and its key out of the kernel's memory, or patch NumPy or PyTorch;
+and the kernel runs with the grading user's rights (run untrusted classes as an unprivileged user
+or in a container). nbgrader has the same limits.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
-import functools
+import hmac
 import json
 import multiprocessing
+import os
 import re
 import resource
 import secrets
-from concurrent.futures import ProcessPoolExecutor
+import tempfile
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import nbformat
@@ -114,39 +123,52 @@ def _check_cell_status(nb, ex: Exercise) -> str:
     return "deleted"
 
 
-def _setup_code(module: str) -> str:
-    """The grader's first cell, before any of the learner's: load a private copy of
-    fcconv.checks under a random name. Its references to the library are bound now, so a later
-    patch of fcconv.checks, of a helper of it or of fcconv.numpy_ops does not reach it."""
+def _setup_code(source: str, name: str, keyfile: str) -> str:
+    """The grader's first cell, before any of the learner's. It builds a private copy of the
+    checks from their source text (held in memory: nothing on disk a notebook could rewrite),
+    drops it from sys.modules, reads the signing key from a file and deletes it, and binds in a
+    closure everything the verdict needs (the checks, json.dumps, hmac.digest): nothing is looked
+    up at check time where a learner's cell could have replaced it."""
     return f"""\
-def _fcconv_setup():
-    import importlib.util, sys
-    spec = importlib.util.spec_from_file_location({module!r}, {str(CHECKS_FILE)!r})
-    sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sys.modules[spec.name])
-_fcconv_setup()
+def _fcconv_setup(source, keyfile):
+    import hmac, json, os, sys, types
+    module = types.ModuleType('_fcconv_checks_' + os.urandom(8).hex())
+    module.__package__ = 'fcconv'  # its relative imports reach the library
+    sys.modules[module.__name__] = module  # (dataclasses looks it up while it loads)
+    try:
+        exec(compile(source, '<fcconv grader checks>', 'exec'), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    with open(keyfile, 'rb') as f:
+        key = f.read()
+    os.remove(keyfile)
+    checks, dumps, digest, namespace = module.CHECKS, json.dumps, hmac.digest, globals()
+
+    def grade(exercise, answer):
+        verdict = checks[exercise](namespace.get(answer))
+        text = dumps([exercise, str(verdict.status), str(verdict.message)])
+        return text + '\\n' + digest(key, text.encode(), 'sha256').hex()
+    return grade
+{name} = _fcconv_setup({source!r}, {keyfile!r})
 del _fcconv_setup"""
 
 
-def _check_code(ex: Exercise, module: str, token: str) -> str:
-    """Code the grader runs after the learner's cells: its copy of the check judges the answer;
-    the cell's value is the verdict, tagged with a token the learner's code never saw."""
-    return f"""\
-def _fcconv_grade():
-    import json, sys
-    v = sys.modules[{module!r}].CHECKS[{ex.id!r}](globals().get({ex.answer!r}))
-    return json.dumps([{token!r}, v.status, v.message])
-_fcconv_grade()"""
+def _check_code(ex: Exercise, name: str) -> str:
+    """Code the grader runs after the learner's cells: its closure judges the answer; the cell's
+    value is the verdict, signed with a key the learner's code never saw (not in any cell)."""
+    return f"{name}({ex.id!r}, {ex.answer!r})"
 
 
-def _read_verdict(cell, token: str) -> tuple[str, str] | None:
+def _read_verdict(cell, ex: Exercise, key: bytes) -> tuple[str, str] | None:
     for out in cell.get("outputs", []):
         if out.get("output_type") == "execute_result":
             try:
-                tag, status, message = json.loads(ast.literal_eval(out["data"]["text/plain"]))
-            except (KeyError, ValueError, SyntaxError, TypeError):
+                text, signature = ast.literal_eval(out["data"]["text/plain"]).rsplit("\n", 1)
+                exercise, status, message = json.loads(text)
+            except (KeyError, ValueError, SyntaxError, TypeError, AttributeError):
                 continue
-            if tag == token:
+            good = hmac.new(key, text.encode(), "sha256").hexdigest()
+            if hmac.compare_digest(good, signature) and exercise == ex.id:
                 return status, message
     return None
 
@@ -228,31 +250,76 @@ class _Runner:
         return cell
 
 
+@dataclass(frozen=True)
+class Submission:
+    """Everything one notebook's grading reads, read before any kernel runs: a notebook that
+    rewrites files on disk cannot change what it, or anyone graded after it, is judged by."""
+    path: Path
+    text: str | None  # the submission, or None when it could not be read (see error)
+    error: str | None
+    reference: str | None  # the generated exercise notebook of the same name, or None
+    checks: str  # the source of fcconv/checks.py
+
+
+def load(path: str | Path, reference: Path | None = None, checks: str | None = None) -> Submission:
+    """Read a submission, its reference exercise and the checks into memory; never raises."""
+    path = Path(path)
+    reference = reference or EXERCISES / path.name
+    try:
+        text, error = path.read_text(encoding="utf-8"), None
+    except (OSError, UnicodeError) as err:
+        text, error = None, str(err)
+    ref = reference.read_text(encoding="utf-8") if reference.exists() else None
+    return Submission(path, text, error, ref, checks or CHECKS_FILE.read_text(encoding="utf-8"))
+
+
 def grade_notebook(path: str | Path, cell_timeout: int = 60, memory_gb: float = 4.0,
                    output_mb: float = 10.0, reference: Path | None = None) -> Report:
-    """Run one notebook in a fresh kernel and judge every exercise of its reference; never raises."""
+    """Run one notebook in a fresh kernel (its parent: this process) and judge every exercise of
+    its reference; never raises. ``grade_all`` runs each in a process of its own."""
+    return grade_submission(load(path, reference), cell_timeout, memory_gb, output_mb)
+
+
+def grade_submission(sub: Submission, cell_timeout: int = 60, memory_gb: float = 4.0,
+                     output_mb: float = 10.0) -> Report:
     if cell_timeout <= 0:
         raise ValueError(f"the time limit per cell must be positive; got {cell_timeout}")
-    report = Report(Path(path))
+    report = Report(sub.path)
     try:
-        _grade(report, cell_timeout, int(memory_gb * 2**30), int(output_mb * 2**20),
-               reference or EXERCISES / report.path.name)
+        _grade(report, sub, cell_timeout, int(memory_gb * 2**30), int(output_mb * 2**20))
     except Exception as err:  # the last line of defence: this notebook is reported, the run goes on
         report.problems.append(f"the grader could not finish this notebook: "
                                f"{type(err).__name__}: {err}")
     return report
 
 
-def _grade(report: Report, timeout: int, memory: int, output: int, reference: Path) -> None:
-    if not reference.exists():
-        report.problems.append(f"no exercise notebook {reference.name} in {reference.parent}: "
+def _parse(text: str, problems: list[str]):
+    """The notebook; metadata that is not a mapping (the notebook's or a cell's) is reported,
+    then treated as missing."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+    for where, owner in [("the notebook", raw)] + [
+            (f"cell {i + 1}", c) for i, c in enumerate(raw.get("cells") or []) if isinstance(c, dict)]:
+        if "metadata" in owner and not isinstance(owner["metadata"], dict):
+            problems.append(f"{where}: its metadata is {owner['metadata']!r:.60}, not a mapping "
+                            "(ignored)")
+            owner["metadata"] = {}
+    return nbformat.reads(json.dumps(raw), as_version=4)
+
+
+def _grade(report: Report, sub: Submission, timeout: int, memory: int, output: int) -> None:
+    if sub.reference is None:
+        report.problems.append(f"no exercise notebook {sub.path.name} in {EXERCISES}: "
                                "cannot tell which exercises to grade")
         return
-    exercises = reference_exercises(nbformat.read(reference, as_version=4))
+    exercises = reference_exercises(nbformat.reads(sub.reference, as_version=4))
     for ex in exercises:  # 0 until a check says otherwise
         report.results[ex.id] = ("error", "not checked")
     try:
-        nb = nbformat.read(report.path, as_version=4)
+        if sub.error:
+            raise OSError(sub.error)
+        nb = _parse(sub.text, report.problems)
         cells = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
         sources = [(i, c.source) for i, c in cells]
     except Exception as err:  # not a notebook at all
@@ -268,15 +335,20 @@ def _grade(report: Report, timeout: int, memory: int, output: int, reference: Pa
             report.results[ex.id] = (status, f"its check cell was {status}: restore it (copy it "
                                              "from a fresh exercises/ notebook)")
     learner = [(i, s) for i, s in sources if not any(_same(s, ex.check_source) for ex in exercises)]
-    _execute(report, Path(report.path).parent.resolve(), learner, present, timeout, memory, output)
+    with tempfile.TemporaryDirectory(prefix="fcconv-grade-") as folder:  # the kernel's cwd
+        _execute(report, Path(folder), sub.checks, learner, present, timeout, memory, output)
 
 
-def _execute(report, folder, learner, present, timeout, memory, output) -> None:
+def _execute(report, folder, checks, learner, present, timeout, memory, output) -> None:
     runner = _Runner(folder, timeout, memory, output)
+    key, name = secrets.token_bytes(32), f"_{secrets.token_hex(8)}"
+    keyfile = folder / f"{secrets.token_hex(8)}.key"
+    with open(os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(key)
     try:
         with runner.client.setup_kernel(preexec_fn=runner.limit_memory):
-            module = f"fcconv._grader_checks_{secrets.token_hex(8)}"
-            setup = runner.run(_setup_code(module), timeout=max(SETUP_TIMEOUT, timeout))
+            setup = runner.run(_setup_code(checks, name, str(keyfile)),
+                               timeout=max(SETUP_TIMEOUT, timeout))
             if setup is not None and _error_text(setup):
                 report.problems.append(f"the grader's setup failed: {_error_text(setup)} "
                                        "(is --memory too small?)")
@@ -294,18 +366,28 @@ def _execute(report, folder, learner, present, timeout, memory, output) -> None:
                 report.problems.append(f"the notebook printed more than {output / 2**20:g} MB: "
                                        "the rest of its output was dropped")
             for ex in present:
-                if runner.dead:
-                    report.results[ex.id] = ("error", f"not checked: {runner.dead}")
-                    continue
-                token = secrets.token_hex(16)
-                cell = runner.run(_check_code(ex, module, token), capped=False)
-                verdict = cell and _read_verdict(cell, token)
-                report.results[ex.id] = verdict or ("error", "the check did not finish: " + (
-                    _error_text(cell or {}) or runner.dead or "no verdict"))
-                if runner.dead:
+                was_dead = runner.dead
+                report.results[ex.id] = _run_check(runner, ex, name, key, output)
+                if runner.dead and not was_dead:
                     report.problems.append(f"while checking {ex.id}: {runner.dead}")
     except RuntimeError as err:  # the kernel could not start at all
         report.problems.append(f"the kernel failed: {err} (is --memory too small?)")
+
+
+def _run_check(runner: _Runner, ex: Exercise, name: str, key: bytes, output: int):
+    """One check, under the output cap too (a thread of the learner's may still be printing)."""
+    if runner.dead:
+        return "error", f"not checked: {runner.dead}"
+    runner.client.kept, runner.client.over = 0, False
+    cell = runner.run(_check_code(ex, name))
+    verdict = cell and _read_verdict(cell, ex, key)
+    if verdict:
+        return verdict
+    if runner.client.over:
+        why = f"output cap exceeded (more than {output / 2**20:g} MB printed while checking)"
+    else:
+        why = _error_text(cell or {}) or runner.dead or "no verdict"
+    return "error", f"the check did not finish: {why}"
 
 
 def format_report(r: Report) -> str:
@@ -334,22 +416,98 @@ def write_csv(reports: list[Report], path: str | Path) -> None:
                         r.score, len(r.results), "; ".join(notes)])
 
 
+def _unchecked(sub: Submission, why: str) -> Report:
+    """The report of a notebook whose grading process is gone: every exercise 0, and why."""
+    report = Report(sub.path, problems=[why])
+    try:
+        for ex in reference_exercises(nbformat.reads(sub.reference, as_version=4)):
+            report.results[ex.id] = ("error", f"not checked: {why}")
+    except Exception:  # no reference: the problem line says enough
+        pass
+    return report
+
+
+def _grade_in_child(conn, sub: Submission, limits: tuple) -> None:
+    conn.send(grade_submission(sub, *limits))
+    conn.close()
+
+
+def _library_snapshot() -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted((ROOT / "fcconv").glob("*.py"))}
+
+
+def _restore(snapshot: dict[Path, bytes]) -> list[str]:
+    """Put back any library file a notebook changed on disk; their names."""
+    changed = [p for p, text in snapshot.items() if not p.exists() or p.read_bytes() != text]
+    for p in changed:
+        p.write_bytes(snapshot[p])
+    return [str(p.relative_to(ROOT)) for p in changed]
+
+
 def grade_all(paths: list[str | Path], cell_timeout: int = 60, memory_gb: float = 4.0,
               output_mb: float = 10.0, jobs: int = 1):
-    """Reports for every notebook, in the order given (a generator), ``jobs`` graded at once."""
-    grade = functools.partial(grade_notebook, cell_timeout=cell_timeout, memory_gb=memory_gb,
-                              output_mb=output_mb)
-    if jobs == 1:
-        yield from map(grade, paths)
-        return
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(grade, paths)
+    """Reports for every notebook, in the order given (a generator), ``jobs`` graded at once.
+
+    Every file is read before the first kernel starts. Each notebook is graded in a process of
+    its own (the parent of its kernel), so a kernel that kills its parent loses that notebook's
+    marks only: "grading process died", and the run goes on."""
+    if cell_timeout <= 0:
+        raise ValueError(f"the time limit per cell must be positive; got {cell_timeout}")
+    checks = CHECKS_FILE.read_text(encoding="utf-8")
+    subs = [load(p, checks=checks) for p in paths]
+    snapshot = _library_snapshot()
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["fcconv.grade"])  # each child forks with the imports done
+    running, done, started, given = {}, {}, 0, 0
+    try:
+        while given < len(subs):
+            while started < len(subs) and len(running) < jobs:
+                running.update(_start(ctx, started, subs[started],
+                                      (cell_timeout, memory_gb, output_mb), done))
+                started += 1
+            for conn in wait(list(running)) if running else []:
+                i, proc = running.pop(conn)
+                try:
+                    done[i] = conn.recv()
+                except Exception:  # EOF: the process died before it could answer
+                    done[i] = _unchecked(subs[i], "the grading process died (did the notebook "
+                                                  "kill its kernel's parent?)")
+                conn.close()
+                proc.join()
+                changed = _restore(snapshot)
+                if changed:
+                    done[i].problems.append("a notebook graded now changed the grader's files "
+                                            f"on disk (restored): {', '.join(changed)}")
+            while given in done:
+                yield done.pop(given)
+                given += 1
+    finally:
+        for _, proc in running.values():  # the consumer stopped early: stop what is left
+            proc.kill()
+            proc.join()
+
+
+def _start(ctx, i: int, sub: Submission, limits: tuple, done: dict) -> dict:
+    """Start grading one notebook in a child process; {reader: (i, process)}, or {} with its
+    report in ``done`` when no process could be started."""
+    reader, writer = ctx.Pipe(duplex=False)
+    try:
+        proc = ctx.Process(target=_grade_in_child, args=(writer, sub, limits))
+        proc.start()
+    except Exception as err:
+        reader.close()
+        done[i] = _unchecked(sub, f"could not start a grading process: {err}")
+        return {}
+    finally:
+        writer.close()  # the child holds its own end: its death is an EOF here
+    return {reader: (i, proc)}
 
 
 def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, output_mb: float = 10.0,
          csv_path: str | None = None, jobs: int = 1) -> int:
     """Grade every notebook (one fresh kernel each, ``jobs`` at a time); print reports and the
-    total; write the CSV. 0 only when every exercise of every notebook is correct."""
+    total; write the CSV as reports arrive. 0 only when every exercise of every notebook is
+    correct."""
     limits = (("--timeout", cell_timeout), ("--memory", memory_gb), ("--max-output", output_mb),
               ("--jobs", jobs))
     for name, value in limits:
@@ -359,6 +517,8 @@ def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, outpu
     for report in grade_all(paths, cell_timeout, memory_gb, output_mb, jobs):
         reports.append(report)
         print(format_report(report), flush=True)
+        if csv_path:  # rewritten after each notebook: a run cut short keeps what was graded
+            write_csv(reports, csv_path)
     score = sum(r.score for r in reports)
     total = sum(len(r.results) for r in reports)
     print(f"total {score}/{total} ({100 * score / total if total else 0:.0f}%)")
@@ -366,4 +526,3 @@ def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, outpu
         write_csv(reports, csv_path)
         print(f"wrote {csv_path}")
     return 0 if reports and all(r.passed for r in reports) else 1
-

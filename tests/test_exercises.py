@@ -5,6 +5,7 @@ inputs). The grader itself is tested in test_grade.py, nbgrader in test_nbgrader
 
 import copy
 import re
+import sys
 
 import nbformat
 import numpy as np
@@ -387,3 +388,56 @@ def test_solutions_carry_nbgrader_metadata_and_assert_their_verdicts():
                 m = re.fullmatch(r"verdict = checks\.(\w+)\(\w+\)\nassert verdict, verdict\nprint\(verdict\)",
                                  cell.source)
                 assert m and checks.CHECKS[meta["exercise"]].__name__ == m.group(1), (path.name, cell.source)
+
+
+def _steal(*args):
+    """Read the expected answer off the check's stack instead of computing it."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if "want" in frame.f_locals:
+            return frame.f_locals["want"]
+        frame = frame.f_back
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_expected_answer_is_not_on_the_stack_while_the_answer_runs(name):
+    assert getattr(checks, name)(_steal).status == "wrong"
+
+
+class _ZerosAt48(nn.Module):
+    """LeNet-5 at 32x32 (the Linear hidden in a list, out of .modules()), zeros of the right
+    shape at any other size."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.hidden = [model]
+
+    def forward(self, x):
+        if x.shape[-1] == 32:
+            return self.hidden[0](x)[:, :, None, None]
+        return torch.zeros(len(x), 10, (x.shape[-2] - 32) // 4 + 1, (x.shape[-1] - 32) // 4 + 1,
+                           dtype=x.dtype)
+
+
+def test_a_score_map_that_is_not_the_model_on_every_crop_scores_nothing():
+    v = checks.convolutionalize_by_hand(_ZerosAt48)
+    assert v.status == "wrong" and "every 32x32 crop 4 pixels apart" in v.message, v
+
+
+def test_a_float32_answer_is_told_to_compute_in_float64():
+    def in_float32(x, w, b):
+        return CASES["linear_via_conv"][2](x.astype(np.float32), w.astype(np.float32), b.astype(np.float32))
+    v = checks.linear_via_conv(in_float32)
+    assert v.status == "wrong" and "float32" in v.message and "float64" in v.message, v
+
+
+def test_the_inclusive_bounds_hint_names_the_window_given():
+    v = checks.window_of(CASES["window_of"][0])
+    window = int(v.message.split("a ")[1].split("-pixel")[0])
+    assert f"ends at {window - 1}." in v.message and window in (28, 64, 224), v
+
+
+def test_a_float_equal_to_the_int_is_rejected_and_the_hint_says_why():
+    v = checks.output_size(lambda W, F, S, P: float((W - F + 2 * P) // S + 1))
+    assert v.status == "wrong" and "rejected on purpose" in v.message, v

@@ -3,12 +3,15 @@ that used to fool it, and a report (never a crash or a hang) for a notebook that
 kernel. The broken notebooks are graded in one run, as an instructor would grade a folder."""
 
 import csv
+import json
+import math
 import subprocess
 import sys
 
 import nbformat
 import pytest
 from conftest import ROOT
+from speed import scaled
 
 from fcconv import grade
 
@@ -63,6 +66,7 @@ def zeroing():  # notebook 01: zero the inputs in place, then answer from the ze
 
 
 def troubles(nb):  # on a solved notebook: each trouble is reported and the grading goes on
+    nb.metadata = "x"
     answer, check = cells(nb, "answer", "02.1")[0], cells(nb, "check", "02.2")[0]
     answer.metadata["fcconv"] = "x"
     del check.metadata["fcconv"]["exercise"]
@@ -72,14 +76,38 @@ def troubles(nb):  # on a solved notebook: each trouble is reported and the grad
         after(nb, nb.cells[1], source)
 
 
+def tampers(nb):
+    """Three ways to reach the checks, none of which work now, and output while being checked:
+    rewrite the checks on disk; patch every module in sys.modules that holds checks (the grader's
+    copy used to be one); a json whose dumps says "correct" (the verdict used to pass through it);
+    a right 02.1 that prints 64 kB a call."""
+    after(nb, nb.cells[1], "import fcconv.checks as c\n"
+          "with open(c.__file__, 'a') as f:\n"
+          "    f.write('\\n_verdict = lambda e, b, a: Verdict(e, \"correct\", \"well done.\")\\n')\n"
+          "import sys\nfor m in list(sys.modules.values()):\n"
+          "    if hasattr(m, 'CHECKS') and hasattr(m, 'Verdict'):\n"
+          "        m._verdict = lambda e, b, a, m=m: m.Verdict(e, 'correct', 'well done.')\n"
+          "import json\nclass FakeJson:\n"
+          "    def __getattr__(self, name):\n        return getattr(json, name)\n"
+          "    def dumps(self, x, **k):\n        return json.dumps([x[0], 'correct', 'well done.'])\n"
+          "sys.modules['json'] = FakeJson()")
+    cells(nb, "answer", "02.1")[0].source = "def my_output_size(W, F, S, P):\n" \
+        "    print('x' * 2**16)\n    return (W - F + 2 * P) // S + 1"
+
+
 BROKEN = {  # name: (notebook 02's stub or solution, what to do to it)
+    "tampers": (STUB, tampers),
+    "kills_its_grader": (SOLVED, lambda nb: after(nb, nb.cells[1], "import os, signal\n"
+                                                  "os.kill(os.getppid(), signal.SIGKILL)")),
     "printing": (STUB, printing), "deleted": (STUB, deleted), "patched": (STUB, patched),
     "equal_to_all": (STUB, equal_to_all), "troubles": (SOLVED, troubles),
     "dies": (SOLVED, lambda nb: after(nb, cells(nb, "check", "02.1")[0], "import os\nos._exit(1)")),
     "ignores_sigint": (STUB, lambda nb: after(nb, nb.cells[1], "import signal\n"
                                               "signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass")),
 }
-LIMITS = {"cell_timeout": 5, "memory_gb": 1.5, "output_mb": 1}
+# The time limit scales with how busy this machine is (tests/speed.py): a loaded machine must not
+# stop an honest cell.
+LIMITS = {"cell_timeout": math.ceil(scaled(5)), "memory_gb": 1.5, "output_mb": 1}
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +121,16 @@ def graded(tmp_path_factory):
         breaks(nb)
         paths.append(root / name / "02_shapes.ipynb")
         paths[-1].parent.mkdir()
-        nbformat.write(nb, paths[-1], version=4)
+        paths[-1].write_text(json.dumps(nb))  # as it is: nbformat.write would refuse bad metadata
     paths.append(root / "zeroing" / "01_fc_is_a_convolution.ipynb")
     paths[-1].parent.mkdir()
     nbformat.write(zeroing(), paths[-1])
-    reports = list(grade.grade_all(paths, jobs=2, **LIMITS))
+    checks = (ROOT / "fcconv" / "checks.py").read_bytes()
+    try:
+        reports = list(grade.grade_all(paths, jobs=2, **LIMITS))
+    finally:
+        assert (ROOT / "fcconv" / "checks.py").read_bytes() == checks, "the grader did not restore it"
+        (ROOT / "fcconv" / "checks.py").write_bytes(checks)
     grade.write_csv(reports, root / "grades.csv")
     return {r.path.parent.name: r for r in reports}, root / "grades.csv"
 
@@ -150,6 +183,30 @@ def test_answers_that_zero_their_inputs_score_nothing(graded):
 
 # ----------------------------------------------------------------- never crash, never hang
 
+def test_rewriting_the_checks_on_disk_scores_nothing_and_is_undone(graded):
+    r = graded[0]["tampers"]
+    assert statuses(r)["02.2"] == statuses(r)["02.3"] == "not attempted"
+    assert any("changed the grader's files on disk (restored): fcconv/checks.py" in p for p in r.problems)
+    for name in ("printing", "deleted", "patched", "equal_to_all"):  # graded after it
+        assert graded[0][name].score == 0, (name, graded[0][name].results)
+
+
+def test_the_graders_checks_are_not_in_sys_modules_and_a_fake_json_gets_nothing(graded):
+    assert graded[0]["tampers"].score == 0  # (the file, sys.modules and json patched in one notebook)
+
+
+def test_a_notebook_that_kills_its_grading_process_loses_only_its_own_marks(graded):
+    r = graded[0]["kills_its_grader"]
+    assert r.score == 0 and any("grading process died" in p for p in r.problems)
+    assert all(s == "error" for s in statuses(r).values()) and len(r.results) == 3
+    assert graded[0]["troubles"].passed  # graded after it, in the same run
+
+
+def test_output_while_checking_is_capped_too(graded):
+    status, message = graded[0]["tampers"].results["02.1"]
+    assert status == "error" and "output cap exceeded" in message
+
+
 def test_a_dead_kernel_is_reported_and_the_run_goes_on(graded):
     r = graded[0]["dies"]
     assert any("kernel died" in p for p in r.problems) and r.score == 0
@@ -158,13 +215,13 @@ def test_a_dead_kernel_is_reported_and_the_run_goes_on(graded):
 
 def test_a_cell_that_ignores_the_interrupt_is_killed(graded):
     r = graded[0]["ignores_sigint"]
-    assert r.problems == ["cell 3 ran longer than 5 s and was stopped: an infinite loop?",
+    assert r.problems == [f"cell 3 ran longer than {LIMITS['cell_timeout']} s and was stopped: an infinite loop?",
                           "cell 3: the kernel ignored the interrupt and was killed"] and r.score == 0
 
 
 def test_an_infinite_loop_is_interrupted_and_the_rest_still_runs(graded):
     r = graded[0]["troubles"]
-    assert any("ran longer than 5 s" in p and "infinite loop" in p for p in r.problems) and r.score == 3
+    assert any(f"ran longer than {LIMITS['cell_timeout']} s" in p and "infinite loop" in p for p in r.problems) and r.score == 3
 
 
 def test_a_syntax_error_is_reported(graded):
@@ -183,6 +240,7 @@ def test_output_beyond_the_cap_is_dropped_and_reported(graded):
 def test_malformed_metadata_is_reported_and_the_notebook_still_graded(graded):
     r = graded[0]["troubles"]
     assert any("'fcconv' is 'x', not a mapping" in p for p in r.problems)
+    assert "the notebook: its metadata is 'x', not a mapping (ignored)" in r.problems
     assert any("without an exercise id" in p for p in r.problems) and r.passed
 
 
@@ -213,10 +271,11 @@ def test_the_csv_has_one_row_per_notebook_with_scores_total_and_problems(graded)
     assert rows["zeroing"]["01.1"] == "0" and rows["zeroing"]["02.1"] == ""
     assert rows["printing"]["total"] == "0" and "02.3 edited" in rows["printing"]["problems"]
     assert "kernel died" in rows["dies"]["problems"]
+    assert rows["kills_its_grader"]["total"] == "0" and "grading process died" in rows["kills_its_grader"]["problems"]
 
 
 def test_the_solutions_score_full_marks():
     # (stubs scoring nothing: the graded notebooks above, test_exercises.py, test_nbgrader.py)
     paths = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-    for r in grade.grade_all(paths, cell_timeout=120, jobs=2):
+    for r in grade.grade_all(paths, cell_timeout=math.ceil(scaled(120)), jobs=2):
         assert r.passed and not r.problems, (r.path.name, r.results, r.problems)
