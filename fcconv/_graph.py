@@ -81,7 +81,8 @@ LINEAR_FUNCS = {F.linear}
 
 
 # Notes on a Step that convolutionalize refuses (the others it can fix).
-REFUSALS = ("size_arg", "global", "ceil_partial", "adaptive", "size_varies", "batch_stats")
+REFUSALS = ("size_arg", "global", "ceil_partial", "adaptive", "size_varies", "batch_stats",
+            "size_scalar")
 
 
 # --------------------------------------------------------------------------- what a node is
@@ -604,6 +605,12 @@ class _Walk(fx.Interpreter):
                    and self.steps[a].out is not None]
         if not geos:
             return Geo("other")
+        sizes = [a for a in operands if isinstance(a, fx.Node) and a in self.steps
+                 and self.steps[a].out is None]
+        if sizes:  # x + x.shape[2]: a number read off this input, another on a larger one
+            step.notes["size_scalar"] = (
+                f"{where(n)} uses a number computed from the input's size ({sizes[0].name}): on "
+                "a larger image it is a different number than on each crop; use a constant")
         if is_cat:
             dim = _bind(("tensors", "dim"), args, kwargs).get("dim", 0) % y.dim()
             if dim != 1:

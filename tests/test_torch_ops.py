@@ -328,6 +328,11 @@ class PlusParameter(SmallNet):
         return self.fc(self.conv(x).flatten(1)) + self.offset
 
 
+class PlusHeight(SmallNet):
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1)) + x.shape[2]
+
+
 def small_sequential():
     return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 3))
 
@@ -403,6 +408,9 @@ BAD_INPUTS = [
      "before it folds the batch into the features (x.view(1, -1)?)"),
     (lambda: convolutionalize(PlusParameter(), (1, 8, 8)), ValueError,
      "combines a (N, D) vector and a tensor not computed from the input (a parameter, buffer"),
+    (lambda: convolutionalize(PlusHeight(), (1, 8, 8)), ValueError,
+     "uses a number computed from the input's size (getitem): on a larger image it is a "
+     "different number"),
     (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveMaxPool2d(2),
                                             nn.Flatten(), nn.Linear(8, 3)), (1, 8, 8)),
      ValueError, "it would max-pool the whole map down to 2x2"),
