@@ -357,7 +357,8 @@ def conv_matrix_picture(m: np.ndarray, title: str = ""):
     fig, ax = plt.subplots(figsize=(6.5, 6.5 * min(2.0, max(0.25, m.shape[0] / m.shape[1]))))
     nz = np.where(m != 0, m, np.nan)
     lim = _signed_limits(m)
-    ax.imshow(nz, aspect="auto", interpolation="nearest", **lim)
+    im = ax.imshow(nz, aspect="auto", interpolation="nearest", **lim)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="weight (white: zero)")
     ax.set_facecolor("white")
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
@@ -379,6 +380,11 @@ def toeplitz_blocks(m: np.ndarray, out_side: int, in_side: int, title: str = "")
         ax.axhline(r * out_side - 0.5, color="0.6", lw=0.6)
     for c in range(1, in_side):
         ax.axvline(c * in_side - 0.5, color="0.6", lw=0.6)
+    # ticks on the block boundaries: the first row / column of each block
+    ax.set_yticks([r * out_side - 0.5 for r in range(out_side + 1)],
+                  [str(r * out_side) for r in range(out_side + 1)])
+    ax.set_xticks([c * in_side - 0.5 for c in range(in_side + 1)],
+                  [str(c * in_side) for c in range(in_side + 1)])
     return fig
 
 # ------------------------------------------------------------------ notebook 08: digits
