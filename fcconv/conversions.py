@@ -11,6 +11,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from . import numpy_ops
 from .formulas import checked_shape
@@ -46,13 +47,13 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module
     k, w = linear.out_features, linear.weight.detach()
     if len(shape) == 2:
         c, length = shape
-        conv = nn.Conv1d(c, k, length, bias=linear.bias is not None,
+        conv = skip_init(nn.Conv1d, c, k, length, bias=linear.bias is not None,
                          device=w.device, dtype=w.dtype)
         weight = w.reshape(k, c, length) if order == "chw" else \
             w.reshape(k, length, c).permute(0, 2, 1)
     else:
         c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
-        conv = nn.Conv2d(c, k, (h, wd), bias=linear.bias is not None,
+        conv = skip_init(nn.Conv2d, c, k, (h, wd), bias=linear.bias is not None,
                          device=w.device, dtype=w.dtype)
         weight = w.reshape(k, c, h, wd) if order == "chw" else \
             w.reshape(k, h, wd, c).permute(0, 3, 1, 2)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Polygon, Rectangle
+from matplotlib.collections import PatchCollection, PolyCollection
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from .formulas import conv_output_size, score_map_side
@@ -41,23 +43,27 @@ def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int)
         raise ValueError(f"position must be between 0 and {n_out - 1}; got {position}")
     total = size + 2 * padding
     fig, ax = plt.subplots(figsize=(max(5, total * 0.45), 2.2))
+    # One collection per kind of cell, not one patch each: a slider redraws this live.
+    pads = [i for i in range(total) if i < padding or i >= padding + size]
+    ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in range(total)],
+                                      facecolor="white", edgecolor="black"))
+    ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in pads],
+                                      facecolor="#dddddd", edgecolor="black", hatch="//"))
     for i in range(total):
-        pad = i < padding or i >= padding + size
-        ax.add_patch(Rectangle((i, 1), 1, 1, facecolor="#dddddd" if pad else "white",
-                               edgecolor="black", hatch="//" if pad else None))
-        ax.text(i + 0.5, 1.5, "0" if pad else str(i - padding), ha="center", va="center", fontsize=8)
+        ax.text(i + 0.5, 1.5, "0" if i in pads else str(i - padding), ha="center", va="center",
+                fontsize=8)
     start = position * stride
     ax.add_patch(Rectangle((start, 0.95), kernel, 1.1, fill=False, edgecolor=OKABE_ITO[5], lw=3))
-    for j in range(n_out):
-        centre = j * stride + kernel / 2
-        ax.add_patch(Rectangle((centre - 0.5, -0.6), 1, 1,
-                               facecolor=OKABE_ITO[0] if j == position else "white",
-                               edgecolor="black"))
+    centres = [j * stride + kernel / 2 for j in range(n_out)]
+    ax.add_collection(PatchCollection([Rectangle((x - 0.5, -0.6), 1, 1) for x in centres],
+                                      facecolor=[OKABE_ITO[0] if j == position else "white"
+                                                 for j in range(n_out)], edgecolor="black"))
+    for j, centre in enumerate(centres):
         ax.text(centre, -0.1, str(j), ha="center", va="center", fontsize=8)
     ax.set_xlim(-0.5, total + 0.5)
     ax.set_ylim(-0.9, 2.4)
     ax.set_yticks([-0.1, 1.5], ["output", "input"])
-    ax.set_xlabel(f"input position (grey = zero padding); output size = ({size} - {kernel} + "
+    ax.set_xlabel(f"input position (grey = zero padding)\noutput size = ({size} - {kernel} + "
                   f"2*{padding}) // {stride} + 1 = {n_out}")
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
@@ -76,13 +82,16 @@ def volume_stack(trace, max_volumes: int = 12):
     fig, ax = plt.subplots(figsize=(min(14, 1.25 * len(shown) + 1), 3.4))
     biggest = max(max(s[1:]) if len(s) == 3 else 1 for _, s in shown)
     x = 0.0
+    faces, colours = [], []  # every face of every box, drawn as one collection
     for name, shape in shown:
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
         hh = 0.3 + 2.2 * math.sqrt(h / biggest)
         ww = 0.15 + 0.9 * math.sqrt(w / biggest)
         depth = 0.12 + 0.22 * math.log2(max(c, 1)) / 12
         colour = OKABE_ITO[4] if len(shape) == 3 and (h > 1 or w > 1) else OKABE_ITO[0]
-        _box(ax, x, 0, ww, hh, depth, colour)
+        for face, alpha in _box_faces(x, 0, ww, hh, depth):
+            faces.append(face)
+            colours.append(matplotlib.colors.to_rgba(colour, alpha))
         from .shapes import format_shape
 
         ax.text(x + ww / 2, -0.35, format_shape(shape), ha="center", va="top", fontsize=8,
@@ -90,6 +99,7 @@ def volume_stack(trace, max_volumes: int = 12):
         ax.text(x + ww / 2, hh + depth + 0.15, name, ha="center", va="bottom", fontsize=7,
                 rotation=45)
         x += ww + depth + 0.45
+    ax.add_collection(PolyCollection(faces, facecolors=colours, edgecolors="black"))
     ax.set_xlim(-0.3, x)
     ax.set_ylim(-1.3, 3.9)
     ax.axis("off")
@@ -98,79 +108,123 @@ def volume_stack(trace, max_volumes: int = 12):
     return fig
 
 
-def _box(ax, x, y, w, h, d, colour) -> None:
-    """A 3-D looking box: front face, top and side."""
-    ax.add_patch(Rectangle((x, y), w, h, facecolor=colour, edgecolor="black", alpha=0.85))
-    ax.add_patch(Polygon([(x, y + h), (x + d, y + h + d), (x + w + d, y + h + d), (x + w, y + h)],
-                         facecolor=colour, edgecolor="black", alpha=0.55))
-    ax.add_patch(Polygon([(x + w, y), (x + w + d, y + d), (x + w + d, y + h + d), (x + w, y + h)],
-                         facecolor=colour, edgecolor="black", alpha=0.4))
+def _box_faces(x, y, w, h, d):
+    """A 3-D looking box: (front face, top, side) polygons, each with its alpha."""
+    return [([(x, y), (x + w, y), (x + w, y + h), (x, y + h)], 0.85),
+            ([(x, y + h), (x + d, y + h + d), (x + w + d, y + h + d), (x + w, y + h)], 0.55),
+            ([(x + w, y), (x + w + d, y + d), (x + w + d, y + h + d), (x + w, y + h)], 0.4)]
 
 
 # --------------------------------------------------------------------------- notebooks 01/03: weights
 
+def filter_mosaic(filters: np.ndarray) -> np.ndarray:
+    """Filters (K, C, H, W) as one image (K*(H+1)-1, C*(W+1)-1): filter i's channel j at block
+    (i, j), one blank (NaN) line between blocks."""
+    k, c, h, w = filters.shape
+    mosaic = np.full((k * (h + 1) - 1, c * (w + 1) - 1), np.nan)
+    for i in range(k):
+        for j in range(c):
+            mosaic[i * (h + 1):i * (h + 1) + h, j * (w + 1):j * (w + 1) + w] = filters[i, j]
+    return mosaic
+
+
 def matrix_and_filters(weight: np.ndarray, filters: np.ndarray, max_filters: int = 6):
-    """Left: the FC weight matrix (K x C*H*W). Right: the same numbers as K filters of C x H x W."""
+    """Left: the FC weight matrix (K x C*H*W). Right: the same numbers as K filters of C x H x W.
+
+    The filters are one mosaic image (a row per filter, a column per channel, white gaps), not one
+    small axes each: two axes draw in a fraction of the time, so a slider can redraw it live.
+    """
     k, c, h, w = filters.shape
     shown = min(k, max_filters)
-    fig = plt.figure(figsize=(11, 1.2 + 0.9 * shown))
-    grid = fig.add_gridspec(shown, 1 + c, width_ratios=[max(4, c * 1.2)] + [1] * c, wspace=0.15)
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(11, 1.2 + 0.9 * shown),
+                                    gridspec_kw={"width_ratios": [max(4, c * 1.2), c * 1.1]})
     lim = _signed_limits(weight)
-    ax = fig.add_subplot(grid[:, 0])
     ax.imshow(weight[:shown], aspect="auto", interpolation="nearest", **lim)
     ax.set_xlabel(f"input index (C*H*W = {c}*{h}*{w} = {c * h * w})")
     ax.set_ylabel("neuron (row)")
     ax.set_yticks(range(shown))
     ax.set_title("FC weight matrix: one row per neuron", fontsize=9)
-    for i in range(shown):
-        for j in range(c):
-            a = fig.add_subplot(grid[i, 1 + j])
-            img = a.imshow(filters[i, j], interpolation="nearest", **lim)
-            a.set_xticks([])
-            a.set_yticks([])
-            if i == 0:
-                a.set_title(f"channel {j}", fontsize=8)
-            if j == 0:
-                a.set_ylabel(f"filter {i}", fontsize=8)
-    fig.colorbar(img, ax=fig.axes, shrink=0.6, label="weight")
+    img = right.imshow(filter_mosaic(filters[:shown]), interpolation="nearest", **lim)
+    right.set_facecolor("white")
+    right.set_xticks([j * (w + 1) + (w - 1) / 2 for j in range(c)],
+                     [f"channel {j}" for j in range(c)], fontsize=8)
+    right.set_yticks([i * (h + 1) + (h - 1) / 2 for i in range(shown)],
+                     [f"filter {i}" for i in range(shown)], fontsize=8)
+    right.tick_params(length=0)
+    for side in right.spines.values():
+        side.set_visible(False)
+    right.set_title(f"the same rows as {shown} filters of {c}x{h}x{w}", fontsize=9)
+    fig.colorbar(img, ax=[ax, right], shrink=0.6, label="weight")
     return fig
 
 
 def row_into_cube(row: np.ndarray, in_shape, channel: int, order: str = "chw"):
     """One FC row (length C*H*W) and where channel ``channel``'s H x W slice sits inside it."""
+    fig, parts = row_into_cube_parts(in_shape, order, float(np.abs(row).max()) or 1.0)
+    draw_row(parts, row, channel)
+    return fig
+
+
+def row_into_cube_parts(in_shape, order: str, limit: float):
+    """The figure of ``row_into_cube`` without a row: (figure, the artists ``draw_row`` sets).
+
+    Everything that depends only on the shape and the order is drawn here; weights are shown
+    on a fixed scale of +-``limit`` (so an explorer can keep the axes and redraw only the data).
+    """
     c, h, w = in_shape
-    if not 0 <= channel < c:
-        raise ValueError(f"channel must be between 0 and {c - 1}; got {channel}")
     idx = np.arange(c * h * w)
     chan_of = idx // (h * w) if order == "chw" else idx % c
     fig = plt.figure(figsize=(11, 3.8))
     grid = fig.add_gridspec(2, 2, width_ratios=[4, 1], height_ratios=[1, 1.2], hspace=0.75)
-    lim = _signed_limits(row)
     top = fig.add_subplot(grid[0, :])
-    mine = chan_of == channel
-    top.plot(idx[~mine], row[~mine], ".", markersize=2, color="#999999", label="other channels")
-    top.plot(idx[mine], row[mine], ".", markersize=4, color=OKABE_ITO[5],
-             label=f"channel {channel}")
+    others, = top.plot([], [], ".", markersize=2, color="#999999", label="other channels")
+    mine, = top.plot([], [], ".", markersize=4, color=OKABE_ITO[5], label="channel 0")
+    top.set_xlim(-0.01 * idx.size, 1.01 * idx.size)
+    top.set_ylim(-1.05 * limit, 1.05 * limit)
     top.set_xlabel(f"position in the flattened input (length {c * h * w}, {order.upper()} order)")
     top.set_ylabel("weight")
     top.set_title("the neuron's weight row", fontsize=9)
-    top.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7, markerscale=3,
-               frameon=False)  # above the axes: inside, it would hide weights
+    legend = top.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7,
+                        markerscale=3, frameon=False)  # above the axes: inside, it would hide weights
     where = fig.add_subplot(grid[1, 0])
     where.plot(idx, chan_of, ",", color=OKABE_ITO[4])
-    where.plot(idx[chan_of == channel], chan_of[chan_of == channel], "|", color=OKABE_ITO[5],
-               markersize=6)
+    marks, = where.plot([], [], "|", color=OKABE_ITO[5], markersize=6)
+    where.set_xlim(top.get_xlim())
+    where.set_ylim(-0.05 * c, 1.05 * (c - 1) + 0.05 * c)
     where.set_xlabel("position in the flattened input")
     where.set_ylabel("channel")
-    spread = "one block" if order == "chw" else f"every {c}th position"
-    where.set_title(f"channel {channel} occupies {spread}", fontsize=9)
-    cube = row.reshape(c, h, w) if order == "chw" else row.reshape(h, w, c).transpose(2, 0, 1)
+    where.set_title(" ", fontsize=9)
     sl = fig.add_subplot(grid[1, 1])
-    sl.imshow(cube[channel], interpolation="nearest", **lim)
-    sl.set_title(f"filter slice, channel {channel}", fontsize=9)
+    image = sl.imshow(np.zeros((h, w)), interpolation="nearest", cmap=DIVERGING, vmin=-limit,
+                      vmax=limit)
+    sl.set_title(" ", fontsize=9)
     sl.set_xlabel("x")
     sl.set_ylabel("y")
-    return fig
+    parts = {"shape": (c, h, w), "order": order, "idx": idx, "chan_of": chan_of,
+             "others": others, "mine": mine, "legend": legend, "marks": marks,
+             "where_title": where.title, "image": image, "slice_title": sl.title}
+    return fig, parts
+
+
+def draw_row(parts: dict, row: np.ndarray, channel: int) -> list:
+    """Show ``row`` (C*H*W,) and channel ``channel`` in ``row_into_cube_parts``'s figure; returns
+    the artists that changed."""
+    c, h, w = parts["shape"]
+    if not 0 <= channel < c:
+        raise ValueError(f"channel must be between 0 and {c - 1}; got {channel}")
+    idx, chan_of, order = parts["idx"], parts["chan_of"], parts["order"]
+    is_mine = chan_of == channel
+    parts["others"].set_data(idx[~is_mine], row[~is_mine])
+    parts["mine"].set_data(idx[is_mine], row[is_mine])
+    parts["legend"].get_texts()[1].set_text(f"channel {channel}")
+    parts["marks"].set_data(idx[is_mine], chan_of[is_mine])
+    spread = "one block" if order == "chw" else f"every {c}th position"
+    parts["where_title"].set_text(f"channel {channel} occupies {spread}")
+    cube = row.reshape(c, h, w) if order == "chw" else row.reshape(h, w, c).transpose(2, 0, 1)
+    parts["image"].set_data(cube[channel])
+    parts["slice_title"].set_text(f"filter slice, channel {channel}")
+    return [parts[k] for k in ("others", "mine", "legend", "marks", "where_title", "image",
+                               "slice_title")]
 
 
 # --------------------------------------------------------------------------- score maps

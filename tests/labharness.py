@@ -2,6 +2,9 @@
 
 Follows shared/TESTING-NOTES.md: wait for the kernel's websocket before Run All, then check the
 first prompt changed (retry the click if not). Used by every browser test.
+
+No wait here is a fixed number of seconds: each is generous (what a learner would also wait on
+a busy classroom server) and scaled by how busy this machine is now (tests/speed.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 import urllib.request
 
 import pytest
+from speed import scaled
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -95,8 +99,8 @@ class Lab(_Server):
         sep = "&" if "?" in path else "?"
         return f"http://127.0.0.1:{self.port}/{path}{sep}token={self.token}"
 
-    def _wait_ready(self, timeout: float = 60) -> None:
-        end = time.time() + timeout
+    def _wait_ready(self, timeout: float = 120) -> None:
+        end = time.time() + scaled(timeout)
         while time.time() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError("jupyter lab exited: " + (self.tmp / "server.log").read_text())
@@ -107,10 +111,10 @@ class Lab(_Server):
         raise RuntimeError("jupyter lab did not start in time")
 
     def wait_kernel_connected(self, timeout: float = 300) -> None:
-        end = time.time() + timeout
+        end = time.time() + scaled(timeout)
         while time.time() < end:
             kernels = []
-            with contextlib.suppress(OSError):  # a busy server may answer 500 for a moment
+            with contextlib.suppress(OSError):  # a busy server may answer late: ask again
                 kernels = _get_json(self.url("api/kernels"))
             if any(k.get("connections", 0) > 0 and k.get("execution_state") == "idle"
                    for k in kernels):
@@ -137,6 +141,7 @@ def chromium_page(tmp_path: pathlib.Path):
             args=CHROMIUM_ARGS + blocked, viewport={"width": 1400, "height": 1000})
         try:
             page = ctx.new_page()
+            page.set_default_timeout(scaled(120) * 1000)  # any wait without its own timeout
             page.requests_seen = []
             page.on("request", lambda r: page.requests_seen.append(r.url))
             yield page
@@ -145,36 +150,55 @@ def chromium_page(tmp_path: pathlib.Path):
 
 
 @contextlib.contextmanager
-def notebook_in_lab(tmp_path: pathlib.Path, notebook: str, timeout_ms: int = 120_000):
-    """JupyterLab on a copy of notebooks/, ``notebook`` open and run in Chromium: (lab, page)."""
+def notebook_in_lab(tmp_path: pathlib.Path, notebook: str, timeout_s: float = 180):
+    """JupyterLab on a copy of notebooks/, ``notebook`` open and run in Chromium: (lab, page).
+    ``timeout_s``: how long Run All may take on an idle machine (scaled to this one now)."""
     require_chromium()
     lab = Lab(ROOT / "notebooks")
     try:
         with chromium_page(tmp_path) as page:
-            open_and_run_all(lab, page, notebook, timeout_ms)
+            open_and_run_all(lab, page, notebook, timeout_s)
             yield lab, page
             assert not outside_requests(page), outside_requests(page)
     finally:
         lab.stop()
 
 
-def open_and_run_all(lab: Lab, page, notebook: str, timeout_ms: int = 120_000) -> None:
+def open_and_run_all(lab: Lab, page, notebook: str, timeout_s: float = 180) -> None:
     """Open ``notebook`` in JupyterLab, wait for its kernel, Run All, wait until idle."""
+    timeout_ms = scaled(timeout_s) * 1000
     page.goto(lab.url(f"lab/tree/{notebook}?reset"), timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook", timeout=timeout_ms)
     lab.wait_kernel_connected()
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+    def first_cell_started() -> bool:
+        prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first.inner_text()
+        return "*" in prompt or any(ch.isdigit() for ch in prompt)
+
     for _ in range(3):
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        time.sleep(1.0)
-        first_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first.inner_text()
-        if "*" in first_prompt or any(ch.isdigit() for ch in first_prompt):
+        if poll(first_cell_started, 10, "", fail=False):
             break
     page.wait_for_function(
         "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
         ".every(p => /\\[\\d+\\]/.test(p.textContent))", timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+
+def poll(condition, timeout_s: float, what: str, fail: bool = True):
+    """Call ``condition()`` until it is true, for up to ``timeout_s`` idle-machine seconds
+    (scaled to this machine now); then fail with ``what`` (or return False if not ``fail``)."""
+    end = time.time() + scaled(timeout_s)
+    while True:
+        value = condition()
+        if value or time.time() > end:
+            break
+        time.sleep(0.25)
+    if not value and fail:
+        raise AssertionError(f"waited {scaled(timeout_s, 1):.0f}+ s (scaled to this machine): {what}")
+    return value
 
 
 def open_and_run_until(lab: Lab, page, notebook: str, marker: str, timeout_ms: int = 300_000):
@@ -239,10 +263,12 @@ def assert_no_error_text(page, name: str = "failure") -> None:
 
 
 def wait_idle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until the kernel has finished what the last widget change asked of it."""
+    """Wait until the kernel has finished what the last widget change asked of it (``timeout_ms``
+    on an idle machine, scaled to this one). Prefer ``poll`` on what the change should show: an
+    idle indicator may not have turned busy yet."""
     time.sleep(0.5)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
-    time.sleep(0.5)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           timeout=scaled(timeout_ms / 1000) * 1000)
 
 
 def screenshot(page, name: str) -> pathlib.Path:
@@ -268,7 +294,7 @@ class Voila(_Server):
         self.log = open(self.tmp / "voila.log", "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=str(target.parent if target.is_file() else target))
-        end = time.time() + 60
+        end = time.time() + scaled(120)
         while time.time() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError("voila exited: " + (self.tmp / "voila.log").read_text())

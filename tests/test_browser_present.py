@@ -2,7 +2,8 @@
 fetched from outside this machine. The index page links every walkthrough."""
 
 import pytest
-from labharness import ROOT, Voila, chromium_page, outside_requests, require_chromium, screenshot
+from labharness import ROOT, Voila, chromium_page, outside_requests, poll, require_chromium, screenshot
+from speed import scaled
 
 pytestmark = pytest.mark.browser
 
@@ -12,19 +13,17 @@ def test_voila_serves_02_shapes_offline_and_the_slider_works(tmp_path):
     server = Voila(ROOT / "notebooks" / "02_shapes.ipynb")
     try:
         with chromium_page(tmp_path) as page:
-            page.goto(server.url(""), timeout=180_000)
+            page.goto(server.url(""), timeout=scaled(180) * 1000)
             box = page.locator(".widget-vbox:has(label:text-is('input W'))").first
             img = box.locator(".widget-output img").first
-            img.wait_for(timeout=180_000)
+            img.wait_for(timeout=scaled(180) * 1000)
             before = img.get_attribute("src")
             handle = box.locator(".widget-slider:has(label:text-is('input W')) .noUi-handle")
             handle.focus()
             handle.press("ArrowRight")
-            for _ in range(120):  # the Output draws a new <img> each time: poll its src
-                if box.locator(".widget-output img").first.get_attribute("src") != before:
-                    break
-                page.wait_for_timeout(500)
-            assert box.locator(".widget-output img").first.get_attribute("src") != before
+            # the Output draws a new <img> each time: poll its src
+            poll(lambda: box.locator(".widget-output img").first.get_attribute("src") != before,
+                 60, "the figure was redrawn")
             assert "import fcconv" not in page.inner_text("body")           # code hidden
             assert not outside_requests(page), outside_requests(page)
             assert "Traceback" not in page.inner_text("body")
@@ -38,11 +37,13 @@ def test_index_page_links_every_walkthrough(tmp_path):
     server = Voila(ROOT / "notebooks")
     try:
         with chromium_page(tmp_path) as page:
-            page.goto(server.url(""), timeout=60_000)
-            page.wait_for_timeout(3000)
+            page.goto(server.url(""), timeout=scaled(60) * 1000)
+            names = [p.name for p in (ROOT / "notebooks").glob("0*.ipynb")]
+            poll(lambda: all(n in page.inner_text("body") for n in names), 30,
+                 "the index page lists every walkthrough", fail=False)
             screenshot(page, "present_index")
             text = page.inner_text("body")
-            missing = [p.name for p in (ROOT / "notebooks").glob("0*.ipynb") if p.name not in text]
+            missing = [n for n in names if n not in text]
             assert not missing, missing
             assert not outside_requests(page), outside_requests(page)
     finally:

@@ -44,10 +44,10 @@ def test_handouts_are_written_with_local_javascript(built):
 def test_a_handout_renders_figures_and_widgets_with_the_network_blocked(served, tmp_path):
     require_chromium()
     with chromium_page(tmp_path) as page:
-        page.goto(f"{served}/02_shapes.html", timeout=60_000)
-        page.wait_for_selector(".widget-slider", timeout=60_000)
-        page.wait_for_selector(".widget-output img", timeout=60_000)
-        page.wait_for_selector("mjx-container, .MathJax, .MathJax_CHTML", timeout=60_000)
+        page.goto(f"{served}/02_shapes.html")
+        page.wait_for_selector(".widget-slider")
+        page.wait_for_selector(".widget-output img")
+        page.wait_for_selector("mjx-container, .MathJax, .MathJax_CHTML")
         assert page.locator(".widget-output table.fcconv-trace").count() == 1
         assert page.locator(".jp-OutputArea-output img").count() >= 1          # static figures
         assert "Error displaying widget" not in page.inner_text("body")

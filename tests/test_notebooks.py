@@ -1,30 +1,37 @@
 """Every notebook runs top to bottom in a fresh kernel, and none is committed with outputs."""
 
 import json
+import math
 import time
 
 import nbformat
 import pytest
 from conftest import NOTEBOOKS, ROOT
 from nbclient import NotebookClient
+from speed import scaled, speed_factor
 
-# Walkthroughs must stay under 30 s on 2 cores; the capstone under 90 s.
-TIME_LIMIT = {"08": 90}
+# Goal: each walkthrough under 15 s on an idle 2-core machine (benchmarks/notebook_times.py
+# measures them). The guard allows twice that, scaled by how busy this machine is right now;
+# 08 trains a network until its trained weights are committed.
+GOAL_SECONDS = {"08": 60}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=120, kernel_name="python3",
+    goal = GOAL_SECONDS.get(path.name[:2], 15)
+    before = speed_factor()
+    client = NotebookClient(nb, timeout=math.ceil(scaled(4 * goal, before)), kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    limit = TIME_LIMIT.get(path.name[:2], 30)
-    # A generous factor: the limit is a goal on an idle 2-core laptop, CI machines are noisier.
-    assert seconds < 2 * limit, f"{path.name} took {seconds:.1f} s (goal {limit} s)"
+    factor = max(before, speed_factor())  # the busier of the two moments
+    assert seconds < scaled(2 * goal, factor), (
+        f"{path.name} took {seconds:.1f} s (goal {goal} s on an idle machine; this one is "
+        f"{factor:.1f}x slower now)")
 
 
 def committed_notebooks():

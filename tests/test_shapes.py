@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from speed import scaled
 from torch import nn
 
 import fcconv
@@ -227,7 +228,7 @@ def test_receptive_field_of_lenet5():
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "fcconv", *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=scaled(120))
 
 
 def test_cli_prints_the_table():

@@ -63,5 +63,7 @@ class ConvMatrixExplorer(Explorer):
         v = conv_matrix_view(self.size.value, self.kernel.value, self.stride.value,
                              self.padding.value)
         show_html(self.text, view_html(v))
-        show_png(self.out, figure_png(plots.conv_matrix_picture(v["matrix"])),
+        show_png(self.out, figure_png(plots.conv_matrix_picture(v["matrix"]), dpi=72,
+                                      margins={"left": 0.75, "right": 0.15, "bottom": 0.55,
+                                               "top": 0.3}),  # inches
                  describe(v, self.kernel.value, self.stride.value, self.padding.value))

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .. import numpy_ops, plots
-from .base import Explorer, figure_png, never_raise, show_html, show_png
+from .base import Explorer, LiveFigure, never_raise, show_html, show_png
 
 
 def row_view(weight: np.ndarray, in_shape, neuron: int, channel: int, order: str = "chw") -> dict:
@@ -65,6 +65,7 @@ class WeightRowExplorer(Explorer):
                                                     ("Keras H,W,C", "hwc")], value="chw",
                                            description="flatten order")
         self.out, self.text = widgets.Output(), widgets.Output()
+        self._figures: dict[str, tuple] = {}  # one live figure per flatten order
         for wdg in (self.neuron, self.channel, self.order):
             wdg.observe(lambda _: self.update(), names="value")
         self.update()
@@ -75,7 +76,22 @@ class WeightRowExplorer(Explorer):
     def update(self) -> None:
         v = row_view(self.weight, self.in_shape, self.neuron.value, self.channel.value,
                      self.order.value)
-        show_png(self.out, figure_png(plots.row_into_cube(v["row"], self.in_shape,
-                                                          self.channel.value, self.order.value)),
+        show_png(self.out, self.picture(v["row"], self.channel.value, self.order.value),
                  describe(v, self.neuron.value, self.channel.value, self.order.value))
         show_html(self.text, positions_html(v, self.order.value))
+
+    def picture(self, row: np.ndarray, channel: int, order: str) -> bytes:
+        """PNG of ``plots.row_into_cube``; the axes of each order are drawn once, on the scale of
+        the whole weight matrix, and only the data are redrawn."""
+        if not self._figures:  # both orders up front: the toggle then costs what a slider does
+            limit = max(float(self.weight.max()), -float(self.weight.min())) or 1.0
+            for o in ("chw", "hwc"):
+                fig, parts = plots.row_into_cube_parts(self.in_shape, o, limit)
+                fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.92)
+                live = LiveFigure(fig)
+                live.changing(*plots.draw_row(parts, row, channel))
+                live.png()  # draws the background now
+                self._figures[o] = (live, parts)
+        live, parts = self._figures[order]
+        plots.draw_row(parts, row, channel)
+        return live.png()

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import ipywidgets as widgets
 import numpy as np
 
-from .base import Explorer, figure_png, never_raise, show_png
+from .base import Explorer, LiveFigure, never_raise, show_png
 
 SIGNAL = np.sin(np.linspace(0, 3 * np.pi, 16)).round(2)
 KERNEL = np.array([0.25, 0.5, 0.25])
@@ -19,25 +21,39 @@ def smoothed(signal: np.ndarray = SIGNAL, kernel: np.ndarray = KERNEL) -> np.nda
     return np.correlate(signal, kernel, mode="valid")
 
 
+@functools.cache
+def _picture():
+    """The figure, drawn once: the signal and axes stay; the window and outputs move."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    fig, ax = plt.subplots(figsize=(6, 2.4))
+    ax.plot(SIGNAL, "o-", color="#0072B2", label="input signal")
+    window = ax.add_patch(Rectangle((-0.4, -1.3), len(KERNEL) - 0.2, 2.6, color="#E69F00",
+                                    alpha=0.3, label="kernel window at 0"))
+    done, = ax.plot([], [], "s-", color="#D55E00", label="output so far")
+    ax.set_xlabel("position")
+    ax.set_ylabel("value")
+    ax.set_xlim(-0.8, len(SIGNAL) - 0.2)
+    ax.set_ylim(-1.3, 1.3)
+    legend = ax.legend(loc="lower left", fontsize=7, ncol=3)
+    fig.tight_layout()
+    live = LiveFigure(fig)
+    live.changing(window, done, legend)
+    return live, window, done, legend
+
+
 def draw(position: int) -> bytes:
     """PNG of the signal, the kernel's window at ``position`` and the outputs computed so far."""
-    import matplotlib.pyplot as plt
-
     out = smoothed()
     if not 0 <= position < len(out):
         raise ValueError(f"position must be between 0 and {len(out) - 1}; got {position}")
-    fig, ax = plt.subplots(figsize=(6, 2.4))
-    ax.plot(SIGNAL, "o-", color="#0072B2", label="input signal")
-    ax.axvspan(position - 0.4, position + len(KERNEL) - 0.6, color="#E69F00", alpha=0.3,
-               label=f"kernel window at {position}")
+    live, window, done, legend = _picture()
+    window.set_x(position - 0.4)
     centres = np.arange(len(out)) + len(KERNEL) // 2
-    ax.plot(centres[: position + 1], out[: position + 1], "s-", color="#D55E00",
-            label="output so far")
-    ax.set_xlabel("position")
-    ax.set_ylabel("value")
-    ax.set_ylim(-1.3, 1.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=7, ncol=3, frameon=False)
-    return figure_png(fig)
+    done.set_data(centres[: position + 1], out[: position + 1])
+    legend.get_texts()[1].set_text(f"kernel window at {position}")
+    return live.png()
 
 
 def describe(position: int) -> str:

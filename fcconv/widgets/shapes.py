@@ -16,6 +16,10 @@ from ..shapes import conv_output_size, trace
 from ..torch_ops import convolutionalize
 from .base import Explorer, figure_png, never_raise, show_html, show_message, show_png
 
+# Fixed layouts: measuring a tight box would draw each picture twice per slider move.
+VOLUME_MARGINS = {"left": 0.05, "right": 0.05, "bottom": 0.05, "top": 0.3}  # inches
+SLIDE_MARGINS = {"left": 0.6, "right": 0.15, "bottom": 0.75, "top": 0.05}
+
 
 @functools.cache
 def _model(arch: str, convolutionalized: bool):
@@ -89,14 +93,17 @@ class ShapesExplorer(Explorer):
         self.update()
 
     def _arch_changed(self, change) -> None:
-        self.entry.value = MODELS[change["new"]][1][-1]  # jump to the training size
-        self.update()
+        size = MODELS[change["new"]][1][-1]  # jump to the training size
+        if self.entry.value != size:
+            self.entry.value = size  # which redraws (_typed): once, not twice
+        else:
+            self.update()
 
     @never_raise("table", clear=("picture",))
     def update(self) -> None:
         t = shapes_view(self.arch.value, self.entry.value, self.conv.value)  # entry: any size
         show_html(self.table, t._repr_html_())
-        show_png(self.picture, figure_png(plots.volume_stack(t)),
+        show_png(self.picture, figure_png(plots.volume_stack(t), dpi=72, margins=VOLUME_MARGINS),
                  describe_volumes(t, self.arch.value, self.conv.value))
 
 
@@ -165,5 +172,6 @@ class Slide1DExplorer(Explorer):
         self.position.max = n - 1  # may clamp position, which calls update again
         args = (self.size.value, self.kernel.value, self.stride.value, self.padding.value,
                 min(self.position.value, n - 1))
-        show_png(self.out, figure_png(plots.sliding_1d(*args)), describe_1d(*args, n))
+        show_png(self.out, figure_png(plots.sliding_1d(*args), dpi=80, margins=SLIDE_MARGINS),
+                 describe_1d(*args, n))
         show_html(self.note, f"<p>{text}</p>")

@@ -1,0 +1,106 @@
+"""How long each walkthrough takes top to bottom in a fresh kernel, and its kernel's peak memory.
+
+    .venv/bin/python benchmarks/notebook_times.py            # every walkthrough, table to stdout
+    .venv/bin/python benchmarks/notebook_times.py --write    # ...and into RESULTS.md
+    .venv/bin/python benchmarks/notebook_times.py 02 05      # only these
+
+Each notebook runs from a fresh checkout of the committed tree (``git archive HEAD`` into a
+temporary folder: no file an earlier run left behind can help), one after another, as
+`make test` runs them. Time: from starting the kernel to the last cell's output (what a learner
+waits for after Run All). Peak memory: the kernel's VmHWM, read by one extra cell at the end,
+with the kernel's CPU time (all its threads; on a busy machine closer to the idle time than wall).
+Goals: no notebook over 15 s, all together at most 60 s, on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+import nbformat
+from nbclient import NotebookClient
+from results import git_rev, machine, write_section
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+GOAL_EACH, GOAL_TOTAL = 15.0, 60.0
+PEAK = ("import resource as _r\n"
+        "_u = _r.getrusage(_r.RUSAGE_SELF)\n"
+        "for _line in open('/proc/self/status'):\n"
+        "    if _line.startswith('VmHWM'):\n"
+        "        print('PEAK_MB', int(_line.split()[1]) / 1024, 'CPU_S', _u.ru_utime + _u.ru_stime)\n")
+
+
+def fresh_tree() -> pathlib.Path:
+    """The committed tree (HEAD), unpacked into a new temporary folder."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-clone-"))
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp, filter="data")
+    return tmp
+
+
+def run(path: pathlib.Path) -> tuple[float, float, float]:
+    """(seconds, peak MB, kernel CPU seconds) of one notebook in a fresh kernel."""
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(PEAK))
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    t0 = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - t0
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    if errors:
+        raise RuntimeError(f"{path.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}")
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    words = text.split()
+    return seconds, float(words[words.index("PEAK_MB") + 1]), float(words[words.index("CPU_S") + 1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("notebooks", nargs="*", help="two-digit prefixes (default: every walkthrough)")
+    p.add_argument("--write", action="store_true", help="write the table into RESULTS.md")
+    args = p.parse_args(argv)
+    tree = fresh_tree()
+    paths = sorted((tree / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if args.notebooks:
+        paths = [q for q in paths if q.name[:2] in args.notebooks]
+    load = os.getloadavg()[0]
+    rows = []
+    for path in paths:
+        seconds, peak, cpu = run(path)
+        rows.append((path.name, seconds, peak, cpu))
+        print(f"{path.name}: {seconds:.1f} s, {peak:.0f} MB, {cpu:.1f} CPU s", file=sys.stderr,
+              flush=True)
+    total = sum(r[1] for r in rows)
+    lines = ["| notebook | time (s) | kernel CPU (s) | kernel peak memory (MB) | goal <= 15 s |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {n} | {s:.1f} | {c:.1f} | {m:.0f} | {'yes' if s <= GOAL_EACH else 'NO'} |"
+              for n, s, m, c in rows]
+    lines.append(f"| **all {len(rows)}** | **{total:.1f}** | {sum(r[3] for r in rows):.1f} | "
+                 f"max {max(r[2] for r in rows):.0f} | "
+                 f"{'yes' if total <= GOAL_TOTAL else 'NO'} (goal <= {GOAL_TOTAL:.0f} s in all) |")
+    body = ["## Notebook run time and peak memory", "",
+            f"Machine: {machine()}; load average {load:.1f} when it started. Commit {git_rev()}. "
+            "Command: `.venv/bin/python benchmarks/notebook_times.py --write` (each walkthrough in "
+            "a fresh kernel, from a fresh copy of the committed tree, one after another).", "",
+            *lines]
+    print("\n".join(body))
+    if args.write:
+        write_section("notebook_times", "\n".join(body))
+    print(json.dumps({"total_s": total}), file=sys.stderr)
+    ok = total <= GOAL_TOTAL and all(r[1] <= GOAL_EACH for r in rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
