@@ -78,6 +78,7 @@ SOFTMAX_FUNCS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "so
                  "log_softmax"}
 CATS = {torch.cat, torch.concat}
 LINEAR_FUNCS = {F.linear}
+LAYER_FUNCS = {*WINDOW_FUNCS, *ADAPTIVE_FUNCS, *LINEAR_FUNCS}  # rows of ``trace``
 
 
 # Notes on a Step that convolutionalize refuses (the others it can fix).
@@ -364,8 +365,9 @@ class _Walk(fx.Interpreter):
             return Geo("other")
         inputs = [self.steps[a].geo for a in n.all_input_nodes if a in self.steps]
         bad = next((g for g in inputs if g.kind == "unknown"), None)
-        if bad is not None:
-            return bad                       # the first cause travels downstream
+        if bad is not None:                  # the first cause travels downstream, but a layer
+            step.layer = n.op == "call_module" or n_target(n) in LAYER_FUNCS  # stays a row
+            return bad
         if n.op == "call_module":
             return self.module_geo(step, args, out)
         return self.function_geo(step, args, kwargs, out)

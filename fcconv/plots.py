@@ -22,14 +22,6 @@ SEQUENTIAL = "viridis"
 DIVERGING = "PuOr"
 
 
-def _integer_ticks(ax) -> None:
-    """Cells are counted: no tick at 0.5."""
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-
-
 def _signed_limits(*arrays) -> dict:
     m = max(float(np.abs(a).max()) for a in arrays) or 1.0
     return {"cmap": DIVERGING, "vmin": -m, "vmax": m}
@@ -360,7 +352,9 @@ def face_map(image: np.ndarray, probs: np.ndarray, scale, jump: int, window: int
     for k, (x0, y0, x1, y1, _label, p) in enumerate(boxes):
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
                                lw=2, edgecolor=OKABE_ITO[0], label="window" if k == 0 else None))
-        ax.text(x0, y0 - 3, f"{p:.3f}", color="black", fontsize=7,
+        near_top = y0 < 0.05 * image.shape[0]        # a label above it would leave the photo
+        ax.text(x0, y0 + 3 if near_top else y0 - 3, f"{p:.3f}", color="black", fontsize=7,
+                va="top" if near_top else "baseline",
                 bbox={"facecolor": OKABE_ITO[0], "edgecolor": "none", "pad": 1})
     ax.set_xlim(-0.5, image.shape[1] - 0.5)
     ax.set_ylim(image.shape[0] - 0.5, -0.5)
@@ -411,7 +405,8 @@ def conv_matrix_picture(m: np.ndarray, title: str = ""):
     fig, ax = plt.subplots(figsize=(6.5, 6.5 * min(2.0, max(0.25, m.shape[0] / m.shape[1]))))
     nz = np.where(m != 0, m, np.nan)
     lim = _signed_limits(m)
-    ax.imshow(nz, aspect="auto", interpolation="nearest", **lim)
+    im = ax.imshow(nz, aspect="auto", interpolation="nearest", **lim)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="weight (white: zero)")
     ax.set_facecolor("white")
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
@@ -433,6 +428,11 @@ def toeplitz_blocks(m: np.ndarray, out_side: int, in_side: int, title: str = "")
         ax.axhline(r * out_side - 0.5, color="0.6", lw=0.6)
     for c in range(1, in_side):
         ax.axvline(c * in_side - 0.5, color="0.6", lw=0.6)
+    # ticks on the block boundaries: the first row / column of each block
+    ax.set_yticks([r * out_side - 0.5 for r in range(out_side + 1)],
+                  [str(r * out_side) for r in range(out_side + 1)])
+    ax.set_xticks([c * in_side - 0.5 for c in range(in_side + 1)],
+                  [str(c * in_side) for c in range(in_side + 1)])
     return fig
 
 # ------------------------------------------------------------------ notebook 08: digits
@@ -472,14 +472,17 @@ def digits_boxes(ax, boxes=(), detections=()) -> None:
 
 def class_heatmaps(probs: np.ndarray, classes, names=None):
     """One small heat map of probabilities per class: (K, rows, cols)."""
-    fig, axes = plt.subplots(1, len(classes), figsize=(2.2 * len(classes), 2.6), squeeze=False)
-    for ax, k in zip(axes[0], classes):
+    fig, axes = plt.subplots(1, len(classes), figsize=(2.3 * len(classes), 2.7), squeeze=False,
+                             sharey=True)
+    for i, (ax, k) in enumerate(zip(axes[0], classes)):
         img = ax.imshow(probs[k], cmap=SEQUENTIAL, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(names[k] if names else f"class {k}", fontsize=9)
-        ax.set_xlabel("window column", fontsize=7)
-        ax.set_ylabel("window row", fontsize=7)
-        ax.tick_params(labelsize=6)
-        _integer_ticks(ax)
+        ax.set_xlabel("window column", fontsize=8)
+        if i == 0:  # the rows are shared: one label, so it cannot run into the next map
+            ax.set_ylabel("window row", fontsize=8)
+        ax.tick_params(labelsize=7)
+        for axis in (ax.xaxis, ax.yaxis):  # few ticks: readable at this size
+            axis.set_major_locator(MaxNLocator(nbins=4, integer=True))
     fig.colorbar(img, ax=axes[0].tolist(), shrink=0.8, label="probability")
     return fig
 

@@ -109,6 +109,19 @@ def test_trace_uses_no_real_memory_for_vgg16_at_1024():
     assert t["features.30"].out_shape == (512, 32, 32)
 
 
+def test_layers_after_a_real_adaptive_average_stay_rows(vgg_trace):
+    # At 384 pool5 is 12x12 and the adaptive pool averages unequal windows down to 7x7: the
+    # field is unknown from there on, but the classifier still runs and must still be counted.
+    t = trace(fcconv.vgg16(device="meta"), (3, 384, 384))
+    assert t.names == vgg_trace.names
+    assert t.output_shape == vgg_trace.output_shape == (1000,)
+    assert t["classifier.6"].rf is None and t["features.30"].rf is not None
+    head = [(r.out_shape, r.params, r.macs) for r in t if r.name.startswith("classifier")]
+    assert head == [(r.out_shape, r.params, r.macs) for r in vgg_trace
+                    if r.name.startswith("classifier")]
+    assert sum(r.params for r in t) == t.total_params == 138_357_544
+
+
 def test_trace_follows_a_custom_forward_with_view():
     class Net(nn.Module):
         def __init__(self):
