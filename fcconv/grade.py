@@ -459,6 +459,7 @@ def grade_all(paths: list[str | Path], cell_timeout: int = 60, memory_gb: float 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["fcconv.grade"])  # each child forks with the imports done
     running, done, started, given = {}, {}, 0, 0
+    suspects: dict[int, str] = {}  # notebooks running when a grader file was found changed
     try:
         while given < len(subs):
             while started < len(subs) and len(running) < jobs:
@@ -475,9 +476,13 @@ def grade_all(paths: list[str | Path], cell_timeout: int = 60, memory_gb: float 
                 conn.close()
                 proc.join()
                 changed = _restore(snapshot)
-                if changed:
-                    done[i].problems.append("a notebook graded now changed the grader's files "
-                                            f"on disk (restored): {', '.join(changed)}")
+                if changed:  # done by this notebook or by one graded beside it: name them all
+                    note = ("a notebook graded now changed the grader's files on disk "
+                            f"(restored): {', '.join(changed)}")
+                    for j in [i, *(k for k, _ in running.values())]:
+                        suspects.setdefault(j, note)
+                if i in suspects:
+                    done[i].problems.append(suspects.pop(i))
             while given in done:
                 yield done.pop(given)
                 given += 1
