@@ -295,12 +295,17 @@ def receptive_field_recurrence(fn):
 
     rng = _rng()
     gots = []
-    for _ in range(6):
+    checked = 0
+    while checked < 6:
         layers = [(int(rng.integers(1, 5)), int(rng.integers(1, 3)), int(rng.integers(0, 2)))
                   for _ in range(int(rng.integers(1, 5)))]
-        got = _numbers(_call(fn, layers), 3)
-        net = nn.Sequential(*[nn.Conv2d(1, 1, k, s, p) for k, s, p in layers])
-        rf = receptive_field(net, (1, 64, 64))
+        got = _numbers(_call(fn, layers), 3)  # the answer first: no expected value on the stack
+        try:
+            rf = receptive_field(nn.Sequential(*[nn.Conv2d(1, 1, k, s, p) for k, s, p in layers]),
+                                 (1, 64, 64))
+        except ValueError:  # a stride larger than the field leaves gaps: no window to compare
+            continue
+        checked += 1
         want = (rf.size, rf.jump, rf.start)
         gots += got
         if got == want:
