@@ -109,10 +109,15 @@ def probe(moves: int = 4) -> list[dict]:
     return rows
 
 
+MARK = "fcconv-latency-rows: "
+
+
 def measure(path: pathlib.Path, moves: int) -> list[dict]:
     """Run notebook ``path`` in a fresh kernel, then ``probe`` in it."""
     nb = nbformat.read(path, as_version=4)
-    code = inspect.getsource(probe) + f"\nimport json\nprint(json.dumps(probe({moves})))\n"
+    # A marked line: an explorer may print while it is moved (00 does), so the last line is not ours.
+    code = (inspect.getsource(probe)
+            + f"\nimport json\nprint({MARK!r} + json.dumps(probe({moves})))\n")
     nb.cells.append(nbformat.v4.new_code_cell(code))
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
@@ -121,7 +126,10 @@ def measure(path: pathlib.Path, moves: int) -> list[dict]:
     errors = [o for o in out if o.get("output_type") == "error"]
     if errors or not text.strip():
         raise RuntimeError(f"{path.name}: the probe failed: {errors or out}")
-    rows = json.loads(text.strip().splitlines()[-1])
+    marked = [line for line in text.splitlines() if line.startswith(MARK)]
+    if not marked:
+        raise RuntimeError(f"{path.name}: the probe printed no result: {text[-500:]!r}")
+    rows = json.loads(marked[-1][len(MARK):])
     for r in rows:
         r["notebook"] = path.name[:2]
     return rows
