@@ -74,28 +74,37 @@ def training_batch(digits: np.ndarray, labels: np.ndarray, rng: np.random.Genera
     return x, y
 
 
-def train(model: nn.Module, digits: np.ndarray, labels: np.ndarray, steps: int = 2200,
-          lr: float = 2e-3, seed: int = 0, progress: bool = True) -> list[float]:
-    """Adam on augmented batches (``training_batch``); returns the loss of every step.
-
-    Deterministic for a given seed (and thread count).
-    """
+def fit_steps(model: nn.Module, next_batch, opt, sched, steps: int,
+              progress: bool = False) -> list[float]:
+    """``steps`` of cross-entropy training: each takes ``next_batch()`` -> (x (N, ...), y (N,)),
+    steps ``opt`` then ``sched``; returns every step's loss. Shared by the digit and face nets."""
     from tqdm.auto import tqdm
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc="training", disable=not progress, mininterval=0.5):
-        x, y = training_batch(digits, labels, rng)
+        x, y = next_batch()
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         losses.append(loss.item())
+    return losses
+
+
+def train(model: nn.Module, digits: np.ndarray, labels: np.ndarray, steps: int = 2200,
+          lr: float = 2e-3, seed: int = 0, progress: bool = True) -> list[float]:
+    """Adam on augmented batches (``training_batch``); returns the loss of every step.
+
+    Deterministic for a given seed (and thread count).
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    losses = fit_steps(model, lambda: training_batch(digits, labels, rng), opt, sched, steps,
+                       progress)
     model.eval()
     return losses
 

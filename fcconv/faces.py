@@ -23,7 +23,7 @@ from torch import nn
 
 from . import weights
 from .data import grey_photo
-from .detect import iou, nms
+from .detect import fit_steps, iou, nms
 from .formulas import cell_window
 
 WINDOW = 25
@@ -159,17 +159,7 @@ def fit(model: nn.Module, data: Patches, steps: int, rng: np.random.Generator,
     """Adam with a cosine-decayed learning rate on ``batch``es; returns every step's loss."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        x, y = batch(data, rng)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    return losses
+    return fit_steps(model, lambda: batch(data, rng), opt, sched, steps)
 
 
 @torch.no_grad()
