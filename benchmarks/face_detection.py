@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -20,16 +18,7 @@ import torch  # noqa: E402
 import fcconv  # noqa: E402
 from fcconv import faces, weights  # noqa: E402
 from fcconv.data import grey_photo  # noqa: E402
-
-
-def median_s(fn, repeats: int = 5) -> float:
-    fn()                                                    # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from fcconv.widgets.efficiency import median_ms  # noqa: E402
 
 
 def main() -> str:
@@ -61,9 +50,9 @@ def main() -> str:
             img = lv.image.double()
             dense = fcn64(img)
             crops = fcconv.sliding_windows(net64, img, 25, faces.JUMP, batch_size=4096)
-            td = median_s(lambda img=img: fcn64(img))
-            tc = median_s(lambda img=img: fcconv.sliding_windows(net64, img, 25, faces.JUMP,
-                                                               batch_size=4096))
+            td = median_ms(lambda img=img: fcn64(img), repeats=5) / 1e3
+            tc = median_ms(lambda img=img: fcconv.sliding_windows(net64, img, 25, faces.JUMP,
+                                                             batch_size=4096), repeats=5) / 1e3
             lines.append(f"| {lv.side} | {img.shape[-2]}x{img.shape[-1]} | "
                          f"{crops.shape[2] * crops.shape[3]} | {(dense - crops).abs().max().item():.1e} "
                          f"| {1e3 * td:.2f} | {1e3 * tc:.1f} | {tc / td:.0f}x |")

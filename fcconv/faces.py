@@ -176,7 +176,8 @@ def hard_negatives(model: nn.Module, names, threshold: float = 0.3, per_photo: i
             small, _ = resize(image, side)
             p = face_probability(fcn, small)
             for r, c in zip(*torch.nonzero(p > threshold, as_tuple=True)):
-                win = small[0, 0, r * JUMP:r * JUMP + WINDOW, c * JUMP:c * JUMP + WINDOW]
+                y0, x0, y1, x1 = cell_window((int(r), int(c)), WINDOW, JUMP)
+                win = small[0, 0, y0:y1 + 1, x0:x1 + 1]
                 cands.append((float(p[r, c]), win.numpy().copy()))
         cands.sort(key=lambda t: -t[0])
         found += [w for _, w in cands[:per_photo]]
