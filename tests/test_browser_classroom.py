@@ -4,6 +4,7 @@ its picture and alt text change; a walkthrough presented as slides has a live sl
 pop-up, no request leaves localhost. One server and one browser for the whole module.
 """
 
+import functools
 import json
 
 import pytest
@@ -22,6 +23,17 @@ from labharness import (
     tab_to,
     wait_idle,
 )
+from speed import speed_factor
+
+
+@functools.cache
+def _factor() -> float:
+    return speed_factor()
+
+
+def waited(seconds: int) -> int:
+    """A browser wait in ms: ``seconds`` on the idle machine, scaled by how busy it is now."""
+    return int(seconds * 1000 * _factor())
 
 pytestmark = pytest.mark.browser
 
@@ -47,13 +59,13 @@ def lab_page(tmp_path_factory):
     lab = Lab(ROOT / "notebooks")
     try:
         with chromium_page(tmp_path_factory.mktemp("chromium")) as page:
-            page.goto(lab.url("lab?reset"), timeout=180_000)
+            page.goto(lab.url("lab?reset"), timeout=waited(180))
             page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
-                                   ".hasCommand('apputils:change-theme')", timeout=180_000)
+                                   ".hasCommand('apputils:change-theme')", timeout=waited(180))
             page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', "
                           f"{{theme: '{DARK}'}})")
             page.wait_for_selector("body[data-jp-theme-light='false']", state="attached",
-                                   timeout=60_000)
+                                   timeout=waited(60))
             yield lab, page
     finally:
         lab.stop()
@@ -62,7 +74,7 @@ def lab_page(tmp_path_factory):
 def open_notebook(lab, page, notebook: str) -> None:
     """Run ``notebook`` up to its explorer (the cells after it cost time and show nothing new)."""
     shutdown_kernels(lab)  # the notebook before this one is done: free its memory
-    open_and_run_until(lab, page, notebook, KEYBOARD[notebook][0], timeout_ms=600_000)
+    open_and_run_until(lab, page, notebook, KEYBOARD[notebook][0], timeout_ms=waited(600))
     assert page.get_attribute("body", "data-jp-theme-name") == DARK
     assert "Jupyter news" not in page.inner_text("body")      # the course's settings: no pop-up
     assert_no_error_text(page, notebook.replace(".ipynb", "_failure"))
@@ -86,7 +98,7 @@ def picture(box) -> dict:
 
 def wait_changed(page, box, before: dict) -> dict:
     """Poll until the explorer shows something else (generous: a loaded machine is slow)."""
-    wait_idle(page, timeout_ms=180_000)
+    wait_idle(page, timeout_ms=180_000)  # wait_idle scales it itself
     for _ in range(600):
         now = picture(box)
         if now != before:
@@ -151,7 +163,7 @@ def digits_class_shows_all_digits(page):
 
 def shapes_explorer_shows_the_vgg16_score_map_at_384(page):
     table = page.locator(".widget-output table.fcconv-trace").last
-    table.wait_for(timeout=60_000)
+    table.wait_for(timeout=waited(60))
     assert "6x6x1000" not in table.inner_text()
     assert page.get_by_role("spinbutton", name="or type").count() == 1    # labelled for readers
     assert page.get_by_role("combobox", name="network").count() == 1
@@ -174,7 +186,7 @@ def the_walkthrough_as_slides_has_a_live_slider(page):
     assert "All checks passed" in page.inner_text("body")
     run = "(c) => window.jupyterapp.commands.execute(c)"
     page.evaluate(run, "deck:start")
-    page.wait_for_selector(".jp-Deck .jp-deck-mod-onscreen", timeout=60_000)
+    page.wait_for_selector(".jp-Deck .jp-deck-mod-onscreen", timeout=waited(60))
     onscreen_slider = ".jp-deck-mod-onscreen .noUi-handle[aria-label='kernel at']"
     for _ in range(30):                                  # back through the slides to the explorer
         if page.locator(onscreen_slider).count():
