@@ -164,6 +164,12 @@ class LiveFigure:
             self.artists.append(a)
         return artists[0]
 
+    def forget(self, *artists):
+        """Remove ``artists`` (changing ones, e.g. last update's boxes) from the figure."""
+        for a in artists:
+            self.artists.remove(a)
+            a.remove()
+
     def png(self) -> bytes:
         """The figure now, as PNG bytes: the saved background plus the changing artists."""
         from PIL import Image as PILImage
