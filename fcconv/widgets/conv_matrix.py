@@ -52,6 +52,7 @@ class ConvMatrixExplorer(Explorer):
         self.padding = widgets.IntSlider(value=padding, min=0, max=3, description="padding")
         self.out, self.text = widgets.Output(), widgets.Output()
         self._shown: dict[tuple, tuple] = {}
+        self._fig = None
         for wdg in (self.size, self.kernel, self.stride, self.padding):
             wdg.observe(lambda _: self.update(), names="value")
         self.update()
@@ -65,7 +66,8 @@ class ConvMatrixExplorer(Explorer):
         key = (size, kernel, stride, padding)
         if key not in self._shown:
             v = conv_matrix_view(size, kernel, stride, padding)
-            png = figure_png(plots.conv_matrix_picture(v["matrix"]), dpi=72,
+            self._fig = plots.conv_matrix_picture(v["matrix"], fig=self._fig)  # reused
+            png = figure_png(self._fig, dpi=72,
                              margins={"left": 0.75, "right": 0.15, "bottom": 0.55,
                                       "top": 0.3})  # inches
             self._shown[key] = (view_html(v), png, describe(v, kernel, stride, padding))
