@@ -23,7 +23,7 @@ from torch import nn
 
 from . import weights
 from .data import grey_photo
-from .detect import fit_steps, iou, nms
+from .detect import fit_steps, iou, nms, one_thread
 from .formulas import cell_window
 
 WINDOW = 25
@@ -273,11 +273,15 @@ class Level:
 
 
 def pyramid(fcn: nn.Module, image: np.ndarray, sides=SIDES) -> list[Level]:
-    """Score a (H, W) grey photo at every window side in ``sides``: one dense pass per level."""
+    """Score a (H, W) grey photo at every window side in ``sides``: one dense pass per level.
+
+    Runs on one torch thread: the net is small, and on a busy machine two threads that wait
+    for each other at every layer made ``false_positives`` 14 s instead of 0.8 s."""
     levels = []
-    for side in sides:
-        small, scale = resize(image, side)
-        levels.append(Level(side, scale, small, face_probability(fcn, small)))
+    with one_thread():
+        for side in sides:
+            small, scale = resize(image, side)
+            levels.append(Level(side, scale, small, face_probability(fcn, small)))
     return levels
 
 
