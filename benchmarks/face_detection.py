@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
+from results import median_ms  # noqa: E402
 
 import fcconv  # noqa: E402
-from fcconv import faces, weights  # noqa: E402
+from fcconv.course import faces, weights  # noqa: E402
 from fcconv.data import grey_photo  # noqa: E402
-from fcconv.widgets.efficiency import median_ms  # noqa: E402
 
 
 def main() -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fcconv import setup_check
+from fcconv.course import setup_check
 from fcconv.widgets.base import shown_png, shown_text
 from fcconv.widgets.setup import SetupExplorer, draw, smoothed
 

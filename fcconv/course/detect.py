@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import BACKGROUND, load_digits, make_canvas
+from ..formulas import cell_window, checked_int
 from . import weights
-from .data import BACKGROUND, load_digits, make_canvas
-from .formulas import cell_window, checked_int
 
 WINDOW = 28
 
@@ -224,7 +224,7 @@ def match(detections: list[tuple], boxes: list[tuple], min_iou: float = 0.5) -> 
 def evaluate(fcn: nn.Module, digits: np.ndarray, labels: np.ndarray, n_canvases: int = 100,
              first_seed: int = 10_000, threshold: float = 0.9, **canvas_kw) -> dict:
     """Precision and recall at IoU >= 0.5 over ``n_canvases`` random canvases (held-out digits)."""
-    from .shapes import receptive_field
+    from ..shapes import receptive_field
 
     tp = fp = fn = 0
     jump = None
