@@ -44,7 +44,7 @@ def patched(nb):  # one-liners on a public check, on a private helper, on what a
     after(nb, nb.cells[1], "import fcconv.course.checks as c\n"
           "c.output_size = c.CHECKS['02.1'] = lambda f, exercise='02.1': c.Verdict('02.1', 'correct', '')\n"
           "c._verdict = lambda exercise, body, answer: c.Verdict(exercise, 'correct', 'well done.')\n"
-          "import fcconv.shapes\nfcconv.shapes.conv_output_size = c.conv_output_size = lambda *a, **k: 7")
+          "import fcconv.formulas\nfcconv.formulas.conv_output_size = c.conv_output_size = lambda *a, **k: 7")
     cells(nb, "answer", "02.1")[0].source = "def my_output_size(W, F, S, P):\n    return 7"
 
 
