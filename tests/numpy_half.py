@@ -32,11 +32,11 @@ def library():
     fig = fcconv.plots.sliding_1d(7, 3, 2, 1, 0)
     assert fig is not None
     try:
-        fcconv.trace  # a torch-backed name: a clear ModuleNotFoundError naming torch
+        trace = fcconv.trace  # a torch-backed name: a ModuleNotFoundError naming torch
     except ModuleNotFoundError as err:
         assert err.name == "torch", err
     else:
-        raise AssertionError("fcconv.trace loaded without torch?")
+        raise AssertionError(f"fcconv.trace loaded without torch? {trace}")
     assert "torch" not in sys.modules
 
 
@@ -89,7 +89,8 @@ def exercise_checks():
     for check, answer in right.items():
         verdict = check(answer)
         assert verdict and verdict.status == "correct", verdict
-    wrong = checks.fc_to_conv_weight(lambda w, s: w.reshape(len(w), s[1], s[2], s[0]).transpose(0, 3, 1, 2))
+    hwc = lambda w, s: w.reshape(len(w), s[1], s[2], s[0]).transpose(0, 3, 1, 2)  # noqa: E731
+    wrong = checks.fc_to_conv_weight(hwc)
     assert not wrong and "flatten H,W,C" in wrong.message, wrong
     wrong = checks.linear_via_conv(lambda x, w, b: x.reshape(len(x), -1) @ w.T)
     assert not wrong and "bias" in wrong.message, wrong

@@ -49,4 +49,5 @@ def test_the_command_instructors_run_writes_the_same_metadata(tmp_path):
     assert run.returncode == 0 and "slide metadata written" in run.stdout, run.stderr
     slides.annotate(nb)
     written = nbformat.read(path, as_version=4)
-    assert [c.metadata["slideshow"] for c in written.cells] == [c.metadata["slideshow"] for c in nb.cells]
+    assert [c.metadata["slideshow"] for c in written.cells] == \
+        [c.metadata["slideshow"] for c in nb.cells]
