@@ -272,7 +272,7 @@ def load(path: str | Path, reference: Path | None = None, checks: str | None = N
             reference = course_dir() / "exercises" / path.name
         except FileNotFoundError as err:  # no course folder: said in the report
             return Submission(path, None, None, None, checks or CHECKS_FILE.read_text("utf-8"),
-                              f"(no course folder: {err})")
+                              f"({err})")
     try:
         text, error = path.read_text(encoding="utf-8"), None
     except (OSError, UnicodeError) as err:
