@@ -85,6 +85,7 @@ c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {str(self.tmp / "home" / "{username}")!r}
 c.Spawner.cmd = [{str(bindir / "jupyterhub-singleuser")!r}]
+c.Spawner.environment = {{"FCCONV_COURSE_DIR": {str(ROOT)!r}}}  # homes hold notebooks/ only
 c.Spawner.args = {["--allow-root"] if os.getuid() == 0 else []!r}
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
