@@ -23,7 +23,7 @@ Most checks compare answers exactly on a list of cases (``_compare``): a check t
 the cases are, what is expected, and the hint for a wrong answer.
 
 The checks of the NumPy exercises (notebooks 01 and 07) need no torch; a check declared
-``torch=True`` says so plainly where PyTorch is not installed.
+``needs_torch=True`` says so plainly where PyTorch is not installed.
 
 Fairness rules every check follows: the learner's function runs first, on private copies of the
 inputs, and the expected value is computed afterwards from the originals (an answer that edits its
@@ -55,7 +55,6 @@ try:  # the PyTorch exercises' references; the NumPy exercises' checks work with
     import torch
     from torch import nn
 
-    from ..conversions import linear_to_conv  # noqa: F401  (keeps the reference bound early)
     from ..dense import sliding_windows
     from ..fcn import convolutionalize
     from ..models import lenet5, tiny_vgg, vgg16
@@ -74,7 +73,7 @@ CHECKS: dict[str, Callable[[object], Verdict]] = {}  # exercise id -> check, fil
 @dataclass(frozen=True)
 class Verdict:
     exercise: str
-    status: str  # "correct", "wrong" or "not attempted"
+    status: str  # "correct", "wrong", "not attempted", or "not checked" (no PyTorch here)
     message: str
 
     def __bool__(self) -> bool:
@@ -126,14 +125,14 @@ _NO_TORCH = "this check needs PyTorch, which is not installed here (the NumPy ex
             "notebooks 01 and 07 do not): install the course with `make lab`."
 
 
-def check(exercise: str, torch: bool = False):
+def check(exercise: str, needs_torch: bool = False):
     """Declare the check of ``exercise``: body(answer) -> None when right, else the hint;
-    ``torch``: the check needs PyTorch. The declared function takes the answer and returns a
+    ``needs_torch``: the check needs PyTorch. The declared function takes the answer and returns a
     Verdict."""
     def declare(body):
         @functools.wraps(body)
         def run(answer, exercise: str = exercise) -> Verdict:
-            if torch and not _HAVE_TORCH:
+            if needs_torch and not _HAVE_TORCH:
                 return Verdict(exercise, "not checked", _NO_TORCH)
             return _verdict(exercise, body, answer)
 
@@ -348,7 +347,7 @@ def _field_of(layers) -> tuple[int, int, int] | None:
     return rf.size, rf.jump, rf.start
 
 
-@check("02.3", torch=True)
+@check("02.3", needs_torch=True)
 def receptive_field_recurrence(fn):
     """fn(layers [(kernel, stride, padding), ...]) -> (size, jump, start) of the last layer."""
     rng = _rng()
@@ -384,7 +383,7 @@ def keras_to_torch_filters(fn):
     return _filters(fn, _weight_cases(_rng(), 5, square=False), "hwc", swapped)
 
 
-@check("03.2", torch=True)
+@check("03.2", needs_torch=True)
 def fc7_as_conv(fn):
     """fn(linear nn.Linear(N, K)) -> an nn.Conv2d 1x1 that computes the same on (N, C=N, 1, 1)."""
     torch.manual_seed(0)
@@ -442,7 +441,7 @@ def _step(a: np.ndarray, axis: int) -> str:
 
 # =========================================================================== 04
 
-@check("04.1", torch=True)
+@check("04.1", needs_torch=True)
 def convolutionalize_by_hand(fn):
     """fn(model: the lenet5 Sequential) -> a fully convolutional version of it."""
 
@@ -494,7 +493,7 @@ def _lenet_difference(model: nn.Module, fcn: nn.Module) -> str:
            "weight is the Linear's weight reshaped in C,H,W order, and its bias copied."
 
 
-@check("04.2", torch=True)
+@check("04.2", needs_torch=True)
 def bn1d_to_bn2d(fn):
     """fn(bn: nn.BatchNorm1d) -> nn.BatchNorm2d computing the same per channel (eval mode)."""
     torch.manual_seed(0)
@@ -523,7 +522,7 @@ def bn1d_to_bn2d(fn):
     return "the outputs differ: copy weight, bias, running_mean, running_var and eps."
 
 
-@check("04.3", torch=True)
+@check("04.3", needs_torch=True)
 def tiny_vgg_map_side(fn):
     """fn(size) -> the score-map side of the convolutionalized Tiny VGG (window 64, jump 4)."""
     fcn = functools.cache(lambda: convolutionalize(tiny_vgg(device="meta"), (3, 64, 64)))
@@ -569,7 +568,7 @@ def passes_needed(fn):
     return _compare(fn, cases, lambda jump, step: (jump // step) ** 2, hint)
 
 
-@check("05.3", torch=True)
+@check("05.3", needs_torch=True)
 def vgg_field_of(fn):
     """fn(i) -> (first, last) input pixel of the receptive field of VGG16 fc6's cell i."""
     rf = functools.cache(lambda: receptive_field(convolutionalize(vgg16(device="meta"),
@@ -600,7 +599,7 @@ def n_windows(fn):
     return _compare(fn, cases, lambda *case: _ref_score_map_side(*case) ** 2, hint)
 
 
-@check("06.2", torch=True)
+@check("06.2", needs_torch=True)
 def mac_ratio(fn):
     """fn(size) -> MACs of all VGG16 crops / MACs of one dense pass at size x size."""
     sizes = (256, 384, 512)
@@ -697,7 +696,7 @@ def locally_connected_params(fn):
 
 # =========================================================================== 08
 
-@check("08.1", torch=True)
+@check("08.1", needs_torch=True)
 def iou(fn):
     """fn(a, b) -> intersection over union of inclusive boxes (x0, y0, x1, y1)."""
 
@@ -744,7 +743,7 @@ def _detections(x) -> list[tuple]:
     return [_numbers(d, 6) for d in x]
 
 
-@check("08.2", torch=True)
+@check("08.2", needs_torch=True)
 def nms(fn):
     """fn(detections [(x0, y0, x1, y1, label, score)], overlap) -> the kept detections."""
 
