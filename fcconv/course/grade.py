@@ -8,10 +8,9 @@ How one notebook is graded:
 1. Before any kernel starts, every submission, its reference (the generated exercise of the same
    name in the course folder's exercises/) and the source of ``fcconv/course/checks.py`` are read
    into memory: a notebook that rewrites files cannot change what it or anyone after it is judged
-   by. The reference, not
-   the submission's metadata, says which exercises there are and what each check cell holds. A
-   check cell deleted or edited in the submission scores 0 with a message, as nbgrader's locked
-   cells do.
+   by. The reference, not the submission's metadata, says which exercises there are and what each
+   check cell holds. A check cell deleted or edited in the submission scores 0 with a message, as
+   nbgrader's locked cells do.
 2. Each notebook is graded in a process of its own, in a fresh kernel whose working folder is a
    temporary one, cell by cell, under a time limit per cell, a memory cap and a cap on the output
    kept. Its check cells are not run: the grader runs the checks itself.
