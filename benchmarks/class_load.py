@@ -335,10 +335,16 @@ def main(argv=None) -> int:
                    help="refuse a class whose expected memory passes this share of what is free")
     p.add_argument("--write", action="store_true", help="write the table into RESULTS.md")
     p.add_argument("--json", type=pathlib.Path, help="also save every learner's numbers here")
+    p.add_argument("--sizing", action="store_true",
+                   help="only rewrite the guide's sizing lines from the tables in RESULTS.md")
     args = p.parse_args(argv)
     sys.path.insert(0, str(pathlib.Path(__file__).parent))
     from results import git_rev, machine, write_section
 
+    if args.sizing:
+        write_section("class_sizing", "\n".join(sizing_lines()), GUIDE)
+        print("\n".join(sizing_lines()))
+        return 0
     classes = []
     for n in args.learners:
         done = [summary_row(c) for c in classes if summary_row(c)]
@@ -364,7 +370,49 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(classes, indent=1))
     if args.write:
         write_section("class_load", "\n".join(body))
+        write_section("class_sizing", "\n".join(sizing_lines()), GUIDE)
+        print("\n".join(sizing_lines()))
     return 0
+
+
+GUIDE = ROOT / "docs" / "instructor.md"
+SERVER_GB, SERVER_CORES, KEPT_GB = 16, 4, 2  # the server the guide sizes; kept: system and hub
+
+
+def sizing_lines() -> list[str]:
+    """The guide's class-sizing lines, derived from RESULTS.md's "class_load" table (memory per
+    learner) and "notebook_times" table (each notebook's kernel CPU time and peak), so that a new
+    measurement changes the guide by rerunning this, never by retyping numbers."""
+    from fcconv.course.results import read_table
+
+    machine, classes = read_table("class_load")
+    nb_machine, notebooks = read_table("notebook_times")
+    per = max(float(r["per learner MB (server + bigger kernel)"]) for r in classes
+              if r["per learner MB (server + bigger kernel)"])
+    hub = max(float(r["hub + proxy MB"]) for r in classes)
+    sizes = ", ".join(r["learners"].split()[0] for r in classes)
+    nbs = {r["notebook"][:2]: r for r in notebooks if r["notebook"][:2].isdigit()}
+    cpu = sum(float(nbs[k]["kernel CPU (s)"]) for k in ("02", "05"))
+    top = max(nbs.values(), key=lambda r: float(r["kernel peak memory (MB)"]))
+    fit = int((SERVER_GB - KEPT_GB) * 1024 // per)
+    return [
+        f"- **Memory per learner: {per:,.0f} MB at the peak** (the learner's Jupyter server plus "
+        f"the bigger of its 02 and 05 kernels, worst over classes of {sizes} learners); the hub "
+        f"and its proxy add {hub:.0f} MB for the whole class. The biggest kernel of any "
+        f"walkthrough: {top['notebook']}, {float(top['kernel peak memory (MB)']):,.0f} MB.",
+        f"- **CPU per learner: {cpu:.1f} CPU-seconds** to run 02 and 05 top to bottom (their "
+        f"kernels' CPU time in the notebook table). N learners who start together on C cores "
+        f"finish after about {cpu:.1f} x N / C seconds.",
+        f"- **A {SERVER_GB} GB, {SERVER_CORES}-core server** ({KEPT_GB} GB kept for the system, "
+        f"the hub and the page cache) holds **{fit} learners** with 02 and 05 open at once; "
+        f"{fit} of them starting together share the {SERVER_CORES} cores for about "
+        f"{cpu * fit / SERVER_CORES:.0f} s.",
+        f"- Measured on: {machine}"
+        f"{'' if nb_machine == machine else '; the notebook table on: ' + nb_machine}"
+        f" (benchmarks/RESULTS.md, \"A class on one server\" and "
+        f"\"Notebook run time and peak memory\"; rewrite these lines with "
+        f"`.venv/bin/python benchmarks/class_load.py --sizing` after a new run).",
+    ]
 
 
 def available_mb() -> float:

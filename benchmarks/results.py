@@ -54,13 +54,14 @@ def git_rev() -> str:
         return "unknown"
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of RESULTS.md with ``body``."""
+def write_section(name: str, body: str, path: pathlib.Path = RESULTS) -> None:
+    """Replace (or append) the section ``name`` of RESULTS.md (or of the Markdown file ``path``,
+    e.g. a guide that quotes a table) with ``body``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    text = path.read_text() if path.exists() else HEADER
     block = f"{start}\n{body.strip()}\n{end}"
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    path.write_text(text)

@@ -399,17 +399,29 @@ def ratio_curve(sizes, ratios, limit: float):
 
 # ------------------------------------------------------------------ notebook 07: conv as a matrix
 
-def conv_matrix_picture(m: np.ndarray, title: str = ""):
-    """The dense matrix of a conv: each row one output, each column one input; white = zero."""
-    fig, ax = plt.subplots(figsize=(6.5, 6.5 * min(2.0, max(0.25, m.shape[0] / m.shape[1]))))
+def conv_matrix_picture(m: np.ndarray, title: str = "", fig=None):
+    """The dense matrix of a conv: each row one output, each column one input; white = zero.
+
+    With ``fig`` (an earlier result of this function) the same picture is drawn into it instead
+    of a new figure: the colour bar and axes are reused (a live explorer's slider is faster)."""
+    size = (6.5, 6.5 * min(2.0, max(0.25, m.shape[0] / m.shape[1])))
     nz = np.where(m != 0, m, np.nan)
     lim = _signed_limits(m)
-    im = ax.imshow(nz, aspect="auto", interpolation="nearest", **lim)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="weight (white: zero)")
-    ax.set_facecolor("white")
+    if fig is None:
+        fig, ax = plt.subplots(figsize=size)
+        im = ax.imshow(nz, aspect="auto", interpolation="nearest", **lim)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="weight (white: zero)")
+        ax.set_facecolor("white")
+        _integer_ticks(ax)
+    else:
+        fig.set_size_inches(*size)
+        ax = fig.axes[0]
+        im = ax.images[0]
+        im.set_data(nz)
+        im.set_clim(lim["vmin"], lim["vmax"])  # the colour bar follows its image
+        im.set_extent((-0.5, m.shape[1] - 0.5, m.shape[0] - 0.5, -0.5))
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
-    _integer_ticks(ax)
     ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
     return fig
 

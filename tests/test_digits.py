@@ -141,6 +141,9 @@ def test_detector_explorer(digits):
     ex.n.value = 15
     ex.cls.value = 3
     assert shown_png(ex.out) is not None
+    # the figure is redrawn in place: back at the first setting, the first picture, no box left over
+    ex.n.value, ex.cls.value, ex.seed.value = 6, -1, 1
+    assert shown_png(ex.out) == before
 
 
 def test_committed_digit_weights_load_and_match_their_record():

@@ -166,9 +166,31 @@ def test_original_model_is_left_untouched():
     before = copy.deepcopy(model.state_dict())
     fcn = convolutionalize(model, (1, 32, 32))
     with torch.no_grad():
-        next(fcn.parameters()).add_(1.0)
+        for p in fcn.parameters():
+            p.add_(1.0)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert isinstance(model[7], nn.Linear)
+    theirs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    assert not theirs & {p.untyped_storage().data_ptr() for p in fcn.parameters()}
+
+
+def test_a_model_with_an_unused_linear_shares_no_weights():
+    class Gate(nn.Module):  # a Linear used on a side path, never reached from the flatten
+        def __init__(self):
+            super().__init__()
+            self.trunk, self.head = nn.Conv2d(1, 2, 3), nn.Linear(2 * 4 * 4, 3)
+            self.unused = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.head(torch.flatten(self.trunk(x), 1))
+
+    model = seeded(Gate())
+    fcn = convolutionalize(model, (1, 6, 6))
+    theirs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    assert not theirs & {p.untyped_storage().data_ptr() for p in fcn.parameters()}
+    x = torch.randn(2, 1, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fcn(x).flatten(1), model(x))
 
 
 def test_adaptive_pool_that_is_not_an_identity_is_refused():

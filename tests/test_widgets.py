@@ -238,6 +238,28 @@ def test_conv_matrix_explorer_and_its_message():
 
 # --------------------------------------------------------------------------- alt text
 
+def test_conv_matrix_explorer_redraws_the_same_pixels_as_a_fresh_figure():
+    """The explorer reuses one figure; after moves that change every size and limit its picture
+    must equal a fresh figure's, pixel for pixel."""
+    import io
+
+    from PIL import Image
+
+    from fcconv import plots
+    from fcconv.widgets.base import figure_png
+    from fcconv.widgets.conv_matrix import ConvMatrixExplorer, conv_matrix_view
+
+    ex = ConvMatrixExplorer(size=6, kernel=3)
+    margins = {"left": 0.75, "right": 0.15, "bottom": 0.55, "top": 0.3}
+    for size, kernel, stride, padding in ((6, 3, 1, 3), (12, 7, 2, 1), (3, 1, 1, 0), (6, 3, 1, 0)):
+        ex.size.value, ex.kernel.value, ex.stride.value = size, kernel, stride
+        ex.padding.value = padding
+        fresh = figure_png(plots.conv_matrix_picture(
+            conv_matrix_view(size, kernel, stride, padding)["matrix"]), dpi=72, margins=margins)
+        a, b = (np.asarray(Image.open(io.BytesIO(png))) for png in (shown_png(ex.out), fresh))
+        assert a.shape == b.shape and np.array_equal(a, b), (size, kernel, stride, padding)
+
+
 def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():
     import ipywidgets as widgets
 

@@ -51,6 +51,8 @@ class ConvMatrixExplorer(Explorer):
         self.stride = widgets.IntSlider(value=stride, min=1, max=4, description="stride")
         self.padding = widgets.IntSlider(value=padding, min=0, max=3, description="padding")
         self.out, self.text = widgets.Output(), widgets.Output()
+        self._shown: dict[tuple, tuple] = {}
+        self._fig = None
         for wdg in (self.size, self.kernel, self.stride, self.padding):
             wdg.observe(lambda _: self.update(), names="value")
         self.update()
@@ -58,12 +60,22 @@ class ConvMatrixExplorer(Explorer):
                                                widgets.VBox([self.stride, self.padding])]),
                                  self.text, self.out])
 
+    def shown(self, size: int, kernel: int, stride: int, padding: int) -> tuple[str, bytes, str]:
+        """(counts as HTML, PNG, alt text) of one setting, drawn once: drawing the matrix is most
+        of a move's time, and a learner goes back and forth between a few settings."""
+        key = (size, kernel, stride, padding)
+        if key not in self._shown:
+            v = conv_matrix_view(size, kernel, stride, padding)
+            self._fig = plots.conv_matrix_picture(v["matrix"], fig=self._fig)  # reused
+            png = figure_png(self._fig, dpi=72,
+                             margins={"left": 0.75, "right": 0.15, "bottom": 0.55,
+                                      "top": 0.3})  # inches
+            self._shown[key] = (view_html(v), png, describe(v, kernel, stride, padding))
+        return self._shown[key]
+
     @never_raise("text", clear=("out",))
     def update(self) -> None:
-        v = conv_matrix_view(self.size.value, self.kernel.value, self.stride.value,
-                             self.padding.value)
-        show_html(self.text, view_html(v))
-        show_png(self.out, figure_png(plots.conv_matrix_picture(v["matrix"]), dpi=72,
-                                      margins={"left": 0.75, "right": 0.15, "bottom": 0.55,
-                                               "top": 0.3}),  # inches
-                 describe(v, self.kernel.value, self.stride.value, self.padding.value))
+        html, png, alt = self.shown(self.size.value, self.kernel.value, self.stride.value,
+                                    self.padding.value)
+        show_html(self.text, html)
+        show_png(self.out, png, alt)

@@ -4,23 +4,24 @@ per canvas (class and threshold changes reuse its probabilities)."""
 
 from __future__ import annotations
 
-import io
-
 import ipywidgets as widgets
 import numpy as np
 
 from .. import plots
-from ..course.detect import detect, match, probabilities
+from ..course.detect import detect, match, one_thread, probabilities
 from ..data import make_canvas
 from ..shapes import receptive_field
-from .base import Explorer, never_raise, show_html, show_png
+from .base import Explorer, LiveFigure, never_raise, show_html, show_png
 
 
 def scan(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digits: int,
-         noise: float) -> tuple:
-    """Make the canvas and run the one dense pass: (canvas, probs (11, rows, cols), jump)."""
+         noise: float, jump: int | None = None) -> tuple:
+    """Make the canvas and run the one dense pass: (canvas, probs (11, rows, cols), jump).
+    ``jump``: the windows' step if already known (it depends on the canvas's shape only)."""
     canvas = make_canvas(digits, labels, n_digits=n_digits, noise=noise, seed=seed)
-    return canvas, probabilities(fcn, canvas.image), receptive_field(fcn, (1, *canvas.image.shape)).jump
+    if jump is None:
+        jump = receptive_field(fcn, (1, *canvas.image.shape)).jump
+    return canvas, probabilities(fcn, canvas.image), jump
 
 
 def detector_view(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digits: int,
@@ -46,7 +47,8 @@ class DigitDetectorExplorer(Explorer):
     def __init__(self, fcn, digits: np.ndarray, labels: np.ndarray, seed: int = 0):
         self.fcn, self.digits, self.labels = fcn, digits, labels
         self._cache: dict[tuple, tuple] = {}
-        self._fig = None                  # one figure, redrawn with new data (faster than anew)
+        self._live = None                 # one figure, redrawn with new data (faster than anew)
+        self._jump = None                 # the windows' step: the same for every canvas
         self.seed = widgets.BoundedIntText(value=seed, min=0, max=10**6, description="seed")
         self.n = widgets.IntSlider(value=6, min=0, max=15, description="digits",
                                    continuous_update=False)
@@ -68,37 +70,34 @@ class DigitDetectorExplorer(Explorer):
         """``scan`` for the current canvas settings, computed once per setting."""
         key = (self.seed.value, self.n.value, self.noise.value)
         if key not in self._cache:
-            self._cache[key] = scan(self.fcn, self.digits, self.labels, *key)
+            self._cache[key] = scan(self.fcn, self.digits, self.labels, *key, jump=self._jump)
+            self._jump = self._cache[key][2]
         return self._cache[key]
 
     def _draw(self, v: dict, truth) -> bytes:
-        """PNG of canvas, heat map and boxes: the figure is built once; later calls swap the two
-        images' data and redraw only the boxes."""
-        import matplotlib.pyplot as plt
-
-        fresh = plots.digits_canvas(v["canvas"].image, truth, v["detections"], v["heat"],
-                                    v["jump"]) if self._fig is None else None
-        if fresh is not None:
-            self._fig = fresh
-            plt.close(fresh)              # kept for redrawing, never shown by pyplot itself
-        else:
-            ax = self._fig.axes[0]
-            photo, heat = ax.images
-            photo.set_data(v["canvas"].image)
-            heat.set_data(v["heat"])
-            for artist in [*ax.patches, *ax.texts]:
-                artist.remove()
-            plots.digits_boxes(ax, truth, v["detections"])
-        buf = io.BytesIO()
-        self._fig.savefig(buf, format="png", dpi=90)
-        return buf.getvalue()
+        """PNG of canvas, heat map and boxes: axes, ticks and labels are drawn once (a
+        ``LiveFigure``); later calls swap the two images' data and redraw only them and the
+        boxes."""
+        if self._live is None:
+            self._live = LiveFigure(plots.digits_canvas(v["canvas"].image, heat=v["heat"],
+                                                        jump=v["jump"]), dpi=90)
+            self._live.changing(*self._live.fig.axes[0].images)
+        ax = self._live.fig.axes[0]
+        photo, heat = ax.images
+        photo.set_data(v["canvas"].image)
+        heat.set_data(v["heat"])
+        self._live.forget(*ax.patches, *ax.texts)
+        plots.digits_boxes(ax, truth, v["detections"])
+        for artist in [*ax.patches, *ax.texts]:
+            self._live.changing(artist)
+        return self._live.png()
 
     @never_raise("text", clear=("out",))
     def update(self) -> None:
         cls = None if self.cls.value == ALL_DIGITS else self.cls.value
-        scanned = self.scanned()
-        v = detector_view(self.fcn, self.digits, self.labels, self.seed.value, self.n.value,
-                          self.noise.value, cls, self.threshold.value, scanned)
+        with one_thread():  # small tensors: a busy machine's second thread only makes them wait
+            v = detector_view(self.fcn, self.digits, self.labels, self.seed.value, self.n.value,
+                              self.noise.value, cls, self.threshold.value, self.scanned())
         tp, fp, fn = v["counts"]
         show_html(self.text, f"<p>{len(v['detections'])} detections: {tp} right, {fp} wrong, "
                              f"{fn} digits missed (IoU &ge; 0.5, label must match).</p>")
