@@ -139,7 +139,7 @@ def train_fresh(steps: int = 2200, seed: int = 0, source: str = "mnist",
 
 
 def trained(retrain: bool = False, seed: int = 0) -> Trained:
-    """The course's digit detector: the committed weights ``fcconv/trained/digit_net.pt``
+    """The course's digit detector: the committed weights ``fcconv/course/trained/digit_net.pt``
     (sha256 checked, ``torch.load(weights_only=True)``), or, with ``retrain``, trained afresh
     from ``seed`` (the file is left alone; ``make weights`` rewrites it)."""
     if retrain:
@@ -151,7 +151,7 @@ def trained(retrain: bool = False, seed: int = 0) -> Trained:
 
 
 def train_and_save(seed: int = 0) -> dict:
-    """Train from ``seed`` and write ``fcconv/trained/digit_net.pt`` (``make weights``)."""
+    """Train from ``seed`` and write ``fcconv/course/trained/digit_net.pt`` (``make weights``)."""
     start = time.perf_counter()
     t = train_fresh(seed=seed, progress=False)
     return weights.save(t.model, "digit_net", seed=seed, steps=2200, source=t.source,

@@ -33,7 +33,7 @@ def record() -> dict:
 
 
 def load(model: nn.Module, name: str) -> nn.Module:
-    """Load ``fcconv/trained/<name>.pt`` into ``model`` after checking its sha256; eval mode."""
+    """Load ``fcconv/course/trained/<name>.pt`` into ``model`` after checking its sha256; eval mode."""
     path = FOLDER / f"{name}.pt"
     entry = record().get(name)
     if entry is None or not path.exists():
@@ -63,7 +63,7 @@ def machine() -> str:
 
 
 def save(model: nn.Module, name: str, **facts) -> dict:
-    """Write ``model``'s weights to ``fcconv/trained/<name>.pt`` and record its sha256 and
+    """Write ``model``'s weights to ``fcconv/course/trained/<name>.pt`` and record its sha256 and
     ``facts`` (seed, accuracy, seconds, ...) with the machine it was made on."""
     FOLDER.mkdir(exist_ok=True)
     path = FOLDER / f"{name}.pt"
