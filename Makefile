@@ -51,22 +51,22 @@ lint: $(STAMP)
 
 # Strip outputs and execution counts from every committed notebook.
 notebooks-clean: $(STAMP)
-	$(BIN)/python -m fcconv.nbtools strip notebooks/*.ipynb
+	$(BIN)/python -m tools.nbtools strip notebooks/*.ipynb
 
 # Static HTML of every walkthrough, executed, widgets embedded, viewable offline, in handouts/.
 # Needs npm once, to fetch require.js, the widget renderer and MathJax from the npm registry.
 handouts: $(STAMP)
-	$(BIN)/python -m fcconv.handouts
+	$(BIN)/python -m tools.handouts
 	@echo "open handouts/index.html (or serve: $(BIN)/python -m http.server -d handouts)"
 
 # Retrain the shipped models (face and digit classifiers) from their fixed seeds and rewrite
-# fcconv/trained/*.pt and the checksums in fcconv/trained/weights.json. Notebooks only load them.
+# fcconv/course/trained/*.pt and the checksums in its weights.json. Notebooks only load them.
 weights: $(STAMP)
-	$(BIN)/python -m fcconv.weights
+	$(BIN)/python -m fcconv.course.weights
 
 # exercises/ is generated from solutions/ (never edit it by hand).
 exercises: $(STAMP)
-	$(BIN)/python -m fcconv.exercises
+	$(BIN)/python -m tools.exercises
 
 clean-venv:
 	rm -rf $(VENV)

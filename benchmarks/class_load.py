@@ -85,6 +85,7 @@ c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {str(self.tmp / "home" / "{username}")!r}
 c.Spawner.cmd = [{str(bindir / "jupyterhub-singleuser")!r}]
+c.Spawner.environment = {{"FCCONV_COURSE_DIR": {str(ROOT)!r}}}  # homes hold notebooks/ only
 c.Spawner.args = {["--allow-root"] if os.getuid() == 0 else []!r}
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
@@ -382,7 +383,7 @@ def sizing_lines() -> list[str]:
     """The guide's class-sizing lines, derived from RESULTS.md's "class_load" table (memory per
     learner) and "notebook_times" table (each notebook's kernel CPU time and peak), so that a new
     measurement changes the guide by rerunning this, never by retyping numbers."""
-    from fcconv.results import read_table
+    from fcconv.course.results import read_table
 
     machine, classes = read_table("class_load")
     nb_machine, notebooks = read_table("notebook_times")

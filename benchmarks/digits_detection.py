@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fcconv  # noqa: E402
-from fcconv import data, detect  # noqa: E402
+from fcconv import data  # noqa: E402
+from fcconv.course import detect  # noqa: E402
 
 
 def main() -> str:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
+from results import median_ms  # noqa: E402
 
 import fcconv  # noqa: E402
-from fcconv import faces, weights  # noqa: E402
+from fcconv.course import faces, weights  # noqa: E402
 from fcconv.data import grey_photo  # noqa: E402
-from fcconv.widgets.efficiency import median_ms  # noqa: E402
 
 
 def main() -> str:
@@ -30,7 +30,7 @@ def main() -> str:
     levels = faces.pyramid(fcn, grey_photo(faces.TEST_PHOTO))
     dets = faces.detections(levels)
     near = max(dets, key=faces.face_iou) if dets else None
-    lines = [f"Weights `fcconv/trained/face_net.pt` (sha256 {made['sha256'][:12]}…, seed "
+    lines = [f"Weights `fcconv/course/trained/face_net.pt` (sha256 {made['sha256'][:12]}…, seed "
              f"{made['seed']}, trained in {made['train_seconds']} s on {made['machine']}).", "",
              f"- held-out accuracy: {faces.accuracy(net, vx, vy):.1%} on {len(vy)} lfw_subset patches",
              f"- astronaut, window sides {list(faces.SIDES)} px, threshold {faces.THRESHOLD}: "

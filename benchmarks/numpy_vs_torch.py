@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results import median_ms  # noqa: E402
+
 from fcconv import numpy_ops  # noqa: E402
-from fcconv.widgets.efficiency import median_ms  # noqa: E402
 
 # name, input (N, C, H, W), weight (K, C, kh, kw), padding, goal (numpy time / torch time)
 CASES = [

@@ -1,4 +1,5 @@
-"""Write one benchmark's table into benchmarks/RESULTS.md, between its own markers.
+"""Write one benchmark's table into benchmarks/RESULTS.md, between its own markers; and the
+benchmarks' timer (median_ms).
 
 Each script owns a section, so re-running one benchmark leaves the others' numbers alone.
 """
@@ -8,10 +9,23 @@ from __future__ import annotations
 import os
 import pathlib
 import platform
+import statistics
 import subprocess
+import time
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 HEADER = "# Benchmark results\n\nEvery table names the machine and the command that produced it.\n"
+
+
+def median_ms(fn, repeats: int = 7) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after one warm-up call."""
+    fn()  # warm-up: first calls pay for allocation and lazy initialisation
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
 
 
 def machine() -> str:

@@ -24,7 +24,7 @@ def _trace(args) -> int:
 
 
 def _grade(args) -> int:
-    from .grade import main as grade_main
+    from .course.grade import main as grade_main
 
     return grade_main(args.notebooks, cell_timeout=args.timeout, memory_gb=args.memory,
                       output_mb=args.max_output, csv_path=args.csv, jobs=args.jobs)

@@ -229,16 +229,21 @@ def draw_row(parts: dict, row: np.ndarray, channel: int) -> list:
 
 # --------------------------------------------------------------------------- score maps
 
-def score_map(scores: np.ndarray, title: str = "score map", labels=None):
-    """A (rows, cols) map of one class's scores, one cell per window."""
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    img = ax.imshow(scores, cmap=SEQUENTIAL, interpolation="nearest")
-    ax.set_xlabel("window column")
-    ax.set_ylabel("window row")
+def _heatmap(values: np.ndarray, title: str, axes: tuple[str, str], label: str, figsize):
+    """One (rows, cols) map, a cell per value; ``axes``: (x label, y label); a colour bar."""
+    fig, ax = plt.subplots(figsize=figsize)
+    img = ax.imshow(values, cmap=SEQUENTIAL, interpolation="nearest")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     _integer_ticks(ax)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(img, ax=ax, label=labels or "score")
+    fig.colorbar(img, ax=ax, label=label)
     return fig
+
+
+def score_map(scores: np.ndarray, title: str = "score map", labels=None):
+    """A (rows, cols) map of one class's scores, one cell per window."""
+    return _heatmap(scores, title, ("window column", "window row"), labels or "score", (3.6, 3.2))
 
 
 # ------------------------------------------------------------------ notebook 05: windows on a photo
@@ -295,14 +300,8 @@ def windows_on_photo(image, window: int, jump: int, cell=(0, 0), rf=None, all_wi
 
 def border_difference(diff: np.ndarray, title: str):
     """Where dense and crop features differ inside one window: (h, w) map of |difference|."""
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
-    img = ax.imshow(diff, cmap=SEQUENTIAL, interpolation="nearest")
-    ax.set_xlabel("feature-map column inside the window")
-    ax.set_ylabel("feature-map row inside the window")
-    _integer_ticks(ax)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(img, ax=ax, label="mean |dense - crop|")
-    return fig
+    axes = ("feature-map column inside the window", "feature-map row inside the window")
+    return _heatmap(diff, title, axes, "mean |dense - crop|", (4.2, 3.6))
 
 
 def stride_grid(size: int, window: int, jump: int, step: int, passes):

@@ -1,63 +1,12 @@
-"""Slide metadata for the walkthroughs (jupyterlab-slideshow in JupyterLab, or Voila's reveal
-template).
+"""``python -m fcconv.slides notebooks/0*.ipynb [--reset]``: give the walkthroughs slide metadata.
 
-Every cell gets a ``slideshow.slide_type``: a heading starts a slide, explanations and results
-appear as fragments, an explorer gets a subslide of its own, import-only cells are skipped.
-Existing choices are kept, so an instructor's hand edits survive a re-run.
-
-    python -m fcconv.slides notebooks/0*.ipynb [--reset]
+The code lives with the course machinery (``fcconv.course.slides``); this entry point keeps the
+command instructors know.
 """
 
-from __future__ import annotations
-
-import re
 import sys
 
-import nbformat
-
-SLIDE_TYPES = ("slide", "subslide", "fragment", "skip", "notes", "-")
-_IMPORTS_ONLY = re.compile(r"^\s*((from\s+\S+\s+)?import\s+[^\n]+|#[^\n]*)?\s*$")
-
-
-def lecture_slide_type(cell) -> str:
-    """The slide type the rules give one cell."""
-    src = cell.source.strip()
-    if cell.cell_type == "markdown":
-        return "slide" if src.startswith(("# ", "## ")) else "fragment"
-    if all(_IMPORTS_ONLY.match(line) for line in src.splitlines()):
-        return "skip"
-    return "subslide" if "Explorer(" in src else "fragment"
-
-
-# RISE's settings, read from the notebook: the "white" theme ships its fonts (the default one
-# fetches Google Fonts, which a lecture hall without network cannot reach); long slides scroll.
-RISE = {"theme": "white", "scroll": True, "transition": "none"}
-
-
-def annotate(nb, reset: bool = False) -> int:
-    """Give every cell a slide type (and the notebook RISE's settings); returns cells changed."""
-    if reset or "rise" not in nb.metadata:
-        nb.metadata["rise"] = dict(RISE)
-    changed = 0
-    for cell in nb.cells:
-        show = cell.metadata.setdefault("slideshow", {})
-        if reset or show.get("slide_type") not in SLIDE_TYPES:
-            new = lecture_slide_type(cell)
-            changed += show.get("slide_type") != new
-            show["slide_type"] = new
-    return changed
-
-
-def main(argv: list[str]) -> int:
-    reset = "--reset" in argv
-    for path in (a for a in argv if a != "--reset"):
-        nb = nbformat.read(path, as_version=4)
-        had_rise = "rise" in nb.metadata
-        if annotate(nb, reset) or not had_rise:
-            nbformat.write(nb, path)
-            print(f"slide metadata written: {path}")
-    return 0
-
+from .course.slides import main
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

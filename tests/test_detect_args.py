@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fcconv import detect
+from fcconv.course import detect
 from fcconv.data import BACKGROUND
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import fcconv
-from fcconv import data, detect
+from fcconv import data
+from fcconv.course import detect
 from fcconv.widgets.base import shown_png, shown_text
 
 
@@ -147,14 +148,14 @@ def test_detector_explorer(digits):
 
 def test_committed_digit_weights_load_and_match_their_record():
     t = detect.trained()
-    made = fcconv.weights.record()["digit_net"]
+    made = fcconv.course.weights.record()["digit_net"]
     assert t.loaded_from.name == "digit_net.pt" and not t.model.training
     assert t.test_accuracy == made["held_out_accuracy"] >= 0.97
 
 
 @pytest.mark.slow
 def test_retraining_from_the_seed_reaches_the_committed_accuracy():
-    made = fcconv.weights.record()["digit_net"]
+    made = fcconv.course.weights.record()["digit_net"]
     t = detect.trained(retrain=True, seed=made["seed"])
     assert t.loaded_from is None
     assert abs(t.test_accuracy - made["held_out_accuracy"]) <= 0.005   # 5 of 1,000 digits

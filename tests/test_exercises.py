@@ -14,7 +14,8 @@ import torch
 from conftest import ROOT
 from torch import nn
 
-from fcconv import checks, exercises
+from fcconv.course import checks
+from tools import exercises
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
@@ -109,7 +110,7 @@ def _iou_alt(a, b):
 
 
 def _nms_unsorted(dets, overlap):
-    from fcconv.detect import iou
+    from fcconv.course.detect import iou
     kept = []
     for d in dets:
         if all(iou(d[:4], k[:4]) <= overlap for k in kept):
@@ -118,7 +119,7 @@ def _nms_unsorted(dets, overlap):
 
 
 def _nms_alt(dets, overlap):
-    from fcconv.detect import iou
+    from fcconv.course.detect import iou
     left = sorted(dets, key=lambda d: d[5])
     kept = []
     while left:
@@ -290,14 +291,14 @@ def _mac_ratio_adaptive_pool(size):
 
 
 def _iou_min_area(a, b):
-    from fcconv.detect import iou
+    from fcconv.course.detect import iou
     area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
     inter = iou(a, b) * (area(a) + area(b)) / (1 + iou(a, b))
     return inter / min(area(a), area(b))
 
 
 def _nms_per_label(dets, overlap):
-    from fcconv.detect import nms
+    from fcconv.course.detect import nms
     return [d for label in {d[4] for d in dets} for d in nms([e for e in dets if e[4] == label], overlap)]
 
 
@@ -381,7 +382,7 @@ def test_zeroing_the_inputs_in_place_scores_nothing(name):
 def test_solutions_carry_nbgrader_metadata_and_assert_their_verdicts():
     for path in SOLUTIONS:
         nb = nbformat.read(path, as_version=4)
-        assert not exercises.mark(copy.deepcopy(nb)), f"{path.name}: run python -m fcconv.exercises --mark"
+        assert not exercises.mark(copy.deepcopy(nb)), f"{path.name}: run python -m tools.exercises --mark"
         for cell in nb.cells:
             meta = cell.metadata.get("fcconv", {})
             if meta.get("role") == "check":

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import fcconv
-from fcconv import data, faces, weights
+from fcconv import data
+from fcconv.course import faces, weights
 from fcconv.widgets.base import shown_png, shown_text
 
 

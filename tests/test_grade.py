@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from speed import scaled
 
-from fcconv import grade
+from fcconv.course import grade
 
 STUB = nbformat.read(ROOT / "exercises" / "02_shapes.ipynb", as_version=4)
 SOLVED = nbformat.read(ROOT / "solutions" / "02_shapes.ipynb", as_version=4)
@@ -41,10 +41,10 @@ def deleted(nb):
 
 
 def patched(nb):  # one-liners on a public check, on a private helper, on what a check relies on
-    after(nb, nb.cells[1], "import fcconv.checks as c\n"
+    after(nb, nb.cells[1], "import fcconv.course.checks as c\n"
           "c.output_size = c.CHECKS['02.1'] = lambda f, exercise='02.1': c.Verdict('02.1', 'correct', '')\n"
           "c._verdict = lambda exercise, body, answer: c.Verdict(exercise, 'correct', 'well done.')\n"
-          "import fcconv.shapes\nfcconv.shapes.conv_output_size = c.conv_output_size = lambda *a, **k: 7")
+          "import fcconv.formulas\nfcconv.formulas.conv_output_size = c.conv_output_size = lambda *a, **k: 7")
     cells(nb, "answer", "02.1")[0].source = "def my_output_size(W, F, S, P):\n    return 7"
 
 
@@ -81,7 +81,7 @@ def tampers(nb):
     rewrite the checks on disk; patch every module in sys.modules that holds checks (the grader's
     copy used to be one); a json whose dumps says "correct" (the verdict used to pass through it);
     a right 02.1 that prints 64 kB a call."""
-    after(nb, nb.cells[1], "import fcconv.checks as c\n"
+    after(nb, nb.cells[1], "import fcconv.course.checks as c\n"
           "with open(c.__file__, 'a') as f:\n"
           "    f.write('\\n_verdict = lambda e, b, a: Verdict(e, \"correct\", \"well done.\")\\n')\n"
           "import sys\nfor m in list(sys.modules.values()):\n"
@@ -125,12 +125,12 @@ def graded(tmp_path_factory):
     paths.append(root / "zeroing" / "01_fc_is_a_convolution.ipynb")
     paths[-1].parent.mkdir()
     nbformat.write(zeroing(), paths[-1])
-    checks = (ROOT / "fcconv" / "checks.py").read_bytes()
+    checks = (ROOT / "fcconv" / "course" / "checks.py").read_bytes()
     try:
         reports = list(grade.grade_all(paths, jobs=2, **LIMITS))
     finally:
-        assert (ROOT / "fcconv" / "checks.py").read_bytes() == checks, "the grader did not restore it"
-        (ROOT / "fcconv" / "checks.py").write_bytes(checks)
+        assert (ROOT / "fcconv" / "course" / "checks.py").read_bytes() == checks, "the grader did not restore it"
+        (ROOT / "fcconv" / "course" / "checks.py").write_bytes(checks)
     grade.write_csv(reports, root / "grades.csv")
     return {r.path.parent.name: r for r in reports}, root / "grades.csv"
 
@@ -186,7 +186,7 @@ def test_answers_that_zero_their_inputs_score_nothing(graded):
 def test_rewriting_the_checks_on_disk_scores_nothing_and_is_undone(graded):
     r = graded[0]["tampers"]
     assert statuses(r)["02.2"] == statuses(r)["02.3"] == "not attempted"
-    assert any("changed the grader's files on disk (restored): fcconv/checks.py" in p for p in r.problems)
+    assert any("changed the grader's files on disk (restored): fcconv/course/checks.py" in p for p in r.problems)
     for name in ("printing", "deleted", "patched", "equal_to_all"):  # graded after it
         assert graded[0][name].score == 0, (name, graded[0][name].results)
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 from labharness import chromium_page, outside_requests, require_chromium, screenshot
 
-from fcconv import handouts
+from tools import handouts
 
 pytestmark = pytest.mark.browser
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fcconv import setup_check
+from fcconv.course import setup_check
 from fcconv.widgets.base import shown_png, shown_text
 from fcconv.widgets.setup import SetupExplorer, draw, smoothed
 
@@ -26,8 +26,8 @@ def test_failed_checks_say_what_to_do():
 
 
 def test_version_parsing_handles_local_builds():
-    assert setup_check._version_tuple("2.13.0+cpu") == (2, 13, 0)
-    assert setup_check._version_tuple("1.26.0rc1") == (1, 26, 0)
+    assert setup_check.version_tuple("2.13.0+cpu") == (2, 13, 0)
+    assert setup_check.version_tuple("1.26.0rc1") == (1, 26, 0)
 
 
 def test_slider_redraws_the_figure():

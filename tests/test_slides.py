@@ -4,7 +4,7 @@ import nbformat
 import pytest
 from conftest import NOTEBOOKS
 
-from fcconv import slides
+from fcconv.course import slides
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -32,3 +32,22 @@ def test_annotate_keeps_an_instructors_choice():
     nb.cells[1].metadata["slideshow"] = {"slide_type": "notes"}
     assert slides.annotate(nb) == 1
     assert nb.cells[1].metadata["slideshow"]["slide_type"] == "notes"
+
+
+def test_the_command_instructors_run_writes_the_same_metadata(tmp_path):
+    """``python -m fcconv.slides NOTEBOOK`` (the command the README gives) against annotate()."""
+    import subprocess
+    import sys
+
+    nb = nbformat.read(NOTEBOOKS[1], as_version=4)
+    for c in nb.cells:
+        c.metadata.pop("slideshow", None)
+    path = tmp_path / NOTEBOOKS[1].name
+    nbformat.write(nb, path)
+    run = subprocess.run([sys.executable, "-m", "fcconv.slides", str(path)], capture_output=True,
+                         text=True)
+    assert run.returncode == 0 and "slide metadata written" in run.stdout, run.stderr
+    slides.annotate(nb)
+    written = nbformat.read(path, as_version=4)
+    assert [c.metadata["slideshow"] for c in written.cells] == \
+        [c.metadata["slideshow"] for c in nb.cells]

@@ -205,7 +205,7 @@ def test_paired_median_ms_alternates_and_warms_up_both_sides():
 
 
 def test_results_table_is_read_not_retyped():
-    from fcconv.results import read_table
+    from fcconv.course.results import read_table
 
     machine, rows = read_table("dense_vs_crops_cpu")
     assert "cores" in machine and {r["input"] for r in rows} >= {"384"}

@@ -8,8 +8,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from .. import plots
+from ..course.detect import detect, match, one_thread, probabilities
 from ..data import make_canvas
-from ..detect import detect, match, one_thread, probabilities
 from ..shapes import receptive_field
 from .base import Explorer, LiveFigure, never_raise, show_html, show_png
 

@@ -17,17 +17,6 @@ from ..torch_ops import sliding_windows
 from .base import Explorer, never_raise, show_html
 
 
-def median_ms(fn, repeats: int = 7) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after one warm-up call."""
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def paired_median_ms(fa, fb, min_pairs: int = 3, max_pairs: int = 25,
                      budget_s: float = 1.0) -> tuple[float, float]:
     """Median ms of ``fa()`` and of ``fb()``, timed in alternation after one warm-up call each.

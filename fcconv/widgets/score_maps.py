@@ -14,7 +14,8 @@ import io
 import ipywidgets as widgets
 import numpy as np
 
-from .. import faces, plots
+from .. import plots
+from ..course import faces
 from .base import Explorer, never_raise, show_html, show_png
 
 

@@ -28,7 +28,8 @@ class Check:
     advice: str = ""
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
+    """"2.13.0+cpu" -> (2, 13, 0); "1.26.0rc1" -> (1, 26, 0): the release numbers, compared as ints."""
     parts = []
     for piece in text.split("+")[0].split("."):
         digits = re.match(r"\d*", piece).group()  # '0rc1' -> '0'
@@ -57,7 +58,7 @@ def check_package(name: str, minimum: str | None = None) -> Check:
     except ImportError:
         return Check(name, False, "not installed", f"{name} is not installed. {FIX}")
     found = getattr(module, "__version__", "unknown")
-    ok = _version_tuple(found) >= _version_tuple(minimum)
+    ok = version_tuple(found) >= version_tuple(minimum)
     return Check(name, ok, found,
                  "" if ok else f"{name} {found} is older than the {minimum} the course needs. {FIX}")
 

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import BACKGROUND, load_digits, make_canvas
+from ..formulas import cell_window, checked_int
 from . import weights
-from .data import BACKGROUND, load_digits, make_canvas
-from .formulas import cell_window, checked_int
 
 WINDOW = 28
 
@@ -139,7 +139,7 @@ def train_fresh(steps: int = 2200, seed: int = 0, source: str = "mnist",
 
 
 def trained(retrain: bool = False, seed: int = 0) -> Trained:
-    """The course's digit detector: the committed weights ``fcconv/trained/digit_net.pt``
+    """The course's digit detector: the committed weights ``fcconv/course/trained/digit_net.pt``
     (sha256 checked, ``torch.load(weights_only=True)``), or, with ``retrain``, trained afresh
     from ``seed`` (the file is left alone; ``make weights`` rewrites it)."""
     if retrain:
@@ -151,7 +151,7 @@ def trained(retrain: bool = False, seed: int = 0) -> Trained:
 
 
 def train_and_save(seed: int = 0) -> dict:
-    """Train from ``seed`` and write ``fcconv/trained/digit_net.pt`` (``make weights``)."""
+    """Train from ``seed`` and write ``fcconv/course/trained/digit_net.pt`` (``make weights``)."""
     start = time.perf_counter()
     t = train_fresh(seed=seed, progress=False)
     return weights.save(t.model, "digit_net", seed=seed, steps=2200, source=t.source,
@@ -236,7 +236,7 @@ def match(detections: list[tuple], boxes: list[tuple], min_iou: float = 0.5) -> 
 def evaluate(fcn: nn.Module, digits: np.ndarray, labels: np.ndarray, n_canvases: int = 100,
              first_seed: int = 10_000, threshold: float = 0.9, **canvas_kw) -> dict:
     """Precision and recall at IoU >= 0.5 over ``n_canvases`` random canvases (held-out digits)."""
-    from .shapes import receptive_field
+    from ..shapes import receptive_field
 
     tp = fp = fn = 0
     jump = None

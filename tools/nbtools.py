@@ -1,6 +1,6 @@
 """Notebook housekeeping: notebooks are committed without outputs or execution counts.
 
-    python -m fcconv.nbtools strip notebooks/*.ipynb
+    python -m tools.nbtools strip notebooks/*.ipynb
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def strip(path: str) -> bool:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "strip":
-        print("usage: python -m fcconv.nbtools strip NOTEBOOK...", file=sys.stderr)
+        print("usage: python -m tools.nbtools strip NOTEBOOK...", file=sys.stderr)
         return 2
     for path in argv[1:]:
         if strip(path):

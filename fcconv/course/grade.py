@@ -6,17 +6,17 @@
 How one notebook is graded:
 
 1. Before any kernel starts, every submission, its reference (the generated exercise of the same
-   name in exercises/) and the source of ``fcconv/checks.py`` are read into memory: a notebook
-   that rewrites files cannot change what it or anyone after it is judged by. The reference, not
-   the submission's metadata, says which exercises there are and what each check cell holds. A
-   check cell deleted or edited in the submission scores 0 with a message, as nbgrader's locked
-   cells do.
+   name in the course folder's exercises/) and the source of ``fcconv/course/checks.py`` are read
+   into memory: a notebook that rewrites files cannot change what it or anyone after it is judged
+   by. The reference, not the submission's metadata, says which exercises there are and what each
+   check cell holds. A check cell deleted or edited in the submission scores 0 with a message, as
+   nbgrader's locked cells do.
 2. Each notebook is graded in a process of its own, in a fresh kernel whose working folder is a
    temporary one, cell by cell, under a time limit per cell, a memory cap and a cap on the output
    kept. Its check cells are not run: the grader runs the checks itself.
 3. Before the learner's first cell, the grader builds a private copy of the checks in the kernel
    from their source text and binds, in a closure, everything a verdict needs (the checks, the
-   library functions they use, json.dumps, hmac): a learner's later patch of ``fcconv.checks``,
+   library functions they use, json.dumps, hmac): a learner's later patch of ``fcconv.course.checks``,
    of ``fcconv.numpy_ops``, of ``sys.modules['json']`` does not reach it. After the last cell
    that closure judges the learner's answer for each exercise; the verdict comes back as the
    cell's value, signed (HMAC) with a key read from a file the setup deleted: printed text is
@@ -49,9 +49,10 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
-EXERCISES = ROOT / "exercises"
+from .folders import course_dir
+
 CHECKS_FILE = Path(__file__).with_name("checks.py")
+LIBRARY = Path(__file__).resolve().parent.parent  # the installed fcconv package (its own files)
 _CHECK_CALL = re.compile(r"verdict = checks\.(\w+)\((\w+)\)")
 SETUP_TIMEOUT = 300  # the grader's own first cell (imports torch): not the learner's time
 
@@ -133,7 +134,7 @@ def _setup_code(source: str, name: str, keyfile: str) -> str:
 def _fcconv_setup(source, keyfile):
     import hmac, json, os, sys, types
     module = types.ModuleType('_fcconv_checks_' + os.urandom(8).hex())
-    module.__package__ = 'fcconv'  # its relative imports reach the library
+    module.__package__ = 'fcconv.course'  # its relative imports reach the library
     sys.modules[module.__name__] = module  # (dataclasses looks it up while it loads)
     try:
         exec(compile(source, '<fcconv grader checks>', 'exec'), module.__dict__)
@@ -258,19 +259,26 @@ class Submission:
     text: str | None  # the submission, or None when it could not be read (see error)
     error: str | None
     reference: str | None  # the generated exercise notebook of the same name, or None
-    checks: str  # the source of fcconv/checks.py
+    checks: str  # the source of fcconv/course/checks.py
+    looked_in: str = ""  # where the reference was looked for (said when it is missing)
 
 
 def load(path: str | Path, reference: Path | None = None, checks: str | None = None) -> Submission:
     """Read a submission, its reference exercise and the checks into memory; never raises."""
     path = Path(path)
-    reference = reference or EXERCISES / path.name
+    if reference is None:
+        try:
+            reference = course_dir() / "exercises" / path.name
+        except FileNotFoundError as err:  # no course folder: said in the report
+            return Submission(path, None, None, None, checks or CHECKS_FILE.read_text("utf-8"),
+                              f"({err})")
     try:
         text, error = path.read_text(encoding="utf-8"), None
     except (OSError, UnicodeError) as err:
         text, error = None, str(err)
     ref = reference.read_text(encoding="utf-8") if reference.exists() else None
-    return Submission(path, text, error, ref, checks or CHECKS_FILE.read_text(encoding="utf-8"))
+    return Submission(path, text, error, ref, checks or CHECKS_FILE.read_text(encoding="utf-8"),
+                      f"in {reference.parent}")
 
 
 def grade_notebook(path: str | Path, cell_timeout: int = 60, memory_gb: float = 4.0,
@@ -310,7 +318,7 @@ def _parse(text: str, problems: list[str]):
 
 def _grade(report: Report, sub: Submission, timeout: int, memory: int, output: int) -> None:
     if sub.reference is None:
-        report.problems.append(f"no exercise notebook {sub.path.name} in {EXERCISES}: "
+        report.problems.append(f"no exercise notebook {sub.path.name} {sub.looked_in}: "
                                "cannot tell which exercises to grade")
         return
     exercises = reference_exercises(nbformat.reads(sub.reference, as_version=4))
@@ -433,7 +441,7 @@ def _grade_in_child(conn, sub: Submission, limits: tuple) -> None:
 
 
 def _library_snapshot() -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in sorted((ROOT / "fcconv").glob("*.py"))}
+    return {p: p.read_bytes() for p in sorted(LIBRARY.rglob("*.py"))}
 
 
 def _restore(snapshot: dict[Path, bytes]) -> list[str]:
@@ -441,7 +449,7 @@ def _restore(snapshot: dict[Path, bytes]) -> list[str]:
     changed = [p for p, text in snapshot.items() if not p.exists() or p.read_bytes() != text]
     for p in changed:
         p.write_bytes(snapshot[p])
-    return [str(p.relative_to(ROOT)) for p in changed]
+    return [str(p.relative_to(LIBRARY.parent)) for p in changed]
 
 
 def grade_all(paths: list[str | Path], cell_timeout: int = 60, memory_gb: float = 4.0,
@@ -457,7 +465,7 @@ def grade_all(paths: list[str | Path], cell_timeout: int = 60, memory_gb: float 
     subs = [load(p, checks=checks) for p in paths]
     snapshot = _library_snapshot()
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["fcconv.grade"])  # each child forks with the imports done
+    ctx.set_forkserver_preload(["fcconv.course.grade"])  # each child forks with the imports done
     running, done, started, given = {}, {}, 0, 0
     suspects: dict[int, str] = {}  # notebooks running when a grader file was found changed
     try:

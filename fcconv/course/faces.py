@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import grey_photo
+from ..formulas import cell_window
 from . import weights
-from .data import grey_photo
 from .detect import fit_steps, iou, nms, one_thread
-from .formulas import cell_window
 
 WINDOW = 25
 JUMP = 4            # two 2x2 max pools
@@ -166,7 +166,7 @@ def fit(model: nn.Module, data: Patches, steps: int, rng: np.random.Generator,
 def hard_negatives(model: nn.Module, names, threshold: float = 0.3, per_photo: int = 300):
     """The windows of the named face-free photos that ``model`` calls a face (p > threshold),
     worst first, at most ``per_photo`` each: (N, 25, 25)."""
-    from .torch_ops import convolutionalize
+    from ..torch_ops import convolutionalize
 
     fcn = convolutionalize(model.eval(), (1, WINDOW, WINDOW))
     found = []

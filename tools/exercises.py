@@ -9,9 +9,9 @@ Answer and check cells carry nbgrader's own metadata too (``nbgrader_metadata``)
 ``nbgrader generate_assignment`` takes solutions/ as its source as it is; a check cell's assertion
 fails with the hint as its message, which is what ``nbgrader autograde`` reports.
 
-    python -m fcconv.exercises           # (re)write exercises/
-    python -m fcconv.exercises --check   # exit 1 when exercises/ is out of date
-    python -m fcconv.exercises --mark    # give solutions/ nbgrader's metadata (a new exercise)
+    python -m tools.exercises           # (re)write exercises/
+    python -m tools.exercises --check   # exit 1 when exercises/ is out of date
+    python -m tools.exercises --mark    # give solutions/ nbgrader's metadata (a new exercise)
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
+from fcconv.course.folders import course_dir
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n.*?^[ \t]*{re.escape(END)}[^\n]*$",
                      re.S | re.M)
@@ -80,12 +81,13 @@ def make_exercise(solution) -> nbformat.NotebookNode:
                 cell.source = stub_source(cell.source, meta.get("stub"))
     # The grader compares what it finds with this list: a deleted check cell is then reported.
     nb.metadata["fcconv"] = {"exercises": exercise_ids(nb), "generated_from":
-                             "solutions/ by python -m fcconv.exercises; do not edit by hand"}
+                             "solutions/ by python -m tools.exercises; do not edit by hand"}
     return nb
 
 
-def generate(root: Path = ROOT) -> dict[Path, str]:
-    """Every exercises/ notebook's text, keyed by path."""
+def generate(root: Path | None = None) -> dict[Path, str]:
+    """Every exercises/ notebook's text, keyed by path (``root``: the course folder)."""
+    root = root or course_dir()
     out = {}
     for path in sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb")):
         nb = make_exercise(nbformat.read(path, as_version=4))
@@ -94,22 +96,23 @@ def generate(root: Path = ROOT) -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
+    root = course_dir()
     if "--mark" in argv:
-        for path in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")):
+        for path in sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb")):
             nb = nbformat.read(path, as_version=4)
             if mark(nb):
                 nbformat.write(nb, path)
-                print(f"marked {path.relative_to(ROOT)} for nbgrader")
-    files = generate()
+                print(f"marked {path.relative_to(root)} for nbgrader")
+    files = generate(root)
     stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
     if "--check" in argv:
         for p in stale:
-            print(f"out of date: {p.relative_to(ROOT)} (run python -m fcconv.exercises)")
+            print(f"out of date: {p.relative_to(root)} (run python -m tools.exercises)")
         return 1 if stale else 0
     for p in stale:
         p.parent.mkdir(exist_ok=True)
         p.write_text(files[p])
-        print(f"wrote {p.relative_to(ROOT)}")
+        print(f"wrote {p.relative_to(root)}")
     return 0
 
 

@@ -1,9 +1,9 @@
-"""Trained weights that ship with the course: small files in ``fcconv/trained/``, each with its
-sha256 and how it was made recorded in ``fcconv/trained/weights.json``.
+"""Trained weights that ship with the course: small files in ``fcconv/course/trained/``, each with
+its sha256 and how it was made recorded in ``fcconv/course/trained/weights.json``.
 
 ``load`` refuses a file whose checksum does not match (a half-written file, a Git LFS pointer,
 a stale copy) and reads it with ``torch.load(weights_only=True)``: no pickled code runs.
-``python -m fcconv.weights`` (what ``make weights`` runs) retrains every model from its fixed
+``python -m fcconv.course.weights`` (what ``make weights`` runs) retrains every model from its fixed
 seed and rewrites the files and the record.
 """
 
@@ -33,7 +33,7 @@ def record() -> dict:
 
 
 def load(model: nn.Module, name: str) -> nn.Module:
-    """Load ``fcconv/trained/<name>.pt`` into ``model`` after checking its sha256; eval mode."""
+    """Load ``fcconv/course/trained/<name>.pt`` into ``model`` after checking its sha256; eval mode."""
     path = FOLDER / f"{name}.pt"
     entry = record().get(name)
     if entry is None or not path.exists():
@@ -63,7 +63,7 @@ def machine() -> str:
 
 
 def save(model: nn.Module, name: str, **facts) -> dict:
-    """Write ``model``'s weights to ``fcconv/trained/<name>.pt`` and record its sha256 and
+    """Write ``model``'s weights to ``fcconv/course/trained/<name>.pt`` and record its sha256 and
     ``facts`` (seed, accuracy, seconds, ...) with the machine it was made on."""
     FOLDER.mkdir(exist_ok=True)
     path = FOLDER / f"{name}.pt"
@@ -75,11 +75,24 @@ def save(model: nn.Module, name: str, **facts) -> dict:
     return entry
 
 
-def main() -> int:
-    """Retrain every shipped model from its fixed seed; print what was recorded."""
+def main(argv: list[str] | None = None) -> int:
+    """Retrain the shipped models (all, or those named) from their fixed seeds; print the records."""
+    import argparse
+
     from . import detect, faces
 
-    for name, make in (("face_net", faces.train_and_save), ("digit_net", detect.train_and_save)):
+    makers = {"face_net": faces.train_and_save, "digit_net": detect.train_and_save}
+    p = argparse.ArgumentParser(prog="python -m fcconv.course.weights",
+                                description="Retrain the course's shipped models from their fixed "
+                                            "seeds and rewrite trained/*.pt and weights.json.")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help=f"which models: {', '.join(makers)} (default: all)")
+    names = p.parse_args(argv).models or list(makers)
+    unknown = sorted(set(names) - set(makers))
+    if unknown:
+        p.error(f"unknown model {', '.join(unknown)}: expected one of {', '.join(makers)}")
+    for name in names:
+        make = makers[name]
         start = time.perf_counter()
         entry = make()
         print(f"{name}: {entry} ({time.perf_counter() - start:.1f} s)")

@@ -16,9 +16,14 @@ Calling it returns a ``Verdict``, truthy only when correct. An exercise's check 
 so a wrong answer fails as an assertion whose message is the hint (what nbgrader reports), and a
 right one prints "02.1 correct — well done." (printed, not the cell's value: nbgrader would read a
 value as partial credit). To add an exercise: declare its check here, add its answer and check
-cells to solutions/, then ``python -m fcconv.exercises --mark`` (nbgrader's metadata) and
-``python -m fcconv.exercises`` (exercises/). ``CHECKS`` maps every exercise id to its check: the
-grader (``fcconv.grade``) calls the checks itself and never reads what a notebook prints.
+cells to solutions/, then ``python -m tools.exercises --mark`` (nbgrader's metadata) and
+``python -m tools.exercises`` (exercises/). ``CHECKS`` maps every exercise id to its check: the
+grader (``fcconv.course.grade``) calls the checks itself and never reads what a notebook prints.
+Most checks compare answers exactly on a list of cases (``_compare``): a check then says only what
+the cases are, what is expected, and the hint for a wrong answer.
+
+The checks of the NumPy exercises (notebooks 01 and 07) need no torch; a check declared
+``needs_torch=True`` says so plainly where PyTorch is not installed.
 
 Fairness rules every check follows: the learner's function runs first, on private copies of the
 inputs, and the expected value is computed afterwards from the originals (an answer that edits its
@@ -37,28 +42,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
 
 # The checks' own references, bound when this module is loaded: the grader loads its copy before
 # the learner's code runs, so replacing fcconv.numpy_ops.linear (say) later does not reach them.
-from .detect import iou as _ref_iou
-from .detect import nms as _ref_nms
-from .formulas import cell_window as _ref_cell_window
-from .formulas import score_map_side as _ref_score_map_side
-from .models import lenet5, tiny_vgg, vgg16
-from .numpy_ops import conv2d, conv_matrix, conv_matrix_entries, linear
-from .numpy_ops import fc_to_conv_weight as _ref_fc_to_conv_weight
-from .shapes import conv_output_size, receptive_field, trace
-from .torch_ops import convolutionalize, sliding_windows
+from ..formulas import cell_window as _ref_cell_window
+from ..formulas import conv_output_size
+from ..formulas import score_map_side as _ref_score_map_side
+from ..numpy_ops import conv2d, conv_matrix, conv_matrix_entries, linear
+from ..numpy_ops import fc_to_conv_weight as _ref_fc_to_conv_weight
 
+try:  # the PyTorch exercises' references; the NumPy exercises' checks work without them
+    import torch
+    from torch import nn
+
+    from ..dense import sliding_windows
+    from ..fcn import convolutionalize
+    from ..models import lenet5, tiny_vgg, vgg16
+    from ..shapes import receptive_field, trace
+    from .detect import iou as _ref_iou
+    from .detect import nms as _ref_nms
+except ModuleNotFoundError as err:
+    if err.name != "torch":
+        raise
+    torch = None
+
+_HAVE_TORCH = torch is not None
 CHECKS: dict[str, Callable[[object], Verdict]] = {}  # exercise id -> check, filled by @check
 
 
 @dataclass(frozen=True)
 class Verdict:
     exercise: str
-    status: str  # "correct", "wrong" or "not attempted"
+    status: str  # "correct", "wrong", "not attempted", or "not checked" (no PyTorch here)
     message: str
 
     def __bool__(self) -> bool:
@@ -106,12 +121,19 @@ def _verdict(exercise: str, body: Callable[[object], str | None], answer) -> Ver
         return Verdict(exercise, "wrong", f"your code raised {type(err).__name__}: {err}")
 
 
-def check(exercise: str):
-    """Declare the check of ``exercise``: body(answer) -> None when right, else the hint.
-    The declared function takes the answer and returns a Verdict."""
+_NO_TORCH = "this check needs PyTorch, which is not installed here (the NumPy exercises of " \
+            "notebooks 01 and 07 do not): install the course with `make lab`."
+
+
+def check(exercise: str, needs_torch: bool = False):
+    """Declare the check of ``exercise``: body(answer) -> None when right, else the hint;
+    ``needs_torch``: the check needs PyTorch. The declared function takes the answer and returns a
+    Verdict."""
     def declare(body):
         @functools.wraps(body)
         def run(answer, exercise: str = exercise) -> Verdict:
+            if needs_torch and not _HAVE_TORCH:
+                return Verdict(exercise, "not checked", _NO_TORCH)
             return _verdict(exercise, body, answer)
 
         CHECKS[exercise] = run
@@ -151,9 +173,10 @@ def _numbers(x, n: int) -> tuple:
     return tuple(_number(v) for v in x)
 
 
-def _ints_only(values) -> str | None:
-    """Every value was right: complain only if some were floats rather than ints."""
-    floats = [v for v in values if type(v) is not int]
+def _ints_only(answers) -> str | None:
+    """Every answer was right: complain only if some numbers were floats rather than ints."""
+    values = [v for a in answers for v in (a if isinstance(a, tuple) else (a,))]
+    floats = [v for v in values if type(v) is float]
     return f"the values are right, but return ints: you gave {floats[0]!r}, a float (a size or a " \
            "count is an int; a float equal to one is rejected on purpose)." if floats else None
 
@@ -181,67 +204,105 @@ def _rng() -> np.random.Generator:
     return np.random.default_rng()
 
 
+def _ints(n: int) -> Callable[[object], tuple]:
+    """Reads an answer that is a tuple of ``n`` numbers."""
+    return lambda x: _numbers(x, n)
+
+
+def _compare(fn, cases, want, hint, read=_number, same=operator.eq) -> str | None:
+    """The body of most checks: run ``fn`` on every case (all answers first, on private copies),
+    then compare each with ``want(*case)``. The first that differs gets ``hint(got, want, *case)``;
+    all right: None, or a complaint if some numbers came as floats.
+
+    read: what the answer must be (``_number``, ``_ints(n)``, ``_array``); same: the comparison."""
+    cases = [tuple(case) for case in cases]
+    answers = [read(_call(fn, *case)) for case in cases]
+    for case, got in zip(cases, answers):
+        expected = want(*case)
+        if not same(got, expected):
+            return hint(got, expected, *case)
+    return _ints_only(answers)
+
+
 # =========================================================================== 01
+
+def _weight_cases(rng: np.random.Generator, n: int, square: bool = True) -> list[tuple]:
+    """``n`` cases (weight (K, C*H*W), in_shape (C, H, W)); ``square=False``: H != W, so that a
+    swap of the two shows."""
+    cases = []
+    for _ in range(n):
+        k, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
+        while not square and h == w:
+            w = int(rng.integers(2, 6))
+        cases.append((rng.standard_normal((k, c * h * w)), (c, h, w)))
+    return cases
+
+
+# order asked -> (the hint for an answer in the other order, where the numbers go)
+_ORDER_HINTS = {
+    "chw": ("your filter has the channels last: did you flatten H,W,C? PyTorch flattens C, then "
+            "H, then W.", "row i of the matrix, cut into C slices of H x W, is filter i."),
+    "hwc": ("that is the PyTorch (C,H,W) reshape: a Keras weight was flattened H,W,C, so reshape "
+            "to (K, H, W, C) and move C to axis 1.",
+            "reshape to (K, H, W, C) as Keras flattened it, then move C to axis 1."),
+}
+
+
+def _filters(fn, cases, order: str, also=lambda got, weight, in_shape: None) -> str | None:
+    """Check fn(weight, in_shape) -> filters (K, C, H, W) for a weight flattened in ``order``;
+    ``also(got, weight, in_shape)``: a further hint, tried before the last resort."""
+    other = "hwc" if order == "chw" else "chw"
+
+    def hint(got, want, weight, in_shape):
+        if _close(got, _ref_fc_to_conv_weight(weight, in_shape, other)):
+            return _ORDER_HINTS[order][0]
+        if got.shape != want.shape:
+            return f"for {len(weight)} neurons on a (C, H, W) = {in_shape} volume the filters " \
+                   f"have shape {want.shape} (K, C, H, W); yours have {got.shape}."
+        return also(got, weight, in_shape) or \
+            f"the shape is right but the numbers are in the wrong places: {_ORDER_HINTS[order][1]}"
+    return _compare(fn, cases, lambda weight, in_shape: _ref_fc_to_conv_weight(weight, in_shape, order),
+                    hint, _array, _close)
+
 
 @check("01.1")
 def fc_to_conv_weight(fn):
     """fn(weight (K, C*H*W), in_shape (C, H, W)) -> filters (K, C, H, W), PyTorch order."""
-    rng = _rng()
-    for _ in range(5):
-        k, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
-        weight = rng.standard_normal((k, c * h * w))
-        got = _array(_call(fn, weight, (c, h, w)))
-        want = _ref_fc_to_conv_weight(weight, (c, h, w))
-        if _close(got, want):
-            continue
-        if _close(got, _ref_fc_to_conv_weight(weight, (c, h, w), "hwc")):
-            return "your filter has the channels last: did you flatten H,W,C? PyTorch " \
-                   "flattens C, then H, then W."
-        if got.shape != want.shape:
-            return f"for {k} neurons on a {c}x{h}x{w} volume the filters should have shape " \
-                   f"{want.shape}; yours have {got.shape}."
-        return "the shape is right but the numbers are in the wrong places: row i of the " \
-               "matrix, cut into C slices of H x W, is filter i."
-    return None
+    return _filters(fn, _weight_cases(_rng(), 5), "chw")
 
 
 @check("01.2")
 def linear_via_conv(fn):
     """fn(x (N, C, H, W), weight (K, C*H*W), bias (K,)) -> (N, K), using a convolution."""
     rng = _rng()
-    for _ in range(4):
-        n, k, c, h, w = (int(v) for v in rng.integers(1, 5, size=5))
-        x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c * h * w)), \
-            rng.standard_normal(k)
-        got = _array(_call(fn, x, wt, b))
-        want = linear(x.reshape(n, -1), wt, b)
-        if _close(got, want):
-            continue
+    cases = [(rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c * h * w)),
+              rng.standard_normal(k))
+             for n, k, c, h, w in (rng.integers(1, 5, size=5).tolist() for _ in range(4))]
+
+    def hint(got, want, x, wt, b):
         if _float32(got, want):
             return _FLOAT32
-        if got.shape == (n, k, 1, 1):
+        if got.shape == (*want.shape, 1, 1):
             return "the numbers are right but the shape is (N, K, 1, 1): flatten the 1x1 " \
                    "map to (N, K), as an FC layer returns."
         if _close(got, want - b):
             return "you forgot the bias."
         return f"for x of shape {x.shape} the FC output is {want.shape}; yours differs."
-    return None
+    return _compare(fn, cases, lambda x, wt, b: linear(x.reshape(len(x), -1), wt, b), hint,
+                    _array, _close)
 
 
 @check("01.3")
 def fc_to_1x1(fn):
     """fn(weight (K, N)) -> 1x1 conv filters (K, N, 1, 1)."""
     rng = _rng()
-    for _ in range(4):
-        k, n = (int(v) for v in rng.integers(1, 9, size=2))
-        weight = rng.standard_normal((k, n))
-        got = _array(_call(fn, weight))
-        if _close(got, weight.reshape(k, n, 1, 1)):
-            continue
-        if got.shape == (n, k, 1, 1):
+    cases = [(rng.standard_normal(rng.integers(1, 9, size=2)),) for _ in range(4)]
+
+    def hint(got, want, weight):
+        if got.shape == (weight.shape[1], weight.shape[0], 1, 1):
             return "you swapped outputs and inputs: a conv weight is (out, in, kh, kw)."
-        return f"expected shape {(k, n, 1, 1)} holding the same numbers; got {got.shape}."
-    return None
+        return f"expected shape {want.shape} holding the same numbers; got {got.shape}."
+    return _compare(fn, cases, lambda w: w.reshape(*w.shape, 1, 1), hint, _array, _close)
 
 
 # =========================================================================== 02
@@ -249,67 +310,55 @@ def fc_to_1x1(fn):
 @check("02.1")
 def output_size(fn):
     """fn(W, F, S, P) -> the number of outputs, as PyTorch computes it (floor)."""
-    gots = []
-    for w in range(1, 14):
-        for f in range(1, 6):
-            for s in range(1, 4):
-                for p in range(0, 3):
-                    if f > w + 2 * p:
-                        continue
-                    got = _number(_call(fn, w, f, s, p))
-                    want = conv_output_size(w, f, s, p)
-                    gots.append(got)
-                    if got == want:
-                        continue
-                    if got == (w - f + 2 * p) / s + 1:
-                        return f"for W={w}, F={f}, S={s}, P={p} you return {got}: PyTorch " \
-                               f"rounds the division down, giving {want}."
-                    if got == (w - f + p) // s + 1:
-                        return "padding goes on both sides: use 2*P."
-                    return f"for W={w}, F={f}, S={s}, P={p} the answer is {want}; you gave {got}."
-    return _ints_only(gots)
+    cases = [(w, f, s, p) for w in range(1, 14) for f in range(1, 6) for s in range(1, 4)
+             for p in range(0, 3) if f <= w + 2 * p]
+
+    def hint(got, want, w, f, s, p):
+        if got == (w - f + 2 * p) / s + 1:
+            return f"for W={w}, F={f}, S={s}, P={p} you return {got}: PyTorch " \
+                   f"rounds the division down, giving {want}."
+        if got == (w - f + p) // s + 1:
+            return "padding goes on both sides: use 2*P."
+        return f"for W={w}, F={f}, S={s}, P={p} the answer is {want}; you gave {got}."
+    return _compare(fn, cases, conv_output_size, hint)
 
 
 @check("02.2")
 def score_map_side(fn):
     """fn(size) -> the side of VGG16's score map for a size x size input (224 window, jump 32)."""
-    gots = []
-    for size in range(224, 1025, 8):
-        got = _number(_call(fn, size))
-        want = _ref_score_map_side(size, 224, 32)
-        gots.append(got)
-        if got == want:
-            continue
+    def hint(got, want, size):
         if got == (size - 224) // 32:
             return f"at {size} there are {want} windows per side: count the first one (+1)."
         if got == size // 32:
             return "that is the pool5 side; the 7x7 fc6 kernel then slides over it: " \
                    "subtract the window first."
         return f"at {size} the map is {want}x{want}; you gave {got}."
-    return _ints_only(gots)
+    return _compare(fn, [(s,) for s in range(224, 1025, 8)],
+                    lambda size: _ref_score_map_side(size, 224, 32), hint)
 
 
-@check("02.3")
+def _field_of(layers) -> tuple[int, int, int] | None:
+    """(size, jump, start) of a stack of 1-channel convs, or None where strides leave gaps."""
+    try:
+        rf = receptive_field(nn.Sequential(*[nn.Conv2d(1, 1, k, s, p) for k, s, p in layers]),
+                             (1, 64, 64))
+    except ValueError:  # a stride larger than the field leaves gaps: no window to compare
+        return None
+    return rf.size, rf.jump, rf.start
+
+
+@check("02.3", needs_torch=True)
 def receptive_field_recurrence(fn):
     """fn(layers [(kernel, stride, padding), ...]) -> (size, jump, start) of the last layer."""
-
     rng = _rng()
-    gots = []
-    checked = 0
-    while checked < 6:
+    cases = []
+    while len(cases) < 6:
         layers = [(int(rng.integers(1, 5)), int(rng.integers(1, 3)), int(rng.integers(0, 2)))
                   for _ in range(int(rng.integers(1, 5)))]
-        got = _numbers(_call(fn, layers), 3)  # the answer first: no expected value on the stack
-        try:
-            rf = receptive_field(nn.Sequential(*[nn.Conv2d(1, 1, k, s, p) for k, s, p in layers]),
-                                 (1, 64, 64))
-        except ValueError:  # a stride larger than the field leaves gaps: no window to compare
-            continue
-        checked += 1
-        want = (rf.size, rf.jump, rf.start)
-        gots += got
-        if got == want:
-            continue
+        if _field_of(layers) is not None:  # only whether it has one: no value kept
+            cases.append((layers,))
+
+    def hint(got, want, layers):
         if got[:2] == want[:2] and got[2] == -want[2]:
             return "padding moves the first window *before* the image: start goes down " \
                    "by padding * jump."
@@ -317,7 +366,7 @@ def receptive_field_recurrence(fn):
             return "each layer widens the field by (kernel - 1) * jump, using the jump " \
                    "*before* that layer's stride."
         return f"for layers {layers} expected (size, jump, start) = {want}; got {got}."
-    return _ints_only(gots)
+    return _compare(fn, cases, _field_of, hint, _ints(3))
 
 
 # =========================================================================== 03
@@ -325,31 +374,16 @@ def receptive_field_recurrence(fn):
 @check("03.1")
 def keras_to_torch_filters(fn):
     """fn(weight (K, H*W*C) learned in Keras, in_shape (C, H, W)) -> PyTorch filters (K, C, H, W)."""
-    rng = _rng()
-    for _ in range(5):
-        k, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
-        while h == w:  # H != W, so that a swap of the two shows
-            w = int(rng.integers(2, 6))
-        weight = rng.standard_normal((k, c * h * w))
-        got = _array(_call(fn, weight, (c, h, w)))
-        want = _ref_fc_to_conv_weight(weight, (c, h, w), "hwc")
-        if _close(got, want):
-            continue
-        if _close(got, _ref_fc_to_conv_weight(weight, (c, h, w), "chw")):
-            return "that is the PyTorch (C,H,W) reshape: a Keras weight was flattened " \
-                   "H,W,C, so reshape to (K, H, W, C) and move C to axis 1."
-        if got.shape != want.shape:
-            return f"for in_shape (C, H, W) = {(c, h, w)} the filters have shape {want.shape} " \
-                   f"(K, C, H, W); yours have {got.shape}."
+    def swapped(got, weight, in_shape):
+        (c, h, w), k = in_shape, len(weight)
         if _close(got, weight.reshape(k, w, h, c).transpose(0, 3, 2, 1)):
             return "you reshaped to (K, W, H, C): Keras flattens H first, then W, then C, so " \
                    "reshape to (K, H, W, C), then move C to axis 1."
-        return "the shape is right but the numbers are in the wrong places: reshape to " \
-               "(K, H, W, C) as Keras flattened it, then move C to axis 1."
-    return None
+        return None
+    return _filters(fn, _weight_cases(_rng(), 5, square=False), "hwc", swapped)
 
 
-@check("03.2")
+@check("03.2", needs_torch=True)
 def fc7_as_conv(fn):
     """fn(linear nn.Linear(N, K)) -> an nn.Conv2d 1x1 that computes the same on (N, C=N, 1, 1)."""
     torch.manual_seed(0)
@@ -407,7 +441,7 @@ def _step(a: np.ndarray, axis: int) -> str:
 
 # =========================================================================== 04
 
-@check("04.1")
+@check("04.1", needs_torch=True)
 def convolutionalize_by_hand(fn):
     """fn(model: the lenet5 Sequential) -> a fully convolutional version of it."""
 
@@ -459,7 +493,7 @@ def _lenet_difference(model: nn.Module, fcn: nn.Module) -> str:
            "weight is the Linear's weight reshaped in C,H,W order, and its bias copied."
 
 
-@check("04.2")
+@check("04.2", needs_torch=True)
 def bn1d_to_bn2d(fn):
     """fn(bn: nn.BatchNorm1d) -> nn.BatchNorm2d computing the same per channel (eval mode)."""
     torch.manual_seed(0)
@@ -488,20 +522,17 @@ def bn1d_to_bn2d(fn):
     return "the outputs differ: copy weight, bias, running_mean, running_var and eps."
 
 
-@check("04.3")
+@check("04.3", needs_torch=True)
 def tiny_vgg_map_side(fn):
     """fn(size) -> the score-map side of the convolutionalized Tiny VGG (window 64, jump 4)."""
-    sizes = range(64, 200, 3)
-    gots = [_number(_call(fn, size)) for size in sizes]  # all answers first: no reference in reach
-    fcn = convolutionalize(tiny_vgg(device="meta"), (3, 64, 64))
-    for size, got in zip(sizes, gots):
-        want = trace(fcn, size).output_shape[1]
-        if got == want:
-            continue
+    fcn = functools.cache(lambda: convolutionalize(tiny_vgg(device="meta"), (3, 64, 64)))
+
+    def hint(got, want, size):
         if got == (size - 64) // 32 + 1 or got == (size - 64) // 2 + 1:
             return "Tiny VGG has two 2x2 pools: its jump is 2*2 = 4 pixels."
         return f"at {size} the map side is {want}; you gave {got}."
-    return _ints_only(gots)
+    return _compare(fn, [(s,) for s in range(64, 200, 3)],
+                    lambda size: trace(fcn(), size).output_shape[1], hint)
 
 
 # =========================================================================== 05
@@ -510,59 +541,45 @@ def tiny_vgg_map_side(fn):
 def window_of(fn):
     """fn(row, col, jump, window) -> (y0, x0, y1, x1), inclusive pixel bounds of cell (row, col)."""
     rng = _rng()
-    gots = []
-    for _ in range(20):
-        r, c = (int(v) for v in rng.integers(0, 10, 2))
-        jump, window = int(rng.choice([4, 16, 32])), int(rng.choice([28, 64, 224]))
-        got = _numbers(_call(fn, r, c, jump, window), 4)
-        want = _ref_cell_window((r, c), window, jump)
-        gots += got
-        if got == want:
-            continue
+    cases = [(*rng.integers(0, 10, 2).tolist(), int(rng.choice([4, 16, 32])),
+              int(rng.choice([28, 64, 224]))) for _ in range(20)]
+
+    def hint(got, want, r, c, jump, window):
         if got == (want[0], want[1], want[2] + 1, want[3] + 1):
             return f"inclusive bounds: a {window}-pixel window starting at 0 ends at {window - 1}."
         if got[:2] == (want[1], want[0]):
             return "rows go with y, columns with x: (y0, x0, y1, x1)."
         return f"cell ({r}, {c}) with jump {jump} and window {window} is {want}; you gave {got}."
-    return _ints_only(gots)
+    return _compare(fn, cases, lambda r, c, jump, window: _ref_cell_window((r, c), window, jump),
+                    hint, _ints(4))
 
 
 @check("05.2")
 def passes_needed(fn):
     """fn(jump, step) -> how many shifted passes shift-and-stitch needs for stride ``step``."""
-    gots = []
-    for jump in (4, 8, 16, 32):
-        for step in (1, 2, 4, 8, 16, 32):
-            if step > jump or jump % step:
-                continue
-            got = _number(_call(fn, jump, step))
-            want = (jump // step) ** 2
-            gots.append(got)
-            if got == want:
-                continue
-            if got == jump // step:
-                return f"jump {jump}, step {step}: shifts are needed along y *and* x, " \
-                       f"so {jump // step} x {jump // step} passes."
-            return f"jump {jump}, step {step} needs {want} passes; you gave {got}."
-    return _ints_only(gots)
+    cases = [(jump, step) for jump in (4, 8, 16, 32) for step in (1, 2, 4, 8, 16, 32)
+             if step <= jump and jump % step == 0]
+
+    def hint(got, want, jump, step):
+        if got == jump // step:
+            return f"jump {jump}, step {step}: shifts are needed along y *and* x, " \
+                   f"so {jump // step} x {jump // step} passes."
+        return f"jump {jump}, step {step} needs {want} passes; you gave {got}."
+    return _compare(fn, cases, lambda jump, step: (jump // step) ** 2, hint)
 
 
-@check("05.3")
+@check("05.3", needs_torch=True)
 def vgg_field_of(fn):
     """fn(i) -> (first, last) input pixel of the receptive field of VGG16 fc6's cell i."""
-    answers = [_numbers(_call(fn, i), 2) for i in range(10)]  # all answers first
-    rf = receptive_field(convolutionalize(vgg16(device="meta"), (3, 224, 224)), 512)
-    gots = []
-    for i, got in enumerate(answers):
-        want = rf.window(i)
-        gots += got
-        if got == want:
-            continue
+    rf = functools.cache(lambda: receptive_field(convolutionalize(vgg16(device="meta"),
+                                                                  (3, 224, 224)), 512))
+
+    def hint(got, want, i):
         if got == (32 * i, 32 * i + 223):
             return "that is the window (224 px); the receptive field is larger and starts " \
                    "in the padding."
         return f"cell {i} sees pixels {want}; you gave {got}."
-    return _ints_only(gots)
+    return _compare(fn, [(i,) for i in range(10)], lambda i: rf().window(i), hint, _ints(2))
 
 
 # =========================================================================== 06
@@ -570,25 +587,19 @@ def vgg_field_of(fn):
 @check("06.1")
 def n_windows(fn):
     """fn(size, window, stride) -> windows of window x window at ``stride`` in a size x size image."""
-    gots = []
-    for size in range(28, 300, 7):
-        for window, stride in ((28, 4), (64, 4), (224, 32)):
-            if window > size:
-                continue
-            got = _number(_call(fn, size, window, stride))
-            want = _ref_score_map_side(size, window, stride) ** 2
-            gots.append(got)
-            if got == want:
-                continue
-            if got == _ref_score_map_side(size, window, stride):
-                return "that is the count along one side: windows form a grid, square it."
-            if got == ((size - window) // stride) ** 2:
-                return "count the first window too: (size - window) // stride + 1 per side."
-            return f"{size}x{size}, window {window}, stride {stride}: {want} windows; you gave {got}."
-    return _ints_only(gots)
+    cases = [(size, window, stride) for size in range(28, 300, 7)
+             for window, stride in ((28, 4), (64, 4), (224, 32)) if window <= size]
+
+    def hint(got, want, size, window, stride):
+        if got == _ref_score_map_side(size, window, stride):
+            return "that is the count along one side: windows form a grid, square it."
+        if got == ((size - window) // stride) ** 2:
+            return "count the first window too: (size - window) // stride + 1 per side."
+        return f"{size}x{size}, window {window}, stride {stride}: {want} windows; you gave {got}."
+    return _compare(fn, cases, lambda *case: _ref_score_map_side(*case) ** 2, hint)
 
 
-@check("06.2")
+@check("06.2", needs_torch=True)
 def mac_ratio(fn):
     """fn(size) -> MACs of all VGG16 crops / MACs of one dense pass at size x size."""
     sizes = (256, 384, 512)
@@ -614,19 +625,13 @@ def mac_ratio(fn):
 def dress_windows(fn):
     """fn(units_w, units_h, win_w, win_h) -> how many win_w x win_h windows fit in the unit map."""
     rng = _rng()
-    gots = []
-    for _ in range(20):
-        uw, uh = (int(v) for v in rng.integers(4, 40, 2))
-        ww, wh = (int(v) for v in rng.integers(1, 5, 2))
-        got = _number(_call(fn, uw, uh, ww, wh))
-        want = (uw - ww + 1) * (uh - wh + 1)
-        gots.append(got)
-        if got == want:
-            continue
+    cases = [(*rng.integers(4, 40, 2).tolist(), *rng.integers(1, 5, 2).tolist()) for _ in range(20)]
+
+    def hint(got, want, uw, uh, ww, wh):
         if got == (uw - wh + 1) * (uh - ww + 1):
             return "you paired the window's width with the map's height."
         return f"a {uw}x{uh} map holds {want} windows of {ww}x{wh}; you gave {got}."
-    return _ints_only(gots)
+    return _compare(fn, cases, lambda uw, uh, ww, wh: (uw - ww + 1) * (uh - wh + 1), hint)
 
 
 # =========================================================================== 07
@@ -634,18 +639,14 @@ def dress_windows(fn):
 @check("07.1")
 def conv_matrix_shape(fn):
     """fn(weight_shape (K, C, kh, kw), in_shape (C, H, W), stride, padding) -> (rows, cols)."""
-    gots = []
-    for ws, ins, s, p in (((64, 3, 3, 3), (3, 224, 224), 1, 1), ((8, 2, 5, 5), (2, 20, 16), 2, 0),
-                          ((4, 3, 3, 3), (3, 9, 9), 3, 1)):
-        got = _numbers(_call(fn, ws, ins, s, p), 2)
-        want = conv_matrix_entries(ws, ins, s, p)
-        gots += got
-        if got == want:
-            continue
+    cases = (((64, 3, 3, 3), (3, 224, 224), 1, 1), ((8, 2, 5, 5), (2, 20, 16), 2, 0),
+             ((4, 3, 3, 3), (3, 9, 9), 3, 1))
+
+    def hint(got, want, ws, ins, s, p):
         if got[1] == ins[1] * ins[2] or got[0] == want[0] // ws[0]:
             return "count every channel: rows are K*H'*W', columns C*H*W."
         return f"for {ws} on {ins}, stride {s}, padding {p}: {want}; you gave {got}."
-    return _ints_only(gots)
+    return _compare(fn, cases, conv_matrix_entries, hint, _ints(2))
 
 
 @check("07.2")
@@ -677,27 +678,25 @@ def my_conv_matrix(fn):
 def locally_connected_params(fn):
     """fn(size, kernel, stride, padding) -> weights of a locally connected layer (1 channel in,
     1 out, no bias): one weight per input each output position really sees."""
-    gots = []
-    for size in (5, 8, 11):
-        for kernel, stride, padding in ((3, 1, 0), (3, 1, 1), (2, 2, 0), (3, 2, 1)):
-            got = _number(_call(fn, size, kernel, stride, padding))
-            m = conv_matrix(np.ones((1, 1, kernel, kernel)), (1, size, size), stride, padding)
-            want = int(np.count_nonzero(m))
-            gots.append(got)
-            if got == want:
-                continue
-            out = conv_output_size(size, kernel, stride, padding)
-            if got == out * out * kernel * kernel:
-                return "windows that overlap the padding see fewer real pixels: padding " \
-                       "taps have no weight."
-            return f"size {size}, kernel {kernel}, stride {stride}, padding {padding}: " \
-                   f"{want}; you gave {got}."
-    return _ints_only(gots)
+    cases = [(size, *ksp) for size in (5, 8, 11) for ksp in ((3, 1, 0), (3, 1, 1), (2, 2, 0), (3, 2, 1))]
+
+    def want(size, kernel, stride, padding):
+        m = conv_matrix(np.ones((1, 1, kernel, kernel)), (1, size, size), stride, padding)
+        return int(np.count_nonzero(m))
+
+    def hint(got, want, size, kernel, stride, padding):
+        out = conv_output_size(size, kernel, stride, padding)
+        if got == out * out * kernel * kernel:
+            return "windows that overlap the padding see fewer real pixels: padding " \
+                   "taps have no weight."
+        return f"size {size}, kernel {kernel}, stride {stride}, padding {padding}: " \
+               f"{want}; you gave {got}."
+    return _compare(fn, cases, want, hint)
 
 
 # =========================================================================== 08
 
-@check("08.1")
+@check("08.1", needs_torch=True)
 def iou(fn):
     """fn(a, b) -> intersection over union of inclusive boxes (x0, y0, x1, y1)."""
 
@@ -744,7 +743,7 @@ def _detections(x) -> list[tuple]:
     return [_numbers(d, 6) for d in x]
 
 
-@check("08.2")
+@check("08.2", needs_torch=True)
 def nms(fn):
     """fn(detections [(x0, y0, x1, y1, label, score)], overlap) -> the kept detections."""
 
@@ -785,23 +784,18 @@ def _greedy(dets, overlap, by_score: bool = True, per_label: bool = False):
 @check("08.3")
 def transposed_size(fn):
     """fn(n, kernel, stride, padding) -> output length of a transposed convolution."""
-    gots = []
-    for n in range(1, 12):
-        for k, s, p in ((8, 4, 2), (4, 2, 1), (3, 1, 0), (16, 8, 4), (5, 3, 1)):
-            if (n - 1) * s - 2 * p + k < 1:
-                continue
-            got = _number(_call(fn, n, k, s, p))
-            want = (n - 1) * s - 2 * p + k
-            gots.append(got)
-            if got == want:
-                continue
-            if got == n * s:
-                return f"n * stride is right only for kernel = 2*stride, padding = stride/2; " \
-                       f"for n={n}, k={k}, s={s}, p={p} use (n - 1)*s - 2p + k."
-            if got == n:
-                return "that is the input size: a transposed conv grows the map."
-            return f"n={n}, k={k}, s={s}, p={p}: {want}; you gave {got}."
-    return _ints_only(gots)
+    cases = [(n, *ksp) for n in range(1, 12)
+             for ksp in ((8, 4, 2), (4, 2, 1), (3, 1, 0), (16, 8, 4), (5, 3, 1))
+             if (n - 1) * ksp[1] - 2 * ksp[2] + ksp[0] >= 1]
+
+    def hint(got, want, n, k, s, p):
+        if got == n * s:
+            return f"n * stride is right only for kernel = 2*stride, padding = stride/2; " \
+                   f"for n={n}, k={k}, s={s}, p={p} use (n - 1)*s - 2p + k."
+        if got == n:
+            return "that is the input size: a transposed conv grows the map."
+        return f"n={n}, k={k}, s={s}, p={p}: {want}; you gave {got}."
+    return _compare(fn, cases, lambda n, k, s, p: (n - 1) * s - 2 * p + k, hint)
 
 
 @check("05.4")

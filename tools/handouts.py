@@ -3,7 +3,7 @@ last view embedded. They render offline: require.js, the widget renderer and Mat
 the npm registry once (``make handouts`` needs npm for that step only) and sit beside the pages.
 Serve the folder (``python -m http.server -d handouts``) or copy it whole to a USB stick.
 
-    python -m fcconv.handouts [NN ...]     # writes handouts/NN_name.html and handouts/index.html
+    python -m tools.handouts [NN ...]     # writes handouts/NN_name.html and handouts/index.html
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "handouts"
+from fcconv.course.folders import course_dir
+
 # npm package, version, files to copy (from the package folder) -> name in handouts/static
 PACKAGES = [
     # package.json carries each package's licence (MIT, BSD-3-Clause): kept beside the code.
@@ -93,11 +93,14 @@ def to_html(nb) -> str:
     return body
 
 
-def build(numbers: list[str] | None = None, out: Path = OUT) -> list[Path]:
-    """Write one handout per walkthrough (or per number given) and an index page."""
+def build(numbers: list[str] | None = None, out: Path | None = None) -> list[Path]:
+    """Write one handout per walkthrough (or per number given) and an index page, in ``out``
+    (default: handouts/ of the course folder)."""
+    root = course_dir()
+    out = out or root / "handouts"
     fetch_js(out / "static")
     written = []
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         if numbers and path.name[:2] not in numbers:
             continue
         target = out / f"{path.stem}.html"

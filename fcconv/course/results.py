@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pathlib
 
-RESULTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "RESULTS.md"
+from .folders import course_dir
 
 
-def read_table(section: str, path: pathlib.Path = RESULTS) -> tuple[str, list[dict]]:
-    """The 'Machine: ...' line and the rows (dicts by column name) of one section's table."""
+def read_table(section: str, path: pathlib.Path | None = None) -> tuple[str, list[dict]]:
+    """The 'Machine: ...' line and the rows (dicts by column name) of one section's table
+    (``path``: benchmarks/RESULTS.md of the course folder unless given)."""
+    path = path or course_dir() / "benchmarks" / "RESULTS.md"
     text = path.read_text()
     start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     if start not in text:

@@ -1,0 +1,44 @@
+"""The course folder is found from where one works (not from where fcconv is installed), and the
+cache goes where the user says."""
+
+import pytest
+from conftest import ROOT
+
+from fcconv.course import grade
+from fcconv.course.folders import cache_dir, course_dir
+
+
+def test_course_dir_from_the_folder_a_notebook_runs_in(monkeypatch):
+    monkeypatch.delenv("FCCONV_COURSE_DIR", raising=False)
+    for here in (ROOT, ROOT / "notebooks", ROOT / "exercises"):
+        monkeypatch.chdir(here)
+        assert course_dir() == ROOT
+
+
+def test_course_dir_names_what_it_looked_for(monkeypatch, tmp_path):
+    monkeypatch.delenv("FCCONV_COURSE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="benchmarks/RESULTS.md.*FCCONV_COURSE_DIR"):
+        course_dir()
+    monkeypatch.setenv("FCCONV_COURSE_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="is not the course folder"):
+        course_dir()
+    monkeypatch.setenv("FCCONV_COURSE_DIR", str(ROOT))
+    assert course_dir() == ROOT
+
+
+def test_grader_without_a_course_folder_says_so(monkeypatch, tmp_path):
+    monkeypatch.delenv("FCCONV_COURSE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    sub = grade.load(ROOT / "exercises" / "02_shapes.ipynb")
+    assert sub.reference is None and "FCCONV_COURSE_DIR" in sub.looked_in
+    monkeypatch.setenv("FCCONV_COURSE_DIR", str(ROOT))
+    assert grade.load(ROOT / "exercises" / "02_shapes.ipynb").reference is not None
+
+
+def test_cache_dir_follows_the_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("FCCONV_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine" and cache_dir().is_dir()
+    monkeypatch.delenv("FCCONV_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "fcconv"
