@@ -225,7 +225,7 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def train_and_save(seed: int = 0) -> dict:
-    """Train from ``seed`` and write ``fcconv/course/trained/face_net.pt`` (what ``make weights`` does)."""
+    """Train from ``seed``; write ``fcconv/course/trained/face_net.pt`` (``make weights``)."""
     model, _, facts = train(seed)
     return weights.save(model, "face_net", **facts)
 
