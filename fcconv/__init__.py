@@ -13,10 +13,12 @@ first time it is used (PEP 562).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from .formulas import conv_output_size, format_shape
 
 __version__ = "0.1.0"
+_HIDDEN = {"annotations", "importlib"}  # imports of this file, not the course's names
 
 # name -> the module that defines it; each is imported on first use (they all need torch)
 _LAZY = {
@@ -30,18 +32,29 @@ _LAZY = {
 _MODULES = {"formulas", "numpy_ops", "shapes", "conversions", "fcn", "dense", "models", "data",
             "plots", "widgets", "torch_ops", "course"}
 
-__all__ = ["conv_output_size", "format_shape", *_LAZY]
+# ``from fcconv import *`` takes what this environment can load (no torch: the NumPy half only)
+__all__ = ["conv_output_size", "format_shape",
+           *(_LAZY if importlib.util.find_spec("torch") is not None else ())]
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
+    if name not in _LAZY and name not in _MODULES:
+        raise AttributeError(f"module 'fcconv' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(f".{_LAZY.get(name, name)}", __name__)
+    except ModuleNotFoundError as err:
+        if err.name != "torch":
+            raise
+        # an AttributeError, so hasattr(), help(fcconv) and tab completion carry on without torch
+        raise AttributeError(f"fcconv.{name} needs PyTorch, which is not installed here "
+                             "(the NumPy half: fcconv.numpy_ops, fcconv.formulas, "
+                             "fcconv.plots)") from err
     if name in _MODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'fcconv' has no attribute {name!r}")
+        return module
+    value = globals()[name] = getattr(module, name)  # later look-ups skip this function
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, *_MODULES})
+    return sorted({*(n for n in globals() if not n.startswith("_") and n not in _HIDDEN),
+                   *_LAZY, *_MODULES})

@@ -32,11 +32,15 @@ def library():
     fig = fcconv.plots.sliding_1d(7, 3, 2, 1, 0)
     assert fig is not None
     try:
-        trace = fcconv.trace  # a torch-backed name: a ModuleNotFoundError naming torch
-    except ModuleNotFoundError as err:
-        assert err.name == "torch", err
+        trace = fcconv.trace  # a torch-backed name: an AttributeError that says torch is missing
+    except AttributeError as err:
+        assert "needs PyTorch" in str(err) and err.__cause__.name == "torch", err
     else:
         raise AssertionError(f"fcconv.trace loaded without torch? {trace}")
+    assert not hasattr(fcconv, "convolutionalize") and "trace" not in fcconv.__all__
+    namespace = {}
+    exec("from fcconv import *", namespace)  # what a learner may type; the NumPy names only
+    assert "conv_output_size" in namespace
     assert "torch" not in sys.modules
 
 

@@ -4,7 +4,7 @@ cache goes where the user says."""
 import pytest
 from conftest import ROOT
 
-from fcconv.course import grade
+from fcconv.course import folders, grade
 from fcconv.course.folders import cache_dir, course_dir
 
 
@@ -15,8 +15,18 @@ def test_course_dir_from_the_folder_a_notebook_runs_in(monkeypatch):
         assert course_dir() == ROOT
 
 
+def test_course_dir_from_a_copy_of_notebooks_elsewhere(monkeypatch, tmp_path):
+    # what a JupyterLab rooted at a copy of notebooks/ sees: the editable install leads home
+    monkeypatch.delenv("FCCONV_COURSE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    if folders.installed_from() != ROOT:
+        pytest.skip(f"fcconv is not installed editable from {ROOT} here")
+    assert course_dir() == ROOT
+
+
 def test_course_dir_names_what_it_looked_for(monkeypatch, tmp_path):
     monkeypatch.delenv("FCCONV_COURSE_DIR", raising=False)
+    monkeypatch.setattr(folders, "installed_from", lambda: None)  # an ordinary install
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="benchmarks/RESULTS.md.*FCCONV_COURSE_DIR"):
         course_dir()
@@ -29,6 +39,7 @@ def test_course_dir_names_what_it_looked_for(monkeypatch, tmp_path):
 
 def test_grader_without_a_course_folder_says_so(monkeypatch, tmp_path):
     monkeypatch.delenv("FCCONV_COURSE_DIR", raising=False)
+    monkeypatch.setattr(folders, "installed_from", lambda: None)
     monkeypatch.chdir(tmp_path)
     sub = grade.load(ROOT / "exercises" / "02_shapes.ipynb")
     assert sub.reference is None and "FCCONV_COURSE_DIR" in sub.looked_in

@@ -16,6 +16,7 @@ fails with the hint as its message, which is what ``nbgrader autograde`` reports
 
 from __future__ import annotations
 
+import argparse
 import copy
 import re
 import sys
@@ -96,8 +97,14 @@ def generate(root: Path | None = None) -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
+    """``python -m tools.exercises [--check] [--mark]``: write exercises/ from solutions/."""
+    p = argparse.ArgumentParser(prog="python -m tools.exercises",
+                                description="Generate exercises/ from solutions/ (never edit it).")
+    p.add_argument("--check", action="store_true", help="only say whether exercises/ is current")
+    p.add_argument("--mark", action="store_true", help="first add nbgrader metadata to solutions/")
+    args = p.parse_args(argv)
     root = course_dir()
-    if "--mark" in argv:
+    if args.mark:
         for path in sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb")):
             nb = nbformat.read(path, as_version=4)
             if mark(nb):
@@ -105,7 +112,7 @@ def main(argv: list[str]) -> int:
                 print(f"marked {path.relative_to(root)} for nbgrader")
     files = generate(root)
     stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
-    if "--check" in argv:
+    if args.check:
         for p in stale:
             print(f"out of date: {p.relative_to(root)} (run python -m tools.exercises)")
         return 1 if stale else 0

@@ -10,8 +10,10 @@ Existing choices are kept, so an instructor's hand edits survive a re-run.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
+from pathlib import Path
 
 import nbformat
 
@@ -49,11 +51,19 @@ def annotate(nb, reset: bool = False) -> int:
 
 
 def main(argv: list[str]) -> int:
-    reset = "--reset" in argv
-    for path in (a for a in argv if a != "--reset"):
+    """``python -m fcconv.slides NOTEBOOK... [--reset]``: write slide metadata into notebooks."""
+    p = argparse.ArgumentParser(prog="python -m fcconv.slides",
+                                description="Give walkthroughs slide metadata (jupyterlab-slideshow).")
+    p.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK")
+    p.add_argument("--reset", action="store_true", help="recompute every cell's slide type")
+    args = p.parse_args(argv)
+    missing = [str(n) for n in args.notebooks if not n.is_file()]
+    if missing:
+        p.error(f"no such notebook: {', '.join(missing)}")
+    for path in args.notebooks:
         nb = nbformat.read(path, as_version=4)
         had_rise = "rise" in nb.metadata
-        if annotate(nb, reset) or not had_rise:
+        if annotate(nb, args.reset) or not had_rise:
             nbformat.write(nb, path)
             print(f"slide metadata written: {path}")
     return 0
