@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import signal
@@ -393,6 +394,13 @@ def sizing_lines() -> list[str]:
     sizes = ", ".join(r["learners"].split()[0] for r in classes)
     nbs = {r["notebook"][:2]: r for r in notebooks if r["notebook"][:2].isdigit()}
     cpu = sum(float(nbs[k]["kernel CPU (s)"]) for k in ("02", "05"))
+    # what a learner costs in a full class: the largest class's slowest learner, from login to
+    # 05 done, times the measuring machine's cores, shared by N (server start and contention in)
+    big = max((r for r in classes if r["slowest learner, login to 05 done (s)"]),
+              key=lambda r: int(r["learners"].split()[0]))
+    n_big, slowest = int(big["learners"].split()[0]), float(big["slowest learner, login to 05 done (s)"])
+    cores = int(re.search(r"(\d+) cores", machine).group(1))
+    core_s = slowest * cores / n_big
     top = max(nbs.values(), key=lambda r: float(r["kernel peak memory (MB)"]))
     fit = int((SERVER_GB - KEPT_GB) * 1024 // per)
     return [
@@ -400,13 +408,16 @@ def sizing_lines() -> list[str]:
         f"the bigger of its 02 and 05 kernels, worst over classes of {sizes} learners); the hub "
         f"and its proxy add {hub:.0f} MB for the whole class. The biggest kernel of any "
         f"walkthrough: {top['notebook']}, {float(top['kernel peak memory (MB)']):,.0f} MB.",
-        f"- **CPU per learner: {cpu:.1f} CPU-seconds** to run 02 and 05 top to bottom (their "
-        f"kernels' CPU time in the notebook table). N learners who start together on C cores "
-        f"finish after about {cpu:.1f} x N / C seconds.",
+        f"- **CPU per learner: {core_s:.1f} core-seconds** in a full class to log in, start a "
+        f"server and run 02 and 05 top to bottom: {n_big} learners starting together on "
+        f"{cores} cores, the slowest done after {slowest:.0f} s ({slowest:.0f} x {cores} / "
+        f"{n_big}). Alone, their kernels need {cpu:.1f} CPU-seconds (notebook table): a full "
+        f"class costs more per learner (server starts, contention). N learners who start "
+        f"together on C cores finish after about {core_s:.1f} x N / C seconds.",
         f"- **A {SERVER_GB} GB, {SERVER_CORES}-core server** ({KEPT_GB} GB kept for the system, "
         f"the hub and the page cache) holds **{fit} learners** with 02 and 05 open at once; "
         f"{fit} of them starting together share the {SERVER_CORES} cores for about "
-        f"{cpu * fit / SERVER_CORES:.0f} s.",
+        f"{core_s * fit / SERVER_CORES:.0f} s.",
         f"- Measured on: {machine}"
         f"{'' if nb_machine == machine else '; the notebook table on: ' + nb_machine}"
         f" (benchmarks/RESULTS.md, \"A class on one server\" and "
