@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
-from .models import MODELS, build
+if importlib.util.find_spec("torch") is None:  # say so, not a traceback from the imports below
+    raise SystemExit("python -m fcconv (trace, grade) needs PyTorch, which is not installed here: "
+                     "install the course with `make venv` (the NumPy half works without it).")
+
+from .models import MODELS, build  # noqa: E402  (after the check above)
 from .shapes import trace
 
 

@@ -121,8 +121,8 @@ def _verdict(exercise: str, body: Callable[[object], str | None], answer) -> Ver
         return Verdict(exercise, "wrong", f"your code raised {type(err).__name__}: {err}")
 
 
-_NO_TORCH = "this check needs PyTorch, which is not installed here (the NumPy exercises of " \
-            "notebooks 01 and 07 do not): install the course with `make lab`."
+_NO_TORCH = "this check needs PyTorch, which is not installed here (checks of NumPy-only " \
+            "answers work without it): install the course with `make lab`."
 
 
 def check(exercise: str, needs_torch: bool = False):
