@@ -188,12 +188,8 @@ def train(seed: int = 0, steps: int = 1200, rounds: int = 4, mine_steps: int = 4
     """Train ``face_net(seed)``: ``steps`` on lfw + random photo negatives, then ``rounds`` of
     hard-negative mining on FACE_FREE_TRAIN, ``mine_steps`` each. Runs on one thread, so the
     same seed gives the same weights. Returns (model, data, facts)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # faster for so small a net on a busy machine, and reproducible
-    try:
+    with one_thread():  # faster for so small a net on a busy machine, and reproducible
         return _train(seed, steps, rounds, mine_steps)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(seed: int, steps: int, rounds: int, mine_steps: int) -> tuple:
