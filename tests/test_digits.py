@@ -158,4 +158,7 @@ def test_retraining_from_the_seed_reaches_the_committed_accuracy():
     made = fcconv.course.weights.record()["digit_net"]
     t = detect.trained(retrain=True, seed=made["seed"])
     assert t.loaded_from is None
-    assert abs(t.test_accuracy - made["held_out_accuracy"]) <= 0.005   # 5 of 1,000 digits
+    # another CPU trains other weights (in effect another seed): compare whole digits, never floats
+    n = made["held_out_digits"]
+    committed, retrained = round(made["held_out_accuracy"] * n), round(t.test_accuracy * n)
+    assert abs(retrained - committed) <= 5, f"{retrained} of {n} vs {committed} committed"

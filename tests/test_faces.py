@@ -127,11 +127,19 @@ def test_face_explorer_moves_the_window_and_answers_fast(trained):
     print(f"face explorer: median {1e3 * statistics.median(times):.0f} ms per cell move")
 
 
+# whole held-out patches a retrain may lose on another CPU: the seeds' spread (1) plus one
+RETRAIN_SLACK_PATCHES = 2
+
+
 @pytest.mark.slow
 def test_retraining_from_the_seed_reaches_the_committed_accuracy():
     made = weights.record()["face_net"]
     model, _, facts = faces.train(seed=made["seed"])
-    # one thread, one seed: the same weights on the same build; allow one patch of slack for
-    # another CPU's floating-point rounding
-    assert abs(facts["held_out_accuracy"] - made["held_out_accuracy"]) <= 1 / made["held_out_patches"]
+    # One thread, one seed: the same weights on the same CPU. Another CPU (AMD vs Intel) rounds
+    # float sums differently, training diverges, and the result is in effect another seed: seeds
+    # 0-2 gave 40, 39, 40 of 40 held-out patches (benchmarks/RESULTS.md), an AMD EPYC 39 from seed
+    # 0. So "reproduces" means: as good as the seeds are, counted in whole patches, never floats.
+    n = made["held_out_patches"]
+    committed, retrained = round(made["held_out_accuracy"] * n), round(facts["held_out_accuracy"] * n)
+    assert retrained >= committed - RETRAIN_SLACK_PATCHES, f"{retrained} of {n} vs {committed} committed"
     assert facts["hard_negatives_per_round"][-1] <= facts["hard_negatives_per_round"][0]
