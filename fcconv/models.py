@@ -157,6 +157,106 @@ def question234(num_classes: int = 1000, device: str | torch.device | None = Non
         )
 
 
+
+# MTCNN (Zhang, Zhang, Li, Qiao, IEEE SPL 2016): three face classifiers of growing size. The
+# structure and the state-dict keys follow facenet-pytorch 2.6.0 (MIT), whose wheel carries the
+# trained weights (fcconv.course.mtcnn loads them); the forward passes are written out here.
+class PNet(nn.Module):
+    """MTCNN's first stage: a 12x12 face classifier that is already fully convolutional.
+
+    x: (N, 3, H, W), pixels (x - 127.5) / 128 -> (face probability (N, H', W'),
+    box offsets (N, 4, H', W')); at 12x12, H' = W' = 1; cells 2 px apart.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
+        self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, 1)   # face / not face: an FC layer on 1x1x32, as a conv
+        self.conv4_2 = nn.Conv2d(32, 4, 1)   # box offsets
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        return torch.softmax(self.conv4_1(x), dim=1)[:, 1], self.conv4_2(x)
+
+
+class RNet(nn.Module):
+    """MTCNN's second stage: a 24x24 classifier with an FC head on a (W, H, C) flatten.
+
+    x: (N, 3, 24, 24) -> (face probability (N,), box offsets (N, 4))
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
+        self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.dense5_2 = nn.Linear(128, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.prelu3(self.conv3(x))
+        # the weights came from TensorFlow (channels last), read column by column: (W, H, C)
+        x = x.permute(0, 3, 2, 1).flatten(1)
+        x = self.prelu4(self.dense4(x))
+        return torch.softmax(self.dense5_1(x), dim=1)[:, 1], self.dense5_2(x)
+
+
+class ONet(nn.Module):
+    """MTCNN's third stage: a 48x48 classifier with an FC head on a (W, H, C) flatten.
+
+    x: (N, 3, 48, 48) -> (face probability (N,), box offsets (N, 4), five landmarks (N, 10))
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x))
+        x = x.permute(0, 3, 2, 1).flatten(1)   # (W, H, C), as in RNet
+        x = self.prelu5(self.dense5(x))
+        return torch.softmax(self.dense6_1(x), dim=1)[:, 1], self.dense6_2(x), self.dense6_3(x)
+
+
+def pnet(device: str | torch.device | None = None) -> PNet:
+    """MTCNN's P-Net (6,632 parameters), random weights: x (N, 3, 12, 12) -> (N, 1, 1), (N, 4, 1, 1)."""
+    with torch.device(device or "cpu"):
+        return PNet()
+
+
+def rnet(device: str | torch.device | None = None) -> RNet:
+    """MTCNN's R-Net, random weights: x (N, 3, 24, 24) -> (N,), (N, 4)."""
+    with torch.device(device or "cpu"):
+        return RNet()
+
+
+def onet(device: str | torch.device | None = None) -> ONet:
+    """MTCNN's O-Net, random weights: x (N, 3, 48, 48) -> (N,), (N, 4), (N, 10)."""
+    with torch.device(device or "cpu"):
+        return ONet()
+
 # name -> (builder, the (C, H, W) the classifier was built for)
 MODELS = {
     "vgg16": (vgg16, (3, 224, 224)),
