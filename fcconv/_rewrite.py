@@ -92,8 +92,10 @@ def simplify_trunk(graph: _graph.Graph) -> None:
 
 # --------------------------------------------------------------------------- the head
 
-def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
-    """Walk forward from each flatten and rewrite every op on the head so that it works on maps.
+def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo],
+                 share_weights: bool = False) -> None:
+    """Walk forward from each flatten and rewrite every op on the head so that it works on maps
+    (``share_weights``: each Linear's conv views the Linear's weights instead of copying them).
 
     ``pending`` holds nodes whose value is still a flattened map (the flatten, and dropout or
     activations on it): the Linear that consumes one takes the whole map as its kernel.
@@ -121,7 +123,7 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
                                  "before the first Linear: on a map those would be per pixel, "
                                  "not per channel; move it after the first Linear or before "
                                  "the flatten")
-            _convert_head_module(gm, node, mod, flat, nsp)
+            _convert_head_module(gm, node, mod, flat, nsp, share_weights)
             if isinstance(mod, nn.Linear):
                 flat = None
         elif _is(node, _graph.SOFTMAX_FUNCS):
@@ -158,7 +160,7 @@ def _is(node: fx.Node, targets) -> bool:
 
 
 def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | None,
-                         nsp: int) -> None:
+                         nsp: int, share_weights: bool = False) -> None:
     """Replace one head module by its map version (in place in ``gm``)."""
     if isinstance(mod, nn.Linear):
         # Right after the flatten: the kernel is the whole map. Anywhere later: 1x1 (or 1).
@@ -166,7 +168,8 @@ def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | N
         if mod.in_features != math.prod(shape):
             raise ValueError(f"Linear {node.target!r} expects {mod.in_features} inputs but the "
                              f"feature map is {spelled(shape)}")
-        conv = linear_to_conv(mod, shape, flat.order if flat is not None else "chw")
+        conv = linear_to_conv(mod, shape, flat.order if flat is not None else "chw",
+                              share_weights=share_weights)
         _replace_module(gm, node.target, conv)
     elif isinstance(mod, nn.BatchNorm1d) and nsp == 2:  # per feature = per channel of the map
         bn = nn.BatchNorm2d(mod.num_features, mod.eps, mod.momentum, mod.affine,

@@ -31,12 +31,15 @@ def spelled(shape: Shape) -> str:
     return f"{math.prod(shape)} = " + "x".join(map(str, shape))
 
 
-def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module:
+def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
+                   share_weights: bool = False) -> nn.Module:
     """A Linear on a flattened (C, H, W) volume as the conv that computes the same numbers.
 
     in_shape (C, H, W) -> Conv2d(C, K, kernel=(H, W)): x (N, C, H, W) -> (N, K, 1, 1).
     in_shape (C, L) -> Conv1d(C, K, kernel=L); (C,) -> Conv2d(C, K, 1), a 1x1 conv.
     order: "chw" if the Linear saw torch.flatten's C,H,W order, "hwc" for Keras/TensorFlow.
+    share_weights: the conv's weight and bias are views of the Linear's (the same memory, no
+    copy: a change to one shows in the other); by default they are copies.
     """
     expect(linear, nn.Linear, "linear")
     shape = checked_shape("in_shape", in_shape)
@@ -45,22 +48,29 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module
         raise ValueError(f"Linear expects {linear.in_features} inputs but in_shape "
                          f"{'x'.join(map(str, shape))} gives {spelled(shape)}")
     k, w = linear.out_features, linear.weight.detach()
+    # Shared: built on the meta device (no memory), then given views of the Linear's tensors.
+    device = "meta" if share_weights else w.device
     if len(shape) == 2:
         c, length = shape
         conv = skip_init(nn.Conv1d, c, k, length, bias=linear.bias is not None,
-                         device=w.device, dtype=w.dtype)
+                         device=device, dtype=w.dtype)
         weight = w.reshape(k, c, length) if order == "chw" else \
             w.reshape(k, length, c).permute(0, 2, 1)
     else:
         c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
         conv = skip_init(nn.Conv2d, c, k, (h, wd), bias=linear.bias is not None,
-                         device=w.device, dtype=w.dtype)
+                         device=device, dtype=w.dtype)
         weight = w.reshape(k, c, h, wd) if order == "chw" else \
             w.reshape(k, h, wd, c).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        conv.weight.copy_(weight)
+    if share_weights:  # splitting the input axis (then permuting) is always a view, never a copy
+        conv.weight = nn.Parameter(weight, requires_grad=linear.weight.requires_grad)
         if linear.bias is not None:
-            conv.bias.copy_(linear.bias)
+            conv.bias = nn.Parameter(linear.bias.detach(), requires_grad=linear.bias.requires_grad)
+    else:
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            if linear.bias is not None:
+                conv.bias.copy_(linear.bias)
     conv.train(linear.training)
     return conv
 

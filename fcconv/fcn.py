@@ -19,7 +19,7 @@ from .conversions import expect
 from .formulas import checked_shape
 
 
-def convolutionalize(model: nn.Module, input_shape) -> nn.Module:
+def convolutionalize(model: nn.Module, input_shape, share_weights: bool = False) -> nn.Module:
     """The classifier as a fully convolutional network (the original is left untouched).
 
     input_shape: the (C, H, W) (or (C, L)) it was trained on. Result: x (N, C, H, W) ->
@@ -27,6 +27,9 @@ def convolutionalize(model: nn.Module, input_shape) -> nn.Module:
     exactly the windows sliding_windows scores. The result's ``.window`` is the (H, W) it slides
     and ``.jump`` its stride. Works on nn.Sequential and on custom forwards (torch.fx) that
     flatten with nn.Flatten, torch.flatten, view or reshape (channels-last flattens included).
+    ``share_weights``: the result's weights are the original's (its convs the same tensors, each
+    former Linear's a view of the Linear's weight): no copy, so no memory; a change to one shows
+    in the other. By default every weight is a copy.
     """
     expect(model, nn.Module, "model")
     shape = checked_shape("input_shape", input_shape, (2, 3))
@@ -34,12 +37,14 @@ def convolutionalize(model: nn.Module, input_shape) -> nn.Module:
     # VGG16 they are 494 MB of its 553 MB; copying them first made the peak 1 GB higher).
     linears = {id(p): p for m in model.modules() if isinstance(m, nn.Linear)
                for p in m.parameters(recurse=False)}
-    graph = _graph.analyse(copy.deepcopy(model, memo=dict(linears)), shape)
+    # Shared: the copy of the model's structure keeps every tensor of the original itself.
+    kept = {id(t): t for t in (*model.parameters(), *model.buffers())} if share_weights else {}
+    graph = _graph.analyse(copy.deepcopy(model, memo={**linears, **kept}), shape)
     flats = _rewrite.refuse_what_cannot_slide(graph)
     _rewrite.simplify_trunk(graph)
-    _rewrite.convert_head(graph, flats)
+    _rewrite.convert_head(graph, flats, share_weights)
     net = _rewrite.finish(graph, flats, isinstance(model, nn.Sequential))
-    for module in net.modules():  # a Linear left as it was (not on the head): now copy it
+    for module in ([] if share_weights else net.modules()):  # a Linear left as it was: copy it
         for name, p in module.named_parameters(recurse=False):
             if id(p) in linears:
                 setattr(module, name, copy.deepcopy(p))
