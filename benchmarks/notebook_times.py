@@ -5,11 +5,12 @@
     .venv/bin/python benchmarks/notebook_times.py 02 05      # only these
 
 Each notebook runs from a fresh checkout of the committed tree (``git archive HEAD`` into a
-temporary folder: no file an earlier run left behind can help), one after another, as
-`make test` runs them. Time: from starting the kernel to the last cell's output (what a learner
+temporary folder: no file an earlier run left behind can help) with an empty course cache (so
+the first notebook that needs VGG16's weights pays for building them, as a new learner's does),
+one after another, as `make test` runs them. Time: from starting the kernel to the last cell's output (what a learner
 waits for after Run All). Peak memory: the kernel's VmHWM, read by one extra cell at the end,
 with the kernel's CPU time (all its threads; on a busy machine closer to the idle time than wall).
-Goals: no notebook over 15 s, all together at most 60 s, on 2 cores.
+Goals: no notebook over 10 s, all together at most 60 s, and no kernel over 1 GB, on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import io
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -30,7 +32,7 @@ from nbclient import NotebookClient
 from results import git_rev, machine, write_section
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-GOAL_EACH, GOAL_TOTAL = 15.0, 60.0
+GOAL_EACH, GOAL_TOTAL, GOAL_MB = 10.0, 60.0, 1024.0
 PEAK = ("import resource as _r\n"
         "_u = _r.getrusage(_r.RUSAGE_SELF)\n"
         "for _line in open('/proc/self/status'):\n"
@@ -71,34 +73,39 @@ def main(argv=None) -> int:
     p.add_argument("--write", action="store_true", help="write the table into RESULTS.md")
     args = p.parse_args(argv)
     tree = fresh_tree()
+    os.environ["FCCONV_CACHE_DIR"] = str(tree / ".cache")  # the kernels inherit it: empty
     paths = sorted((tree / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
         paths = [q for q in paths if q.name[:2] in args.notebooks]
     load = os.getloadavg()[0]
     rows = []
-    for path in paths:
-        seconds, peak, cpu = run(path)
-        rows.append((path.name, seconds, peak, cpu))
-        print(f"{path.name}: {seconds:.1f} s, {peak:.0f} MB, {cpu:.1f} CPU s", file=sys.stderr,
-              flush=True)
+    try:
+        for path in paths:
+            seconds, peak, cpu = run(path)
+            rows.append((path.name, seconds, peak, cpu))
+            print(f"{path.name}: {seconds:.1f} s, {peak:.0f} MB, {cpu:.1f} CPU s",
+                  file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)  # the copy and its cache (VGG16's weights: 1 GB)
     total = sum(r[1] for r in rows)
-    lines = ["| notebook | time (s) | kernel CPU (s) | kernel peak memory (MB) | goal <= 15 s |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {n} | {s:.1f} | {c:.1f} | {m:.0f} | {'yes' if s <= GOAL_EACH else 'NO'} |"
-              for n, s, m, c in rows]
+    lines = ["| notebook | time (s) | kernel CPU (s) | kernel peak memory (MB) | goal <= 10 s | "
+             "goal <= 1 GB |", "|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {s:.1f} | {c:.1f} | {m:.0f} | {'yes' if s <= GOAL_EACH else 'NO'} | "
+              f"{'yes' if m <= GOAL_MB else 'NO'} |" for n, s, m, c in rows]
     lines.append(f"| **all {len(rows)}** | **{total:.1f}** | {sum(r[3] for r in rows):.1f} | "
                  f"max {max(r[2] for r in rows):.0f} | "
-                 f"{'yes' if total <= GOAL_TOTAL else 'NO'} (goal <= {GOAL_TOTAL:.0f} s in all) |")
+                 f"{'yes' if total <= GOAL_TOTAL else 'NO'} (goal <= {GOAL_TOTAL:.0f} s in all) | |")
     body = ["## Notebook run time and peak memory", "",
             f"Machine: {machine()}; load average {load:.1f} when it started. Commit {git_rev()}. "
             "Command: `.venv/bin/python benchmarks/notebook_times.py --write` (each walkthrough in "
-            "a fresh kernel, from a fresh copy of the committed tree, one after another).", "",
+            "a fresh kernel, from a fresh copy of the committed tree with an empty course cache, one "
+            "after another; peak memory is the kernel's VmHWM, memory-mapped weights included).", "",
             *lines]
     print("\n".join(body))
     if args.write:
         write_section("notebook_times", "\n".join(body))
     print(json.dumps({"total_s": total}), file=sys.stderr)
-    ok = total <= GOAL_TOTAL and all(r[1] <= GOAL_EACH for r in rows)
+    ok = total <= GOAL_TOTAL and all(r[1] <= GOAL_EACH and r[2] <= GOAL_MB for r in rows)
     return 0 if ok else 1
 
 
