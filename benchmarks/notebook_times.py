@@ -7,9 +7,10 @@
 Each notebook runs from a fresh checkout of the committed tree (``git archive HEAD`` into a
 temporary folder: no file an earlier run left behind can help) with an empty course cache (so
 the first notebook that needs VGG16's weights pays for building them, as a new learner's does),
-one after another, as `make test` runs them. Time: from starting the kernel to the last cell's output (what a learner
-waits for after Run All). Peak memory: the kernel's VmHWM, read by one extra cell at the end,
-with the kernel's CPU time (all its threads; on a busy machine closer to the idle time than wall).
+one after another, as `make test` runs them. Time: from starting the kernel to the last cell's
+output (what a learner waits for after Run All). Peak memory: the kernel's VmHWM (memory-mapped
+weights included), read by one extra cell at the end, with the kernel's CPU time (all its
+threads; on a busy machine closer to the idle time than wall).
 Goals: no notebook over 10 s, all together at most 60 s, and no kernel over 1 GB, on 2 cores.
 """
 

@@ -31,6 +31,31 @@ def spelled(shape: Shape) -> str:
     return f"{math.prod(shape)} = " + "x".join(map(str, shape))
 
 
+class _PyTorchKernel:
+    """Runs the conv on PyTorch's own kernel (unfold, then one matrix product), not oneDNN's.
+
+    oneDNN copies the weight into a layout of its own at every call: for a converted Linear that
+    copy is the whole matrix (411 MB for VGG16's fc6, the kernel's peak memory) and costs more
+    than the product itself. The numbers are the same up to the order of the float sums.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        enabled = torch.backends.mkldnn.enabled  # (its flags() context would also set TF32: a warning)
+        torch.backends.mkldnn.enabled = False
+        try:
+            return super().forward(x)
+        finally:
+            torch.backends.mkldnn.enabled = enabled
+
+
+class LinearAsConv2d(_PyTorchKernel, nn.Conv2d):
+    """The nn.Conv2d ``linear_to_conv`` returns: x (N, C, H, W) -> (N, K, H - kh + 1, W - kw + 1)."""
+
+
+class LinearAsConv1d(_PyTorchKernel, nn.Conv1d):
+    """The nn.Conv1d ``linear_to_conv`` returns: x (N, C, L) -> (N, K, L - k + 1)."""
+
+
 def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
                    share_weights: bool = False) -> nn.Module:
     """A Linear on a flattened (C, H, W) volume as the conv that computes the same numbers.
@@ -52,13 +77,13 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
     device = "meta" if share_weights else w.device
     if len(shape) == 2:
         c, length = shape
-        conv = skip_init(nn.Conv1d, c, k, length, bias=linear.bias is not None,
+        conv = skip_init(LinearAsConv1d, c, k, length, bias=linear.bias is not None,
                          device=device, dtype=w.dtype)
         weight = w.reshape(k, c, length) if order == "chw" else \
             w.reshape(k, length, c).permute(0, 2, 1)
     else:
         c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
-        conv = skip_init(nn.Conv2d, c, k, (h, wd), bias=linear.bias is not None,
+        conv = skip_init(LinearAsConv2d, c, k, (h, wd), bias=linear.bias is not None,
                          device=device, dtype=w.dtype)
         weight = w.reshape(k, c, h, wd) if order == "chw" else \
             w.reshape(k, h, wd, c).permute(0, 3, 1, 2)

@@ -81,6 +81,8 @@ class AlexNet(nn.Module):
 
 def _init_like_torchvision(model: nn.Module) -> None:
     """torchvision's VGG init: Kaiming for convs, N(0, 0.01) for linears, zero biases."""
+    if any(p.is_meta for p in model.parameters()):
+        return  # shapes only: no numbers to fill
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -145,3 +145,39 @@ def test_cached_vgg16_without_a_writable_cache_builds_in_memory(cache, monkeypat
 def test_cached_vgg16_refuses_an_unknown_init(cache):
     with pytest.raises(ValueError, match="init must be one of 'torchvision', 'pytorch'; got 'kaiming'"):
         weight_cache.vgg16(init="kaiming")
+
+
+def peak_growth_mb(fn) -> float:
+    """How far this process's peak resident memory rises above where it is now, during fn()."""
+    def status(key):
+        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) starts again from what is resident now
+    before = status("VmRSS")
+    fn()
+    return (status("VmHWM") - before) / 1024
+
+
+def test_a_converted_linear_runs_without_copying_its_weight():
+    # oneDNN, PyTorch's default CPU convolution, copies the weight into a layout of its own at
+    # every call; the conv that linear_to_conv returns does not (VGG16's fc6: 411 MB saved).
+    torch.manual_seed(0)
+    fc = nn.Linear(256 * 7 * 7, 1024)  # a 49 MB weight
+    conv = fcconv.linear_to_conv(fc, (256, 7, 7), share_weights=True)
+    plain = nn.Conv2d(256, 1024, 7)
+    x = torch.randn(1, 256, 7, 8)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+        plain.bias.copy_(conv.bias)
+        mb = fc.weight.nbytes / 2**20
+        assert torch.backends.mkldnn.enabled
+        assert peak_growth_mb(lambda: plain(x)) > 0.9 * mb        # the copy this avoids
+        assert peak_growth_mb(lambda: conv(x)) < 0.25 * mb
+        assert torch.backends.mkldnn.enabled                      # left as it was
+        torch.testing.assert_close(conv(x), plain(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(conv(x)[..., 0].flatten(1), fc(x[..., :7].flatten(1)),
+                                   rtol=1e-4, atol=1e-5)
+    with pytest.raises(RuntimeError):
+        conv(torch.randn(1, 3, 7, 7))                             # wrong channels: torch's error
+    assert torch.backends.mkldnn.enabled                          # ...and still left as it was
