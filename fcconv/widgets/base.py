@@ -90,23 +90,98 @@ def shown_text(out: widgets.Output) -> str:
     return "\n".join(parts)
 
 
-# ipywidgets draws a slider as a noUiSlider handle (role "slider") that its visible label does
-# not name, so a screen reader says only "slider, 3". This names each handle after its label;
-# it runs once per page (JupyterLab, Voila, slides) and watches for sliders drawn later.
-LABEL_SLIDERS_JS = """<script>
+# What an explorer's page needs besides its widgets, sent once per explorer as one HTML output
+# (it runs once per page: JupyterLab, Voila, slides, handouts):
+# - keyboard: every control moves with the arrow keys. A slider handle, a drop-down and toggle
+#   buttons tell JupyterLab to leave their keys alone (data-lm-suppress-shortcuts), else ArrowUp/
+#   ArrowDown move to another cell; toggle buttons get the arrow keys of a radio group (one of
+#   several) or of a switch (a single toggle: right/up on, left/down off);
+# - screen readers: a slider handle is named after its label and reads what its readout shows
+#   (aria-valuetext: a selection slider's position is an index, its value the label); toggle
+#   buttons say which is on (aria-checked, aria-pressed);
+# - a reopened notebook: an explorer lives in a running kernel, so a saved notebook has none.
+#   In its place JupyterLab's widget renderer would write "Error displaying widget: model not
+#   found", the words notebook 00 gives for a broken install; the style hides that and shows
+#   REOPEN_NOTE instead, until the cell runs again (a live explorer hides the note).
+REOPEN_NOTE = "This explorer lives in a running kernel: run this cell (Shift+Enter) to bring it back."
+
+PAGE_HTML = """<style>
+.fcconv-reopen { visibility: hidden; animation: fcconv-reopen 0s 1.5s forwards;
+  color: var(--jp-ui-font-color2, #555); font-style: italic; padding: 0.25em 0; }
+@keyframes fcconv-reopen { to { visibility: visible; } }
+.jp-OutputArea:has(.widget-box) .fcconv-reopen { display: none; }
+.jp-OutputArea:has(.fcconv-reopen) .jp-OutputArea-output.jupyter-widgets:not(:has(*)) { display: none; }
+</style><div class="fcconv-reopen">&#8635; """ + REOPEN_NOTE + """</div><script>
 (() => {
-  if (window.fcconvLabelSliders) return;
-  window.fcconvLabelSliders = true;
-  const label = () => document.querySelectorAll(".widget-slider .noUi-handle").forEach(h => {
-    const l = h.closest(".widget-slider").querySelector(".widget-label");
-    const name = l ? l.textContent.trim() : "";
-    if (name && h.getAttribute("aria-label") !== name) h.setAttribute("aria-label", name);
-  });
+  if (window.fcconvControls) return;
+  window.fcconvControls = true;
+  const SUPPRESS = "data-lm-suppress-shortcuts";
+  const set = (el, name, value) => {
+    if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+  };
+  const forward = k => k === "ArrowRight" || k === "ArrowDown";
+  const back = k => k === "ArrowLeft" || k === "ArrowUp";
+  function slider(s) {
+    const handle = s.querySelector(".noUi-handle");
+    if (!handle) return;
+    const label = s.querySelector(".widget-label"), readout = s.querySelector(".widget-readout");
+    const name = label ? label.textContent.trim() : "";
+    if (name) set(handle, "aria-label", name);
+    if (readout && readout.textContent.trim()) set(handle, "aria-valuetext", readout.textContent.trim());
+    set(handle, SUPPRESS, "true");
+  }
+  function group(g) {  // ToggleButtons: a radio group
+    const buttons = [...g.querySelectorAll("button")];
+    set(g, SUPPRESS, "true");
+    const box = g.querySelector(".btn-group") || g;
+    set(box, "role", "radiogroup");
+    const label = g.querySelector(".widget-label");
+    if (label && label.textContent.trim()) set(box, "aria-label", label.textContent.trim());
+    buttons.forEach(b => {
+      const on = b.classList.contains("mod-active");
+      set(b, "role", "radio");
+      set(b, "aria-checked", String(on));
+      set(b, "tabindex", on ? "0" : "-1");
+    });
+    if (!g.fcconvKeys) {
+      g.fcconvKeys = true;
+      g.addEventListener("keydown", e => {
+        if (!forward(e.key) && !back(e.key)) return;
+        const all = [...g.querySelectorAll("button")];
+        const i = all.indexOf(document.activeElement);
+        if (i < 0) return;
+        e.preventDefault();
+        const next = all[(i + (forward(e.key) ? 1 : all.length - 1)) % all.length];
+        next.click();
+        next.focus();
+      });
+    }
+  }
+  function toggle(b) {  // a single ToggleButton: a switch
+    set(b, SUPPRESS, "true");
+    set(b, "aria-pressed", String(b.classList.contains("mod-active")));
+    if (!b.fcconvKeys) {
+      b.fcconvKeys = true;
+      b.addEventListener("keydown", e => {
+        if (!forward(e.key) && !back(e.key)) return;
+        e.preventDefault();
+        const on = b.classList.contains("mod-active");
+        if ((e.key === "ArrowRight" || e.key === "ArrowUp") !== on) b.click();
+      });
+    }
+  }
+  function decorate() {
+    document.querySelectorAll(".widget-slider").forEach(slider);
+    document.querySelectorAll(".widget-dropdown select").forEach(s => set(s, SUPPRESS, "true"));
+    document.querySelectorAll(".widget-toggle-buttons").forEach(group);
+    document.querySelectorAll(".widget-toggle-button:not(.widget-toggle-buttons *)").forEach(toggle);
+  }
   let queued = false;
   new MutationObserver(() => {
-    if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; label(); }); }
-  }).observe(document.body, {childList: true, subtree: true});
-  label();
+    if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; decorate(); }); }
+  }).observe(document.body, {childList: true, subtree: true, characterData: true,
+                             attributes: true, attributeFilter: ["class", "aria-valuetext"]});
+  decorate();
 })();
 </script>"""
 
@@ -119,8 +194,10 @@ class Explorer:
     def _ipython_display_(self):
         from IPython.display import display
 
-        display(self.box)
-        display(HTML(LABEL_SLIDERS_JS))
+        bundle = self.box._repr_mimebundle_()
+        bundle["text/plain"] = REOPEN_NOTE  # what a view without the widget manager shows
+        display(bundle, raw=True)
+        display(HTML(PAGE_HTML))
 
 
 def never_raise(out_attr: str = "out", clear: tuple[str, ...] = ()):
