@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.fcconv-installed
 # JupyterLab refuses to run as root unless told; containers and CI often are root.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint venv clean-venv notebooks-clean exercises present slides handouts weights
+.PHONY: lab test lint venv clean-venv notebooks-clean exercises present slides instructor handouts weights
 
 # The course's own Jupyter settings (etc/jupyter): no news pop-up, no update or news fetch, a
-# read-only extension manager. Nothing leaves the machine.
+# read-only extension manager (nothing leaves the machine); no instructor tooling (nbgrader);
+# kernels on local sockets; notebooks open unmodified.
 COURSE_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/etc/jupyter"
 
 lab: $(STAMP)
@@ -19,11 +20,20 @@ lab: $(STAMP)
 
 # Slides with live widgets: JupyterLab opens one walkthrough; press the toolbar's deck button
 # (jupyterlab-slideshow) to present it from its slide metadata: make slides NB=05
+# Its own, fresh workspace (not make lab's): only that notebook opens, with one kernel.
+SLIDES_WORKSPACES := $(CURDIR)/.cache/slides-workspaces
 slides: $(STAMP)
 	@nb="$(wildcard notebooks/$(NB)_*.ipynb)"; \
 	test -n "$(NB)" -a -n "$$nb" || { echo "usage: make slides NB=05 (a walkthrough's number)"; exit 2; }; \
+	rm -rf "$(SLIDES_WORKSPACES)"; mkdir -p "$(SLIDES_WORKSPACES)"; \
 	$(COURSE_CONFIG) $(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
-		--LabApp.default_url=/lab/tree/$$nb
+		--LabApp.workspaces_dir="$(SLIDES_WORKSPACES)" --LabApp.default_url=/lab/tree/$$nb
+
+# The instructor's JupyterLab: the course's settings plus nbgrader's menu, formgrader and
+# assignment tools (a learner's make lab leaves them out).
+instructor: $(STAMP)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/etc/jupyter-instructor:$(CURDIR)/etc/jupyter" \
+		$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)"
 
 test: $(STAMP)
 	$(BIN)/ruff check .

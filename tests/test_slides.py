@@ -16,14 +16,28 @@ def test_every_cell_has_a_slide_type_and_every_section_a_slide(path):
     assert kinds[0] == "slide"
     sections = [c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
     assert sections and all(c.metadata["slideshow"]["slide_type"] == "slide" for c in sections)
+    # an explorer on a subslide is stepped over by the deck's right arrow (or its heading by the
+    # left one): each explorer is a slide, reached both ways
+    explorers = [c for c in nb.cells if slides.is_explorer(c)]
+    assert all(c.metadata["slideshow"]["slide_type"] == "slide" for c in explorers)
 
 
-def test_rules_skip_imports_and_give_explorers_their_own_subslide():
+def test_rules_skip_imports_and_give_explorers_a_slide_of_their_own():
     cell = nbformat.v4.new_code_cell
     assert slides.lecture_slide_type(cell("import torch\n\nfrom fcconv import plots")) == "skip"
-    assert slides.lecture_slide_type(cell("from x import Y\n\nY.Explorer()")) == "subslide"
+    assert slides.lecture_slide_type(cell("from x import Y\n\nY.Explorer()")) == "slide"
     assert slides.lecture_slide_type(cell("print(1)")) == "fragment"
     assert slides.lecture_slide_type(nbformat.v4.new_markdown_cell("## 2. Shapes")) == "slide"
+
+
+def test_annotate_moves_an_explorer_off_a_subslide_and_keeps_other_choices():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# T"),
+                                         nbformat.v4.new_code_cell("X.Explorer()"),
+                                         nbformat.v4.new_code_cell("print(2)")])
+    nb.cells[1].metadata["slideshow"] = {"slide_type": "subslide"}
+    nb.cells[2].metadata["slideshow"] = {"slide_type": "subslide"}
+    slides.annotate(nb)
+    assert [c.metadata["slideshow"]["slide_type"] for c in nb.cells] == ["slide", "slide", "subslide"]
 
 
 def test_annotate_keeps_an_instructors_choice():

@@ -2,8 +2,10 @@
 template).
 
 Every cell gets a ``slideshow.slide_type``: a heading starts a slide, explanations and results
-appear as fragments, an explorer gets a subslide of its own, import-only cells are skipped.
-Existing choices are kept, so an instructor's hand edits survive a re-run.
+appear as fragments, an explorer gets a slide of its own, import-only cells are skipped.
+Existing choices are kept, so an instructor's hand edits survive a re-run; only an explorer on a
+subslide (this module's old rule) becomes a slide: the deck's left and right arrows step over
+subslides, so one of the two ways skipped the explorer or its heading.
 
     python -m fcconv.slides notebooks/0*.ipynb [--reset]
 """
@@ -28,7 +30,12 @@ def lecture_slide_type(cell) -> str:
         return "slide" if src.startswith(("# ", "## ")) else "fragment"
     if all(_IMPORTS_ONLY.match(line) for line in src.splitlines()):
         return "skip"
-    return "subslide" if "Explorer(" in src else "fragment"
+    return "slide" if is_explorer(cell) else "fragment"
+
+
+def is_explorer(cell) -> bool:
+    """Does this cell show one of the course's explorers?"""
+    return cell.cell_type == "code" and "Explorer(" in cell.source
 
 
 # RISE's settings, read from the notebook: the "white" theme ships its fonts (the default one
@@ -43,7 +50,8 @@ def annotate(nb, reset: bool = False) -> int:
     changed = 0
     for cell in nb.cells:
         show = cell.metadata.setdefault("slideshow", {})
-        if reset or show.get("slide_type") not in SLIDE_TYPES:
+        outdated = is_explorer(cell) and show.get("slide_type") == "subslide"
+        if reset or outdated or show.get("slide_type") not in SLIDE_TYPES:
             new = lecture_slide_type(cell)
             changed += show.get("slide_type") != new
             show["slide_type"] = new

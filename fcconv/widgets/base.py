@@ -102,7 +102,9 @@ def shown_text(out: widgets.Output) -> str:
 # - a reopened notebook: an explorer lives in a running kernel, so a saved notebook has none.
 #   In its place JupyterLab's widget renderer would write "Error displaying widget: model not
 #   found", the words notebook 00 gives for a broken install; the style hides that and shows
-#   REOPEN_NOTE instead, until the cell runs again (a live explorer hides the note).
+#   REOPEN_NOTE instead, until the cell runs again (a live explorer hides the note);
+# - slides: jupyterlab-slideshow's deck starts at the active cell, which after Run All is the
+#   last one; a deck that starts there starts at the first slide instead.
 REOPEN_NOTE = "This explorer lives in a running kernel: run this cell (Shift+Enter) to bring it back."
 
 PAGE_HTML = """<style>
@@ -170,7 +172,18 @@ PAGE_HTML = """<style>
       });
     }
   }
+  let deck = null;
+  function deckStarted() {  // from the last cell (Run All leaves it active) to the first
+    const notebook = document.querySelector(".jp-Deck .jp-Notebook");
+    const cells = notebook ? notebook.querySelectorAll(".jp-Cell") : [];
+    if (cells.length > 1 && cells[cells.length - 1].classList.contains("jp-mod-active")) {
+      for (const type of ["mousedown", "mouseup"])
+        cells[0].dispatchEvent(new MouseEvent(type, {bubbles: true, button: 0}));
+    }
+  }
   function decorate() {
+    const mode = document.body.getAttribute("data-jp-deck-mode");
+    if (mode !== deck && (deck = mode) === "presenting") deckStarted();
     document.querySelectorAll(".widget-slider").forEach(slider);
     document.querySelectorAll(".widget-dropdown select").forEach(s => set(s, SUPPRESS, "true"));
     document.querySelectorAll(".widget-toggle-buttons").forEach(group);
@@ -179,8 +192,8 @@ PAGE_HTML = """<style>
   let queued = false;
   new MutationObserver(() => {
     if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; decorate(); }); }
-  }).observe(document.body, {childList: true, subtree: true, characterData: true,
-                             attributes: true, attributeFilter: ["class", "aria-valuetext"]});
+  }).observe(document.body, {childList: true, subtree: true, characterData: true, attributes: true,
+                             attributeFilter: ["class", "aria-valuetext", "data-jp-deck-mode"]});
   decorate();
 })();
 </script>"""

@@ -1,0 +1,33 @@
+"""What the course's Jupyter server (``make lab``, ``make slides``: etc/jupyter) adds to JupyterLab.
+
+``CourseContentsManager`` opens a walkthrough with the ``language_info`` its Python kernel is
+about to report. The notebooks are committed with only ``{"name": "python"}`` there (the Python
+version differs between machines); when the kernel connects, JupyterLab writes the kernel's
+version into the notebook's metadata and marks it modified, before the learner did anything.
+"""
+
+from __future__ import annotations
+
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+
+
+def kernel_language_info() -> dict:
+    """What the ``python3`` kernel (ipykernel, in this server's own Python) reports."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    return dict(IPythonKernel.language_info)
+
+
+class CourseContentsManager(AsyncLargeFileManager):
+    """The default contents manager, with the kernel's ``language_info`` filled into a
+    notebook that runs on this server's ``python3`` kernel and names no Python version."""
+
+    async def get(self, path, content=True, type=None, format=None, **kwargs):
+        model = await super().get(path, content=content, type=type, format=format, **kwargs)
+        if content and model.get("type") == "notebook":
+            meta = model["content"]["metadata"]
+            info = meta.get("language_info", {})
+            if meta.get("kernelspec", {}).get("name") == "python3" and \
+                    info.get("name") == "python" and "version" not in info:
+                meta["language_info"] = kernel_language_info()
+        return model
