@@ -190,9 +190,19 @@ def test_efficiency_explorer_measures_both_ways(tiny):
     one = shown_text(ex.out)
     assert "windows scored</td><td>1<" in one
     assert "no ratio" in one and "faster" not in one and "measured time" not in one  # equal work
-    ex.size.value = 80
+    assert ex.time_it.disabled                                   # nothing to time at one window
+    ex.size.value = 80                                           # a move: the counts, at once
+    text = shown_text(ex.out)
+    assert "windows scored</td><td>25<" in text and "fewer MACs" in text
+    assert "faster" not in text and not ex.time_it.disabled and "time both ways" in text
+    ex.time_it.click()                                           # timed only when asked
     text = shown_text(ex.out)
     assert "windows scored</td><td>25<" in text and "faster on this machine" in text
+    assert ex.time_it.disabled and ex.time_it.description == "time both ways"
+    ex.size.value = 72
+    assert "faster" not in shown_text(ex.out)
+    ex.size.value = 80                                           # timed once, shown again
+    assert "faster on this machine" in shown_text(ex.out) and ex.time_it.disabled
 
 
 def test_paired_median_ms_alternates_and_warms_up_both_sides():

@@ -1,6 +1,8 @@
 """Notebook 06's explorer: at each image size, windows, MACs and measured time, both ways.
 
-``cost_at`` is the plain function; ``EfficiencyExplorer`` wires an image-size slider to it.
+``cost_at`` is the plain function; ``EfficiencyExplorer`` wires an image-size slider to it (the
+counts, at once) and a button that times both ways at that size (seconds on a big image, so only
+when asked, with a busy sign; each size is timed once).
 """
 
 from __future__ import annotations
@@ -86,24 +88,52 @@ def cost_html(r: dict) -> str:
 
 
 class EfficiencyExplorer(Explorer):
-    """An image-size slider: windows, MACs and measured time for crops and for one dense pass."""
+    """An image-size slider: windows and MACs for crops and for one dense pass, at once; the
+    "time both ways" button measures both at that size on this machine."""
+
+    IDLE = "time both ways"
 
     def __init__(self, model, fcn, window: int, channels: int, max_size: int, step: int = 8):
         self.model, self.fcn, self.window, self.channels = model, fcn, window, channels
         self.size = widgets.IntSlider(value=window, min=window, max=max_size, step=step,
                                       description="image size", continuous_update=False)
+        self.time_it = widgets.Button(description=self.IDLE, icon="clock-o",
+                                      tooltip="run crops and the dense pass at this size, "
+                                              "several times each, and show the median times")
         self.out = widgets.Output()
-        self._measured: dict[int, dict] = {}  # size -> cost_at: each size is timed once
+        self._measured: dict[int, dict] = {}  # size -> cost_at with times: each size timed once
         self.size.observe(lambda _: self.update(), names="value")
+        self.time_it.on_click(lambda _: self.measure())
         self.update()
-        self.box = widgets.VBox([self.size, self.out])
+        self.box = widgets.VBox([widgets.HBox([self.size, self.time_it]), self.out])
+
+    def counts(self, size: int) -> dict:
+        """``cost_at`` at ``size``: measured if it was timed, else the counts alone (instant)."""
+        return self._measured.get(size) or cost_at(self.model, self.fcn, self.window,
+                                                   self.channels, size, measure=False)
 
     @never_raise()
     def update(self) -> None:
+        r = self.counts(self.size.value)
+        can_time = r["windows"] > 1 and "dense_ms" not in r
+        self.time_it.disabled = not can_time
+        hint = ("<p>Press <b>time both ways</b> to measure both on this machine.</p>"
+                if can_time else "")
+        show_html(self.out, cost_html(r) + hint)
+
+    @never_raise()
+    def measure(self) -> None:
         size = self.size.value
-        if size not in self._measured:  # counts at once, then the timing (seconds on big images)
-            counts = cost_at(self.model, self.fcn, self.window, self.channels, size, measure=False)
-            show_html(self.out, cost_html(counts) + "<p><i>&#8987; timing both ways on this "
-                                                    "machine...</i></p>")
+        if size in self._measured:
+            return self.update()
+        counts = self.counts(size)
+        self.time_it.disabled, self.time_it.description, self.time_it.icon = \
+            True, "timing...", "hourglass-half"
+        show_html(self.out, cost_html(counts) + "<p><i>&#8987; timing both ways on this "
+                                                "machine...</i></p>")
+        try:
             self._measured[size] = cost_at(self.model, self.fcn, self.window, self.channels, size)
-        show_html(self.out, cost_html(self._measured[size]))
+        finally:
+            self.time_it.description, self.time_it.icon = self.IDLE, "clock-o"
+        if self.size.value == size:
+            self.update()
