@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .conversions import LinearAsConv1d, LinearAsConv2d
 from .dense import CropToWindows
 from .formulas import conv_output_size, field_step, format_shape
 
@@ -272,8 +271,7 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (CropToWindows, LinearAsConv1d, LinearAsConv2d)) or \
-            super().is_leaf_module(m, qualname)
+        return isinstance(m, CropToWindows) or super().is_leaf_module(m, qualname)
 
 
 def analyse(model: nn.Module, input_shape: Shape, explain: bool = True) -> Graph:

@@ -31,29 +31,28 @@ def spelled(shape: Shape) -> str:
     return f"{math.prod(shape)} = " + "x".join(map(str, shape))
 
 
-class _PyTorchKernel:
-    """Runs the conv on PyTorch's own kernel (unfold, then one matrix product), not oneDNN's.
-
-    oneDNN copies the weight into a layout of its own at every call: for a converted Linear that
-    copy is the whole matrix (411 MB for VGG16's fc6, the kernel's peak memory) and costs more
-    than the product itself. The numbers are the same up to the order of the float sums.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        enabled = torch.backends.mkldnn.enabled  # (its flags() context would also set TF32: a warning)
-        torch.backends.mkldnn.enabled = False
-        try:
-            return super().forward(x)
-        finally:
-            torch.backends.mkldnn.enabled = enabled
+# oneDNN, PyTorch's default CPU convolution, copies the weight into a layout of its own at every
+# call: for a converted Linear that copy is the whole matrix (411 MB for VGG16's fc6: the
+# kernel's peak memory) and costs more than the product itself. A conv made from a Linear runs
+# on PyTorch's own kernel instead (unfold, then one matrix product: the same numbers up to the
+# order of the float sums). Hooks, not a subclass: it stays a plain nn.Conv2d to print and trace.
+_onednn_was: list[bool] = []
 
 
-class LinearAsConv2d(_PyTorchKernel, nn.Conv2d):
-    """The nn.Conv2d ``linear_to_conv`` returns: x (N, C, H, W) -> (N, K, H - kh + 1, W - kw + 1)."""
+def _onednn_off(module, args) -> None:
+    _onednn_was.append(torch.backends.mkldnn.enabled)
+    torch.backends.mkldnn.enabled = False  # (its flags() context would also set TF32: a warning)
 
 
-class LinearAsConv1d(_PyTorchKernel, nn.Conv1d):
-    """The nn.Conv1d ``linear_to_conv`` returns: x (N, C, L) -> (N, K, L - k + 1)."""
+def _onednn_back(module, args, output) -> None:
+    torch.backends.mkldnn.enabled = _onednn_was.pop()
+
+
+def without_onednn(conv: nn.Module) -> nn.Module:
+    """``conv`` (in place), made to run without oneDNN: no copy of its weight at each call."""
+    conv.register_forward_pre_hook(_onednn_off)
+    conv.register_forward_hook(_onednn_back, always_call=True)  # an error inside: restored too
+    return conv
 
 
 def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
@@ -77,13 +76,13 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
     device = "meta" if share_weights else w.device
     if len(shape) == 2:
         c, length = shape
-        conv = skip_init(LinearAsConv1d, c, k, length, bias=linear.bias is not None,
+        conv = skip_init(nn.Conv1d, c, k, length, bias=linear.bias is not None,
                          device=device, dtype=w.dtype)
         weight = w.reshape(k, c, length) if order == "chw" else \
             w.reshape(k, length, c).permute(0, 2, 1)
     else:
         c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
-        conv = skip_init(LinearAsConv2d, c, k, (h, wd), bias=linear.bias is not None,
+        conv = skip_init(nn.Conv2d, c, k, (h, wd), bias=linear.bias is not None,
                          device=device, dtype=w.dtype)
         weight = w.reshape(k, c, h, wd) if order == "chw" else \
             w.reshape(k, h, wd, c).permute(0, 3, 1, 2)
@@ -97,7 +96,7 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
             if linear.bias is not None:
                 conv.bias.copy_(linear.bias)
     conv.train(linear.training)
-    return conv
+    return without_onednn(conv)
 
 
 def conv_to_linear(conv: nn.Conv2d, in_shape) -> nn.Linear:

@@ -242,17 +242,6 @@ def shutdown_kernels(lab: Lab) -> None:
             urllib.request.urlopen(req, timeout=30).close()
 
 
-def tab_to(page, start, name: str, presses: int = 25):
-    """Keyboard only: focus ``start`` (an element before the control), press Tab until the
-    focused element's accessible label is ``name``; return that focused element's locator."""
-    start.evaluate("e => { e.tabIndex = -1; e.focus(); }")
-    for _ in range(presses):
-        page.keyboard.press("Tab")
-        if page.evaluate("() => document.activeElement.getAttribute('aria-label')") == name:
-            return page.locator(":focus")
-    raise AssertionError(f"{presses} Tab presses never reached a control labelled {name!r}")
-
-
 def assert_no_error_text(page, name: str = "failure") -> None:
     """No widget error or traceback in any cell output (markdown may mention them)."""
     body = "\n".join(page.locator(".jp-OutputArea").all_inner_texts())
@@ -313,3 +302,105 @@ def outside_requests(page) -> list[str]:
     """Every request the page made that did not stay on this machine."""
     local = ("http://127.0.0.1", "http://localhost", "data:", "blob:", "file:", "about:")
     return [u for u in page.requests_seen if not u.startswith(local)]
+
+
+# --------------------------------------------------------------------------- explorer controls
+# Every control of an explorer, as a learner reaches it by keyboard: what takes the focus, the
+# keys that move it (forward, back), what it shows and what a screen reader is told it shows.
+# Used by the keyboard tests and by benchmarks/browser_latency.py.
+CONTROLS_JS = """(box) => {
+  const kinds = [
+    ["slider", ".widget-slider"], ["dropdown", ".widget-dropdown"],
+    ["toggles", ".widget-toggle-buttons"], ["toggle", ".widget-toggle-button"],
+    ["number", ".widget-text"], ["button", ".widget-button"]];
+  const found = [];
+  for (const el of box.querySelectorAll(kinds.map(k => k[1]).join(","))) {
+    if (el.matches(".widget-toggle-buttons *")) continue;  // a button of a group: the group is one
+    const kind = kinds.find(k => el.matches(k[1]))[0];
+    const label = el.querySelector(".widget-label");
+    const name = kind === "toggle" || kind === "button" ? el.textContent.trim()
+               : (label ? label.textContent.trim() : "");
+    found.push({kind, name, disabled: !!el.querySelector(":disabled") || el.disabled === true});
+  }
+  return found;
+}"""
+
+# (kind -> CSS of the element inside the control that takes the focus)
+FOCUS = {"slider": ".noUi-handle", "dropdown": "select", "toggles": "button[aria-checked='true']",
+         "toggle": "", "number": "input", "button": ""}
+KEYS = {"slider": ("ArrowRight", "ArrowLeft"), "dropdown": ("ArrowDown", "ArrowUp"),
+        "toggles": ("ArrowRight", "ArrowLeft"), "toggle": ("ArrowRight", "ArrowLeft"),
+        "number": ("ArrowUp", "ArrowDown"), "button": ("Enter", "Enter")}
+
+# What the control shows, and what it tells a screen reader (its accessible value).
+SHOWN_JS = """([el, kind]) => {
+  const text = e => e ? e.textContent.trim() : null;
+  if (kind === "slider") {
+    const h = el.querySelector(".noUi-handle");
+    return {shown: text(el.querySelector(".widget-readout")), spoken: h.getAttribute("aria-valuetext"),
+            name: h.getAttribute("aria-label")};
+  }
+  if (kind === "dropdown") {
+    const s = el.querySelector("select");
+    const o = s.options[s.selectedIndex];
+    return {shown: text(o), spoken: text(o), name: s.labels.length ? text(s.labels[0]) : null};
+  }
+  if (kind === "toggles") {
+    return {shown: text(el.querySelector("button.mod-active")),
+            spoken: text(el.querySelector("button[aria-checked='true']")),
+            name: el.querySelector("[role='radiogroup']").getAttribute("aria-label")};
+  }
+  if (kind === "toggle") {
+    return {shown: el.classList.contains("mod-active") ? "on" : "off",
+            spoken: el.getAttribute("aria-pressed") === "true" ? "on" : "off", name: text(el)};
+  }
+  if (kind === "number") {
+    const i = el.querySelector("input");
+    return {shown: i.value, spoken: i.value, name: i.labels.length ? text(i.labels[0]) : null};
+  }
+  return {shown: text(el), spoken: text(el), name: text(el)};
+}"""
+
+
+def controls(box) -> list:
+    """The controls of an explorer's ``box`` (a locator), in the order shown: each a dict with
+    ``kind``, ``name`` (its label), ``element`` (a locator) and ``focus`` (what takes the focus)."""
+    found = []
+    counts: dict = {}
+    selectors = {"slider": ".widget-slider", "dropdown": ".widget-dropdown",
+                 "toggles": ".widget-toggle-buttons",
+                 "toggle": ".widget-toggle-button:not(.widget-toggle-buttons *)",
+                 "number": ".widget-text", "button": ".widget-button"}
+    for c in box.evaluate(CONTROLS_JS):
+        k = c["kind"]
+        element = box.locator(selectors[k]).nth(counts.get(k, 0))
+        counts[k] = counts.get(k, 0) + 1
+        focus = element.locator(FOCUS[k]) if FOCUS[k] else element
+        found.append({**c, "element": element, "focus": focus})
+    return found
+
+
+def shown(control) -> dict:
+    """What ``control`` shows now, and what it tells a screen reader (``spoken``)."""
+    return control["element"].evaluate(f"(el) => ({SHOWN_JS})([el, {control['kind']!r}])")
+
+
+def tab_to_control(page, start, control, presses: int = 40):
+    """Keyboard only: focus ``start`` (an element before the control), then press Tab until the
+    control's focusable element has the focus."""
+    start.evaluate("e => { e.tabIndex = -1; e.focus(); }")
+    target = control["focus"].element_handle()
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("(t) => document.activeElement === t", target):
+            return
+    raise AssertionError(f"{presses} Tab presses never reached the {control['kind']} "
+                         f"{control['name']!r}")
+
+
+def explorer_outputs(box) -> list:
+    """Everything the explorer's outputs show now: each picture's source and alt text, and the
+    text of each output (what must change when a control moves)."""
+    return box.evaluate("""(box) => [...box.querySelectorAll('.widget-output')].map(o =>
+        [o.innerText, ...[...o.querySelectorAll('img')].map(i => i.getAttribute('src').length
+                                                                 + ':' + i.getAttribute('alt'))])""")

@@ -1,6 +1,7 @@
 """The classroom in a real JupyterLab (headless Chromium, dark theme, nothing reachable outside
-this machine): every walkthrough runs; one explorer per notebook is driven by keyboard only and
-its picture and alt text change; a walkthrough presented as slides has a live slider; no news
+this machine): every walkthrough runs; every control of every explorer is driven by keyboard
+only (Tab, then its keys), its picture and words change, and each control's accessible value is
+what it shows; a walkthrough presented as slides has a live slider; no news
 pop-up, no request leaves localhost. One server and one browser for the whole module.
 """
 
@@ -10,17 +11,22 @@ import json
 import pytest
 from labharness import (
     COURSE_CONFIG,
+    KEYS,
     ROOT,
     Lab,
     _get_json,
     assert_no_error_text,
     chromium_page,
+    controls,
+    explorer_outputs,
     open_and_run_until,
     outside_requests,
+    poll,
     require_chromium,
     screenshot,
+    shown,
     shutdown_kernels,
-    tab_to,
+    tab_to_control,
     wait_idle,
 )
 from speed import speed_factor
@@ -37,17 +43,17 @@ def waited(seconds: int) -> int:
 
 pytestmark = pytest.mark.browser
 
-# notebook -> (the cell that shows the explorer, the label of the control to Tab to, the key)
-KEYBOARD = {
-    "00_setup_check.ipynb": ("SetupExplorer(", "kernel at", "ArrowRight"),
-    "01_fc_is_a_convolution.ipynb": ("FCvsConvExplorer(", "neurons K", "ArrowLeft"),
-    "02_shapes.ipynb": ("ShapesExplorer(", "output #", "ArrowRight"),  # after Slide1D
-    "03_weight_reshaping.ipynb": ("WeightRowExplorer(", "channel c", "ArrowRight"),
-    "04_convolutionalize.ipynb": ("ScoreMapExplorer(", "input size", "ArrowLeft"),
-    "05_score_maps.ipynb": ("Explorer(", "cell column", "ArrowRight"),
-    "06_efficiency.ipynb": ("EfficiencyExplorer(", "image size", "ArrowRight"),
-    "07_conv_to_fc.ipynb": ("ConvMatrixExplorer(", "kernel", "ArrowRight"),
-    "08_find_the_digits.ipynb": ("DigitDetectorExplorer(", "digits", "ArrowLeft"),
+# notebook -> the cell that shows its last explorer (the notebook runs up to it)
+EXPLORERS = {
+    "00_setup_check.ipynb": "SetupExplorer(",
+    "01_fc_is_a_convolution.ipynb": "FCvsConvExplorer(",
+    "02_shapes.ipynb": "ShapesExplorer(",  # after Slide1DExplorer
+    "03_weight_reshaping.ipynb": "WeightRowExplorer(",
+    "04_convolutionalize.ipynb": "ScoreMapExplorer(",
+    "05_score_maps.ipynb": "Explorer(",
+    "06_efficiency.ipynb": "EfficiencyExplorer(",
+    "07_conv_to_fc.ipynb": "ConvMatrixExplorer(",
+    "08_find_the_digits.ipynb": "DigitDetectorExplorer(",
 }
 DARK = "JupyterLab Dark"
 
@@ -74,18 +80,16 @@ def lab_page(tmp_path_factory):
 def open_notebook(lab, page, notebook: str) -> None:
     """Run ``notebook`` up to its explorer (the cells after it cost time and show nothing new)."""
     shutdown_kernels(lab)  # the notebook before this one is done: free its memory
-    open_and_run_until(lab, page, notebook, KEYBOARD[notebook][0], timeout_ms=waited(600))
+    open_and_run_until(lab, page, notebook, EXPLORERS[notebook], timeout_ms=waited(600))
     assert page.get_attribute("body", "data-jp-theme-name") == DARK
     assert "Jupyter news" not in page.inner_text("body")      # the course's settings: no pop-up
     assert_no_error_text(page, notebook.replace(".ipynb", "_failure"))
 
 
-def explorer_of(page, name: str):
-    """The slider labelled ``name`` (exactly one in the notebook) and its explorer's box."""
-    handles = page.locator(f".noUi-handle[aria-label='{name}']")
-    assert handles.count() == 1, f"{handles.count()} sliders labelled {name!r}"
-    return handles, page.locator(".widget-vbox", has=handles).filter(
-        has=page.locator(".widget-output")).last
+def explorer_boxes(page):
+    """Each explorer on the page: the widget box shown by a cell that also holds the course's
+    page note (every explorer sends one)."""
+    return page.locator(".jp-OutputArea:has(.fcconv-reopen) .jp-OutputArea-output > .widget-box")
 
 
 def picture(box) -> dict:
@@ -105,6 +109,32 @@ def wait_changed(page, box, before: dict) -> dict:
             return now
         page.wait_for_timeout(300)
     raise AssertionError("the explorer did not change")
+
+
+def drive_by_keyboard(page, box, control) -> None:
+    """Tab to ``control``, move it with its keys (the other way if the first did nothing): what
+    it shows changes, what it tells a screen reader stays what it shows, and the explorer's
+    outputs change. Keyboard only."""
+    name = f"{control['kind']} {control['name']!r}"
+    before_outputs, before = explorer_outputs(box), shown(control)
+    assert before["spoken"] == before["shown"], (name, before)
+    assert before["name"], f"{name}: no accessible name"
+    moved = None
+    for key in KEYS[control["kind"]]:
+        tab_to_control(page, box, control)
+        page.keyboard.press(key)
+        if control["kind"] == "number":
+            page.keyboard.press("Enter")                           # a typed number counts on Enter
+        if control["kind"] == "button" or poll(lambda: shown(control) != before, 5, name,
+                                                fail=False):
+            moved = key
+            break
+    assert moved, f"{name}: neither of {KEYS[control['kind']]} moved it"
+    after = shown(control)
+    assert after["spoken"] == after["shown"], (name, after)     # screen readers hear what it shows
+    wait_idle(page, timeout_ms=180_000)
+    poll(lambda: explorer_outputs(box) != before_outputs, 180, f"{name}: the explorer changed")
+    assert_no_error_text(page, f"keyboard_{control['name']}")
 
 
 def test_the_course_settings_switch_off_news_and_update_checks(lab_page):
@@ -128,30 +158,33 @@ def test_the_course_settings_switch_off_news_and_update_checks(lab_page):
     assert app.check_for_updates_class is NeverCheckForUpdate and app.news_url is None
 
 
-@pytest.mark.parametrize("notebook", sorted(KEYBOARD))
-def test_keyboard_drives_one_explorer_per_notebook(lab_page, notebook):
+@pytest.mark.parametrize("notebook", sorted(EXPLORERS))
+def test_keyboard_moves_every_control_of_every_explorer(lab_page, notebook):
+    """Keyboard only, in the dark theme: every slider, drop-down, toggle, number field and button
+    of each explorer is reached with Tab and moved with its keys; the explorer's picture and
+    words change, and each control tells a screen reader what it shows."""
     lab, page = lab_page
     open_notebook(lab, page, notebook)
-    _, name, key = KEYBOARD[notebook]
-    _, box = explorer_of(page, name)
-    before = picture(box)
-    handle = tab_to(page, box, name)
-    before_value = handle.get_attribute("aria-valuenow")
-    handle.press(key)
-    after = wait_changed(page, box, before)
-    box.scroll_into_view_if_needed()
-    screenshot(page, "dark_" + notebook.replace(".ipynb", ""))
-    assert handle.get_attribute("aria-valuenow") != before_value
-    if "alt" in before:
-        # (an empty alt reaches the page as "Image": seen for an explorer that passed none)
-        assert before["alt"] not in ("", "Image"), "the explorer's picture has no alt text"
-    if "alt" in before:
-        assert after["src"] != before["src"] and after["alt"] != before["alt"], (before["alt"],
-                                                                                after["alt"])
-        assert after["alt"].strip()
-    assert not outside_requests(page), outside_requests(page)
-    if notebook in MORE:  # what else this notebook's page can show, while it is open
+    if notebook in MORE:  # what else this notebook's page shows, from the explorer's first state
         MORE[notebook](page)
+    boxes = explorer_boxes(page)
+    assert boxes.count() >= 1, "no explorer on the page"
+    for i in range(boxes.count()):
+        box = boxes.nth(i)
+        first = picture(box)
+        if "alt" in first:
+            # (an empty alt reaches the page as "Image": seen for an explorer that passed none)
+            assert first["alt"] not in ("", "Image"), "the explorer's picture has no alt text"
+        found = controls(box)
+        assert found, "an explorer without controls"
+        for control in found:
+            if not control["element"].evaluate("e => !!e.querySelector(':disabled') || e.disabled"):
+                drive_by_keyboard(page, box, control)
+        if "alt" in first:
+            assert picture(box)["alt"].strip()
+    boxes.last.scroll_into_view_if_needed()
+    screenshot(page, "dark_" + notebook.replace(".ipynb", ""))
+    assert not outside_requests(page), outside_requests(page)
 
 
 def digits_class_shows_all_digits(page):
