@@ -61,7 +61,9 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
 
     in_shape (C, H, W) -> Conv2d(C, K, kernel=(H, W)): x (N, C, H, W) -> (N, K, 1, 1).
     in_shape (C, L) -> Conv1d(C, K, kernel=L); (C,) -> Conv2d(C, K, 1), a 1x1 conv.
-    order: "chw" if the Linear saw torch.flatten's C,H,W order, "hwc" for Keras/TensorFlow.
+    order: the axes in the order the Linear's input was flattened: "chw" for torch.flatten,
+    "hwc" for Keras/TensorFlow (channels last), "whc" for x.permute(0, 3, 2, 1).flatten(1), ...
+    For (C, L): "chw" (C then L) or "hwc" (L then C).
     share_weights: the conv's weight and bias are views of the Linear's (the same memory, no
     copy: a change to one shows in the other); by default they are copies.
     """
@@ -75,6 +77,9 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
     # Shared: built on the meta device (no memory), then given views of the Linear's tensors.
     device = "meta" if share_weights else w.device
     if len(shape) == 2:
+        if order not in ("chw", "hwc"):
+            raise ValueError(f"a (C, L) input is flattened 'chw' (C then L) or 'hwc' (L then C); "
+                             f"got order {order!r}")
         c, length = shape
         conv = skip_init(nn.Conv1d, c, k, length, bias=linear.bias is not None,
                          device=device, dtype=w.dtype)
@@ -84,8 +89,8 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
         c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
         conv = skip_init(nn.Conv2d, c, k, (h, wd), bias=linear.bias is not None,
                          device=device, dtype=w.dtype)
-        weight = w.reshape(k, c, h, wd) if order == "chw" else \
-            w.reshape(k, h, wd, c).permute(0, 3, 1, 2)
+        sizes = {"c": c, "h": h, "w": wd}
+        weight = w.reshape(k, *(sizes[a] for a in order)).permute(numpy_ops.to_chw(order))
     if share_weights:  # splitting the input axis (then permuting) is always a view, never a copy
         conv.weight = nn.Parameter(weight, requires_grad=linear.weight.requires_grad)
         if linear.bias is not None:
