@@ -88,7 +88,7 @@ class Lab(_Server):
                    JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"), IPYTHONDIR=str(self.tmp / "ipy"),
                    MPLCONFIGDIR=str(self.tmp / "mpl"))
         cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
-               "--port", str(self.port), f"--ServerApp.token={self.token}", "--allow-root",
+               "--port", str(self.port), f"--IdentityProvider.token={self.token}", "--allow-root",
                f"--ServerApp.root_dir={self.root}", "--ServerApp.port_retries=0",
                "--LabApp.expose_app_in_browser=True", *extra_args]
         self.log = open(self.tmp / "server.log", "w")
@@ -348,7 +348,9 @@ SHOWN_JS = """([el, kind]) => {
   if (kind === "toggles") {
     return {shown: text(el.querySelector("button.mod-active")),
             spoken: text(el.querySelector("button[aria-checked='true']")),
-            name: el.querySelector("[role='radiogroup']").getAttribute("aria-label")};
+            name: el.closest("[role='radiogroup']") ? el.closest("[role='radiogroup']")
+                    .getAttribute("aria-label") : el.querySelector("[role='radiogroup']")
+                    .getAttribute("aria-label")};
   }
   if (kind === "toggle") {
     return {shown: el.classList.contains("mod-active") ? "on" : "off",

@@ -214,17 +214,17 @@ def shapes_explorer_shows_the_vgg16_score_map_at_384(page):
 
 
 def the_walkthrough_as_slides_has_a_live_slider(page):
-    """jupyterlab-slideshow presents the notebook inside JupyterLab: go back to the explorer's
-    slide, move its slider, and the figure changes."""
+    """jupyterlab-slideshow presents the notebook inside JupyterLab: go to the explorer's slide,
+    move its slider, and the figure changes."""
     assert "All checks passed" in page.inner_text("body")
     run = "(c) => window.jupyterapp.commands.execute(c)"
     page.evaluate(run, "deck:start")
     page.wait_for_selector(".jp-Deck .jp-deck-mod-onscreen", timeout=waited(60))
     onscreen_slider = ".jp-deck-mod-onscreen .noUi-handle[aria-label='kernel at']"
-    for _ in range(30):                                  # back through the slides to the explorer
+    for step in ["deck:forward"] * 30 + ["deck:back"] * 30:  # through the slides to the explorer
         if page.locator(onscreen_slider).count():
             break
-        page.evaluate(run, "deck:back")
+        page.evaluate(run, step)
         page.wait_for_timeout(300)
     handle = page.locator(onscreen_slider)
     assert handle.is_visible()
