@@ -32,6 +32,8 @@ import nbformat
 from nbclient import NotebookClient
 from results import git_rev, machine, write_section
 
+from fcconv.course import kernels
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GOAL_EACH, GOAL_TOTAL, GOAL_MB = 10.0, 60.0, 1024.0
 PEAK = ("import resource as _r\n"
@@ -55,7 +57,7 @@ def run(path: pathlib.Path) -> tuple[float, float, float]:
     """(seconds, peak MB, kernel CPU seconds) of one notebook in a fresh kernel."""
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PEAK))
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", config=kernels.local_sockets(),
                             resources={"metadata": {"path": str(path.parent)}})
     t0 = time.perf_counter()
     client.execute()

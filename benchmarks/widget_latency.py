@@ -31,6 +31,8 @@ import nbformat
 from nbclient import NotebookClient
 from results import git_rev, machine, write_section
 
+from fcconv.course import kernels
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GOAL_MS = 100.0
 
@@ -123,7 +125,7 @@ def measure(path: pathlib.Path, moves: int) -> list[dict]:
     code = (inspect.getsource(probe)
             + f"\nimport json\nprint({MARK!r} + json.dumps(probe({moves})))\n")
     nb.cells.append(nbformat.v4.new_code_cell(code))
-    NotebookClient(nb, timeout=600, kernel_name="python3",
+    NotebookClient(nb, timeout=600, kernel_name="python3", config=kernels.local_sockets(),
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     out = nb.cells[-1].outputs
     text = "".join(o.get("text", "") for o in out if o.get("output_type") == "stream")

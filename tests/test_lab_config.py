@@ -102,3 +102,15 @@ def test_the_course_settings_keep_nbgrader_from_learners_and_give_it_to_instruct
     overrides = json.loads((ROOT / "etc/jupyter/labconfig/default_setting_overrides.json")
                            .read_text())
     assert overrides["@jupyter-widgets/jupyterlab-manager:plugin"]["saveState"] is False
+
+
+def test_a_kernel_the_course_starts_runs_in_another_folder_and_warns_nothing(tmp_path, capfd):
+    from nbclient import NotebookClient
+
+    from fcconv.course import kernels
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os; print(os.getcwd())")])
+    NotebookClient(nb, kernel_name="python3", timeout=120, config=kernels.local_sockets(),
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert nb.cells[0].outputs[0]["text"].strip() == str(tmp_path)
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's own stderr

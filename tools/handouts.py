@@ -3,11 +3,16 @@ last view embedded. They render offline: require.js, the widget renderer and Mat
 the npm registry once (``make handouts`` needs npm for that step only) and sit beside the pages.
 Serve the folder (``python -m http.server -d handouts``) or copy it whole to a USB stick.
 
+A handout is a snapshot: no kernel runs behind it, so its explorers cannot recompute. It says
+so at the top and beside each explorer, with the command that brings the live version, and the
+explorers' controls are shown disabled (they would move, and nothing would follow).
+
     python -m tools.handouts [NN ...]     # writes handouts/NN_name.html and handouts/index.html
 """
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import subprocess
 import sys
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 
+from fcconv.course import kernels
 from fcconv.course.folders import course_dir
 
 # npm package, version, files to copy (from the package folder) -> name in handouts/static
@@ -77,7 +83,46 @@ def executed(path: Path, timeout: int = 600):
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                   config=kernels.local_sockets(),
                    resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+# Bold the command; everything else plain. Where the course lives is the reader's own copy.
+LIVE = ("in the course folder run <code>make lab</code> and open <code>notebooks/{name}.ipynb</code>"
+        " (or <code>make present NB={number}</code> for the explorers alone)")
+BANNER = ("<div class='fcconv-snapshot fcconv-snapshot-top' role='note'><b>A snapshot.</b> This page "
+          "is {name}.ipynb run once, on {made}, saved with its figures. Its explorers show what "
+          "they showed then and cannot change here: no Python runs behind this page. For the "
+          "live version, " + LIVE + ".</div>")
+BESIDE = ("<div class='fcconv-snapshot' role='note'>&#128247; A snapshot of this explorer: its "
+          "controls are switched off here. To move them, " + LIVE + " and run this cell.</div>")
+STYLE = """<style>
+.fcconv-snapshot { border-left: 4px solid #e69f00; background: #fff7e6; color: #222;
+  padding: 0.5em 0.8em; margin: 0.4em 0; font-size: 0.95em; }
+.fcconv-snapshot-top { margin: 1em 0 1.5em; }
+</style>"""
+
+
+def as_snapshot(nb, name: str, made: str):
+    """Mark an executed notebook as a snapshot (in place): a banner first, a note beside each
+    explorer (each sends the course's page note), and every control of the saved widgets
+    disabled. Returns ``nb``."""
+    number = name[:2]
+    top = nbformat.v4.new_markdown_cell(STYLE + BANNER.format(name=name, made=made,
+                                                              number=number))
+    for cell in nb.cells:
+        if cell.cell_type == "code" and any("fcconv-reopen" in str(o.get("data", {}))
+                                            for o in cell.get("outputs", [])):
+            note = nbformat.v4.new_output("display_data", {
+                "text/html": BESIDE.format(name=name, number=number),
+                "text/plain": "A snapshot of this explorer."})
+            cell.outputs.insert(0, note)
+    nb.cells.insert(0, top)
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    for model in state.get("state", {}).values():
+        if "disabled" in model.get("state", {}):
+            model["state"]["disabled"] = True
     return nb
 
 
@@ -104,15 +149,67 @@ def build(numbers: list[str] | None = None, out: Path | None = None) -> list[Pat
         if numbers and path.name[:2] not in numbers:
             continue
         target = out / f"{path.stem}.html"
-        target.write_text(to_html(executed(path)))
+        made = datetime.date.today().isoformat()
+        target.write_text(to_html(as_snapshot(executed(path), path.stem, made)))
         written.append(target)
         print(f"wrote {target}")
-    pages = sorted(out.glob("[0-9][0-9]_*.html"))
-    links = "".join(f"<li><a href='{p.name}'>{escape(p.stem)}</a></li>" for p in pages)
-    (out / "index.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
-                                    f"<title>fcconv handouts</title></head><body><h1>fcconv "
-                                    f"handouts</h1><ul>{links}</ul></body></html>")
+    (out / "index.html").write_text(index_html(root / "notebooks", out))
     return written
+
+
+def title_and_goals(path: Path) -> tuple[str, list[str]]:
+    """A walkthrough's title (its first heading) and its "What you will learn" bullets."""
+    first = nbformat.read(path, as_version=4).cells[0].source
+    lines = first.splitlines()
+    title = next((line.lstrip("# ").strip() for line in lines if line.startswith("# ")), path.stem)
+    goals: list[str] = []
+    for line in lines:  # the first list: bullets, and their indented continuation lines
+        if line.startswith("- "):
+            goals.append(line[2:].strip())
+        elif goals and line.startswith("  ") and line.strip():
+            goals[-1] += " " + line.strip()
+        elif goals and not line.strip():
+            break
+    return title, goals
+
+
+INDEX_STYLE = """<style>
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 52em;
+  margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.5; }
+h1 { font-size: 1.8em; margin-bottom: 0.2em; }
+.lead { color: #555; margin-top: 0; }
+ol { padding-left: 0; list-style: none; counter-reset: none; }
+li.handout { border: 1px solid #ddd; border-radius: 6px; padding: 0.7em 1em; margin: 0.8em 0; }
+li.handout a { font-size: 1.15em; font-weight: 600; color: #0072b2; text-decoration: none; }
+li.handout a:hover, li.handout a:focus { text-decoration: underline; }
+li.handout ul { margin: 0.4em 0 0; padding-left: 1.2em; color: #444; font-size: 0.95em; }
+code { background: #f3f3f3; padding: 0 0.25em; border-radius: 3px; }
+.fcconv-snapshot { border-left: 4px solid #e69f00; background: #fff7e6; padding: 0.5em 0.8em; }
+</style>"""
+
+
+def index_html(notebooks: Path, out: Path) -> str:
+    """The handouts' front page: each walkthrough written, with its title and what it teaches."""
+    import mistune  # nbconvert's Markdown renderer
+
+    items = []
+    for page in sorted(out.glob("[0-9][0-9]_*.html")):
+        source = notebooks / f"{page.stem}.ipynb"
+        title, goals = title_and_goals(source) if source.exists() else (page.stem, [])
+        learn = "".join(f"<li>{mistune.html(g).strip().removeprefix('<p>').removesuffix('</p>')}"
+                        "</li>" for g in goals)
+        items.append(f"<li class='handout'><a href='{escape(page.name)}'>{escape(title)}</a>"
+                     f"{f'<ul>{learn}</ul>' if learn else ''}</li>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>fcconv handouts</title>{INDEX_STYLE}</head><body><main>"
+            "<h1>fcconv: a fully connected layer is a convolution</h1>"
+            "<p class='lead'>The walkthroughs of the course, run once and saved as pages to read "
+            "offline.</p><p class='fcconv-snapshot' role='note'><b>Snapshots.</b> Each page shows "
+            "its figures and explorers as they were when it was made; nothing recomputes here. "
+            "For the live course, run <code>make lab</code> in the course folder (or "
+            "<code>make present NB=05</code> for one walkthrough's explorers).</p>"
+            f"<ol>{''.join(items)}</ol></main></body></html>")
 
 
 if __name__ == "__main__":

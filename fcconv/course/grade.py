@@ -49,6 +49,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import kernels
 from .folders import course_dir
 
 CHECKS_FILE = Path(__file__).with_name("checks.py")
@@ -207,7 +208,7 @@ class _Runner:
         self.client = Client(self.nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                              interrupt_on_timeout=True, record_timing=False,
                              error_on_timeout={"ename": "Timeout", "evalue": "", "traceback": []},
-                             on_cell_executed=self._record,
+                             on_cell_executed=self._record, config=kernels.local_sockets(),
                              resources={"metadata": {"path": str(folder)}})
         self.timeout, self.memory_bytes, self.dead, self.reply = timeout, memory_bytes, None, {}
 
