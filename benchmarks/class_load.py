@@ -2,16 +2,26 @@
 
     .venv/bin/pip install -e '.[benchmark]'                  # jupyterhub
     npm install --prefix .cache/chp configurable-http-proxy@5  # the proxy JupyterHub needs
-    .venv/bin/python benchmarks/class_load.py --learners 1 2 4 8 --write
+    .venv/bin/python benchmarks/class_load.py --learners 1 2 4 8 16 --write
 
 For each N: a fresh JupyterHub on 127.0.0.1 (DummyAuthenticator with a shared password,
 SimpleLocalProcessSpawner: each learner's server is a local process with its own home folder
-holding a copy of notebooks/). N learners at once log in through the hub's login form, ask the
-hub's REST API for a token, start their server through the REST API, and run notebooks 02 and 05
-top to bottom through kernels of their own server (the kernel websocket, as JupyterLab does),
-one after the other, shutting each kernel down after it (a learner moving on). Each kernel reports
-its own peak memory and its server's (VmHWM in /proc). The hub stops by itself after each N,
-and the whole run is bounded by --timeout.
+holding a copy of notebooks/), set up as docs/instructor.md says: the course's Jupyter settings
+(JUPYTER_CONFIG_PATH=etc/jupyter, as make lab: no instructor tooling in a learner's server), one
+course cache for the whole class (FCCONV_CACHE_DIR), VGG16's weights built into it before the
+class, so that every kernel maps the same file. N learners at once log in through the hub's
+login form, ask the hub's REST API for a token, start their server through the REST API, and run
+notebooks 02 and 05 top to bottom through kernels of their own server (the kernel websocket, as
+JupyterLab does): 02's kernel is shut down after it (a learner moving on), 05's stays open until
+the whole class is done. Each kernel reports its own peak memory and its server's (VmHWM in
+/proc).
+
+What the server needs is the sum over every process of the class (hub, proxy, servers, kernels)
+of its proportional set size (PSS, /proc/PID/smaps_rollup): memory shared by k processes (the
+mapped weights, the libraries' code) counts 1/k in each, so the sum counts it once, where the
+sum of peak RSS would count it N times. The sum is sampled every --every seconds while the class
+runs (its peak), and once more when every learner has 05 open and idle. The hub stops by itself
+after each N, and the whole run is bounded by --timeout.
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ def proxy_command() -> str:
 class Hub:
     """A JupyterHub on loopback ports in a temporary folder; ``stop`` ends it and its servers."""
 
-    def __init__(self, learners: list[str], password: str):
+    def __init__(self, learners: list[str], password: str, cache: pathlib.Path):
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-hub-"))
         self.port, self.token = free_port(), secrets.token_hex(16)
         for name in learners:  # each learner's home: a fresh copy of the notebooks
@@ -86,7 +96,9 @@ c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {str(self.tmp / "home" / "{username}")!r}
 c.Spawner.cmd = [{str(bindir / "jupyterhub-singleuser")!r}]
-c.Spawner.environment = {{"FCCONV_COURSE_DIR": {str(ROOT)!r}}}  # homes hold notebooks/ only
+c.Spawner.environment = {{"FCCONV_COURSE_DIR": {str(ROOT)!r},  # homes hold notebooks/ only
+                          "FCCONV_CACHE_DIR": {str(cache)!r},  # one cache for the class
+                          "JUPYTER_CONFIG_PATH": {str(ROOT / "etc" / "jupyter")!r}}}  # make lab's
 c.Spawner.args = {["--allow-root"] if os.getuid() == 0 else []!r}
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
@@ -143,6 +155,77 @@ c.JupyterHub.cleanup_servers = True
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def descendants(roots: list[int]) -> list[int]:
+    """``roots`` and every process below them (by parent pid), alive now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = open(f"/proc/{entry}/stat").read()
+                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        if os.path.exists(f"/proc/{pid}") and pid not in found:
+            found.append(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def role(pid: int) -> str:
+    """hub, proxy, server or kernel, from the process's command line."""
+    with contextlib.suppress(OSError):
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        for name, mark in (("kernel", "ipykernel"), ("server", "jupyterhub-singleuser"),
+                           ("proxy", "configurable-http-proxy"), ("hub", "jupyterhub")):
+            if mark in cmd:
+                return name
+    return "other"
+
+
+def pss_mb(pid: int) -> float:
+    """The process's proportional set size now, in MB (0 if it is gone)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def class_pss(roots: list[int]) -> dict[str, float]:
+    """PSS in MB summed over the class's processes now, per role and in all ("total")."""
+    by_role: dict[str, float] = {}
+    for pid in descendants(roots):
+        by_role[role(pid)] = by_role.get(role(pid), 0.0) + pss_mb(pid)
+    by_role["total"] = sum(by_role.values())
+    return by_role
+
+
+class PssSampler:
+    """Samples ``class_pss`` every ``every`` seconds in a thread; keeps the peak."""
+
+    def __init__(self, roots: list[int], every: float):
+        import threading
+
+        self.roots, self.every, self.peak = roots, every, {"total": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = class_pss(self.roots)
+            if now["total"] > self.peak["total"]:
+                self.peak = now
+            self._stop.wait(self.every)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def cookie_header(cookies: dict) -> str:
     return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
@@ -192,9 +275,11 @@ async def start_server(client, hub: Hub, name: str, token: str) -> None:
         await asyncio.sleep(0.5)
 
 
-async def run_notebook(client, hub: Hub, name: str, token: str, notebook: str) -> dict:
+async def run_notebook(client, hub: Hub, name: str, token: str, notebook: str,
+                       keep_open: bool = False) -> dict:
     """Open a session for ``notebook`` on the learner's server, run every code cell through the
-    kernel websocket, then the peak-memory cell; shut the kernel down. Returns times and peaks."""
+    kernel websocket, then the peak-memory cell; shut the kernel down unless ``keep_open`` (the
+    notebook stays open, as in a class). Returns times and peaks."""
     import nbformat
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
@@ -240,8 +325,9 @@ async def run_notebook(client, hub: Hub, name: str, token: str, notebook: str) -
                 peaks = json.loads(m["content"]["text"][5:])
     seconds = time.perf_counter() - t0
     ws.close()
-    await client.fetch(HTTPRequest(f"{base}/api/kernels/{kernel}", method="DELETE", headers=auth),
-                       raise_error=False)
+    if not keep_open:
+        await client.fetch(HTTPRequest(f"{base}/api/kernels/{kernel}", method="DELETE",
+                                       headers=auth), raise_error=False)
     if errors:
         raise RuntimeError(f"{name}: {notebook} raised {errors[0]}")
     return {"seconds": seconds, **peaks}
@@ -256,33 +342,38 @@ async def learner(client, hub: Hub, name: str, password: str) -> dict:
     print(f"  {name}: logged in, server up after {t2 - t0:.1f} s", file=sys.stderr, flush=True)
     runs = {}
     for nb in NOTEBOOKS:
-        runs[nb] = await run_notebook(client, hub, name, token, nb)
+        runs[nb] = await run_notebook(client, hub, name, token, nb, keep_open=nb == NOTEBOOKS[-1])
         print(f"  {name}: {nb} ran in {runs[nb]['seconds']:.1f} s", file=sys.stderr, flush=True)
     return {"name": name, "login_s": t1 - t0, "spawn_s": t2 - t1, "runs": runs,
             "total_s": time.perf_counter() - t0}
 
 
-async def one_class(n: int, timeout: float) -> dict:
-    """Start a hub, run n learners at once, stop the hub; per-learner times and peaks."""
+async def one_class(n: int, timeout: float, cache: pathlib.Path, every: float) -> dict:
+    """Start a hub, run n learners at once, stop the hub; per-learner times and peaks, and the
+    class's summed PSS: its peak while they ran, and with every learner's 05 open at the end."""
     from tornado.httpclient import AsyncHTTPClient
 
     AsyncHTTPClient.configure(None, max_clients=4 * n + 4)
     client = AsyncHTTPClient()
     password = secrets.token_hex(8)
     names = [f"learner{i + 1}" for i in range(n)]
-    hub = Hub(names, password)
+    hub = Hub(names, password, cache)
     results, servers = [], []
     try:
         await hub.ready(client)
+        sampler = PssSampler([hub.proc.pid], every)
         tasks = [asyncio.ensure_future(learner(client, hub, name, password)) for name in names]
         done, late = await asyncio.wait(tasks, timeout=timeout)
         for t in late:  # bounded: a class that does not finish in time is reported as such
             t.cancel()
+        peak = sampler.stop()
+        await asyncio.sleep(every)  # the last replies are out: every 05 open, idle
+        open_now = class_pss([hub.proc.pid])
         results = [t.result() for t in done if t.exception() is None]
         failed = [repr(t.exception()) for t in done if t.exception() is not None]
         servers = [r["runs"][nb].get("server_pid") for r in results for nb in NOTEBOOKS]
         return {"n": n, "learners": results, "hub_mb": hub.peak_mb(), "late": len(late),
-                "failed": failed, "timeout": timeout}
+                "failed": failed, "timeout": timeout, "pss_peak": peak, "pss_open": open_now}
     finally:
         hub.stop([p for p in servers if p])
 
@@ -303,25 +394,32 @@ def summary_row(c: dict) -> dict | None:
             "k02": max(r["runs"][NOTEBOOKS[0]]["kernel_mb"] for r in ls),
             "k05": max(r["runs"][NOTEBOOKS[1]]["kernel_mb"] for r in ls),
             "server": max(r["runs"][NOTEBOOKS[-1]]["server_mb"] for r in ls),
-            "learner": max(per), "hub": c["hub_mb"]}
+            "learner": max(per), "hub": c["hub_mb"],
+            "pss_peak": c["pss_peak"]["total"], "pss_open": c["pss_open"]["total"],
+            "pss_hub": c["pss_open"].get("hub", 0.0) + c["pss_open"].get("proxy", 0.0),
+            # what one more learner costs: the class's sum, hub and proxy left out, shared by n
+            "pss_learner": (c["pss_peak"]["total"] - c["pss_peak"].get("hub", 0.0)
+                            - c["pss_peak"].get("proxy", 0.0)) / c["n"]}
 
 
 def table(classes: list[dict]) -> list[str]:
     lines = ["| learners | server start (s, median) | 02 run (s, median) | 05 run (s, median) | "
              "slowest learner, login to 05 done (s) | 02 kernel peak MB | 05 kernel peak MB | "
-             "server peak MB | per learner MB (server + bigger kernel) | hub + proxy MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "server peak MB | per learner MB (server + bigger kernel) | hub + proxy MB | "
+             "class PSS peak MB | class PSS, 05 open MB | PSS per learner MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in classes:
         r = summary_row(c)
         note = "" if not (c["late"] or c["failed"]) else (
             f" ({len(c['learners'])} of {c['n']} finished within {c['timeout']:.0f} s"
             f"{'; failed: ' + c['failed'][0] if c['failed'] else ''})")
         if r is None:
-            lines.append(f"| {c['n']}{note} | | | | | | | | | {c['hub_mb']:.0f} |")
+            lines.append(f"| {c['n']}{note} | | | | | | | | | {c['hub_mb']:.0f} | | | |")
             continue
         lines.append(f"| {r['n']}{note} | {r['spawn']:.1f} | {r['nb02']:.1f} | {r['nb05']:.1f} | "
                      f"{r['worst']:.1f} | {r['k02']:.0f} | {r['k05']:.0f} | {r['server']:.0f} | "
-                     f"{r['learner']:.0f} | {r['hub']:.0f} |")
+                     f"{r['learner']:.0f} | {r['hub']:.0f} | {r['pss_peak']:.0f} | "
+                     f"{r['pss_open']:.0f} | {r['pss_learner']:.0f} |")
     return lines
 
 
@@ -329,7 +427,8 @@ def main(argv=None) -> int:
     # A SIGTERM (a timeout, a Ctrl-C from a job runner) still stops the hub and its servers.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--learners", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--learners", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--every", type=float, default=0.5, help="seconds between PSS samples")
     p.add_argument("--timeout", type=float, default=900,
                    help="seconds a class of N may take; learners not done by then are reported")
     p.add_argument("--memory-margin", type=float, default=0.8,
@@ -347,25 +446,35 @@ def main(argv=None) -> int:
         print("\n".join(sizing_lines()))
         return 0
     classes = []
-    for n in args.learners:
-        done = [summary_row(c) for c in classes if summary_row(c)]
-        if done:  # bounded: do not start a class the free memory cannot hold
-            need = done[-1]["learner"] * n
-            free = available_mb()
-            if need > args.memory_margin * free:
-                print(f"skipping {n} learners: about {need:.0f} MB needed, {free:.0f} MB free",
-                      file=sys.stderr)
-                continue
-        print(f"{n} learner(s) ...", file=sys.stderr, flush=True)
-        classes.append(asyncio.run(one_class(n, args.timeout)))
-        print("\n".join(table(classes)[-1:]), file=sys.stderr, flush=True)
+    cache = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-class-cache-"))
+    try:
+        build_cache(cache)
+        for n in args.learners:
+            done = [summary_row(c) for c in classes if summary_row(c)]
+            if done:  # bounded: do not start a class the free memory cannot hold
+                need = done[-1]["pss_learner"] * n + done[-1]["pss_hub"]
+                free = available_mb()
+                if need > args.memory_margin * free:
+                    print(f"skipping {n} learners: about {need:.0f} MB needed, {free:.0f} MB "
+                          "free", file=sys.stderr)
+                    continue
+            print(f"{n} learner(s) ...", file=sys.stderr, flush=True)
+            classes.append(asyncio.run(one_class(n, args.timeout, cache, args.every)))
+            print("\n".join(table(classes)[-1:]), file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     lines = table(classes)
     body = ["## A class on one server: JupyterHub, N learners running notebooks 02 and 05", "",
             f"Machine: {machine()}. Commit {git_rev()}. Command: `.venv/bin/python "
             f"benchmarks/class_load.py --learners {' '.join(map(str, args.learners))} --write` "
-            "(JupyterHub with DummyAuthenticator and SimpleLocalProcessSpawner on 127.0.0.1; all "
-            "learners at once; each logs in, starts a server, runs 02 then 05 top to bottom "
-            "through its own kernels; peaks are VmHWM of each process).", "", *lines]
+            "(JupyterHub with DummyAuthenticator and SimpleLocalProcessSpawner on 127.0.0.1, one "
+            "course cache for the class with VGG16's weights built before it; all learners at "
+            "once; each logs in, starts a server, runs 02 then 05 top to bottom through its own "
+            "kernels, and keeps 05 open; kernel and server peaks are each process's VmHWM; class "
+            f"PSS is the sum of /proc/PID/smaps_rollup's Pss over hub, proxy, servers and kernels, "
+            f"sampled every {args.every:g} s: its peak while the class ran, and once more with "
+            "every 05 open and idle; PSS per learner is the peak, hub and proxy left out, "
+            "divided by the learners).", "", *lines]
     print("\n".join(body))
     if args.json:
         args.json.write_text(json.dumps(classes, indent=1))
@@ -376,48 +485,60 @@ def main(argv=None) -> int:
     return 0
 
 
+def build_cache(cache: pathlib.Path) -> None:
+    """Build VGG16's weights into the class's course cache, as the guide tells an instructor
+    to (``python -m fcconv.course.weight_cache`` with FCCONV_CACHE_DIR set), before the class."""
+    subprocess.run([sys.executable, "-m", "fcconv.course.weight_cache"], check=True,
+                   env=dict(os.environ, FCCONV_CACHE_DIR=str(cache)), stdout=subprocess.DEVNULL)
+
+
 GUIDE = ROOT / "docs" / "instructor.md"
 SERVER_GB, SERVER_CORES, KEPT_GB = 16, 4, 2  # the server the guide sizes; kept: system and hub
 
 
 def sizing_lines() -> list[str]:
-    """The guide's class-sizing lines, derived from RESULTS.md's "class_load" table (memory per
-    learner) and "notebook_times" table (each notebook's kernel CPU time and peak), so that a new
-    measurement changes the guide by rerunning this, never by retyping numbers."""
+    """The guide's class-sizing lines, derived from RESULTS.md's "class_load" table (the class's
+    summed PSS per learner) and "notebook_times" table (each notebook's kernel CPU time and
+    peak), so that a new measurement changes the guide by rerunning this, never by retyping."""
     from fcconv.course.results import read_table
 
     machine, classes = read_table("class_load")
     nb_machine, notebooks = read_table("notebook_times")
-    per = max(float(r["per learner MB (server + bigger kernel)"]) for r in classes
-              if r["per learner MB (server + bigger kernel)"])
-    hub = max(float(r["hub + proxy MB"]) for r in classes)
-    sizes = ", ".join(r["learners"].split()[0] for r in classes)
+    measured = [r for r in classes if r["PSS per learner MB"]]
+    # the largest class measured: its learners share the mapped weights most like a real class
+    big = max(measured, key=lambda r: int(r["learners"].split()[0]))
+    n_big = int(big["learners"].split()[0])
+    per, hub = float(big["PSS per learner MB"]), float(big["hub + proxy MB"])
+    rss = float(big["per learner MB (server + bigger kernel)"])
+    peak, opened = float(big["class PSS peak MB"]), float(big["class PSS, 05 open MB"])
     nbs = {r["notebook"][:2]: r for r in notebooks if r["notebook"][:2].isdigit()}
     cpu = sum(float(nbs[k]["kernel CPU (s)"]) for k in ("02", "05"))
     # what a learner costs in a full class: the largest class's slowest learner, from login to
     # 05 done, times the measuring machine's cores, shared by N (server start and contention in)
-    big = max((r for r in classes if r["slowest learner, login to 05 done (s)"]),
-              key=lambda r: int(r["learners"].split()[0]))
-    n_big, slowest = int(big["learners"].split()[0]), float(big["slowest learner, login to 05 done (s)"])
+    slowest = float(big["slowest learner, login to 05 done (s)"])
     cores = int(re.search(r"(\d+) cores", machine).group(1))
     core_s = slowest * cores / n_big
     top = max(nbs.values(), key=lambda r: float(r["kernel peak memory (MB)"]))
-    fit = int((SERVER_GB - KEPT_GB) * 1024 // per)
+    fit = int(((SERVER_GB - KEPT_GB) * 1024 - hub) // per)
     return [
-        f"- **Memory per learner: {per:,.0f} MB at the peak** (the learner's Jupyter server plus "
-        f"the bigger of its 02 and 05 kernels, worst over classes of {sizes} learners); the hub "
-        f"and its proxy add {hub:.0f} MB for the whole class. The biggest kernel of any "
-        f"walkthrough: {top['notebook']}, {float(top['kernel peak memory (MB)']):,.0f} MB.",
+        f"- **Memory per learner: {per:,.0f} MB** in a class of {n_big} all running 02 and 05 "
+        f"at once: the peak of the whole class's summed PSS ({peak:,.0f} MB; {opened:,.0f} MB "
+        f"once every learner sat with 05 open), the hub and its proxy ({hub:.0f} MB) left out, "
+        f"divided by {n_big}. PSS counts a page that k processes share 1/k in each: VGG16's "
+        f"weights, mapped from one file in the class's course cache, and the libraries' code "
+        f"count once for the class. (Adding up each learner's peak RSS counts them once per "
+        f"learner: {rss:,.0f} MB.) The biggest kernel of any walkthrough: {top['notebook']}, "
+        f"{float(top['kernel peak memory (MB)']):,.0f} MB at its peak.",
         f"- **CPU per learner: {core_s:.1f} core-seconds** in a full class to log in, start a "
         f"server and run 02 and 05 top to bottom: {n_big} learners starting together on "
         f"{cores} cores, the slowest done after {slowest:.0f} s ({slowest:.0f} x {cores} / "
         f"{n_big}). Alone, their kernels need {cpu:.1f} CPU-seconds (notebook table): a full "
         f"class costs more per learner (server starts, contention). N learners who start "
         f"together on C cores finish after about {core_s:.1f} x N / C seconds.",
-        f"- **A {SERVER_GB} GB, {SERVER_CORES}-core server** ({KEPT_GB} GB kept for the system, "
-        f"the hub and the page cache) holds **{fit} learners** with 02 and 05 open at once; "
-        f"{fit} of them starting together share the {SERVER_CORES} cores for about "
-        f"{core_s * fit / SERVER_CORES:.0f} s.",
+        f"- **A {SERVER_GB} GB, {SERVER_CORES}-core server** ({KEPT_GB} GB kept for the system "
+        f"and the page cache, the hub and proxy besides) holds **{fit} learners** running 02 and "
+        f"05 at the same moment and keeping 05 open; {fit} of them starting together share the "
+        f"{SERVER_CORES} cores for about {core_s * fit / SERVER_CORES:.0f} s.",
         f"- Measured on: {machine}"
         f"{'' if nb_machine == machine else '; the notebook table on: ' + nb_machine}"
         f" (benchmarks/RESULTS.md, \"A class on one server\" and "

@@ -364,6 +364,12 @@ SHOWN_JS = """([el, kind]) => {
 }"""
 
 
+def explorer_boxes(page):
+    """Each explorer on the page: the widget box shown by a cell that also holds the course's
+    page note (every explorer sends one)."""
+    return page.locator(".jp-OutputArea:has(.fcconv-reopen) .jp-OutputArea-output > .widget-box")
+
+
 def controls(box) -> list:
     """The controls of an explorer's ``box`` (a locator), in the order shown: each a dict with
     ``kind``, ``name`` (its label), ``element`` (a locator) and ``focus`` (what takes the focus)."""

@@ -18,6 +18,7 @@ from labharness import (
     assert_no_error_text,
     chromium_page,
     controls,
+    explorer_boxes,
     explorer_outputs,
     open_and_run_until,
     outside_requests,
@@ -84,12 +85,6 @@ def open_notebook(lab, page, notebook: str) -> None:
     assert page.get_attribute("body", "data-jp-theme-name") == DARK
     assert "Jupyter news" not in page.inner_text("body")      # the course's settings: no pop-up
     assert_no_error_text(page, notebook.replace(".ipynb", "_failure"))
-
-
-def explorer_boxes(page):
-    """Each explorer on the page: the widget box shown by a cell that also holds the course's
-    page note (every explorer sends one)."""
-    return page.locator(".jp-OutputArea:has(.fcconv-reopen) .jp-OutputArea-output > .widget-box")
 
 
 def picture(box) -> dict:

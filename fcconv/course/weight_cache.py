@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import sys
 import tempfile
@@ -83,6 +84,9 @@ def vgg16(seed: int = 0, init: str = "torchvision") -> nn.Module:
     model is built in this kernel's own memory instead: the same numbers, not shared.
     """
     path_of(seed, init)  # an unknown init: refused here, before anything is built
+    # A model converted from an earlier one (its fx graph is a reference cycle) keeps that one's
+    # weights until Python's cycle collector runs: collect now, so the two are not both resident.
+    gc.collect()
     try:
         path = build(seed, init)
     except OSError as err:
