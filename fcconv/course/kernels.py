@@ -1,26 +1,50 @@
 """Kernels the course starts itself (the grader, the handouts, the benchmarks): how they talk.
 
     NotebookClient(nb, kernel_name="python3", config=kernels.local_sockets())
+
+Local (IPC) sockets, not TCP ports: no port another user of the machine could reach (a socket
+file takes its owner's write permission to connect), and no ipykernel warning "Kernel is running
+over TCP without encryption" in the terminal for every kernel. A socket's path holds at most 107
+bytes (103 on macOS), so the sockets go to the temporary folder under short random names; where
+there are no such sockets (Windows) or even that path is too long, kernels use TCP.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
+
+SOCKET_PATH_MAX = 103  # sizeof(sockaddr_un.sun_path) - 1: 107 on Linux, 103 on macOS
+_folder: list[str] = []
+
+
+def fits(path: str) -> bool:
+    """Can a socket have this path (on every Unix the course runs on)?"""
+    return os.name != "nt" and len(path) <= SOCKET_PATH_MAX
 
 
 def local_sockets():
-    """Jupyter config for one kernel that talks over local (IPC) sockets in the runtime folder,
-    where the system has them (not Windows): no TCP port another user of the machine could
-    reach, and no ipykernel warning "Kernel is running over TCP without encryption" in the
-    terminal for every kernel started. Call it once per kernel (the sockets' names are its own)."""
-    from jupyter_core.paths import jupyter_runtime_dir
+    """Jupyter config for one kernel on local sockets (TCP where there are none): call it once
+    per kernel, the sockets' names are its own. The kernel manager removes them at shutdown."""
     from traitlets.config import Config
 
-    if os.name == "nt":
-        return Config()
-    folder = jupyter_runtime_dir()
-    os.makedirs(folder, mode=0o700, exist_ok=True)
     # An absolute path: the kernel runs in the notebook's folder, the client in ours.
-    ip = os.path.join(folder, f"kernel-{uuid.uuid4().hex[:12]}-ipc")
-    return Config({"KernelManager": {"transport": "ipc", "ip": ip}})
+    ip = os.path.join(tempfile.gettempdir(), f"fcconv-{uuid.uuid4().hex[:12]}")
+    return Config({"KernelManager": {"transport": "ipc", "ip": ip}}) if fits(ip + "-5") \
+        else Config()
+
+
+def socket_folder(longest_name: int) -> str | None:
+    """For a Jupyter server: this process's private folder for its kernels' connection files
+    and sockets (made on first use, only its owner can enter it, removed at exit), or None where
+    names of ``longest_name`` characters in it could not be sockets."""
+    if os.name == "nt":
+        return None
+    if not _folder:
+        folder = tempfile.mkdtemp(prefix="fcconv-k")
+        atexit.register(shutil.rmtree, folder, True)
+        _folder.append(folder)
+    return _folder[0] if fits(os.path.join(_folder[0], "x" * longest_name)) else None

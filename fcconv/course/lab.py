@@ -6,11 +6,22 @@ version differs between machines); when the kernel connects, JupyterLab writes t
 version into the notebook's metadata and marks it modified, before the learner did anything.
 And a notebook without outputs has nothing to trust: it opens without the server's "Notebook ...
 is not trusted" warning in the terminal (one with outputs is checked as before).
+
+``LocalSocketKernelManager`` starts each kernel on local sockets (``fcconv.course.kernels``) in
+a short private folder: jupyter_server would name them after the connection file in the runtime
+folder, a path that can pass the 107 bytes a socket's path may hold (a hub's home folders).
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+from traitlets import default
+
+from .kernels import socket_folder
 
 
 def kernel_language_info() -> dict:
@@ -38,3 +49,14 @@ class CourseContentsManager(AsyncLargeFileManager):
         if any(c.get("outputs") for c in nb.cells):
             return super().mark_trusted_cells(nb, path)
         self.notary.mark_cells(nb, True)  # no output to render: nothing that trust would hide
+
+
+class LocalSocketKernelManager(ServerKernelManager):
+    """jupyter_server's kernel manager, its kernel on local sockets in this server's folder."""
+
+    @default("transport")
+    def _transport_default(self) -> str:
+        return "ipc"
+
+    def _ip_default(self) -> str:
+        return os.path.join(socket_folder(longest_name=15), uuid.uuid4().hex[:12])
