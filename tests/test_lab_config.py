@@ -114,3 +114,18 @@ def test_a_kernel_the_course_starts_runs_in_another_folder_and_warns_nothing(tmp
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert nb.cells[0].outputs[0]["text"].strip() == str(tmp_path)
     assert "without encryption" not in capfd.readouterr().err  # the kernel's own stderr
+
+
+def test_the_course_server_starts_kernels_on_local_sockets_whose_paths_fit():
+    from traitlets.config import Config
+
+    from fcconv.course.kernels import SOCKET_PATH_MAX
+
+    c = Config()
+    exec((ROOT / "etc/jupyter/jupyter_server_config.py").read_text(), {"c": c})  # as Jupyter does
+    assert c.MappingKernelManager.kernel_manager_class == "fcconv.course.lab.LocalSocketKernelManager"
+    km = lab.LocalSocketKernelManager(kernel_name="python3")
+    # jupyter_server would have named them after the connection file: a hub home's runtime folder
+    # made that longer than a socket's path may be
+    assert km.transport == "ipc" and km.ip.startswith("/") and len(km.ip + "-5") <= SOCKET_PATH_MAX
+    assert lab.LocalSocketKernelManager(kernel_name="python3").ip != km.ip  # each kernel its own

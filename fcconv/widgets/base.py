@@ -9,10 +9,15 @@ from __future__ import annotations
 import base64
 import functools
 import io
-from html import escape
+import re
+from html import escape, unescape
 
 import ipywidgets as widgets
 from IPython.display import HTML
+
+PNG_URI = "data:image/png;base64,"
+_IMG = re.compile(r'^<img src="' + re.escape(PNG_URI) + r'(?P<b64>[A-Za-z0-9+/=]*)" '
+                  r'alt="(?P<alt>[^"]*)">$')
 
 
 def figure_png(fig, dpi: int = 90, margins: dict | None = None) -> bytes:
@@ -40,12 +45,12 @@ def show_png(out: widgets.Output, png: bytes, alt: str = "") -> None:
     (what a screen reader announces).
 
     JupyterLab's image renderer drops image metadata, so the picture goes out as an HTML
-    ``<img alt=...>`` (what a trusted output shows); the raw PNG rides along for untrusted views
-    and for ``shown_png``, and the alt text is the plain-text form.
+    ``<img alt=...>`` (what a trusted output shows), and the alt text as the plain-text form.
+    The PNG is sent once, in the HTML: a second copy as image/png doubled every message.
     """
     b64 = base64.b64encode(png).decode("ascii")
-    data = {"text/html": f'<img src="data:image/png;base64,{b64}" alt="{escape(alt, quote=True)}">',
-            "image/png": b64, "text/plain": alt}
+    data = {"text/html": f'<img src="{PNG_URI}{b64}" alt="{escape(alt, quote=True)}">',
+            "text/plain": alt}
     out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
 
 
@@ -61,23 +66,24 @@ def show_message(out: widgets.Output, text: str) -> None:
                    f"&#9888; {escape(text)}</div>")
 
 
+def _shown_img(out: widgets.Output) -> re.Match | None:
+    for item in reversed(out.outputs):
+        found = _IMG.search(item.get("data", {}).get("text/html", ""))
+        if found:
+            return found
+    return None
+
+
 def shown_png(out: widgets.Output) -> bytes | None:
     """The PNG bytes ``out`` currently shows, or None (what tests compare)."""
-    for item in reversed(out.outputs):
-        data = item.get("data", {})
-        if "image/png" in data:
-            png = data["image/png"]  # the Output keeps it base64-encoded, as the browser gets it
-            return base64.b64decode(png) if isinstance(png, str) else png
-    return None
+    found = _shown_img(out)
+    return base64.b64decode(found["b64"]) if found else None
 
 
 def shown_alt(out: widgets.Output) -> str | None:
     """The alt text of the picture ``out`` currently shows, or None (what a screen reader reads)."""
-    for item in reversed(out.outputs):
-        data = item.get("data", {})
-        if "image/png" in data:
-            return data.get("text/plain", "")
-    return None
+    found = _shown_img(out)
+    return unescape(found["alt"]) if found else None
 
 
 def shown_text(out: widgets.Output) -> str:
@@ -85,7 +91,7 @@ def shown_text(out: widgets.Output) -> str:
     parts = []
     for item in out.outputs:
         data = item.get("data", {})
-        if "image/png" not in data:
+        if not _IMG.search(data.get("text/html", "")):
             parts.append(data.get("text/html", "") or data.get("text/plain", ""))
     return "\n".join(parts)
 
