@@ -13,6 +13,7 @@ explorers' controls are shown disabled (they would move, and nothing would follo
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,7 @@ BANNER = ("<div class='fcconv-snapshot fcconv-snapshot-top' role='note'><b>A sna
           "is {name}.ipynb run once, on {made}, saved with its figures. Its explorers show what "
           "they showed then and cannot change here: no Python runs behind this page. For the "
           "live version, " + LIVE + ".</div>")
-BESIDE = ("<div class='fcconv-snapshot' role='note'>&#128247; A snapshot of this explorer: its "
+BESIDE = ("<div class='fcconv-snapshot' role='note'><b>A snapshot of this explorer:</b> its "
           "controls are switched off here. To move them, " + LIVE + " and run this cell.</div>")
 STYLE = """<style>
 .fcconv-snapshot { border-left: 4px solid #e69f00; background: #fff7e6; color: #222;
@@ -196,6 +197,7 @@ def index_html(notebooks: Path, out: Path) -> str:
     for page in sorted(out.glob("[0-9][0-9]_*.html")):
         source = notebooks / f"{page.stem}.ipynb"
         title, goals = title_and_goals(source) if source.exists() else (page.stem, [])
+        goals = [re.sub(r"\$(.+?)\$", r"<i>\1</i>", g) for g in goals]  # no MathJax here
         learn = "".join(f"<li>{mistune.html(g).strip().removeprefix('<p>').removesuffix('</p>')}"
                         "</li>" for g in goals)
         items.append(f"<li class='handout'><a href='{escape(page.name)}'>{escape(title)}</a>"
