@@ -54,6 +54,8 @@ present: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@# VGG16's seeded random weights, built once into the course cache (notebooks 03, 05 map them)
+	$(BIN)/python -m fcconv.course.weight_cache > /dev/null
 	@touch $(STAMP)
 
 lint: $(STAMP)
