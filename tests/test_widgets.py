@@ -281,6 +281,7 @@ def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():
     assert 'alt="5 &lt; 6 &amp; &quot;quoted&quot;"' in html and "base64," in html
     assert shown_png(out) == b"\x89PNG fake" and shown_alt(out) == '5 < 6 & "quoted"'
     assert shown_text(out) == ""                      # a picture is not text to search
+    assert set(out.outputs[0]["data"]) == {"text/html", "text/plain"}  # the PNG goes once
 
 
 def test_alt_text_says_what_each_explorer_shows_now():

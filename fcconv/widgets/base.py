@@ -280,8 +280,10 @@ class LiveFigure:
             if a.get_visible():
                 self.fig.draw_artist(a)
         buf = io.BytesIO()
+        # RGB: the figures are opaque, an alpha channel would only make the PNG bigger
         PILImage.frombuffer("RGBA", self.canvas.get_width_height(), self.canvas.buffer_rgba(),
-                            "raw", "RGBA", 0, 1).save(buf, format="png", compress_level=1)
+                            "raw", "RGBA", 0, 1).convert("RGB").save(buf, format="png",
+                                                                     compress_level=1)
         return buf.getvalue()
 
 
