@@ -28,6 +28,8 @@ def test_voila_serves_02_shapes_offline_and_the_slider_works(tmp_path):
             assert not outside_requests(page), outside_requests(page)
             assert "Traceback" not in page.inner_text("body")
             screenshot(page, "present_02_shapes")
+        log = (server.tmp / "voila.log").read_text()  # make present's terminal: nothing alarming
+        assert "WARNING" not in log and "cannot be longer" not in log, log
     finally:
         server.stop()
 

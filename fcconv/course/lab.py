@@ -14,6 +14,7 @@ folder, a path that can pass the 107 bytes a socket's path may hold (a hub's hom
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -60,3 +61,29 @@ class LocalSocketKernelManager(ServerKernelManager):
 
     def _ip_default(self) -> str:
         return os.path.join(socket_folder(longest_name=15), uuid.uuid4().hex[:12])
+
+
+# Lines the course's servers print that no learner or instructor can act on:
+# - Tornado 6.5 reads jupyter_server's websocket pings (milliseconds) as seconds and warns once
+#   that the timeout is longer than the interval; jupyter_server's own pings work as meant
+#   (upstream: jupyter-server/jupyter_server#1612);
+# - Voila opens each notebook through a contents manager of its own, which warns that a notebook
+#   without outputs is "not trusted": Voila runs it afresh, so there is nothing to trust.
+NOISE = {"tornado.general": "websocket_ping_timeout", "Voila": "is not trusted"}
+
+
+def filter_noise(loggers=tuple(NOISE)) -> None:
+    """Leave the NOISE lines of these loggers out of the terminal (idempotent)."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Drop) for f in logger.filters):
+            logger.addFilter(_Drop(NOISE[name]))
+
+
+class _Drop(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record) -> bool:
+        return self.text not in record.getMessage()
