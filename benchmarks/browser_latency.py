@@ -113,13 +113,21 @@ def press(page, box, control, key: str, quiet_ms: float, timeout_s: float) -> di
     return {"first": st["first"] - st["key"], "last": st["last"] - st["key"]}
 
 
-def measure_control(page, box, control, presses: int, quiet_ms: float, timeout_s: float):
-    """Move ``control`` ``presses`` steps out and as many back (a button: pressed once)."""
+def measure_control(page, box, control, presses: int, quiet_ms: float, timeout_s: float,
+                    first_slider=None):
+    """Move ``control`` ``presses`` steps out and as many back (a button: pressed once; if it
+    is disabled, the explorer's first slider is moved a step first, untimed, to enable it)."""
     forward, back = KEYS[control["kind"]]
+    disabled = "e => !!e.querySelector(':disabled') || !!e.disabled"
+    if control["kind"] == "button" and control["element"].evaluate(disabled) and first_slider:
+        for key in KEYS["slider"]:
+            press(page, box, first_slider, key, quiet_ms, timeout_s)
+            if not control["element"].evaluate(disabled):
+                break
     keys = [forward] if control["kind"] == "button" else [forward] * presses + [back] * presses
     times = []
     for key in keys:
-        if control["element"].evaluate("e => !!e.querySelector(':disabled') || !!e.disabled"):
+        if control["element"].evaluate(disabled):
             break
         t = press(page, box, control, key, quiet_ms, timeout_s)
         if t is None and key == forward and not times and control["kind"] != "button":
@@ -130,27 +138,28 @@ def measure_control(page, box, control, presses: int, quiet_ms: float, timeout_s
     return times
 
 
-def last_explorer(path: pathlib.Path) -> str | None:
-    """The source of the notebook's last explorer cell (the notebook runs up to it)."""
-    cells = [c for c in nbformat.read(path, as_version=4).cells if is_explorer(c)]
-    return cells[-1].source if cells else None
+def explorer_cells(path: pathlib.Path) -> list[str]:
+    """The notebook's explorer cells' sources, in order (the page shows their boxes in order)."""
+    return [c.source for c in nbformat.read(path, as_version=4).cells if is_explorer(c)]
 
 
 def measure(lab, page, path: pathlib.Path, presses: int, quiet_ms: float, timeout_s: float):
-    marker = last_explorer(path)
-    if marker is None:
+    sources = explorer_cells(path)
+    if not sources:
         return []
-    open_and_run_until(lab, page, path.name, marker.splitlines()[-1])
+    open_and_run_until(lab, page, path.name, sources[-1].splitlines()[-1])
     rows = []
     boxes = explorer_boxes(page)
     for i in range(boxes.count()):
         box = boxes.nth(i)
-        cell = box.locator("xpath=ancestor::div[contains(@class, 'jp-CodeCell')]")
-        source = cell.locator(".jp-InputArea").inner_text()
+        source = sources[i] if i < len(sources) else ""
         explorer = next((w.split("(")[0].split()[-1] for w in source.splitlines()
                          if "Explorer(" in w and not w.startswith(("from", "import"))), "?")
-        for control in controls(box):
-            times = measure_control(page, box, control, presses, quiet_ms, timeout_s)
+        found = controls(box)
+        first_slider = next((c for c in found if c["kind"] == "slider"), None)
+        for control in found:
+            times = measure_control(page, box, control, presses, quiet_ms, timeout_s,
+                                    first_slider)
             rows.append({"notebook": path.name[:2], "explorer": explorer, "control":
                          control["name"], "kind": control["kind"], "times": times})
             print(f"  {explorer} {control['name']!r}: "
