@@ -110,21 +110,20 @@ def onscreen(page) -> tuple[int, ...]:
                     .filter(i => i >= 0); }"""))
 
 
-def step(page, key: str) -> tuple[int, ...]:
-    """Press ``key`` in the deck; what it shows then (the same at the deck's end)."""
-    before = onscreen(page)
-    page.keyboard.press(key)
-    poll(lambda: onscreen(page) != before, 5, key, fail=False)
-    return onscreen(page)
+def position(page) -> int:
+    """Where the deck is: the active cell (a fragment shows on its slide, with the cells before)."""
+    return current(page, "content.activeCellIndex")
 
 
 def walk(page, key: str, most: int) -> list[tuple[int, ...]]:
-    """Press ``key`` until the deck shows nothing new (its end): what it showed at each step."""
+    """Press ``key`` until the deck goes no further (its end): what it showed at each step."""
     path = [onscreen(page)]
     for _ in range(most + 1):
-        path.append(step(page, key))
-        if path[-1] == path[-2]:
+        before = position(page)
+        page.keyboard.press(key)
+        if not poll(lambda b=before: position(page) != b, 5, key, fail=False):
             return path
+        path.append(onscreen(page))
     raise AssertionError(f"{most + 1} presses of {key} never reached the deck's end: {path}")
 
 
@@ -145,6 +144,8 @@ def test_make_slides_opens_one_notebook_and_its_deck_steps_both_ways(tmp_path):
             page.evaluate("() => window.jupyterapp.commands.execute('deck:start')")
             poll(lambda: onscreen(page), 30, "the deck shows a slide")
             assert onscreen(page)[0] == 0, f"the deck started at cell {onscreen(page)}, not 0"
+            poll(lambda: page.evaluate("() => !!document.activeElement.closest('.jp-Deck "
+                                       ".jp-Notebook')"), 10, "the deck has the keyboard")
             nb = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4)
             must = {i for i, c in enumerate(nb.cells)
                     if slides.is_explorer(c) or c.source.startswith(("# ", "## "))}

@@ -186,6 +186,8 @@ PAGE_HTML = """<style>
       for (const type of ["mousedown", "mouseup"])
         cells[0].dispatchEvent(new MouseEvent(type, {bubbles: true, button: 0}));
     }
+    const active = notebook && notebook.querySelector(".jp-Cell.jp-mod-active");
+    if (active) active.focus({preventScroll: true});  // the arrow keys step through the deck
   }
   function decorate() {
     const mode = document.body.getAttribute("data-jp-deck-mode");
