@@ -46,7 +46,7 @@ def test_index_page_links_every_walkthrough(tmp_path):
             screenshot(page, "present_index")
             text = page.inner_text("body")
             missing = [n for n in names if n not in text]
-            assert not missing, missing
+            assert not missing, (missing, (server.tmp / "voila.log").read_text()[-3000:])
             assert not outside_requests(page), outside_requests(page)
     finally:
         server.stop()
