@@ -1,0 +1,209 @@
+"""MTCNN, a face detector built from the course's idea (Zhang, Zhang, Li, Qiao, "Joint Face
+Detection and Alignment using Multi-task Cascaded Convolutional Networks", IEEE SPL 2016), with the
+trained weights that facenet-pytorch 2.6.0 ships (MIT licence; ``python -m fcconv.course.fetch``).
+
+Three face classifiers of growing size, each with a second head that nudges the box:
+1. **P-Net**, a 12x12 classifier that is already fully convolutional, slides over an image pyramid
+   (the photo shrunk by 0.709 at a time): one dense pass per scale, a cell every 2 px.
+2. **R-Net** (24x24) rescores P-Net's proposals, each cut out and resized.
+3. **O-Net** (48x48) rescores R-Net's survivors.
+Between stages: a threshold (0.6, 0.7, 0.7), non-maximum suppression, box regression, squaring.
+
+Images are (H, W, 3) uint8 RGB; boxes are (x0, y0, x1, y1) with inclusive pixel bounds in the
+photo; detections add (label, probability) with label 1 = face, as ``detect.nms`` expects.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models import ONet, PNet, RNet
+from . import weights
+from .detect import iou, nms, one_thread
+from .faces import FACE_BOXES, cell_box
+
+MIN_FACE = 20             # px: the smallest face looked for (facenet-pytorch's default)
+FACTOR = 0.709            # each pyramid level is the last one shrunk by this (about 1/sqrt(2))
+THRESHOLDS = (0.6, 0.7, 0.7)
+WINDOWS = (12, 24, 48)    # the input side each net was trained on
+PNET_JUMP = 2             # P-Net's one 2x2 pool: cells 2 px apart
+NMS_PER_SCALE, NMS_STAGE = 0.5, 0.7
+
+
+@functools.cache
+def nets() -> tuple[PNet, RNet, ONet]:
+    """The three nets with their trained weights, read once from the course cache (sha256
+    checked; a missing file raises FileNotFoundError saying how to fetch it)."""
+    return (weights.load_pretrained(PNet(), "pnet"), weights.load_pretrained(RNet(), "rnet"),
+            weights.load_pretrained(ONet(), "onet"))
+
+
+# --------------------------------------------------------------------------- pixels
+
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 pixel values 0-255."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB photo, (H, W, 3) uint8; got {image.shape} {image.dtype}")
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()  # a copy: writable
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixel values 0-255 -> what the nets were trained on: (x - 127.5) / 128."""
+    return (pixels - 127.5) / 128
+
+
+def scales(height: int, width: int, min_face: float = MIN_FACE, factor: float = FACTOR) -> list[float]:
+    """The pyramid: the first scale makes a ``min_face`` face 12 px (P-Net's window), each next
+    one is ``factor`` times the last, down to where the shorter side would drop below 12 px."""
+    if not 0 < factor < 1:
+        raise ValueError(f"factor must be between 0 and 1; got {factor}")
+    if min_face < WINDOWS[0]:
+        raise ValueError(f"min_face must be at least P-Net's window, {WINDOWS[0]} px; got {min_face}")
+    first = WINDOWS[0] / min_face
+    count = 0
+    while min(height, width) * first * factor ** count >= WINDOWS[0]:
+        count += 1
+    return [first * factor ** k for k in range(count)]
+
+
+def resize(pixels: torch.Tensor, scale: float) -> tuple[torch.Tensor, tuple[float, float]]:
+    """(1, 3, H, W) -> (1, 3, h, w) with h = ceil(H * scale) (area averaging, as facenet-pytorch),
+    and the exact (scale_y, scale_x) = (h/H, w/W)."""
+    _, _, height, width = pixels.shape
+    h, w = math.ceil(height * scale), math.ceil(width * scale)
+    return F.interpolate(pixels, size=(h, w), mode="area"), (h / height, w / width)
+
+
+# --------------------------------------------------------------------------- boxes
+
+def regress(box, offsets) -> tuple[int, int, int, int]:
+    """Move a box's edges by the net's offsets, in units of its width and height (the second
+    head's output): x0 + dx0 * w, y0 + dy0 * h, x1 + dx1 * w, y1 + dy1 * h, rounded."""
+    x0, y0, x1, y1 = box[:4]
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    dx0, dy0, dx1, dy1 = (float(o) for o in offsets)
+    return round(x0 + dx0 * w), round(y0 + dy0 * h), round(x1 + dx1 * w), round(y1 + dy1 * h)
+
+
+def square(box) -> tuple[int, int, int, int]:
+    """The square with the box's centre and its longer side (the next net's input is square)."""
+    x0, y0, x1, y1 = box[:4]
+    side = max(x1 - x0, y1 - y0) + 1
+    left, top = round((x0 + x1 - side + 1) / 2), round((y0 + y1 - side + 1) / 2)
+    return left, top, left + side - 1, top + side - 1
+
+
+def crops(pixels: torch.Tensor, boxes, size: int) -> torch.Tensor:
+    """Cut each box out of (1, 3, H, W) pixels (zeros outside the photo) and resize it to
+    ``size`` x ``size`` (area averaging): (N, 3, size, size), pixel values 0-255."""
+    _, _, height, width = pixels.shape
+    out = []
+    for x0, y0, x1, y1 in (b[:4] for b in boxes):
+        pad = (max(0, -x0), max(0, x1 + 1 - width), max(0, -y0), max(0, y1 + 1 - height))
+        patch = pixels[:, :, max(0, y0):y1 + 1, max(0, x0):x1 + 1]
+        out.append(F.interpolate(F.pad(patch, pad), size=(size, size), mode="area"))
+    return torch.cat(out) if out else pixels.new_zeros(0, 3, size, size)
+
+
+# --------------------------------------------------------------------------- the stages
+
+@dataclass
+class Level:
+    """One pyramid level: the scale asked for, the exact (scale_y, scale_x), P-Net's face
+    probability map (rows, cols) and box offsets (4, rows, cols)."""
+
+    scale: float
+    exact: tuple[float, float]
+    probs: torch.Tensor
+    offsets: torch.Tensor
+
+
+@torch.no_grad()
+def pnet_level(pnet: PNet, pixels: torch.Tensor, scale: float) -> Level:
+    """One dense pass of P-Net over the photo resized by ``scale``."""
+    small, exact = resize(pixels, scale)
+    probs, offsets = pnet(normalize(small))
+    return Level(scale, exact, probs[0], offsets[0])
+
+
+def proposals(level: Level, threshold: float = THRESHOLDS[0]) -> list[tuple]:
+    """The cells of one level above ``threshold``, each as its 12x12 window in the photo, after
+    NMS within the level: [(x0, y0, x1, y1, 1, p, offsets (4,))]."""
+    rows, cols = torch.nonzero(level.probs > threshold, as_tuple=True)
+    cands = [(*cell_box(r, c, PNET_JUMP, WINDOWS[0], level.exact), 1, float(level.probs[r, c]),
+              level.offsets[:, r, c].numpy())
+             for r, c in zip(rows.tolist(), cols.tolist())]
+    return nms(cands, NMS_PER_SCALE)
+
+
+def next_boxes(kept: list[tuple]) -> list[tuple]:
+    """Apply each detection's box regression, then make it square: what the next net looks at."""
+    return [(*square(regress(d, d[6])), 1, d[5]) for d in kept]
+
+
+@torch.no_grad()
+def rescore(net, pixels: torch.Tensor, boxes: list[tuple], size: int, threshold: float,
+            batch: int = 256) -> list[tuple]:
+    """Run R-Net or O-Net on each box, cut out and resized to ``size``; keep the boxes it calls
+    a face with probability > ``threshold``: [(x0, y0, x1, y1, 1, p, offsets (4,))]."""
+    kept = []
+    for start in range(0, len(boxes), batch):
+        chunk = boxes[start:start + batch]
+        probs, offsets = net(normalize(crops(pixels, chunk, size)))[:2]
+        kept += [(*b[:4], 1, float(p), o.numpy()) for b, p, o in zip(chunk, probs, offsets)
+                 if p > threshold]
+    return kept
+
+
+@dataclass
+class Cascade:
+    """What each stage gave on one photo: the pyramid levels, P-Net's proposals (squared boxes),
+    R-Net's survivors (squared), the faces O-Net keeps, and seconds per stage."""
+
+    levels: list[Level]
+    proposals: list[tuple]
+    refined: list[tuple]
+    faces: list[tuple]
+    seconds: dict = field(default_factory=dict)
+
+
+def detect(image: np.ndarray, min_face: float = MIN_FACE,
+           thresholds: tuple[float, float, float] = THRESHOLDS) -> Cascade:
+    """The whole cascade on an (H, W, 3) uint8 RGB photo; ``.faces`` are
+    [(x0, y0, x1, y1, 1, p)], best first. Runs on one torch thread (small nets: two threads
+    that wait for each other at every layer are slower on a busy machine)."""
+    pnet, rnet, onet = nets()
+    pixels = as_tensor(image)
+    times = {}
+    with one_thread():
+        start = time.perf_counter()
+        levels = [pnet_level(pnet, pixels, s) for s in scales(*image.shape[:2], min_face)]
+        cands = [d for lv in levels for d in proposals(lv, thresholds[0])]
+        stage1 = next_boxes(nms(cands, NMS_STAGE))
+        times["P-Net"] = time.perf_counter() - start
+        start = time.perf_counter()
+        stage2 = next_boxes(nms(rescore(rnet, pixels, stage1, WINDOWS[1], thresholds[1]), NMS_STAGE))
+        times["R-Net"] = time.perf_counter() - start
+        start = time.perf_counter()
+        scored = rescore(onet, pixels, stage2, WINDOWS[2], thresholds[2])
+        stage3 = nms([(*regress(d, d[6]), 1, d[5]) for d in scored], NMS_STAGE)
+        times["O-Net"] = time.perf_counter() - start
+    return Cascade(levels, stage1, stage2, stage3, times)
+
+
+def top_iou(faces: list[tuple], truth) -> float:
+    """IoU of the most probable detection with the marked face (0 when nothing was found)."""
+    return iou(faces[0][:4], truth) if faces else 0.0
+
+
+def face_iou(name: str, faces: list[tuple]) -> float:
+    """``top_iou`` against the face marked in bundled photo ``name`` (faces.FACE_BOXES)."""
+    return top_iou(faces, FACE_BOXES[name])
