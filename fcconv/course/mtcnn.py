@@ -207,3 +207,58 @@ def top_iou(faces: list[tuple], truth) -> float:
 def face_iou(name: str, faces: list[tuple]) -> float:
     """``top_iou`` against the face marked in bundled photo ``name`` (faces.FACE_BOXES)."""
     return top_iou(faces, FACE_BOXES[name])
+
+
+# --------------------------------------------------------------------------- your own photo
+
+def read_photo(path) -> np.ndarray:
+    """A JPEG, PNG (or any image Pillow reads) as (H, W, 3) uint8 RGB, turned upright as its EXIF
+    orientation says. A path that is missing, a folder, unreadable, or not an image raises
+    ValueError with a sentence saying which."""
+    from pathlib import Path
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no such file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an image file")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except UnidentifiedImageError:
+        raise ValueError(f"{path} is not an image Pillow can read (JPEG, PNG, ...)") from None
+    except PermissionError:
+        raise ValueError(f"{path} cannot be read: permission denied") from None
+    except (OSError, SyntaxError) as err:   # truncated or damaged image data
+        raise ValueError(f"{path} could not be decoded as an image: {err}") from None
+
+
+def annotated(image: np.ndarray, faces: list[tuple]):
+    """The photo with each face's box and probability drawn on it: a Pillow image."""
+    from PIL import Image, ImageDraw
+
+    from ..plots import OKABE_ITO
+
+    img = Image.fromarray(image)
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(min(img.size) / 200))
+    for x0, y0, x1, y1, _label, p in faces:
+        draw.rectangle((x0, y0, x1, y1), outline=OKABE_ITO[0], width=width)
+        draw.text((x0 + width, max(0, y0 - 12)), f"{p:.3f}", fill=OKABE_ITO[0])
+    return img
+
+
+def save_png(img, path) -> None:
+    """Write a Pillow image as PNG; ValueError saying why when the file cannot be written."""
+    try:
+        img.save(path, format="PNG")
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def as_records(faces: list[tuple]) -> list[dict]:
+    """Detections as plain dicts {x0, y0, x1, y1, probability} (what --json prints)."""
+    return [{"x0": x0, "y0": y0, "x1": x1, "y1": y1, "probability": round(p, 6)}
+            for x0, y0, x1, y1, _label, p in faces]

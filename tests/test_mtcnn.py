@@ -1,0 +1,270 @@
+"""MTCNN with facenet-pytorch's trained weights: the fetch at set-up (and how it fails), the
+cascade's geometry computed two ways, P-Net's dense map against its crops, the detections on
+every bundled photo, and ``python -m fcconv faces``."""
+
+import ast
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fcconv import data, models
+from fcconv.course import faces, fetch, mtcnn, weights
+from fcconv.formulas import score_map_side
+
+ROOT = Path(__file__).resolve().parents[1]
+FACE_FREE = faces.FACE_FREE_TRAIN + faces.FACE_FREE_HELD_OUT
+
+
+def run_cli(*args, env=None):
+    done = subprocess.run([sys.executable, "-m", "fcconv", "faces", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def grace_hopper() -> str:
+    import matplotlib.cbook
+
+    return str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+# --------------------------------------------------------------------------- fetch and load
+
+def test_the_course_package_has_no_import_circle():
+    """Each module of fcconv/course imports only modules below it, counting imports inside
+    functions too: loading weights never needs training (weights once imported faces and
+    detect, which import weights)."""
+    package = ROOT / "fcconv" / "course"
+    graph = {}
+    for path in package.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = name.split(".")[:len(name.split(".")) - node.level +
+                                      (path.name == "__init__.py")]
+                target = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    deps.add(sub if (ROOT / Path(*sub.split("."))).with_suffix(".py").exists()
+                             else target)
+        graph[name] = {d for d in deps if d.startswith("fcconv.course.")} - {name}
+
+    def cycle_from(start, seen=()):
+        for dep in graph.get(start, ()):
+            if dep in seen:
+                return [*seen, dep]
+            found = cycle_from(dep, (*seen, dep))
+            if found:
+                return found
+        return None
+
+    assert "fcconv.course.faces" in graph["fcconv.course.mtcnn"]          # the walk sees imports
+    cycles = [c for m in graph if (c := cycle_from(m, (m,)))]
+    assert not cycles, f"import circle: {' -> '.join(cycles[0])}"
+
+
+def test_committed_record_matches_the_nets_keys():
+    rec = weights.pretrained_record()
+    assert rec["requirement"] == "facenet-pytorch==2.6.0" and rec["licence"] == "MIT"
+    for name, net in (("pnet", models.PNet()), ("rnet", models.RNet()), ("onet", models.ONet())):
+        loaded = weights.load_pretrained(net, name)
+        assert not loaded.training
+        state = torch.load(weights.pretrained_path(name), weights_only=True)
+        assert set(state) == set(net.state_dict())
+        assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_missing_or_damaged_file_says_how_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("FCCONV_CACHE_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"pnet\.pt is missing.*fcconv\.course\.fetch"):
+        weights.load_pretrained(models.PNet(), "pnet")
+    path = weights.pretrained_path("rnet")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")   # not the weights
+    with pytest.raises(FileNotFoundError, match=r"not the committed .*damaged.*make venv"):
+        weights.load_pretrained(models.RNet(), "rnet")
+    with pytest.raises(ValueError, match="no pretrained net 'qnet'"):
+        weights.pretrained_path("qnet")
+
+
+def test_fetch_failures_are_one_clear_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FCCONV_CACHE_DIR", str(tmp_path / "cache"))
+    no_network = [sys.executable, "-c", "import sys; sys.exit('ERROR: No matching distribution')"]
+    with pytest.raises(fetch.FetchError, match="pip could not download facenet-pytorch==2.6.0 "
+                                               r"from the package index \(exit 1: ERROR: No match"):
+        fetch.fetch(pip=no_network)
+    fake = tmp_path / weights.pretrained_record()["wheel"]["name"]
+    with zipfile.ZipFile(fake, "w") as z:                              # right name, wrong bytes
+        z.writestr("facenet_pytorch/data/pnet.pt", b"not a net")
+    assert fetch.main(["--wheel", str(fake)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: MTCNN's weights were not fetched: ") and "--wheel FILE" in err
+    assert "is not the committed" in err and "Traceback" not in err
+    assert fetch.main(["--wheel", str(tmp_path / "none.whl")]) == 1
+    assert "no wheel at" in capsys.readouterr().err
+    assert not (tmp_path / "cache" / "mtcnn" / "pnet.pt").exists()      # nothing half-written
+
+
+def test_fetch_from_the_index_then_nothing_to_do(tmp_path, monkeypatch):
+    """What ``make lab`` runs, in an empty cache: the wheel by name, three checked files; a second
+    run finds them intact and needs no pip at all (a failing pip is not called)."""
+    env = {**os.environ, "FCCONV_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "fcconv.course.fetch"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for name, entry in weights.pretrained_record()["files"].items():
+        got = hashlib.sha256((tmp_path / "mtcnn" / f"{name}.pt").read_bytes()).hexdigest()
+        assert got == entry["sha256"]
+    assert sorted(p.name for p in (tmp_path / "mtcnn").iterdir()) == ["onet.pt", "pnet.pt", "rnet.pt"]
+    monkeypatch.setenv("FCCONV_CACHE_DIR", str(tmp_path))
+    assert fetch.fetch(pip=["false"])[0].parent == tmp_path / "mtcnn"
+
+
+# --------------------------------------------------------------------------- geometry
+
+def test_pyramid_scales_stop_where_the_window_no_longer_fits():
+    s = mtcnn.scales(512, 600)
+    assert s[0] == pytest.approx(12 / 20) and all(b / a == pytest.approx(0.709)
+                                                   for a, b in zip(s, s[1:]))
+    assert 512 * s[-1] >= 12 > 512 * s[-1] * 0.709
+    # counted the other way: the largest k with 512 * 0.6 * 0.709**k >= 12
+    assert len(s) == math.floor(math.log(12 / (512 * 0.6)) / math.log(0.709)) + 1
+    assert mtcnn.scales(20, 20) == [0.6] and mtcnn.scales(19, 40) == []
+    with pytest.raises(ValueError, match="at least P-Net's window"):
+        mtcnn.scales(100, 100, min_face=8)
+
+
+def test_square_regress_and_crops():
+    assert mtcnn.square((10, 20, 19, 39)) == (5, 20, 24, 39)             # 10x20 -> 20x20, same centre
+    assert mtcnn.square((0, 0, 9, 9)) == (0, 0, 9, 9)
+    assert mtcnn.regress((10, 20, 19, 39), (0.1, -0.1, 0.2, 0.0)) == (11, 18, 21, 39)
+    pixels = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2 * 3, 4, 5)[:3][None]
+    c = mtcnn.crops(pixels, [(1, 0, 3, 2), (-1, -1, 1, 1)], 3)
+    assert torch.equal(c[0], pixels[0, :, 0:3, 1:4])                     # inside: the pixels
+    assert torch.equal(c[1, :, 0], torch.zeros(3, 3))                    # outside: zeros
+    assert torch.equal(c[1, :, 1:, 1:], pixels[0, :, 0:2, 0:2])
+
+
+def test_pnet_dense_map_equals_pnet_on_every_12x12_crop_in_float64():
+    """P-Net is a 12x12 classifier that is already fully convolutional: its map over an image
+    equals P-Net on each 12x12 crop at stride 2, to float64 rounding. Where the image minus 2 is
+    odd, its ceil_mode pool adds one more row (column) from a partial window: a cell whose window
+    would reach past the image, which no crop has."""
+    pnet = weights.load_pretrained(models.PNet(), "pnet").double()
+    x = mtcnn.normalize(mtcnn.as_tensor(data.rgb_photo("astronaut"))).double()[:, :, 180:217, 190:224]
+    with torch.no_grad():
+        probs, offsets = pnet(x)
+        rows, cols = (score_map_side(n, 12, 2) for n in x.shape[2:])   # 13 x 12
+        crops = torch.stack([x[0, :, 2 * r:2 * r + 12, 2 * c:2 * c + 12]
+                             for r in range(rows) for c in range(cols)])
+        p_crop, o_crop = pnet(crops)
+    assert probs.shape[1:] == (rows + (x.shape[2] - 2) % 2, cols + (x.shape[3] - 2) % 2) == (14, 12)
+    assert (probs[0, :rows, :cols].flatten() - p_crop.flatten()).abs().max() < 1e-12
+    assert (offsets[0, :, :rows, :cols] - o_crop[..., 0, 0].T.reshape(4, rows, cols)).abs().max() < 1e-12
+
+
+def test_a_proposal_is_the_cell_window_in_the_photo():
+    lv = mtcnn.Level(0.5, (0.5, 0.25), torch.zeros(4, 6), torch.zeros(4, 4, 6))
+    lv.probs[1, 3] = 0.9
+    (d,) = mtcnn.proposals(lv)
+    assert d[:6] == (*faces.cell_box(1, 3, 2, 12, (0.5, 0.25)), 1, pytest.approx(0.9))
+    assert d[:4] == (24, 4, 71, 27)                 # x = 6/0.25 .. 18/0.25 - 1, y = 2/0.5 .. 14/0.5 - 1
+
+
+# --------------------------------------------------------------------------- detections
+
+@pytest.fixture(scope="module")
+def cascades():
+    names = (*faces.FACE_BOXES, *FACE_FREE)
+    return {n: mtcnn.detect(data.rgb_photo(n)) for n in names}
+
+
+def test_the_top_detection_is_the_marked_face(cascades):
+    for name in faces.FACE_BOXES:
+        found = cascades[name].faces
+        assert found, f"no face found in {name}"
+        assert mtcnn.face_iou(name, found) >= 0.5, (name, found[:3], faces.FACE_BOXES[name])
+        assert all(p > mtcnn.THRESHOLDS[2] for *_, p in found)
+        assert [d[5] for d in found] == sorted((d[5] for d in found), reverse=True)
+
+
+def test_face_free_photos_give_no_face_on_at_least_16_of_18(cascades):
+    assert len(FACE_FREE) == 18
+    false = {n: len(cascades[n].faces) for n in FACE_FREE}
+    assert sum(v == 0 for v in false.values()) >= 16, false
+
+
+def test_each_stage_keeps_fewer_boxes(cascades):
+    c = cascades["astronaut"]
+    assert len(c.levels) == len(mtcnn.scales(512, 512))
+    assert len(c.proposals) > len(c.refined) >= len(c.faces) >= 1
+    assert all(b[2] - b[0] == b[3] - b[1] for b in c.proposals + c.refined)   # squared
+
+
+def test_detect_refuses_a_photo_that_is_not_rgb_uint8():
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8; got \(4, 4\) uint8"):
+        mtcnn.detect(np.zeros((4, 4), np.uint8))
+
+
+# --------------------------------------------------------------------------- the command line
+
+def test_cli_prints_one_line_per_face_and_json(tmp_path):
+    done = run_cli(grace_hopper(), "--out", tmp_path / "boxes.png")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    x0, y0, x1, y1, p = lines[0].split()
+    expected = mtcnn.detect(data.rgb_photo("grace_hopper")).faces
+    assert len(lines) == len(expected) and (int(x0), int(y0), int(x1), int(y1)) == expected[0][:4]
+    assert float(p) == pytest.approx(expected[0][5], abs=1e-4)
+    assert "1 face in" in done.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "boxes.png") as im:
+        assert im.format == "PNG" and im.size == (512, 600)
+    as_json = json.loads(run_cli(grace_hopper(), "--json").stdout)
+    assert as_json == mtcnn.as_records(expected)
+    assert set(as_json[0]) == {"x0", "y0", "x1", "y1", "probability"}
+
+
+def test_cli_on_a_photo_without_faces_prints_nothing(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(data.rgb_photo("brick")).save(tmp_path / "brick.png")
+    done = run_cli(tmp_path / "brick.png", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) == [] and "0 faces in" in done.stderr
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda d: d / "missing.jpg", "no such file"),
+    (lambda d: d, "is a folder, not an image file"),
+    (lambda d: (d / "notes.png").write_text("hello") and d / "notes.png", "is not an image Pillow"),
+    (lambda d: (d / "cut.jpg").write_bytes(Path(grace_hopper()).read_bytes()[:4000]) and d / "cut.jpg",
+     "could not be decoded as an image"),
+])
+def test_cli_says_what_is_wrong_with_a_bad_photo(tmp_path, make, says):
+    done = run_cli(make(tmp_path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and says in done.stderr
+
+
+def test_cli_without_the_weights_says_how_to_fetch_them(tmp_path):
+    done = run_cli(grace_hopper(), env={**os.environ, "FCCONV_CACHE_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    assert "pnet.pt is missing" in done.stderr and "python -m fcconv.course.fetch" in done.stderr
+
+
+def test_cli_refuses_an_unwritable_out_and_a_tiny_min_face(tmp_path):
+    done = run_cli(grace_hopper(), "--out", tmp_path / "no" / "such" / "dir.png")
+    assert done.returncode == 2 and "cannot write" in done.stderr
+    done = run_cli(grace_hopper(), "--min-face", "0")
+    assert done.returncode == 2 and "must be positive" in done.stderr
