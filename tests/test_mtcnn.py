@@ -268,3 +268,52 @@ def test_cli_refuses_an_unwritable_out_and_a_tiny_min_face(tmp_path):
     assert done.returncode == 2 and "cannot write" in done.stderr
     done = run_cli(grace_hopper(), "--min-face", "0")
     assert done.returncode == 2 and "must be positive" in done.stderr
+
+
+# --------------------------------------------------------------------------- the explorer
+
+def test_stage_view_agrees_with_the_cascade():
+    from fcconv.widgets.mtcnn import Scored, stage_view
+
+    s = Scored.of("camera")
+    c = mtcnn.detect(s.image)
+    final = stage_view(s, "O-Net", 0, mtcnn.THRESHOLDS[2])
+    assert final["boxes"] == c.faces and final["top_iou"] == mtcnn.face_iou("camera", c.faces)
+    refined = stage_view(s, "R-Net", 0, mtcnn.THRESHOLDS[1])["boxes"]     # before regression
+    assert [d[5] for d in refined] == [d[5] for d in c.refined]
+    lv = s.levels[3]
+    v = stage_view(s, "P-Net", 3, 0.6)
+    assert v["looked"] == lv.probs.numel() and v["above"] == int((lv.probs > 0.6).sum())
+    assert v["boxes"] == [d[:6] for d in mtcnn.proposals(lv, 0.6)]
+    # a lower threshold keeps at least as many boxes at every stage
+    for stage in ("P-Net", "R-Net", "O-Net"):
+        assert stage_view(s, stage, 3, 0.3)["above"] >= stage_view(s, stage, 3, 0.9)["above"]
+    with pytest.raises(ValueError, match="stage must be one of"):
+        stage_view(s, "Q-Net", 0, 0.5)
+    with pytest.raises(ValueError, match="one of the 10 pyramid levels; got 10"):
+        stage_view(s, "P-Net", 10, 0.5)
+
+
+def test_cascade_explorer_redraws_and_never_shows_a_traceback():
+    from fcconv.widgets.base import shown_alt, shown_png, shown_text
+    from fcconv.widgets.mtcnn import CascadeExplorer
+
+    ex = CascadeExplorer(photos=("astronaut", "grass"))
+    seen = {shown_png(ex.out)}
+    assert "P-Net at window side 20 px" in shown_text(ex.text)
+    ex.level.value = 5
+    assert "window side 112 px" in shown_text(ex.text) and "0.75" in shown_text(ex.text)
+    seen.add(shown_png(ex.out))
+    ex.stage.value = "O-Net"
+    assert ex.threshold.value == 0.7 and "<b>1 face</b>" in shown_text(ex.text)
+    assert "IoU with the marked face: 0.77" in shown_text(ex.text)
+    seen.add(shown_png(ex.out))
+    ex.threshold.value = 0.99
+    ex.photo.value = "grass"
+    assert "<b>0 faces</b>" in shown_text(ex.text) and "no face in this photo" in shown_text(ex.text)
+    assert "0 boxes O-Net keeps" in shown_alt(ex.out)
+    seen.add(shown_png(ex.out))
+    assert len(seen) == 4 and None not in seen
+    ex._scored["grass"].levels = []                        # a broken state: a message, no traceback
+    ex.update()
+    assert shown_png(ex.out) is None and "pyramid levels" in shown_text(ex.text)

@@ -144,23 +144,43 @@ def proposals(level: Level, threshold: float = THRESHOLDS[0]) -> list[tuple]:
     return nms(cands, NMS_PER_SCALE)
 
 
+def propose(levels: list[Level], threshold: float = THRESHOLDS[0]) -> list[tuple]:
+    """P-Net's step: every level's proposals, NMS across levels, then regressed and squared."""
+    return next_boxes(nms([d for lv in levels for d in proposals(lv, threshold)], NMS_STAGE))
+
+
 def next_boxes(kept: list[tuple]) -> list[tuple]:
     """Apply each detection's box regression, then make it square: what the next net looks at."""
     return [(*square(regress(d, d[6])), 1, d[5]) for d in kept]
 
 
 @torch.no_grad()
-def rescore(net, pixels: torch.Tensor, boxes: list[tuple], size: int, threshold: float,
-            batch: int = 256) -> list[tuple]:
-    """Run R-Net or O-Net on each box, cut out and resized to ``size``; keep the boxes it calls
-    a face with probability > ``threshold``: [(x0, y0, x1, y1, 1, p, offsets (4,))]."""
-    kept = []
+def score(net, pixels: torch.Tensor, boxes: list[tuple], size: int, batch: int = 256) -> list[tuple]:
+    """Run R-Net or O-Net on each box, cut out and resized to ``size`` (as crops, one per box):
+    [(x0, y0, x1, y1, 1, p, offsets (4,))], the box with the net's face probability."""
+    scored = []
     for start in range(0, len(boxes), batch):
         chunk = boxes[start:start + batch]
         probs, offsets = net(normalize(crops(pixels, chunk, size)))[:2]
-        kept += [(*b[:4], 1, float(p), o.numpy()) for b, p, o in zip(chunk, probs, offsets)
-                 if p > threshold]
-    return kept
+        scored += [(*b[:4], 1, float(p), o.numpy()) for b, p, o in zip(chunk, probs, offsets)]
+    return scored
+
+
+def above(scored: list[tuple], threshold: float) -> list[tuple]:
+    """The detections whose probability exceeds ``threshold``."""
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be at least 0 and below 1; got {threshold}")
+    return [d for d in scored if d[5] > threshold]
+
+
+def refine(scored: list[tuple], threshold: float) -> list[tuple]:
+    """R-Net's step: keep the boxes above ``threshold``, NMS, then regress and square them."""
+    return next_boxes(nms(above(scored, threshold), NMS_STAGE))
+
+
+def finish(scored: list[tuple], threshold: float) -> list[tuple]:
+    """O-Net's step: keep the boxes above ``threshold``, regress them, NMS: the faces."""
+    return nms([(*regress(d, d[6]), 1, d[5]) for d in above(scored, threshold)], NMS_STAGE)
 
 
 @dataclass
@@ -186,15 +206,13 @@ def detect(image: np.ndarray, min_face: float = MIN_FACE,
     with one_thread():
         start = time.perf_counter()
         levels = [pnet_level(pnet, pixels, s) for s in scales(*image.shape[:2], min_face)]
-        cands = [d for lv in levels for d in proposals(lv, thresholds[0])]
-        stage1 = next_boxes(nms(cands, NMS_STAGE))
+        stage1 = propose(levels, thresholds[0])
         times["P-Net"] = time.perf_counter() - start
         start = time.perf_counter()
-        stage2 = next_boxes(nms(rescore(rnet, pixels, stage1, WINDOWS[1], thresholds[1]), NMS_STAGE))
+        stage2 = refine(score(rnet, pixels, stage1, WINDOWS[1]), thresholds[1])
         times["R-Net"] = time.perf_counter() - start
         start = time.perf_counter()
-        scored = rescore(onet, pixels, stage2, WINDOWS[2], thresholds[2])
-        stage3 = nms([(*regress(d, d[6]), 1, d[5]) for d in scored], NMS_STAGE)
+        stage3 = finish(score(onet, pixels, stage2, WINDOWS[2]), thresholds[2])
         times["O-Net"] = time.perf_counter() - start
     return Cascade(levels, stage1, stage2, stage3, times)
 
@@ -235,18 +253,26 @@ def read_photo(path) -> np.ndarray:
         raise ValueError(f"{path} could not be decoded as an image: {err}") from None
 
 
-def annotated(image: np.ndarray, faces: list[tuple]):
-    """The photo with each face's box and probability drawn on it: a Pillow image."""
-    from PIL import Image, ImageDraw
+def annotated(image: np.ndarray, faces: list[tuple], truth=None):
+    """The photo (H, W, 3) uint8 with each face's box and probability drawn on it (orange) and,
+    when given, the marked face ``truth`` (blue): a Pillow image."""
+    from PIL import Image, ImageDraw, ImageFont
 
     from ..plots import OKABE_ITO
 
     img = Image.fromarray(image)
     draw = ImageDraw.Draw(img)
     width = max(2, round(min(img.size) / 200))
+    font = ImageFont.load_default(size=max(12, round(min(img.size) / 40)))
+    if truth is not None:
+        draw.rectangle(truth[:4], outline=OKABE_ITO[1], width=width)
     for x0, y0, x1, y1, _label, p in faces:
         draw.rectangle((x0, y0, x1, y1), outline=OKABE_ITO[0], width=width)
-        draw.text((x0 + width, max(0, y0 - 12)), f"{p:.3f}", fill=OKABE_ITO[0])
+        label = f"{p:.3f}"
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        y = y0 - bottom - width if y0 - bottom - width >= 0 else y0 + width  # above, or inside
+        draw.rectangle((x0, y, x0 + right + 2, y + bottom), fill=OKABE_ITO[0])
+        draw.text((x0 + 1, y), label, fill="black", font=font)
     return img
 
 
