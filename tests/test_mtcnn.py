@@ -174,7 +174,7 @@ def test_pnet_dense_map_equals_pnet_on_every_12x12_crop_in_float64():
 
 
 def test_a_proposal_is_the_cell_window_in_the_photo():
-    lv = mtcnn.Level(0.5, (0.5, 0.25), torch.zeros(4, 6), torch.zeros(4, 4, 6))
+    lv = mtcnn.Level(0.5, (0.5, 0.25), (18, 22), torch.zeros(4, 6), torch.zeros(4, 4, 6))
     lv.probs[1, 3] = 0.9
     (d,) = mtcnn.proposals(lv)
     assert d[:6] == (*faces.cell_box(1, 3, 2, 12, (0.5, 0.25)), 1, pytest.approx(0.9))
@@ -317,3 +317,13 @@ def test_cascade_explorer_redraws_and_never_shows_a_traceback():
     ex._scored["grass"].levels = []                        # a broken state: a message, no traceback
     ex.update()
     assert shown_png(ex.out) is None and "pyramid levels" in shown_text(ex.text)
+
+
+def test_cascade_explorer_starts_at_a_scale_and_keeps_it_for_the_next_photo():
+    from fcconv.widgets.base import shown_text
+    from fcconv.widgets.mtcnn import CascadeExplorer
+
+    ex = CascadeExplorer(photos=("astronaut", "camera"), level=5)
+    assert ex.level.value == 5 and "window side 112 px" in shown_text(ex.text)
+    ex.photo.value = "camera"
+    assert ex.level.value == 5 and "camera: P-Net at window side 112 px" in shown_text(ex.text)

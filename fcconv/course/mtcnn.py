@@ -117,11 +117,12 @@ def crops(pixels: torch.Tensor, boxes, size: int) -> torch.Tensor:
 
 @dataclass
 class Level:
-    """One pyramid level: the scale asked for, the exact (scale_y, scale_x), P-Net's face
-    probability map (rows, cols) and box offsets (4, rows, cols)."""
+    """One pyramid level: the scale asked for, the exact (scale_y, scale_x) of the resized photo
+    (h, w) = ``size``, P-Net's face probability map (rows, cols) and box offsets (4, rows, cols)."""
 
     scale: float
     exact: tuple[float, float]
+    size: tuple[int, int]
     probs: torch.Tensor
     offsets: torch.Tensor
 
@@ -131,7 +132,16 @@ def pnet_level(pnet: PNet, pixels: torch.Tensor, scale: float) -> Level:
     """One dense pass of P-Net over the photo resized by ``scale``."""
     small, exact = resize(pixels, scale)
     probs, offsets = pnet(normalize(small))
-    return Level(scale, exact, probs[0], offsets[0])
+    return Level(scale, exact, tuple(small.shape[2:]), probs[0], offsets[0])
+
+
+def pyramid(pnet: PNet, image: np.ndarray, min_face: float = MIN_FACE) -> list[Level]:
+    """P-Net over every level of the pyramid of an (H, W, 3) uint8 photo: one dense pass each, on
+    one torch thread (small convs: two threads that wait for each other are slower on a busy
+    machine, and no faster on an idle one)."""
+    pixels = as_tensor(image)
+    with one_thread():
+        return [pnet_level(pnet, pixels, s) for s in scales(*image.shape[:2], min_face)]
 
 
 def proposals(level: Level, threshold: float = THRESHOLDS[0]) -> list[tuple]:
@@ -205,7 +215,7 @@ def detect(image: np.ndarray, min_face: float = MIN_FACE,
     times = {}
     with one_thread():
         start = time.perf_counter()
-        levels = [pnet_level(pnet, pixels, s) for s in scales(*image.shape[:2], min_face)]
+        levels = pyramid(pnet, image, min_face)
         stage1 = propose(levels, thresholds[0])
         times["P-Net"] = time.perf_counter() - start
         start = time.perf_counter()

@@ -75,6 +75,40 @@ def stage_view(s: Scored, stage: str, level: int, threshold: float) -> dict:
             "map": tuple(lv.probs.shape), "truth": truth, "top_iou": top}
 
 
+def pyramid_figure(image: np.ndarray, levels: list, picks, truth=None):
+    """P-Net's face probability at the pyramid levels ``picks`` (indices), each painted on the
+    photo (H, W, 3) uint8 where its windows are centred, the marked face in blue: one panel each."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(picks), figsize=(2.9 * len(picks), 3.3), squeeze=False)
+    for ax, k in zip(axes[0], picks):
+        lv = levels[k]
+        rows, cols = lv.probs.shape
+        ax.imshow(mtcnn.annotated(paint(image, lv.probs.numpy(), lv.exact, mtcnn.WINDOWS[0],
+                                        mtcnn.PNET_JUMP), [], truth))
+        ax.set_title(f"window {mtcnn.WINDOWS[0] / lv.scale:.0f} px: {rows}x{cols} map\n"
+                     f"highest P(face) {lv.probs.max().item():.3f}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle("P-Net's map at each scale (purple 0, yellow 1; blue: the marked face)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gallery(pictures, titles, columns: int = 3):
+    """Pictures (H, W, 3) uint8 or Pillow images side by side, each with its title."""
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(pictures) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.1 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, pic, title in zip(axes.flat, pictures, titles):
+        ax.imshow(pic)
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def picture_png(picture: np.ndarray, boxes, truth=None) -> bytes:
     """``picture`` (H, W, 3) uint8 with the boxes (orange, with probability) and the marked face
     (blue), as PNG bytes."""
@@ -117,11 +151,11 @@ class CascadeExplorer(Explorer):
                                              min=0.05, max=0.99, step=0.01, readout_format=".2f",
                                              description="threshold", continuous_update=False)
         self.out, self.text = widgets.Output(), widgets.Output()
-        self._start_level = level
+        self._start_level, self._quiet = level, False
         self.photo.observe(lambda _: self._new_photo(), names="value")
         self.stage.observe(lambda _: self._new_stage(), names="value")
         for wdg in (self.level, self.threshold):
-            wdg.observe(lambda _: self.update(), names="value")
+            wdg.observe(lambda _: self._quiet or self.update(), names="value")
         self._new_photo()
         self.box = widgets.VBox([widgets.HBox([self.photo, self.stage]),
                                  widgets.HBox([self.level, self.threshold]), self.text, self.out])
@@ -144,15 +178,24 @@ class CascadeExplorer(Explorer):
     def _new_photo(self) -> None:
         s = self.scored(self.photo.value)
         options = [(f"window {mtcnn.WINDOWS[0] / lv.scale:.0f} px", k) for k, lv in enumerate(s.levels)]
-        keep = min(self._start_level, len(options) - 1)
-        with self.level.hold_trait_notifications():
+        # the scale asked for at the start, then the one shown (as near as the new photo has)
+        keep = min(self._start_level if self._start_level is not None else self.level.value,
+                   len(options) - 1)
+        self._start_level = None
+        self._quiet = True                      # one redraw for the new photo, not one per trait
+        try:
             self.level.options = options
             self.level.value = keep
+        finally:
+            self._quiet = False
         self.update()
 
     def _new_stage(self) -> None:
-        with self.threshold.hold_trait_notifications():
+        self._quiet = True
+        try:
             self.threshold.value = mtcnn.THRESHOLDS[STAGES.index(self.stage.value)]
+        finally:
+            self._quiet = False
         self.update()
 
     @never_raise("text", clear=("out",))
