@@ -148,6 +148,9 @@ def test_square_regress_and_crops():
     assert mtcnn.square((10, 20, 19, 39)) == (5, 20, 24, 39)             # 10x20 -> 20x20, same centre
     assert mtcnn.square((0, 0, 9, 9)) == (0, 0, 9, 9)
     assert mtcnn.regress((10, 20, 19, 39), (0.1, -0.1, 0.2, 0.0)) == (11, 18, 21, 39)
+    inside_out = (10, 20, 19, 39, 1, 0.9, np.array([0.9, 0.0, -0.9, 0.0]))   # x1 < x0 after it
+    kept = (10, 20, 19, 39, 1, 0.8, np.zeros(4))
+    assert mtcnn.regressed([inside_out, kept]) == [(10, 20, 19, 39, 1, 0.8)]
     pixels = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2 * 3, 4, 5)[:3][None]
     c = mtcnn.crops(pixels, [(1, 0, 3, 2), (-1, -1, 1, 1)], 3)
     assert torch.equal(c[0], pixels[0, :, 0:3, 1:4])                     # inside: the pixels

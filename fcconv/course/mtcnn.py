@@ -159,9 +159,16 @@ def propose(levels: list[Level], threshold: float = THRESHOLDS[0]) -> list[tuple
     return next_boxes(nms([d for lv in levels for d in proposals(lv, threshold)], NMS_STAGE))
 
 
+def regressed(kept: list[tuple]) -> list[tuple]:
+    """Each detection with its box regression applied: [(x0, y0, x1, y1, 1, p)]. A box that the
+    offsets turn inside out (x1 < x0 or y1 < y0: no pixel left) is dropped."""
+    moved = [(*regress(d, d[6]), 1, d[5]) for d in kept]
+    return [d for d in moved if d[2] >= d[0] and d[3] >= d[1]]
+
+
 def next_boxes(kept: list[tuple]) -> list[tuple]:
     """Apply each detection's box regression, then make it square: what the next net looks at."""
-    return [(*square(regress(d, d[6])), 1, d[5]) for d in kept]
+    return [(*square(d), 1, d[5]) for d in regressed(kept)]
 
 
 @torch.no_grad()
@@ -190,7 +197,7 @@ def refine(scored: list[tuple], threshold: float) -> list[tuple]:
 
 def finish(scored: list[tuple], threshold: float) -> list[tuple]:
     """O-Net's step: keep the boxes above ``threshold``, regress them, NMS: the faces."""
-    return nms([(*regress(d, d[6]), 1, d[5]) for d in above(scored, threshold)], NMS_STAGE)
+    return nms(regressed(above(scored, threshold)), NMS_STAGE)
 
 
 @dataclass
