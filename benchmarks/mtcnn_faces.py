@@ -1,7 +1,8 @@
 """MTCNN (notebook 09) with facenet-pytorch's trained weights on every bundled photo: per photo
 with a face, the top detection's IoU with the marked face and the detections; per face-free photo,
 the false positives (beside notebook 05's own face net); the time of each stage (median of 5, one
-torch thread, as ``mtcnn.detect`` runs).
+torch thread, as ``mtcnn.detect`` runs); and R-Net / O-Net as one dense pass per pyramid level
+(``convolutionalize(..., exact=False)``) against the cascade's crops of the boxes they get.
 
     .venv/bin/python benchmarks/mtcnn_faces.py --write
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -78,8 +80,40 @@ def course_net_on_faces() -> str:
         ", ".join(cells) + "."
 
 
+def dense_vs_crops() -> list[str]:
+    """Per photo with a face: R-Net and O-Net densely over the pyramid vs on their boxes as crops
+    (MACs; median ms of REPEATS)."""
+    from fcconv.fcn import ApproximateWarning
+
+    _, rnet, onet = mtcnn.nets()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ApproximateWarning)   # ceil_mode pools: said in the table
+        fcns = {"R-Net": fcconv.convolutionalize(rnet, (3, 24, 24), exact=False),
+                "O-Net": fcconv.convolutionalize(onet, (3, 48, 48), exact=False)}
+    rows = ["| photo | net | dense: levels | windows | MMACs | ms | crops: boxes | MMACs | ms "
+            "| of which cutting out, ms | dense wins from (boxes) |", "|---" * 11 + "|"]
+    for name in faces.FACE_BOXES:
+        image = rgb_photo(name)
+        pixels = mtcnn.as_tensor(image)
+        c = mtcnn.detect(image)
+        for net_name, net, window, boxes in (("R-Net", rnet, 24, c.proposals),
+                                             ("O-Net", onet, 48, c.refined)):
+            d = [mtcnn.dense_cost(fcns[net_name], pixels, c.levels) for _ in range(REPEATS)]
+            k = [mtcnn.crop_cost(net, pixels, boxes, window) for _ in range(REPEATS)]
+            ms = lambda runs, key: statistics.median(r[key] for r in runs) * 1e3  # noqa: E731
+            rows.append(f"| {name} | {net_name} | {d[0]['levels']} | {d[0]['windows']:,} | "
+                        f"{d[0]['macs'] / 1e6:,.0f} | {ms(d, 'seconds'):.0f} | {k[0]['boxes']} | "
+                        f"{k[0]['macs'] / 1e6:,.0f} | {ms(k, 'seconds'):.0f} | {ms(k, 'cutting'):.0f} | "
+                        f"{d[0]['macs'] / k[0]['per_crop']:,.0f} |")
+    return ["R-Net and O-Net converted with `convolutionalize(..., exact=False)` (their "
+            "ceil_mode pools make the dense scores differ slightly from the crops: notebook 09 "
+            "measures it), one dense pass per pyramid level where the window fits, against the "
+            "cascade's way: each box it gets cut out, resized and scored (`mtcnn.score`).", ""] + rows
+
+
 def main() -> str:
-    return "\n".join(with_faces() + ["", course_net_on_faces(), ""] + face_free())
+    return "\n".join(with_faces() + ["", course_net_on_faces(), ""] + face_free() + [""]
+                     + dense_vs_crops())
 
 
 if __name__ == "__main__":
@@ -93,4 +127,4 @@ if __name__ == "__main__":
             f"Machine: {machine()}, load average {os.getloadavg()[0]:.1f} (other work on the "
             f"cores: the times are upper bounds). Commit {git_rev()}. Command: "
             "`.venv/bin/python benchmarks/mtcnn_faces.py --write`. Times: median of "
-            f"{REPEATS} runs of `mtcnn.detect` (one torch thread), ms per stage.", "", body]))
+            f"{REPEATS} runs (one torch thread), ms.", "", body]))

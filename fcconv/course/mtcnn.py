@@ -234,6 +234,40 @@ def detect(image: np.ndarray, min_face: float = MIN_FACE,
     return Cascade(levels, stage1, stage2, stage3, times)
 
 
+# --------------------------------------------------------------------------- dense vs crops
+
+def dense_cost(fcn, pixels: torch.Tensor, levels: list[Level]) -> dict:
+    """A convolutionalized R-Net or O-Net (``fcn.window``, ``fcn.jump``) as one dense pass per
+    pyramid level where its window fits: MACs (``trace``), windows scored, seconds (one thread)."""
+    from ..shapes import trace
+
+    usable = [lv for lv in levels if min(lv.size) >= fcn.window]
+    inputs = [normalize(resize(pixels, lv.scale)[0]) for lv in usable]
+    with torch.no_grad(), one_thread():
+        start = time.perf_counter()
+        maps = [fcn(x)[0] for x in inputs]
+        seconds = time.perf_counter() - start
+    return {"macs": sum(trace(fcn, (3, *lv.size)).total_macs for lv in usable),
+            "windows": sum(m.numel() for m in maps), "seconds": seconds, "levels": len(usable)}
+
+
+def crop_cost(net, pixels: torch.Tensor, boxes: list[tuple], window: int) -> dict:
+    """R-Net or O-Net on each box as the cascade runs it (``score``): MACs, seconds (one thread),
+    and the seconds spent only cutting the boxes out and resizing them."""
+    from ..shapes import trace
+
+    with one_thread():
+        start = time.perf_counter()
+        score(net, pixels, boxes, window)
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        crops(pixels, boxes, window)
+        cutting = time.perf_counter() - start
+    per_crop = trace(net, (3, window, window)).total_macs
+    return {"macs": len(boxes) * per_crop, "per_crop": per_crop, "seconds": seconds,
+            "cutting": cutting, "boxes": len(boxes)}
+
+
 def top_iou(faces: list[tuple], truth) -> float:
     """IoU of the most probable detection with the marked face (0 when nothing was found)."""
     return iou(faces[0][:4], truth) if faces else 0.0

@@ -90,7 +90,7 @@ def pyramid_figure(image: np.ndarray, levels: list, picks, truth=None):
                      f"highest P(face) {lv.probs.max().item():.3f}", fontsize=8)
         ax.axis("off")
     fig.suptitle("P-Net's map at each scale (purple 0, yellow 1; blue: the marked face)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))          # room for the title above the panels' own
     return fig
 
 
