@@ -330,3 +330,32 @@ def test_cascade_explorer_starts_at_a_scale_and_keeps_it_for_the_next_photo():
     assert ex.level.value == 5 and "window side 112 px" in shown_text(ex.text)
     ex.photo.value = "camera"
     assert ex.level.value == 5 and "camera: P-Net at window side 112 px" in shown_text(ex.text)
+
+
+# --------------------------------------------------------------------------- dense vs crops
+
+def test_dense_and_crop_costs_count_what_they_run():
+    """R-Net densely over the pyramid scores exactly the 24x24 windows, 4 px apart, that fit in
+    each level (counted with the course's formula); the crops cost boxes x R-Net's MACs."""
+    import warnings
+
+    from fcconv import convolutionalize, trace
+    from fcconv.fcn import ApproximateWarning
+
+    _, rnet, _ = mtcnn.nets()
+    with pytest.raises(ValueError, match="ceil_mode=True"):
+        convolutionalize(rnet, (3, 24, 24))                           # refused unless asked
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ApproximateWarning)
+        fcn = convolutionalize(rnet, (3, 24, 24), exact=False)
+    image = data.rgb_photo("camera")
+    c = mtcnn.detect(image)
+    pixels = mtcnn.as_tensor(image)
+    d = mtcnn.dense_cost(fcn, pixels, c.levels)
+    fits = [lv for lv in c.levels if min(lv.size) >= 24]
+    assert d["levels"] == len(fits) and d["windows"] == sum(
+        score_map_side(h, 24, 4) * score_map_side(w, 24, 4) for h, w in (lv.size for lv in fits))
+    k = mtcnn.crop_cost(rnet, pixels, c.proposals, 24)
+    assert k["boxes"] == len(c.proposals)
+    assert k["macs"] == len(c.proposals) * trace(rnet, (3, 24, 24)).total_macs
+    assert 0 < k["cutting"] < k["seconds"]

@@ -137,8 +137,8 @@ def pnet_level(pnet: PNet, pixels: torch.Tensor, scale: float) -> Level:
 
 def pyramid(pnet: PNet, image: np.ndarray, min_face: float = MIN_FACE) -> list[Level]:
     """P-Net over every level of the pyramid of an (H, W, 3) uint8 photo: one dense pass each, on
-    one torch thread (small convs: two threads that wait for each other are slower on a busy
-    machine, and no faster on an idle one)."""
+    one torch thread (small convs: on a busy machine two threads that wait for each other at
+    every layer are slower, as ``faces.pyramid`` measured)."""
     pixels = as_tensor(image)
     with one_thread():
         return [pnet_level(pnet, pixels, s) for s in scales(*image.shape[:2], min_face)]

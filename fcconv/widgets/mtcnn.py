@@ -39,10 +39,11 @@ class Scored:
     onet: list
 
     @classmethod
-    def of(cls, name: str) -> Scored:
+    def of(cls, name: str, cascade: mtcnn.Cascade | None = None) -> Scored:
+        """Bundled photo ``name`` through the cascade (or ``cascade``, its result already at hand)."""
         image = rgb_photo(name)
         _, rnet, onet = mtcnn.nets()
-        c = mtcnn.detect(image)
+        c = cascade or mtcnn.detect(image)
         pixels = mtcnn.as_tensor(image)
         return cls(name, image, c.levels, c.proposals,
                    mtcnn.score(rnet, pixels, c.proposals, mtcnn.WINDOWS[1]),
@@ -138,7 +139,9 @@ class CascadeExplorer(Explorer):
     """Photo, stage, scale and threshold: the boxes a stage keeps, on P-Net's map at that scale."""
 
     def __init__(self, photos=("astronaut", "camera", "grace_hopper", "hubble_deep_field", "grass"),
-                 photo: str | None = None, stage: str = "P-Net", level: int = 0):
+                 photo: str | None = None, stage: str = "P-Net", level: int = 0,
+                 cascades: dict | None = None):
+        self._cascades = dict(cascades or {})  # photo name -> mtcnn.detect's result, if at hand
         self._scored: dict[str, Scored] = {}
         self._pictures: dict[tuple[str, int], np.ndarray] = {}
         self.photo = widgets.Dropdown(options=list(photos), value=photo or photos[0],
@@ -163,7 +166,7 @@ class CascadeExplorer(Explorer):
     def scored(self, name: str) -> Scored:
         """The photo's cascade outputs, computed once."""
         if name not in self._scored:
-            self._scored[name] = Scored.of(name)
+            self._scored[name] = Scored.of(name, self._cascades.get(name))
         return self._scored[name]
 
     def picture(self, s: Scored, level: int) -> np.ndarray:
