@@ -122,9 +122,11 @@ if __name__ == "__main__":
     if "--write" in sys.argv:
         from results import git_rev, machine, write_section
 
+        load = os.getloadavg()[0]
+        busy = (" **Measured on a busy machine (other work on the cores): the times are upper "
+                "bounds; rerun on an idle machine before quoting them.**" if load > 1 else "")
         write_section("mtcnn_faces", "\n".join([
             "## MTCNN (notebook 09): facenet-pytorch's trained nets on every bundled photo", "",
-            f"Machine: {machine()}, load average {os.getloadavg()[0]:.1f} (other work on the "
-            f"cores: the times are upper bounds). Commit {git_rev()}. Command: "
+            f"Machine: {machine()}, load average {load:.1f}.{busy} Commit {git_rev()}. Command: "
             "`.venv/bin/python benchmarks/mtcnn_faces.py --write`. Times: median of "
             f"{REPEATS} runs (one torch thread), ms.", "", body]))
