@@ -156,6 +156,13 @@ def test_square_regress_and_crops():
     assert torch.equal(c[0], pixels[0, :, 0:3, 1:4])                     # inside: the pixels
     assert torch.equal(c[1, :, 0], torch.zeros(3, 3))                    # outside: zeros
     assert torch.equal(c[1, :, 1:, 1:], pixels[0, :, 0:2, 0:2])
+    # any square box, inside, across an edge or wholly outside: its pixels where the photo is, zeros
+    # elsewhere, counted against a zero-padded copy of the photo
+    padded = torch.nn.functional.pad(pixels, (20, 20, 20, 20))
+    for box in [(-3, 1, 2, 6), (3, 2, 8, 7), (6, 5, 9, 8), (-9, -9, -6, -6), (1, -2, 4, 1)]:
+        x0, y0, x1, y1 = box
+        want = padded[0, :, y0 + 20:y1 + 21, x0 + 20:x1 + 21]
+        assert torch.equal(mtcnn.crops(pixels, [box], want.shape[-1])[0], want), box
 
 
 def test_pnet_dense_map_equals_pnet_on_every_12x12_crop_in_float64():

@@ -107,10 +107,20 @@ def crops(pixels: torch.Tensor, boxes, size: int) -> torch.Tensor:
     _, _, height, width = pixels.shape
     out = []
     for x0, y0, x1, y1 in (b[:4] for b in boxes):
-        pad = (max(0, -x0), max(0, x1 + 1 - width), max(0, -y0), max(0, y1 + 1 - height))
-        patch = pixels[:, :, max(0, y0):y1 + 1, max(0, x0):x1 + 1]
-        out.append(F.interpolate(F.pad(patch, pad), size=(size, size), mode="area"))
+        (left, right, lo_x, hi_x), (top, bottom, lo_y, hi_y) = (
+            inside(x0, x1, width), inside(y0, y1, height))
+        patch = F.pad(pixels[:, :, lo_y:hi_y, lo_x:hi_x], (left, right, top, bottom))
+        out.append(F.interpolate(patch, size=(size, size), mode="area"))
     return torch.cat(out) if out else pixels.new_zeros(0, 3, size, size)
+
+
+def inside(first: int, last: int, length: int) -> tuple[int, int, int, int]:
+    """Pixels first..last (inclusive) of an axis of ``length``: how many lie before the image,
+    how many after, and the slice [lo, hi) of the image they cover (empty when none do)."""
+    lo, hi = min(max(first, 0), length), max(min(last + 1, length), 0)
+    hi = max(hi, lo)
+    before = max(0, min(last + 1, 0) - first)
+    return before, (last + 1 - first) - before - (hi - lo), lo, hi
 
 
 # --------------------------------------------------------------------------- the stages
