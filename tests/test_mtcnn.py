@@ -254,6 +254,19 @@ def test_cli_on_a_photo_without_faces_prints_nothing(tmp_path):
     assert done.returncode == 0 and json.loads(done.stdout) == [] and "0 faces in" in done.stderr
 
 
+def faces_command(capsys, *args) -> tuple[int, str, str]:
+    """``python -m fcconv faces ARGS`` in this process (the entry point the command runs)."""
+    from fcconv.__main__ import main
+
+    try:
+        rc = main(["faces", *map(str, args)])
+    except SystemExit as stop:                     # argparse refusing an argument
+        rc = stop.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, out, err
+
+
 @pytest.mark.parametrize("make, says", [
     (lambda d: d / "missing.jpg", "no such file"),
     (lambda d: d, "is a folder, not an image file"),
@@ -261,23 +274,25 @@ def test_cli_on_a_photo_without_faces_prints_nothing(tmp_path):
     (lambda d: (d / "cut.jpg").write_bytes(Path(grace_hopper()).read_bytes()[:4000]) and d / "cut.jpg",
      "could not be decoded as an image"),
 ])
-def test_cli_says_what_is_wrong_with_a_bad_photo(tmp_path, make, says):
-    done = run_cli(make(tmp_path))
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.startswith("error: ") and says in done.stderr
+def test_cli_says_what_is_wrong_with_a_bad_photo(tmp_path, capsys, make, says):
+    rc, out, err = faces_command(capsys, make(tmp_path))
+    assert rc == 2 and out == ""
+    assert err.startswith("error: ") and says in err and len(err.splitlines()) == 1
 
 
 def test_cli_without_the_weights_says_how_to_fetch_them(tmp_path):
     done = run_cli(grace_hopper(), env={**os.environ, "FCCONV_CACHE_DIR": str(tmp_path)})
-    assert done.returncode == 2
+    assert done.returncode == 2 and done.stdout == ""
     assert "pnet.pt is missing" in done.stderr and "python -m fcconv.course.fetch" in done.stderr
 
 
-def test_cli_refuses_an_unwritable_out_and_a_tiny_min_face(tmp_path):
-    done = run_cli(grace_hopper(), "--out", tmp_path / "no" / "such" / "dir.png")
-    assert done.returncode == 2 and "cannot write" in done.stderr
-    done = run_cli(grace_hopper(), "--min-face", "0")
-    assert done.returncode == 2 and "must be positive" in done.stderr
+def test_cli_refuses_an_unwritable_out_and_a_tiny_min_face(tmp_path, capsys):
+    rc, _, err = faces_command(capsys, grace_hopper(), "--out", tmp_path / "no" / "such" / "dir.png")
+    assert rc == 2 and "cannot write" in err
+    rc, _, err = faces_command(capsys, grace_hopper(), "--min-face", "0")
+    assert rc == 2 and "must be positive" in err
+    rc, _, err = faces_command(capsys, grace_hopper(), "--min-face", "8")
+    assert rc == 2 and "at least P-Net's window, 12 px" in err
 
 
 # --------------------------------------------------------------------------- the explorer
