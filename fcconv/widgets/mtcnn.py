@@ -148,7 +148,7 @@ class CascadeExplorer(Explorer):
                                       description="photo")
         self.stage = widgets.SelectionSlider(options=list(STAGES), value=stage,
                                              description="stage", continuous_update=False)
-        self.level = widgets.SelectionSlider(options=[("-", 0)], description="scale",
+        self.level = widgets.SelectionSlider(options=[("-", 0)], description="scale",  # window side
                                              continuous_update=False)
         self.threshold = widgets.FloatSlider(value=mtcnn.THRESHOLDS[STAGES.index(stage)],
                                              min=0.05, max=0.99, step=0.01, readout_format=".2f",
@@ -180,7 +180,7 @@ class CascadeExplorer(Explorer):
     @never_raise("text", clear=("out",))
     def _new_photo(self) -> None:
         s = self.scored(self.photo.value)
-        options = [(f"window {mtcnn.WINDOWS[0] / lv.scale:.0f} px", k) for k, lv in enumerate(s.levels)]
+        options = [(f"{mtcnn.WINDOWS[0] / lv.scale:.0f} px", k) for k, lv in enumerate(s.levels)]
         # the scale asked for at the start, then the one shown (as near as the new photo has)
         keep = min(self._start_level if self._start_level is not None else self.level.value,
                    len(options) - 1)
