@@ -301,7 +301,7 @@ def test_stage_view_agrees_with_the_cascade():
     from fcconv.widgets.mtcnn import Scored, stage_view
 
     s = Scored.of("camera")
-    c = mtcnn.detect(s.image)
+    c = mtcnn.detect(s.image)                              # run again: the same numbers
     final = stage_view(s, "O-Net", 0, mtcnn.THRESHOLDS[2])
     assert final["boxes"] == c.faces and final["top_iou"] == mtcnn.face_iou("camera", c.faces)
     refined = stage_view(s, "R-Net", 0, mtcnn.THRESHOLDS[1])["boxes"]     # before regression
@@ -339,7 +339,7 @@ def test_cascade_explorer_redraws_and_never_shows_a_traceback():
     assert "0 boxes O-Net keeps" in shown_alt(ex.out)
     seen.add(shown_png(ex.out))
     assert len(seen) == 4 and None not in seen
-    ex._scored["grass"].levels = []                        # a broken state: a message, no traceback
+    ex._scored["grass"].cascade.levels = []                # a broken state: a message, no traceback
     ex.update()
     assert shown_png(ex.out) is None and "pyramid levels" in shown_text(ex.text)
 

@@ -213,13 +213,17 @@ def finish(scored: list[tuple], threshold: float) -> list[tuple]:
 @dataclass
 class Cascade:
     """What each stage gave on one photo: the pyramid levels, P-Net's proposals (squared boxes),
-    R-Net's survivors (squared), the faces O-Net keeps, and seconds per stage."""
+    R-Net's survivors (squared), the faces O-Net keeps, and seconds per stage; with R-Net's and
+    O-Net's probability for every box they looked at (``score``), so that another threshold is
+    a filter (``refine``, ``finish``), not a new pass."""
 
     levels: list[Level]
     proposals: list[tuple]
     refined: list[tuple]
     faces: list[tuple]
     seconds: dict = field(default_factory=dict)
+    rnet_scores: list[tuple] = field(default_factory=list)
+    onet_scores: list[tuple] = field(default_factory=list)
 
 
 def detect(image: np.ndarray, min_face: float = MIN_FACE,
@@ -236,12 +240,14 @@ def detect(image: np.ndarray, min_face: float = MIN_FACE,
         stage1 = propose(levels, thresholds[0])
         times["P-Net"] = time.perf_counter() - start
         start = time.perf_counter()
-        stage2 = refine(score(rnet, pixels, stage1, WINDOWS[1]), thresholds[1])
+        rnet_scores = score(rnet, pixels, stage1, WINDOWS[1])
+        stage2 = refine(rnet_scores, thresholds[1])
         times["R-Net"] = time.perf_counter() - start
         start = time.perf_counter()
-        stage3 = finish(score(onet, pixels, stage2, WINDOWS[2]), thresholds[2])
+        onet_scores = score(onet, pixels, stage2, WINDOWS[2])
+        stage3 = finish(onet_scores, thresholds[2])
         times["O-Net"] = time.perf_counter() - start
-    return Cascade(levels, stage1, stage2, stage3, times)
+    return Cascade(levels, stage1, stage2, stage3, times, rnet_scores, onet_scores)
 
 
 # --------------------------------------------------------------------------- dense vs crops

@@ -27,27 +27,23 @@ STAGES = ("P-Net", "R-Net", "O-Net")
 
 @dataclass
 class Scored:
-    """One photo through the cascade at its standard thresholds, with every probability kept:
-    P-Net's levels, R-Net's score for each of P-Net's proposals, O-Net's for each box R-Net
-    passes. Any other threshold for one stage is then a filter, not a new pass."""
+    """One bundled photo and its cascade at the standard thresholds, which keeps R-Net's and
+    O-Net's probability for every box they looked at: any other threshold for one stage is then
+    a filter, not a new pass."""
 
     name: str
     image: np.ndarray
-    levels: list
-    proposals: list
-    rnet: list
-    onet: list
+    cascade: mtcnn.Cascade
 
     @classmethod
     def of(cls, name: str, cascade: mtcnn.Cascade | None = None) -> Scored:
         """Bundled photo ``name`` through the cascade (or ``cascade``, its result already at hand)."""
         image = rgb_photo(name)
-        _, rnet, onet = mtcnn.nets()
-        c = cascade or mtcnn.detect(image)
-        pixels = mtcnn.as_tensor(image)
-        return cls(name, image, c.levels, c.proposals,
-                   mtcnn.score(rnet, pixels, c.proposals, mtcnn.WINDOWS[1]),
-                   mtcnn.score(onet, pixels, c.refined, mtcnn.WINDOWS[2]))
+        return cls(name, image, cascade or mtcnn.detect(image))
+
+    @property
+    def levels(self) -> list:
+        return self.cascade.levels
 
 
 def stage_view(s: Scored, stage: str, level: int, threshold: float) -> dict:
@@ -65,11 +61,13 @@ def stage_view(s: Scored, stage: str, level: int, threshold: float) -> dict:
         boxes = [d[:6] for d in mtcnn.proposals(lv, threshold)]
         looked = lv.probs.numel()
     elif stage == "R-Net":
-        boxes = [d[:6] for d in nms(mtcnn.above(s.rnet, threshold), mtcnn.NMS_STAGE)]
-        above, looked = len(mtcnn.above(s.rnet, threshold)), len(s.rnet)
+        scored = s.cascade.rnet_scores
+        boxes = [d[:6] for d in nms(mtcnn.above(scored, threshold), mtcnn.NMS_STAGE)]
+        above, looked = len(mtcnn.above(scored, threshold)), len(scored)
     else:
-        boxes = mtcnn.finish(s.onet, threshold)
-        above, looked = len(mtcnn.above(s.onet, threshold)), len(s.onet)
+        scored = s.cascade.onet_scores
+        boxes = mtcnn.finish(scored, threshold)
+        above, looked = len(mtcnn.above(scored, threshold)), len(scored)
     truth = FACE_BOXES.get(s.name)
     top = mtcnn.top_iou(boxes, truth) if truth and boxes else None
     return {"boxes": boxes, "looked": looked, "above": above, "side": mtcnn.WINDOWS[0] / lv.scale,
