@@ -381,3 +381,16 @@ def test_dense_and_crop_costs_count_what_they_run():
     assert k["boxes"] == len(c.proposals)
     assert k["macs"] == len(c.proposals) * trace(rnet, (3, 24, 24)).total_macs
     assert 0 < k["cutting"] < k["seconds"]
+
+
+def test_cascade_explorer_without_the_weights_says_how_to_fetch_them(tmp_path, monkeypatch):
+    from fcconv.widgets.base import shown_png, shown_text
+    from fcconv.widgets.mtcnn import CascadeExplorer
+
+    monkeypatch.setenv("FCCONV_CACHE_DIR", str(tmp_path))
+    mtcnn.nets.cache_clear()
+    try:
+        ex = CascadeExplorer(photos=("camera",))
+    finally:
+        mtcnn.nets.cache_clear()
+    assert shown_png(ex.out) is None and "fcconv.course.fetch" in shown_text(ex.text)

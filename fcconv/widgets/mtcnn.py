@@ -164,7 +164,10 @@ class CascadeExplorer(Explorer):
     def scored(self, name: str) -> Scored:
         """The photo's cascade outputs, computed once."""
         if name not in self._scored:
-            self._scored[name] = Scored.of(name, self._cascades.get(name))
+            try:
+                self._scored[name] = Scored.of(name, self._cascades.get(name))
+            except FileNotFoundError as err:   # the nets not fetched: say how, as a message
+                raise ValueError(str(err)) from None
         return self._scored[name]
 
     def picture(self, s: Scored, level: int) -> np.ndarray:
