@@ -119,7 +119,7 @@ def picture_png(picture: np.ndarray, boxes, truth=None) -> bytes:
 
 def view_html(s: Scored, stage: str, threshold: float, v: dict) -> str:
     what = {"P-Net": f"P-Net at window side {v['side']:.0f} px (a {v['map'][0]}x{v['map'][1]} "
-                     f"map): {v['looked']:,} windows, {v['above']:,} above {threshold:.2f}, "
+                     f"map): {v['looked']:,} cells, {v['above']:,} above {threshold:.2f}, "
                      f"{len(v['boxes'])} after NMS within this scale",
             "R-Net": f"R-Net on P-Net's {v['looked']} proposals (all scales), each cut out and "
                      f"resized to 24x24: {v['above']} above {threshold:.2f}, "
