@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fcconv
-from fcconv.widgets.base import shown_png, shown_text
+from fcconv.widgets.base import shown_alt, shown_png, shown_text
 from fcconv.widgets.convolutionalize import ScoreMapExplorer, score_map_view
 from fcconv.widgets.fc_conv import FCvsConvExplorer, fc_vs_conv
 from fcconv.widgets.reshape import WeightRowExplorer, row_view
@@ -313,9 +313,67 @@ def test_conv_matrix_explorer_redraws_the_same_pixels_as_a_fresh_figure():
         ex.size.value, ex.kernel.value, ex.stride.value = size, kernel, stride
         ex.padding.value = padding
         fresh = figure_png(plots.conv_matrix_picture(
-            conv_matrix_view(size, kernel, stride, padding)["matrix"]), dpi=72, margins=margins)
+            conv_matrix_view(size, kernel, stride, padding)["matrix"]), dpi=90, margins=margins)
         a, b = (np.asarray(Image.open(io.BytesIO(png))) for png in (shown_png(ex.out), fresh))
         assert a.shape == b.shape and np.array_equal(a, b), (size, kernel, stride, padding)
+
+
+def test_colour_words_name_the_ends_of_the_colour_bars():
+    from fcconv import plots
+
+    assert plots.scale_ends(plots.DIVERGING) == ("orange", "purple")   # PuOr: low orange
+    assert plots.scale_ends(plots.SEQUENTIAL) == ("purple", "yellow")  # viridis
+    assert [plots.colour_name(c) for c in ((1, 1, 1), (0, 0, 0), (0.5, 0.5, 0.5), (0, 0.6, 0.45),
+                                           (0.0, 0.45, 0.7), (0.9, 0.1, 0.1))] == \
+        ["white", "black", "grey", "green", "blue", "red"]
+
+
+def test_fc_explorer_alt_text_says_the_colours_its_colour_bar_shows():
+    from fcconv import plots
+
+    ex = FCvsConvExplorer()
+    cmap = ex.picture.matrix.get_cmap()                 # the image the colour bar belongs to
+    low, high = (plots.colour_name(cmap(v)) for v in (0.0, 1.0))
+    assert f"{low} negative" in shown_alt(ex.out) and f"{high} positive" in shown_alt(ex.out)
+
+
+def test_sliding_1d_cells_are_labelled_with_the_positions_the_alt_text_names():
+    from fcconv import plots
+    from fcconv.widgets.shapes import describe_1d
+
+    for size, kernel, stride, padding, position in ((7, 3, 2, 1, 0), (8, 3, 2, 0, 2), (5, 3, 1, 2, 6)):
+        fig = plots.sliding_1d(size, kernel, stride, padding, position)
+        inputs = [t.get_text() for t in fig.axes[0].texts if t.get_position()[1] == 1.5]
+        assert inputs == [str(i) for i in range(-padding, size + padding)]   # padding: < 0, >= size
+        n = fcconv.conv_output_size(size, kernel, stride, padding)
+        first = position * stride - padding
+        assert f"positions {first} to {first + kernel - 1}" in describe_1d(
+            size, kernel, stride, padding, position, n)
+        assert {inputs[position * stride], inputs[position * stride + kernel - 1]} <= set(inputs)
+
+
+def test_no_control_label_is_cut_and_the_toggle_ticks_only_when_on():
+    from fcconv.widgets.base import SHORT_LABEL, fit_labels
+    from fcconv.widgets.conv_matrix import ConvMatrixExplorer
+
+    explorers = [ShapesExplorer(), Slide1DExplorer(), FCvsConvExplorer(), ConvMatrixExplorer(),
+                 WeightRowExplorer(np.zeros((2, 12)), (3, 2, 2))]
+
+    def controls(w):
+        yield w
+        for c in getattr(w, "children", ()):
+            yield from controls(c)
+
+    for ex in explorers:
+        fit_labels(ex.box)
+        for w in controls(ex.box):
+            if len(getattr(w, "description", "") or "") > SHORT_LABEL:
+                assert (w.layout.width == "auto" if hasattr(w, "button_style") and
+                        not hasattr(w, "options") else w.style.description_width == "initial"), w
+    toggle = explorers[0].conv
+    assert toggle.icon == ""
+    toggle.value = True
+    assert toggle.icon == "check"
 
 
 def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():
