@@ -515,7 +515,7 @@ def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: i
 
     ``caption`` (under the x axis) says what the marks mean; by default it names only the marks
     drawn (an explorer that adds boxes later passes its own)."""
-    fig, ax = plt.subplots(figsize=(5.4, 5.4 if heat is None else 4.9))
+    fig, ax = plt.subplots(figsize=(5.4, 5.4) if heat is None else (5.8, 4.6))
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     if heat is not None:
         rows, cols = heat.shape
