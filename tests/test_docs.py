@@ -65,3 +65,14 @@ def test_exercise_notebooks_grade_with_the_interpreter_make_lab_installs():
         commands = re.findall(r"`([^`]*-m fcconv grade[^`]*)`", path.read_text())
         assert commands and all(c == f"{venv}/bin/python -m fcconv grade exercises/{path.name}"
                                 for c in commands), (path.name, commands)
+
+
+def test_walkthrough_markdown_has_no_bare_products_that_render_as_italics():
+    """`C*H*W` outside a code span renders as C<em>H</em>W: products go in code spans or math."""
+    import json
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] == "markdown":
+                text = re.sub(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$", "", "".join(cell["source"]), flags=re.S)
+                assert not re.search(r"\w\*\w", text), (path.name, i)
