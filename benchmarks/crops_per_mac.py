@@ -110,8 +110,8 @@ def vgg16_blocks(size: int, batch: int, repeats: int) -> list[tuple]:
     fcn = fcconv.convolutionalize(model, (3, 224, 224)).eval()
     image = torch.randn(1, 3, size, size)
     crops = crops_of(image, 224, 32)
-    dense = blocks(layer_costs(fcn, image, repeats))
-    crop = blocks(layer_costs(model, crops[:batch], repeats))
+    costs = layer_costs({"dense": (fcn, image), "crops": (model, crops[:batch])}, repeats)
+    dense, crop = blocks(costs["dense"]), blocks(costs["crops"])
     scale = len(crops) / batch
     rows = []
     for d, c in zip(dense, crop):

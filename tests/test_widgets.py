@@ -210,9 +210,14 @@ def test_layer_costs_times_every_layer_inside_one_real_pass(tiny):
     model, fcn = tiny
     x = torch.randn(4, 3, 64, 64, dtype=torch.float64)
     threads = torch.get_num_threads()
-    rows = layer_costs(model, x, repeats=2)
+    runs = layer_costs({"four": (model, x), "one": (model, x[:1]), "dense": (fcn, x[:1])},
+                       repeats=2)
     assert torch.get_num_threads() == threads                       # one thread only inside
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    # one model in two runs: each run has its own rows, for its own batch
+    assert [r["numbers"] for r in runs["one"]] == [r["numbers"] // 4 for r in runs["four"]]
+    assert [r["name"] for r in runs["dense"]] == [n for n, _ in fcn.named_children()]
+    rows = runs["four"]
     assert [(r["name"], r["kind"]) for r in rows] == \
         [(n, type(m).__name__) for n, m in model.named_children()]
     # the same counts two ways: trace (per image, times the batch) and running layer by layer

@@ -76,17 +76,18 @@ def minor_page_faults() -> int | None:
 
 
 @torch.no_grad()
-def layer_costs(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) -> list[dict]:
-    """Every top-level layer of ``model`` timed inside real forward passes on ``x``, one thread.
+def layer_costs(runs: dict, repeats: int = 3) -> dict[str, list[dict]]:
+    """Every top-level layer timed inside real forward passes, one thread, for several runs.
 
-    x (N, C, H, W). One dict per layer: ``name``, ``kind``, ``ms`` and ``faults`` (minor page
-    faults; None where the OS does not count them) of that layer in one pass, medians of
-    ``repeats`` passes after a warm-up; ``macs`` (from trace, times N; 0 for ReLU, pooling,
-    flatten) and ``numbers`` (how many numbers the layer writes), for the whole batch.
+    runs: label -> (model, x (N, C, H, W)). The runs take turns, pass by pass (a warm-up round,
+    then ``repeats`` rounds), so a burst of load on a shared machine hits every run alike.
+    Returns label -> one dict per layer: ``name``, ``kind``, ``ms`` and ``faults`` (minor page
+    faults; None where the OS does not count them) of that layer in one pass, medians over the
+    rounds; ``macs`` (from trace, times N; 0 for ReLU, pooling, flatten) and ``numbers`` (how
+    many numbers the layer writes), for the whole batch.
     """
-    layers = list(model.named_children())
-    macs = {row.name: row.macs * x.shape[0] for row in trace(model, tuple(x.shape[1:]))}
-    seen: dict[str, list] = {name: [] for name, _ in layers}
+    seen = {label: {} for label in runs}   # label -> layer name -> [(ms, faults, numbers)]
+    now = {"label": None}                  # the run whose pass is going on (a model may be in two)
     start = {}
 
     def before(name):
@@ -96,23 +97,34 @@ def layer_costs(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) -> li
         def hook(_module, _inputs, out):
             t1, f1 = time.perf_counter(), minor_page_faults()
             t0, f0 = start[name]
-            seen[name].append((1e3 * (t1 - t0), None if f0 is None else f1 - f0, out.numel()))
+            seen[now["label"]].setdefault(name, []).append(
+                (1e3 * (t1 - t0), None if f0 is None else f1 - f0, out.numel()))
         return hook
 
-    handles = [h for name, m in layers for h in (m.register_forward_pre_hook(before(name)),
-                                                  m.register_forward_hook(after(name)))]
+    models = {id(m): m for m, _ in runs.values()}
+    handles = [h for m in models.values() for name, layer in m.named_children()
+               for h in (layer.register_forward_pre_hook(before(name)),
+                         layer.register_forward_hook(after(name)))]
     try:
         with one_thread():
             for _ in range(repeats + 1):
-                model(x)
+                for label, (model, x) in runs.items():
+                    now["label"] = label
+                    model(x)
     finally:
         for h in handles:
             h.remove()
+    return {label: _layer_rows(model, x, seen[label]) for label, (model, x) in runs.items()}
+
+
+def _layer_rows(model, x, seen: dict) -> list[dict]:
+    """``layer_costs``'s rows of one run from what its hooks saw (the first round: warm-up)."""
+    macs = {row.name: row.macs * x.shape[0] for row in trace(model, tuple(x.shape[1:]))}
     rows = []
-    for name, m in layers:
-        kept = seen[name][1:]  # the first pass is the warm-up
+    for name, layer in model.named_children():
+        kept = seen[name][1:]
         faults = [f for _, f, _ in kept]
-        rows.append({"name": name, "kind": type(m).__name__, "macs": macs.get(name, 0),
+        rows.append({"name": name, "kind": type(layer).__name__, "macs": macs.get(name, 0),
                      "ms": statistics.median(t for t, _, _ in kept), "numbers": kept[0][2],
                      "faults": None if None in faults else statistics.median(faults)})
     return rows
