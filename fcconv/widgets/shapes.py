@@ -173,6 +173,6 @@ class Slide1DExplorer(Explorer):
         self.position.max = n - 1  # may clamp position, which calls update again
         args = (self.size.value, self.kernel.value, self.stride.value, self.padding.value,
                 min(self.position.value, n - 1))
-        show_png(self.out, figure_png(plots.sliding_1d(*args), dpi=80, margins=SLIDE_MARGINS),
+        show_png(self.out, figure_png(plots.sliding_1d(*args), dpi=110, margins=SLIDE_MARGINS),
                  describe_1d(*args, n))
         show_html(self.note, f"<p>{text}</p>")
