@@ -88,7 +88,8 @@ def pyramid_figure(image: np.ndarray, levels: list, picks, truth=None):
         ax.set_title(f"window {mtcnn.WINDOWS[0] / lv.scale:.0f} px: {rows}x{cols} map\n"
                      f"highest P(face) {lv.probs.max().item():.3f}", fontsize=8)
         ax.axis("off")
-    fig.suptitle("P-Net's map at each scale (purple 0, yellow 1; blue: the marked face)", fontsize=9)
+    fig.suptitle("P-Net's map at each scale (clear at 0, purple to yellow towards 1; blue: the "
+                 "marked face)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.93))          # room for the title above the panels' own
     return fig
 
@@ -129,8 +130,8 @@ def view_html(s: Scored, stage: str, threshold: float, v: dict) -> str:
                      f"face{'s' * (len(v['boxes']) != 1)}</b> after box regression and NMS"}[stage]
     iou = "" if v["top_iou"] is None else f" Top box's IoU with the marked face: {v['top_iou']:.2f}."
     blue = "; blue: the marked face" if v["truth"] else " (no face in this photo)"
-    return (f"<p>{s.name}: {what}.{iou} Colour: P-Net's face probability at this scale, purple 0 "
-            f"to yellow 1; orange: the boxes kept{blue}.</p>")
+    return (f"<p>{s.name}: {what}.{iou} Colour: P-Net's face probability at this scale, clear at "
+            f"0, more opaque and from purple to yellow towards 1; orange: the boxes kept{blue}.</p>")
 
 
 class CascadeExplorer(Explorer):
@@ -209,7 +210,8 @@ class CascadeExplorer(Explorer):
         v = stage_view(s, stage, level, t)
         show_png(self.out, picture_png(self.picture(s, level), v["boxes"], v["truth"]),
                  alt=f"The photo {s.name} with P-Net's face probability at window side "
-                     f"{v['side']:.0f} px painted over it, and the {len(v['boxes'])} boxes "
+                     f"{v['side']:.0f} px painted over it (clear at 0, purple to yellow towards "
+                     f"1), and the {len(v['boxes'])} boxes "
                      f"{stage} keeps at threshold {t:.2f} outlined in orange"
                      + ("; the marked face in blue." if v["truth"] else "."))
         show_html(self.text, view_html(s, stage, t, v))
