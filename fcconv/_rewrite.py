@@ -12,22 +12,29 @@ from collections import OrderedDict
 from torch import fx, nn
 
 from . import _graph
+from ._crop import CropToWindows
+from ._fx import run_on_meta, where
+from ._ops import BATCH_NORM, BINARY, POINTWISE, POINTWISE_FUNCS, SOFTMAX, SOFTMAX_FUNCS, WINDOW_FUNCS
 from .conversions import linear_to_conv, spelled
-from .dense import CropToWindows
 from .formulas import format_shape
 
 Shape = tuple[int, ...]
 
 _REFUSED_NOTES = tuple(n for n in _graph.REFUSALS if n != "adaptive")  # adaptive: own message
+# Notes about values, not shapes: a model on the meta device has none (its converted net gives
+# shapes only, and refuses a real input), so they cannot make its answers differ.
+_VALUE_NOTES = ("random", "batch_stats")
 
 
 # --------------------------------------------------------------------------- refuse
 
-def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True
+def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True, meta: bool = False
                              ) -> tuple[dict[fx.Node, _graph.Geo], list[str]]:
     """Raise ValueError for anything whose dense pass would differ from the crops; return the
     flatten nodes (each with the map shape and order it flattens) and, where ``exact`` is False,
-    why the dense pass is approximate (ceil-mode pools whose partial window lies in the crop)."""
+    why the dense pass is approximate (ceil-mode pools whose partial window lies in the crop).
+    ``meta``: the model has no values (device="meta"), so dropout and batch statistics cannot
+    change its answers."""
     if graph.returns():
         raise ValueError(f"the model's forward returns {graph.returns()}; convolutionalize "
                          "converts a classifier whose forward returns a tensor, or a tuple of "
@@ -42,7 +49,8 @@ def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True
                                  "exact=False) for the approximate dense net")
             approximate.append(step.notes["ceil_partial"])
         for note in _REFUSED_NOTES:
-            if note in step.notes and note != "ceil_partial":
+            if note in step.notes and note != "ceil_partial" and not \
+                    (meta and note in _VALUE_NOTES):
                 raise ValueError(step.notes[note])
         if "adaptive" in step.notes:
             raise ValueError(_adaptive_message(graph, step))
@@ -51,10 +59,10 @@ def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True
         if geo.kind == "unknown":
             raise ValueError(f"convolutionalize cannot slide this model: {geo.why}")
         if geo.field is None:
-            raise ValueError(f"the model returns {_graph.where(out)}, which is not computed "
+            raise ValueError(f"the model returns {where(out)}, which is not computed "
                              "from the input's pixels: there is nothing to slide")
         if not graph.steps[out].tensor:
-            raise ValueError(f"the model returns {_graph.where(out)}, which is itself a tuple "
+            raise ValueError(f"the model returns {where(out)}, which is itself a tuple "
                              "(values and pooling indices?), not a tensor of scores")
     flats = {n: s.geo for n, s in graph.steps.items() if s.geo.kind == "flat"
              and graph.steps[n.args[0]].geo.kind in ("map", "permuted")}
@@ -87,7 +95,7 @@ def _already_convolutional(graph: _graph.Graph) -> None:
 def _adaptive_message(graph: _graph.Graph, step: _graph.Step) -> str:
     before = "x".join(map(str, graph.steps[step.node.args[0]].out[2:]))
     after = "x".join(map(str, step.out[2:]))
-    return (f"{_graph.where(step.node, step.name)} pools the {before} feature map at input "
+    return (f"{where(step.node, step.name)} pools the {before} feature map at input "
             f"{format_shape(graph.input_shape)} to {after}: it is not an identity here, and on a "
             f"larger input it would {_pools(step)} the whole map down to {after} instead of "
             f"sliding the "
@@ -110,13 +118,13 @@ def simplify_trunk(graph: _graph.Graph) -> list[str]:
     size = format_shape(graph.input_shape)
     for node, step in list(graph.steps.items()):
         if "adaptive_identity" in step.notes:
-            changes.append(f"{_graph.where(step.node, step.name)} is an identity at {size}: "
+            changes.append(f"{where(step.node, step.name)} is an identity at {size}: "
                            "dropped (on a larger image it would pool the map to its fixed "
                            "size instead of sliding)")
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
         elif "ceil_fits" in step.notes:
-            changes.append(f"{_graph.where(step.node, step.name)}: ceil_mode=True set to False. "
+            changes.append(f"{where(step.node, step.name)}: ceil_mode=True set to False. "
                            f"At {size} every window fits, so each crop pools whole windows "
                            "either way; on a larger image whose side leaves a partial window "
                            "at the border (e.g. an odd number of cells for a 2/2 pool), ceil "
@@ -131,7 +139,7 @@ def _ceil_off(step: _graph.Step) -> None:
         step.module.ceil_mode = False
         return
     node = step.node
-    names = _graph.WINDOW_FUNCS[node.target]
+    names = WINDOW_FUNCS[node.target]
     i = names.index("ceil_mode")
     if len(node.args) > i:
         node.update_arg(i, False)
@@ -161,7 +169,7 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
         flat = pending.get(inputs[0])
         if node.op == "call_module":
             mod = gm.get_submodule(node.target)
-            if flat is not None and not isinstance(mod, (nn.Linear,) + _graph.POINTWISE):
+            if flat is not None and not isinstance(mod, (nn.Linear,) + POINTWISE):
                 raise ValueError(f"{type(mod).__name__} ({node.target!r}) acts on the flattened "
                                  f"{format_shape(flat.map_shape)} features before the first "
                                  "Linear; convolutionalize supports only dropout and "
@@ -175,19 +183,19 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
             _convert_head_module(gm, node, mod, flat, nsp)
             if isinstance(mod, nn.Linear):
                 flat = None
-        elif flat is not None and not _is(node, _graph.POINTWISE_FUNCS | _graph.BINARY):
-            raise ValueError(f"convolutionalize cannot carry {_graph.where(node)} over the "
+        elif flat is not None and not _is(node, POINTWISE_FUNCS | BINARY):
+            raise ValueError(f"convolutionalize cannot carry {where(node)} over the "
                              f"flattened {format_shape(flat.map_shape)} features before the "
                              "first Linear: only dropout and elementwise activations act on "
                              "each feature alone there")
-        elif _is(node, _graph.SOFTMAX_FUNCS):
+        elif _is(node, SOFTMAX_FUNCS):
             _softmax_over_channels(node)
         elif _is(node, {operator.getitem}) and graph.steps[node].tensor:
             _pick_channels(graph, node)
         elif graph.steps.get(node) is not None and graph.steps[node].out is None:
             pass  # sizes and shapes (x.size(0)): they go with the flatten that used them
-        elif not _is(node, _graph.POINTWISE_FUNCS | _graph.BINARY):
-            raise ValueError(f"convolutionalize cannot carry {_graph.where(node)} over the "
+        elif not _is(node, POINTWISE_FUNCS | BINARY):
+            raise ValueError(f"convolutionalize cannot carry {where(node)} over the "
                              "classifier head: only Linear, BatchNorm1d, dropout, elementwise "
                              "activations, softmax over the classes and picking classes "
                              "(x[:, k]) are supported there")
@@ -200,7 +208,7 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
 
 def _per_feature(mod: nn.Module) -> bool:
     """Whether a module has weights or statistics per feature (BatchNorm1d, PReLU(n > 1))."""
-    return isinstance(mod, _graph.BATCH_NORM) or \
+    return isinstance(mod, BATCH_NORM) or \
         any(t.numel() > 1 for t in [*mod.parameters(), *mod.buffers()])
 
 
@@ -250,11 +258,11 @@ def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | N
         bn.load_state_dict(mod.state_dict())
         bn.train(mod.training)
         _replace_module(gm, node.target, bn)
-    elif isinstance(mod, _graph.SOFTMAX):
+    elif isinstance(mod, SOFTMAX):
         if mod.dim not in (1, -1):
             raise ValueError(f"{node.target!r}: softmax over dim {mod.dim} is not over the classes")
         _replace_module(gm, node.target, type(mod)(dim=1))
-    elif not isinstance(mod, _graph.POINTWISE) or isinstance(mod, nn.LocalResponseNorm):
+    elif not isinstance(mod, POINTWISE) or isinstance(mod, nn.LocalResponseNorm):
         raise ValueError(f"convolutionalize cannot carry {type(mod).__name__} ({node.target!r}) "
                          "over the classifier head")
 
@@ -262,7 +270,7 @@ def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | N
 def _softmax_over_channels(node: fx.Node) -> None:
     dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
     if dim not in (1, -1):
-        raise ValueError(f"{_graph.where(node)}: softmax over dim {dim} is not over the classes")
+        raise ValueError(f"{where(node)}: softmax over dim {dim} is not over the classes")
     if "dim" in node.kwargs:
         node.update_kwarg("dim", 1)
     else:
@@ -309,8 +317,6 @@ class SizeGuard:
 def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     """Clean the graph; add a crop where floor pooling would leave cells hanging off the image;
     record ``window`` and ``jump``; check one cell per head at the training size."""
-    from .shapes import run_on_meta
-
     gm, shape = graph.gm, graph.input_shape
     gm.graph.eliminate_dead_code()
     gm.graph.lint()

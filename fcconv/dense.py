@@ -2,16 +2,20 @@
 one (a convolutionalized net), plus shift-and-stitch for a finer stride than the net's jump.
 
 A net from ``convolutionalize`` carries ``window`` (the training size it slides) and ``jump``
-(the stride of its windows) as public attributes.
+(the stride of its windows) as public attributes. ``CropToWindows`` (the layer that drops cells
+whose window hangs off the image) is defined in ``_crop`` and re-exported here.
 """
 
 from __future__ import annotations
+
+__all__ = ["CropToWindows", "shift_and_stitch", "sliding_windows", "stitch_passes"]
 
 import numbers
 
 import torch
 from torch import nn
 
+from ._crop import CropToWindows
 from .conversions import expect
 from .formulas import checked_int, score_map_side, stitch_factor
 
@@ -118,24 +122,6 @@ def _one(name, v) -> int:
 def stitch_passes(jump: int, step: int) -> int:
     """How many shifted passes shift-and-stitch needs: f^2 with f = jump / step."""
     return stitch_factor(jump, step) ** 2
-
-
-class CropToWindows(nn.Module):
-    """Keeps the score-map cells whose window fits in the image: (scores, image) -> scores
-    (N, K, rows, cols) with rows = (H - window) // jump + 1. A trunk that ignores the last rows
-    of its window (floor pooling) makes extra cells that hang off the image; they go."""
-
-    def __init__(self, window: tuple[int, ...], jump: tuple[int, ...]):
-        super().__init__()
-        self.window, self.jump = tuple(window), tuple(jump)
-
-    def forward(self, scores: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        sides = [score_map_side(s, w, j) for s, w, j in zip(image.shape[2:], self.window,
-                                                           self.jump)]
-        return scores[(..., *(slice(0, s) for s in sides))]
-
-    def extra_repr(self) -> str:
-        return f"window={self.window}, jump={self.jump}"
 
 
 def _window_and_jump(fcn: nn.Module) -> tuple[tuple[int, int], int]:
