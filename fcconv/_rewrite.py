@@ -9,13 +9,14 @@ import math
 import operator
 from collections import OrderedDict
 
+import torch
 from torch import fx, nn
 
 from . import _graph
 from ._crop import CropToWindows
 from ._fx import run_on_meta, where
 from ._ops import BATCH_NORM, BINARY, POINTWISE, POINTWISE_FUNCS, SOFTMAX, SOFTMAX_FUNCS, WINDOW_FUNCS
-from .conversions import linear_to_conv, spelled
+from .conversions import expect_input, linear_to_conv, spelled
 from .formulas import format_shape
 
 Shape = tuple[int, ...]
@@ -121,8 +122,7 @@ def simplify_trunk(graph: _graph.Graph) -> list[str]:
             changes.append(f"{where(step.node, step.name)} is an identity at {size}: "
                            "dropped (on a larger image it would pool the map to its fixed "
                            "size instead of sliding)")
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
+            _drop(gm, node, "indices" in step.notes)
         elif "ceil_fits" in step.notes:
             changes.append(f"{where(step.node, step.name)}: ceil_mode=True set to False. "
                            f"At {size} every window fits, so each crop pools whole windows "
@@ -132,6 +132,21 @@ def simplify_trunk(graph: _graph.Graph) -> list[str]:
                            "no crop has")
             _ceil_off(step)
     return changes
+
+
+def _drop(gm: fx.GraphModule, node: fx.Node, indices: bool) -> None:
+    """Take an identity out of the graph. One that returns (values, indices): its values
+    (``out[0]``) are its input; the indices of an identity pool are refused before this."""
+    if indices:
+        for user in list(node.users):
+            if user.op == "call_function" and user.target is operator.getitem and \
+                    user.args[1] == 0:
+                user.replace_all_uses_with(node.args[0])
+                gm.graph.erase_node(user)
+        if node.users:
+            return
+    node.replace_all_uses_with(node.args[0])
+    gm.graph.erase_node(node)
 
 
 def _ceil_off(step: _graph.Step) -> None:
@@ -161,6 +176,8 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
     nsp = len(next(iter(flats.values())).map_shape) - 1
     pending = dict(flats)
     on_head = set(flats)
+    originals: dict[str, nn.Module] = {}  # a module called twice is converted for each call
+    placed: dict[tuple, str] = {}
     for node in list(gm.graph.nodes):
         inputs = [a for a in node.all_input_nodes if a in on_head]
         if node in on_head or not inputs or node.op == "output":
@@ -168,7 +185,7 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
         on_head.add(node)
         flat = pending.get(inputs[0])
         if node.op == "call_module":
-            mod = gm.get_submodule(node.target)
+            mod = originals.setdefault(node.target, gm.get_submodule(node.target))
             if flat is not None and not isinstance(mod, (nn.Linear,) + POINTWISE):
                 raise ValueError(f"{type(mod).__name__} ({node.target!r}) acts on the flattened "
                                  f"{format_shape(flat.map_shape)} features before the first "
@@ -180,7 +197,7 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
                                  "before the first Linear: on a map those would be per pixel, "
                                  "not per channel; move it after the first Linear or before "
                                  "the flatten")
-            _convert_head_module(gm, node, mod, flat, nsp)
+            _place(gm, node, *_head_module(node, mod, flat, nsp), placed)
             if isinstance(mod, nn.Linear):
                 flat = None
         elif flat is not None and not _is(node, POINTWISE_FUNCS | BINARY):
@@ -240,9 +257,9 @@ def _is(node: fx.Node, targets) -> bool:
 _ORDERS_1D = {"cl": "chw", "lc": "hwc"}  # linear_to_conv's names for a (C, L) map's two orders
 
 
-def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | None,
-                         nsp: int) -> None:
-    """Replace one head module by its map version (in place in ``gm``)."""
+def _head_module(node: fx.Node, mod: nn.Module, flat: _graph.Geo | None, nsp: int):
+    """(the map version of one head module, what it was made for); (None, None) if it works
+    on maps as it is."""
     if isinstance(mod, nn.Linear):
         # Right after the flatten: the kernel is the whole map. Anywhere later: 1x1 (or 1).
         shape = flat.map_shape if flat is not None else (mod.in_features, *(1,) * nsp)
@@ -250,21 +267,46 @@ def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | N
             raise ValueError(f"Linear {node.target!r} expects {mod.in_features} inputs but the "
                              f"feature map is {spelled(shape)}")
         order = _ORDERS_1D.get(flat.order, flat.order) if flat is not None else "chw"
-        conv = linear_to_conv(mod, shape, order)
-        _replace_module(gm, node.target, conv)
-    elif isinstance(mod, nn.BatchNorm1d) and nsp == 2:  # per feature = per channel of the map
+        return linear_to_conv(mod, shape, order), (shape, order)
+    if isinstance(mod, nn.BatchNorm1d) and nsp == 2:  # per feature = per channel of the map
         bn = nn.BatchNorm2d(mod.num_features, mod.eps, mod.momentum, mod.affine,
                             mod.track_running_stats, device=_device_of(mod), dtype=_dtype_of(mod))
         bn.load_state_dict(mod.state_dict())
         bn.train(mod.training)
-        _replace_module(gm, node.target, bn)
-    elif isinstance(mod, SOFTMAX):
+        return bn, "2d"
+    if isinstance(mod, SOFTMAX):
         if mod.dim not in (1, -1):
             raise ValueError(f"{node.target!r}: softmax over dim {mod.dim} is not over the classes")
-        _replace_module(gm, node.target, type(mod)(dim=1))
-    elif not isinstance(mod, POINTWISE) or isinstance(mod, nn.LocalResponseNorm):
+        return type(mod)(dim=1), "dim 1"
+    if not isinstance(mod, POINTWISE) or isinstance(mod, nn.LocalResponseNorm):
         raise ValueError(f"convolutionalize cannot carry {type(mod).__name__} ({node.target!r}) "
                          "over the classifier head")
+    return None, None
+
+
+def _place(gm: fx.GraphModule, node: fx.Node, new: nn.Module | None, made_for, placed) -> None:
+    """Put ``new`` where the module ``node`` calls was; a module called twice for different
+    inputs (one Linear on the flattened map, then on a vector) gets a second name."""
+    if new is None:
+        return
+    name = placed.get((node.target, made_for))
+    if name is None:
+        name, k = node.target, 1
+        while any(target == name for target, _ in placed) or \
+                (k > 1 and _has_submodule(gm, name)):
+            k += 1
+            name = f"{node.target}_call{k}"
+        _replace_module(gm, name, new)
+        placed[(node.target, made_for)] = name
+    node.target = name
+
+
+def _has_submodule(gm: nn.Module, target: str) -> bool:
+    try:
+        gm.get_submodule(target)
+    except AttributeError:
+        return False
+    return True
 
 
 def _softmax_over_channels(node: fx.Node) -> None:
@@ -299,7 +341,13 @@ class SizeGuard:
         self.input_shape, self.flat_shape = input_shape, flat_shape
 
     def __call__(self, module, args):
-        x = args[0]
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor):
+            hint = " (torch.from_numpy(array) makes one)" if type(x).__module__ == "numpy" else ""
+            raise TypeError(f"the converted net takes a torch.Tensor (N, "
+                            f"{', '.join(map(str, self.input_shape))}) or larger; got "
+                            f"{type(x).__name__}{hint}")
+        expect_input(module, x, "net")
         need = self.input_shape[1:]
         got = tuple(x.shape[2:])
         if x.dim() != len(self.input_shape) + 1 or x.shape[1] != self.input_shape[0]:
