@@ -28,9 +28,23 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 def meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Meta stand-ins for every parameter and buffer: the model runs for shapes, not values.
-    A weight tied to two layers (or one layer used twice) is listed once."""
-    tensors = list(model.named_parameters()) + list(model.named_buffers())
-    return {name: torch.empty_like(t, device="meta") for name, t in tensors}
+    One name per layer object and attribute: a layer called twice is listed once (swapping it
+    twice would put a stand-in back instead of the weight), a weight tied to two layers twice."""
+    state = {}
+    for prefix, module in model.named_modules():
+        for name, t in [*module.named_parameters(recurse=False),
+                        *module.named_buffers(recurse=False)]:
+            if t is not None:
+                state[f"{prefix}.{name}" if prefix else name] = torch.empty_like(t, device="meta")
+    return state
+
+
+def call_on_meta(model: nn.Module, args, kwargs=None):
+    """model(*args) with its weights swapped for meta stand-ins, and put back after. Tying is
+    off: each layer's stand-in is given by name (PyTorch would refuse two values for one tied
+    weight)."""
+    return torch.func.functional_call(model, meta_state(model), tuple(args), kwargs or {},
+                                      tie_weights=False, strict=False)
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
@@ -44,7 +58,7 @@ def run_on_meta(model: nn.Module, input_shape: Shape, batch: int = BATCH):
     Batch 2, not 1, so that BatchNorm in training mode accepts a 1x1 map.
     """
     x = torch.empty((batch, *input_shape), device="meta", dtype=model_dtype(model))
-    return torch.func.functional_call(model, meta_state(model), (x,), strict=False)
+    return call_on_meta(model, (x,))
 
 
 def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
@@ -122,14 +136,15 @@ def _parameter_names(gm: fx.GraphModule, node: fx.Node) -> list[str]:
 def where(node: fx.Node, name: str | None = None) -> str:
     """'max_pool2d' (line 12 of forward: x = F.max_pool2d(x, 2))': the op and its source line.
 
-    The line is the first frame of the model's own code; a layer of an nn.Sequential has none
-    (its call is inside PyTorch), so it is named by its path and type: '3' (MaxPool2d).
+    The line is the innermost frame of the model's own code (in a helper that forward calls,
+    the helper's line); a layer of an nn.Sequential has none (its call is inside PyTorch), so
+    it is named by its path and type: '3' (MaxPool2d).
     """
     label = repr(name or node.name)
     if node.op == "call_module":
         label += f" ({type(node.graph.owning_module.get_submodule(node.target)).__name__})"
-    frames = re.findall(r'File "([^"]+)", line (\d+), in (\w+)\n\s+(.*)', node.stack_trace or "")
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s+(.*)', node.stack_trace or "")
     own = [f for f in frames if _TORCH_DIR not in f[0]]
     if not own:
         return label
-    return f"{label} (line {own[0][1]} of {own[0][2]}: {own[0][3].strip()})"
+    return f"{label} (line {own[-1][1]} of {own[-1][2]}: {own[-1][3].strip()})"

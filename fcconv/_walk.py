@@ -21,7 +21,7 @@ from torch import fx, nn
 from . import _geometry as geometry
 from ._crop import CropToWindows
 from ._field import Field
-from ._fx import BATCH, meta_state, model_dtype, symbolic_trace, where
+from ._fx import BATCH, call_on_meta, model_dtype, symbolic_trace, where
 from ._geometry import per_axis
 from ._graph import MAPS, Geo, Graph, Step, spatial_dims, unknown
 from ._ops import (
@@ -60,9 +60,14 @@ def analyse(model: nn.Module, input_shape: Shape, explain: bool = True) -> Graph
 
     Recording source lines costs milliseconds per node, so the walk runs without them and, if
     ``explain``, runs again with them only when it has something to explain (an unknown op, a
-    refusal note), so that the messages can quote the line of ``forward``.
+    refusal note, an error), so that the messages can quote the line of ``forward``.
     """
-    graph = _analyse(symbolic_trace(model), input_shape)
+    try:
+        graph = _analyse(symbolic_trace(model), input_shape)
+    except ValueError:
+        if not explain:
+            raise
+        graph = _analyse(symbolic_trace(model, lines=True), input_shape)  # raises, with lines
     if explain and graph.has_news():
         graph = _analyse(symbolic_trace(model, lines=True), input_shape)
     return graph
@@ -94,8 +99,7 @@ class _Walk(fx.Interpreter):
         self.seen_params: set[int] = set()
 
     def call_module(self, target, args, kwargs):
-        mod = self.module.get_submodule(target)
-        return torch.func.functional_call(mod, meta_state(mod), args, kwargs)
+        return call_on_meta(self.module.get_submodule(target), args, kwargs)
 
     def fetch_attr(self, target: str):
         attr = super().fetch_attr(target)
@@ -111,6 +115,7 @@ class _Walk(fx.Interpreter):
         elif n.op in ("call_function", "call_method"):
             step.kind = re.sub(r"_\d+$", "", n.name)
             _check_function_input(step, args, kwargs)
+            self.check_operands(step, args)
         out = super().run_node(n)
         t = _tensor(out)
         step.out = tuple(t.shape) if t is not None else None
@@ -334,6 +339,19 @@ class _Walk(fx.Interpreter):
         step.notes["size_scalar"] = (
             f"{where(n)} uses a number computed from the input's size ({sizes[0].name}): on a "
             "larger image it is a different number than on each crop; use a constant")
+
+    def check_operands(self, step: Step, args) -> None:
+        """Tensors added (multiplied, ...) must broadcast: say which, and what they are, before
+        PyTorch would fail on them."""
+        if step.node.target not in BINARY:
+            return
+        tensors = [(a, t) for a, t in zip(step.node.args, args) if isinstance(t, torch.Tensor)]
+        try:
+            torch.broadcast_shapes(*(t.shape for _, t in tensors))
+        except RuntimeError:
+            what = " and ".join(f"{self.src(a).kind} {geometry.shape_text(t)}" for a, t in tensors)
+            raise ValueError(f"{where(step.node)} combines tensors that do not line up ({what}): "
+                             "flatten maps of the same shape, the same way") from None
 
     # ------------------------------------------------------------------ cost
 

@@ -318,8 +318,20 @@ def test_cli_traces_the_convolutionalized_net():
 
 def test_cli_input_zero_is_refused_not_read_as_the_default():
     r = run_cli("trace", "vgg16", "--input", "0")
-    assert r.returncode == 2 and "input_shape[1] must be >= 1; got 0" in r.stderr
+    assert r.returncode == 2 and "argument --input: must be positive, got 0" in r.stderr
     assert "224x224" not in r.stdout and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,text", [
+    (("trace", "lenet5", "--input", "100000000000"), "error: an input of "
+     "100000000000x100000000000x1 holds 10,000,000,000,000,000,000,000 values per example: "
+     "more than one tensor can index"),
+    (("trace", "lenet5", "--input", "-3"), "argument --input: must be positive, got -3"),
+    (("trace", "lenet5", "--input", "3.5"), "argument --input: invalid int value: '3.5'"),
+])
+def test_cli_input_is_checked_before_torch_sees_it(args, text):
+    r = run_cli(*args)
+    assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr
 
 
 # --------------------------------------------------------------------------- clear errors
