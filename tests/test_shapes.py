@@ -386,3 +386,130 @@ def test_unknown_op_in_forward_is_named_with_its_line():
 
     with pytest.raises(ValueError, match=r"'roll' \(line \d+ of forward: return torch.roll"):
         receptive_field(Roll(), (1, 8, 8))
+
+
+# --------------------------------------------------------------------------- issue 22: fields
+
+def autograd_rows(net, shape, cell):
+    """The input rows autograd says reach output ``cell`` (an index into the output, no batch)."""
+    x = torch.rand(1, *shape, dtype=torch.float64, requires_grad=True)
+    net(x)[(0, *cell)].backward()
+    grad = x.grad[0].abs().sum(0)
+    return torch.nonzero(grad.sum(tuple(range(1, grad.dim())))).flatten().tolist()
+
+
+def positive(net):
+    for p in net.parameters():
+        nn.init.uniform_(p, 0.1, 1.0)   # no cancellation hides a pixel
+    return net.double()
+
+
+class Features(nn.Module):
+    """conv -> flatten -> ``tail``: what a flattened feature depends on."""
+
+    def __init__(self, tail):
+        super().__init__()
+        self.conv, self.tail = nn.Conv2d(1, 2, 3), tail
+
+    def forward(self, x):
+        return self.tail(self.conv(x).flatten(1))
+
+
+@pytest.mark.parametrize("tail", [nn.LayerNorm(2 * 8 * 8), nn.Softmax(dim=1),
+                                  nn.Sequential(nn.Softmax(dim=1), nn.Linear(128, 3))])
+def test_case9_features_mixed_after_the_flatten_see_the_whole_map(tail):
+    net = positive(Features(tail))
+    rf = receptive_field(net, (1, 10, 10))
+    assert (rf.size, rf.jump, rf.start) == (10, 1, 0)
+    assert autograd_rows(net, (1, 10, 10), (1,)) == list(range(10))
+
+
+def test_case9_a_layer_norm_over_positions_has_no_field():
+    class WidthNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(1, 3, 3), nn.LayerNorm((6, 3))
+
+        def forward(self, x):
+            return self.norm(self.conv(x).permute(0, 2, 3, 1))
+
+    with pytest.raises(ValueError, match=r"'norm' \(LayerNorm\).*normalises over the last 2 axes"):
+        receptive_field(WidthNorm(), (1, 8, 8))
+    assert len(autograd_rows(positive(WidthNorm()), (1, 8, 8), (0, 0, 0))) == 3  # rows: one cell
+    # ...but all 8 columns: the row of cells it normalises over
+
+
+@pytest.mark.parametrize("crop,pad", [(-1, 1), (-2, 1), (-1, 2)])
+def test_case8_padding_after_a_crop_is_refused_a_crop_alone_is_exact(crop, pad):
+    cropped = positive(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ZeroPad2d(crop), nn.Conv2d(1, 1, 3)))
+    rf = receptive_field(cropped, (1, 12, 12))
+    assert autograd_rows(cropped, (1, 12, 12), (0, 0, 0)) == list(range(*rf.window(0))) + \
+        [rf.window(0)[1]]
+    padded = positive(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ZeroPad2d(crop),
+                                    nn.Conv2d(1, 1, 3, padding=pad)))
+    with pytest.raises(ValueError, match=r"'2' \(Conv2d\) pads the first cells of axis 0 after a "
+                                         r"crop \(negative padding\) removed cells there"):
+        receptive_field(padded, (1, 12, 12))
+    first = rf.window(0)[0]   # autograd: the border cell does not see the pixels its window says
+    assert autograd_rows(padded, (1, 12, 12), (0, 0, 0))[0] >= first > 0
+
+
+def test_memory_trace_of_a_conv1d_net_on_30_million_samples():
+    """Meta tensors and a field that says 'one run' once: no Python object per kernel tap."""
+    import tracemalloc
+
+    net = nn.Sequential(nn.Conv1d(1, 4, 3, stride=2), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                        nn.Linear(4, 2))
+    tracemalloc.start()
+    t = trace(net, (1, 3 * 10**7))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert t.rows[1].rf_size == 3 * 10**7 - 1 and peak < 50 * 2**20
+    strided = nn.Sequential(nn.Conv1d(1, 2, 1, stride=2), nn.AvgPool1d(3000), nn.Conv1d(2, 2, 3))
+    rows = trace(strided, (1, 3 * 10**7)).rows
+    assert rows[1].rf.gaps and rows[2].rf is None   # 3,000 runs listed; 3 x 3,000 are not
+    with pytest.raises(ValueError, match="more than 4,096 separate runs of pixels"):
+        receptive_field(strided, (1, 3 * 10**7))
+
+
+def test_heads_that_see_different_fields_are_named():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 5, padding=2)
+
+        def forward(self, x):
+            return self.a(x), self.b(x)
+
+    class Same(Two):
+        def forward(self, x):
+            return self.b(x), torch.relu(self.b(x))
+
+    assert receptive_field(Same(), (1, 9, 9)) == fcconv.ReceptiveField(5, 1, -2)
+    with pytest.raises(ValueError, match=r"the model's heads see different fields \(size/jump/"
+                                         r"start: a: 3/1/-1, b: 5/1/-2\); ask about one head"):
+        receptive_field(Two(), (1, 9, 9))
+
+
+def test_the_library_modules_import_each_other_without_a_circle():
+    """Each module depends only on the ones below it (DESIGN: no circles)."""
+    import ast
+    import pathlib
+
+    package = pathlib.Path(fcconv.__file__).parent
+    imports = {}
+    for path in package.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found |= {node.module.split(".")[0]} if node.module else \
+                    {a.name for a in node.names}
+        imports[path.stem] = found & {p.stem for p in package.glob("*.py")}
+    order, done = [], set()
+    while len(done) < len(imports):
+        ready = sorted(m for m in imports if m not in done and imports[m] <= done)
+        assert ready, f"an import circle among {sorted(set(imports) - done)}"
+        order += ready
+        done |= set(ready)
+    assert order.index("_walk") < order.index("shapes") < order.index("plots")
+    assert order.index("_crop") < order.index("_walk") < order.index("dense")
