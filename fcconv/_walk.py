@@ -21,7 +21,7 @@ from torch import fx, nn
 from . import _geometry as geometry
 from ._crop import CropToWindows
 from ._field import Field
-from ._fx import BATCH, call_on_meta, model_dtype, symbolic_trace, where
+from ._fx import BATCH, call_on_meta, meta_twin, model_dtype, symbolic_trace, where
 from ._geometry import per_axis
 from ._graph import MAPS, Geo, Graph, Step, spatial_dims, unknown
 from ._ops import (
@@ -97,9 +97,15 @@ class _Walk(fx.Interpreter):
         self.extra_traceback = False  # our messages name the layer; fx's would add its internals
         self.steps: dict[fx.Node, Step] = {}
         self.seen_params: set[int] = set()
+        self.twins: dict[int, nn.Module] = {}  # each layer's meta twin, made on its first call
 
     def call_module(self, target, args, kwargs):
-        return call_on_meta(self.module.get_submodule(target), args, kwargs)
+        mod = self.module.get_submodule(target)
+        if next(mod.children(), None) is not None or hasattr(mod, "parametrizations"):
+            return call_on_meta(mod, args, kwargs)
+        if id(mod) not in self.twins:
+            self.twins[id(mod)] = meta_twin(mod)
+        return self.twins[id(mod)](*args, **kwargs)
 
     def fetch_attr(self, target: str):
         attr = super().fetch_attr(target)
