@@ -44,9 +44,11 @@ class Field:
         return cls((1,) * n, (1,) * n, (0,) * n, (((0, 0),),) * n, (0,) * n, "",
                    ((False, False),) * n)
 
-    def step(self, kernel, stride, padding, dilation, total_pad=None, label: str = "") -> Field:
+    def step(self, kernel, stride, padding, dilation, total_pad=None, label: str = "",
+             hangs=()) -> Field:
         """After a window op; ``total_pad`` (left + right per axis) defaults to 2 * padding.
-        ``label`` names the op in a message (which layer made the field odd)."""
+        ``label`` names the op in a message (which layer made the field odd); ``hangs``: the
+        axes where a ceil-mode window hangs off the end (like padding, past a crop)."""
         total_pad = total_pad or tuple(2 * p for p in padding)
         axes = [field_step(*f, k, s, p, d) for f, k, s, p, d in
                 zip(zip(self.size, self.jump, self.start), kernel, stride, padding, dilation)]
@@ -55,8 +57,8 @@ class Field:
         # floor((floor((n + a) / J) + tp - span + s) / s) = floor((n + a + J*(tp - span + s)) / (J*s))
         offset = tuple(a + j * (tp - (d * (k - 1) + 1) + s) for a, j, tp, k, s, d in
                        zip(self.offset, self.jump, total_pad, kernel, stride, dilation))
-        odd = self.odd or _too_many_runs(spans) or \
-            self._pads_a_crop(label, padding, tuple(tp - p for tp, p in zip(total_pad, padding)))
+        right = tuple(tp - p + (a in hangs) for a, (tp, p) in enumerate(zip(total_pad, padding)))
+        odd = self.odd or _too_many_runs(spans) or self._pads_a_crop(label, padding, right)
         spans = tuple(runs or ((0, a[0] - 1),) for runs, a in zip(spans, axes))
         return Field(*(tuple(a[i] for a in axes) for i in range(3)), spans, offset, odd, self.cut)
 
@@ -74,10 +76,10 @@ class Field:
         for axis, ((cl, cr), lt, r) in enumerate(zip(self.cut, left, right)):
             side = "first" if cl and lt > 0 else "last" if cr and r > 0 else ""
             if side:
-                return (f"{label} pads the {side} cells of axis {axis} after a crop (negative "
-                        "padding) removed cells there: the cells at that border see zeros "
-                        "where their window says pixels, so no (size, jump, start) describes "
-                        "them")
+                return (f"{label} pads the {side} cells of axis {axis} (or hangs a ceil-mode "
+                        "window over them) after a crop (negative padding) removed cells there: "
+                        "the cells at that border see less than the pixels their window says, "
+                        "so no (size, jump, start) describes them")
         return ""
 
     def gaps(self) -> str:

@@ -51,7 +51,7 @@ def window(step: Step, g: Geo, x, kernel, stride, padding, dilation, ceil: bool,
             "pass over a larger image a whole one, so the dense map differs from the crops")
     elif ceil:
         step.notes["ceil_fits"] = "ceil_mode=True, but every window fits"
-    f = g.field.step(kernel, stride, padding, dilation, total, label)
+    f = g.field.step(kernel, stride, padding, dilation, total, label, [a for a, _ in partial])
     if mode != "zeros" and any(padding) and f.gaps() and not f.odd:
         f = replace(f, odd=f"{label} pads with padding_mode={mode!r} and its cells skip pixels "
                            "(gaps): a copied border pixel can land in a gap, so they do not see "

@@ -349,6 +349,14 @@ def test_cli_input_is_checked_before_torch_sees_it(args, text):
     (lambda: conv_output_size(5, 2, ceil_mode="no"), TypeError,
      "ceil_mode must be True or False; got 'no'"),
     (lambda: conv_output_size(5, 2.0), TypeError, "kernel must be an int; got 2.0"),
+    (lambda: fcconv.formulas.cell_window("ab", 3, 2), TypeError, "cell must be an int; got 'ab'"),
+    (lambda: fcconv.formulas.cell_window((1, -2), 3, 2), ValueError, "cell[1] must be >= 0; got -2"),
+    (lambda: fcconv.formulas.cell_window((1, 2, 3), 3, 2), ValueError,
+     "cell must be an int or a (height, width) pair; got (1, 2, 3)"),
+    (lambda: fcconv.formulas.field_step(3, 1, 0, "3"), TypeError, "kernel must be an int; got '3'"),
+    (lambda: fcconv.formulas.field_step(3, 0, 0, 3), ValueError, "jump must be >= 1; got 0"),
+    (lambda: trace(nn.Sequential(nn.Conv2d(1, 1, 3)), (1, 2, 8, 8, 8)), ValueError,
+     "input_shape (1, 2, 8, 8, 8) has 5 sizes, but the model's first layer (Conv2d) takes 2"),
 ])
 def test_bad_arguments_get_a_clear_error(call, error, text):
     with pytest.raises(error) as info:
@@ -447,8 +455,8 @@ def test_case8_padding_after_a_crop_is_refused_a_crop_alone_is_exact(crop, pad):
         [rf.window(0)[1]]
     padded = positive(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ZeroPad2d(crop),
                                     nn.Conv2d(1, 1, 3, padding=pad)))
-    with pytest.raises(ValueError, match=r"'2' \(Conv2d\) pads the first cells of axis 0 after a "
-                                         r"crop \(negative padding\) removed cells there"):
+    with pytest.raises(ValueError, match=r"'2' \(Conv2d\) pads the first cells of axis 0 .*after "
+                                         r"a crop \(negative padding\) removed cells there"):
         receptive_field(padded, (1, 12, 12))
     first = rf.window(0)[0]   # autograd: the border cell does not see the pixels its window says
     assert autograd_rows(padded, (1, 12, 12), (0, 0, 0))[0] >= first > 0
