@@ -71,3 +71,10 @@ LINEAR_FUNCS = {F.linear}
 LAYER_FUNCS = {*WINDOW_FUNCS, *ADAPTIVE_FUNCS, *LINEAR_FUNCS}  # rows of ``trace``
 # Tensor methods and functions whose result is a size read off a tensor, not its values.
 SIZES = {"size", "numel", "dim", torch.numel}
+
+
+def bind(names, args, kwargs) -> dict:
+    """A call's arguments by parameter name: ``names`` in order for the positional ones."""
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    return bound

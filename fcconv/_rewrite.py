@@ -377,6 +377,11 @@ def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
                          " their score maps would not line up cell for cell; convert each head "
                          "on its own")
     jump = jumps.pop()
+    for out in _heads(run_on_meta(gm, shape)):   # before any crop: each head is one window
+        if out.dim() <= nsp or any(s != 1 for s in out.shape[-nsp:]):
+            raise ValueError(f"the converted model gives {tuple(out.shape)} at the training size, "
+                             f"not one cell ({'x'.join('1' * nsp)}) per head: a head that returns "
+                             "a feature map is not a classifier of the whole window")
     # One probe settles it: the dense count is floor((H + A) / jump) for some A, equal to the
     # crops' (H - window) // jump + 1 for every H iff it is 1 at H = window + jump - 1.
     probe = _heads(run_on_meta(gm, (shape[0], *(w + j - 1 for w, j in zip(window, jump)))))
@@ -389,10 +394,6 @@ def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     net.jump = jump[0] if len(set(jump)) == 1 else tuple(jump)
     flat_shape = next(iter(flats.values())).map_shape if flats else None
     net.register_forward_pre_hook(SizeGuard(shape, flat_shape))
-    for out in _heads(run_on_meta(net, shape)):
-        if out.dim() <= nsp or any(s != 1 for s in out.shape[-nsp:]):
-            raise ValueError(f"the converted model gives {tuple(out.shape)} at the training size, "
-                             f"not one cell ({'x'.join('1' * nsp)})")
     return net
 
 

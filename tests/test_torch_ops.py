@@ -1093,3 +1093,21 @@ def test_misleading_refusals_now_convert_exactly(model):
     """A constant default argument, an identity adaptive pool that returns indices, one Linear
     called on the flattened map and again on its output: each converts, and is exact."""
     dense_equals_crops(model(), (1, 8, 8), (12, 11))
+
+
+class FeaturesToo(nn.Module):
+    """Scores and the feature map they came from: the map is no classifier of the window."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(72, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(y.flatten(1)), y
+
+
+def test_a_head_that_returns_a_feature_map_is_refused_before_any_crop():
+    with pytest.raises(ValueError, match=r"gives \(2, 2, 6, 6\) at the training size, not one "
+                                         r"cell \(1x1\) per head"):
+        convolutionalize(FeaturesToo(), (1, 8, 8))
