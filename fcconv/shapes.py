@@ -207,18 +207,17 @@ def _rf_text(v) -> str:
 
 
 def _normalize_input_shape(model: nn.Module, input_shape) -> Shape:
-    """Accept 224, (224, 224), (3, 224, 224) or (N, 3, 224, 224); return (C, H, W).
+    """Accept 224, (224, 224), (3, 224, 224) or (N, 3, 224, 224); return (C, H, W) (or (C, L)).
 
     How many axes an input has comes from the first layer that says (a Conv1d, a MaxPool3d):
     (5, 8, 8, 8) is (C, D, H, W) for a Conv3d net, (N, C, H, W) for a Conv2d one.
     """
-    if not isinstance(input_shape, (str, bytes)) and not hasattr(input_shape, "__iter__"):
-        side = checked_int("input_shape", input_shape, 1)
-        input_shape = (side, side)
-    shape = checked_shape("input_shape", input_shape, (1, 2, 3, 4, 5))
     first = next((m for m in model.modules() if type(m) in SPATIAL_DIMS), None)
     nsp = SPATIAL_DIMS[type(first)] if first is not None else 2
-    channels = getattr(first, "in_channels", None) if isinstance(first, CONV) else None
+    channels = next((m.in_channels for m in model.modules() if isinstance(m, CONV)), None)
+    if not isinstance(input_shape, (str, bytes)) and not hasattr(input_shape, "__iter__"):
+        input_shape = (checked_int("input_shape", input_shape, 1),) * nsp   # 224: 224x224
+    shape = checked_shape("input_shape", input_shape, (1, 2, 3, 4, 5))
     if len(shape) == nsp and channels is not None:
         return (channels, *shape)
     if len(shape) == nsp + 2:

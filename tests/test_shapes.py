@@ -521,3 +521,13 @@ def test_the_library_modules_import_each_other_without_a_circle():
         done |= set(ready)
     assert order.index("_walk") < order.index("shapes") < order.index("plots")
     assert order.index("_crop") < order.index("_walk") < order.index("dense")
+
+
+def test_input_shape_forms_follow_the_first_layer():
+    """224 means 224x224 for a 2-D net and 224 samples for a 1-D one; (H, W) takes the channels
+    from the first conv even when a pool comes first; (C, D, H, W) is one example for Conv3d."""
+    pooled = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 4, 3))
+    assert trace(pooled, (16, 16)).rows[-1].out_shape == trace(pooled, (3, 16, 16)).rows[-1].out_shape
+    assert trace(nn.Sequential(nn.Conv1d(3, 4, 3)), 20).rows[-1].out_shape == (4, 18)
+    assert trace(nn.Sequential(nn.Conv3d(5, 2, 3)), (1, 5, 8, 8, 8)).rows[-1].out_shape == \
+        (2, 6, 6, 6)
