@@ -274,9 +274,7 @@ def _head_module(node: fx.Node, mod: nn.Module, flat: _graph.Geo | None, nsp: in
         bn.load_state_dict(mod.state_dict())
         bn.train(mod.training)
         return bn, "2d"
-    if isinstance(mod, SOFTMAX):
-        if mod.dim not in (1, -1):
-            raise ValueError(f"{node.target!r}: softmax over dim {mod.dim} is not over the classes")
+    if isinstance(mod, SOFTMAX):  # over the classes (the walk refused any other dim)
         return type(mod)(dim=1), "dim 1"
     if not isinstance(mod, POINTWISE) or isinstance(mod, nn.LocalResponseNorm):
         raise ValueError(f"convolutionalize cannot carry {type(mod).__name__} ({node.target!r}) "
@@ -310,13 +308,12 @@ def _has_submodule(gm: nn.Module, target: str) -> bool:
 
 
 def _softmax_over_channels(node: fx.Node) -> None:
-    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    if dim not in (1, -1):
-        raise ValueError(f"{where(node)}: softmax over dim {dim} is not over the classes")
-    if "dim" in node.kwargs:
-        node.update_kwarg("dim", 1)
-    else:
+    """A softmax over the classes of (N, K) scores (the walk refused any other dim): over dim 1,
+    the channels, of the score map (dim=-1 would be its width)."""
+    if len(node.args) > 1:
         node.update_arg(1, 1)
+    else:
+        node.update_kwarg("dim", 1)
 
 
 def _replace_module(gm: fx.GraphModule, target: str, new: nn.Module) -> None:

@@ -1111,3 +1111,25 @@ def test_a_head_that_returns_a_feature_map_is_refused_before_any_crop():
     with pytest.raises(ValueError, match=r"gives \(2, 2, 6, 6\) at the training size, not one "
                                          r"cell \(1x1\) per head"):
         convolutionalize(FeaturesToo(), (1, 8, 8))
+
+
+class Scores(nn.Module):
+    """conv, flatten, Linear, then ``softmax`` on the (N, K) scores."""
+
+    def __init__(self, softmax):
+        super().__init__()
+        self.conv, self.fc, self.softmax = nn.Conv2d(1, 2, 3), nn.Linear(72, 3), softmax
+
+    def forward(self, x):
+        return self.softmax(self.fc(self.conv(x).flatten(1)))
+
+
+@pytest.mark.parametrize("softmax", [nn.Softmax(), lambda v: F.softmax(v), lambda v: v.softmax(-1),
+                                     lambda v: torch.log_softmax(input=v, dim=1)])
+def test_a_softmax_over_the_classes_in_any_spelling_is_over_the_channels(softmax):
+    dense_equals_crops(Scores(softmax), (1, 8, 8), (12, 10))
+
+
+def test_a_softmax_over_the_batch_is_refused():
+    with pytest.raises(ValueError, match="takes a softmax over dim 0 of a \\(N, D\\) vector"):
+        convolutionalize(Scores(lambda v: F.softmax(v, 0)), (1, 8, 8))
