@@ -62,6 +62,10 @@ class ReceptiveField:
 
     def window(self, i: int, axis: int = 0) -> tuple[int, int]:
         """Inclusive input-pixel range ``(first, last)`` seen by output cell ``i`` on ``axis``."""
+        i, axis = checked_int("i", i, 0), checked_int("axis", axis, 0)
+        axes = 3 if isinstance(self.size, int) else len(self.size)  # an int: the same on each
+        if axis >= axes:
+            raise ValueError(f"axis must be below {axes} (one per spatial axis); got {axis}")
         size, jump, start = (v if isinstance(v, int) else v[axis]
                              for v in (self.size, self.jump, self.start))
         return start + i * jump, start + i * jump + size - 1

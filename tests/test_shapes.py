@@ -355,6 +355,10 @@ def test_cli_input_is_checked_before_torch_sees_it(args, text):
      "cell must be an int or a (height, width) pair; got (1, 2, 3)"),
     (lambda: fcconv.formulas.field_step(3, 1, 0, "3"), TypeError, "kernel must be an int; got '3'"),
     (lambda: fcconv.formulas.field_step(3, 0, 0, 3), ValueError, "jump must be >= 1; got 0"),
+    (lambda: receptive_field(nn.Conv2d(1, 1, (3, 5)), (1, 8, 8)).window(0, 2), ValueError,
+     "axis must be below 2 (one per spatial axis); got 2"),
+    (lambda: receptive_field(nn.Conv2d(1, 1, 3), (1, 8, 8)).pixels(-1), ValueError,
+     "i must be >= 0; got -1"),
     (lambda: trace(nn.Sequential(nn.Conv2d(1, 1, 3)), (1, 2, 8, 8, 8)), ValueError,
      "input_shape (1, 2, 8, 8, 8) has 5 sizes, but the model's first layer (Conv2d) takes 2"),
 ])
