@@ -55,6 +55,9 @@ from .formulas import format_shape
 Shape = tuple[int, ...]
 
 MAX_BYTES = 2**62  # a meta tensor larger than this cannot be indexed (PyTorch counts in int64)
+# Layers that read their weights from their own attributes only: they run as a meta twin.
+TWINNED = (*CONV, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX, nn.Linear, nn.LayerNorm,
+           nn.Flatten, CropToWindows)
 
 
 def analyse(model: nn.Module, input_shape: Shape, explain: bool = True) -> Graph:
@@ -103,7 +106,8 @@ class _Walk(fx.Interpreter):
 
     def call_module(self, target, args, kwargs):
         mod = self.module.get_submodule(target)
-        if next(mod.children(), None) is not None or hasattr(mod, "parametrizations"):
+        if not isinstance(mod, TWINNED) or next(mod.children(), None) is not None or \
+                hasattr(mod, "parametrizations"):  # (an LSTM keeps its weights elsewhere too)
             return call_on_meta(mod, args, kwargs)
         if id(mod) not in self.twins:
             self.twins[id(mod)] = meta_twin(mod)

@@ -355,6 +355,11 @@ def test_cli_input_is_checked_before_torch_sees_it(args, text):
      "cell must be an int or a (height, width) pair; got (1, 2, 3)"),
     (lambda: fcconv.formulas.field_step(3, 1, 0, "3"), TypeError, "kernel must be an int; got '3'"),
     (lambda: fcconv.formulas.field_step(3, 0, 0, 3), ValueError, "jump must be >= 1; got 0"),
+    (lambda: trace(fcconv.lenet5(), 10**12), ValueError, "an input of 1000000000000x"
+     "1000000000000x1 holds 1,000,000,000,000,000,000,000,000 values per example: more than one "
+     "tensor can index; use a smaller size"),
+    (lambda: receptive_field(fcconv.lenet5(), (1, 10**10, 10**9)), ValueError,
+     "an input of 10000000000x1000000000x1 holds"),
     (lambda: receptive_field(nn.Conv2d(1, 1, (3, 5)), (1, 8, 8)).window(0, 2), ValueError,
      "axis must be below 2 (one per spatial axis); got 2"),
     (lambda: receptive_field(nn.Conv2d(1, 1, 3), (1, 8, 8)).pixels(-1), ValueError,
