@@ -37,7 +37,9 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True) -> nn.Mo
     flatten whose heads give one cell at input_shape (MTCNN's P-Net) is already convolutional:
     it comes back with ``.window`` and ``.jump``, its ceil-mode pools set to floor where every
     window fits, so that it scores exactly the windows that fit in the image. ``.changes`` says
-    what changed in the trunk, and why (one sentence each).
+    what changed in the trunk, and why (one sentence each). BatchNorm on batch statistics and
+    dropout that drops are refused on a model with weights (call model.eval()); a model on the
+    meta device converts for its shapes, and the result refuses a real image.
 
     exact: a pool with ceil_mode=True whose last window hangs over the edge of the map at
     input_shape pools a partial window in each crop but a whole one in the dense pass, so the
