@@ -10,7 +10,7 @@ from torch import fx, nn
 from ._fx import BATCH, where
 from ._geometry import per_axis, shape_text
 from ._graph import Step
-from ._ops import BINARY, CONV, POOL, WINDOW_FUNCS, bind
+from ._ops import BINARY, CONV, POOL, WINDOW_FUNCS, ZERO_PAD, bind
 from .formulas import conv_output_size, format_shape
 
 
@@ -31,6 +31,8 @@ def module_input(step: Step, x) -> None:
     if isinstance(mod, CONV) and (x.dim() < 2 or x.shape[1] != mod.in_channels):
         raise ValueError(f"{here} expects {mod.in_channels} input channels but gets "
                          f"{x.shape[1] if x.dim() > 1 else 'a vector'}")
+    if isinstance(mod, ZERO_PAD):
+        _crop_fits(here, x, mod.padding)
     if isinstance(mod, CONV + POOL) and not isinstance(getattr(mod, "padding", 0), str):
         _fits(here, x, mod.kernel_size, getattr(mod, "stride", None) or mod.kernel_size,
                     getattr(mod, "padding", 0), getattr(mod, "dilation", 1),
@@ -64,6 +66,15 @@ def _fits(here: str, x: torch.Tensor, kernel, stride, padding, dilation, ceil) -
                 from None
 
 
+def _crop_fits(here: str, x: torch.Tensor, pad) -> None:
+    """Negative padding crops: it cannot take more cells than a side has."""
+    sides = list(x.shape[2:])[::-1]  # PyTorch lists (left, right) pairs from the last axis
+    for size, (left, right) in zip(sides, zip(pad[::2], pad[1::2])):
+        if size + left + right < 0:
+            raise ValueError(f"{here} pads a {size}-cell side by {left} and {right}: a crop of "
+                             f"{-min(left, 0) - min(right, 0)} cells, more than it has")
+
+
 def operands(step: Step, args, steps: dict[fx.Node, Step]) -> None:
     """Tensors added (multiplied, ...) must broadcast: say which, and what they are, before
     PyTorch would fail on them."""
@@ -77,3 +88,11 @@ def operands(step: Step, args, steps: dict[fx.Node, Step]) -> None:
                             for a, t in tensors)
         raise ValueError(f"{where(step.node)} combines tensors that do not line up ({what}): "
                          "flatten maps of the same shape, the same way") from None
+
+
+def nonempty(step: Step) -> None:
+    """A layer that leaves a map with no cells (a crop or a stride past the end of a small
+    input): the input is too small, whatever comes after."""
+    if step.out is not None and 0 in step.out[1:]:
+        raise ValueError(f"{where(step.node, step.name)} leaves an empty "
+                         f"{format_shape(step.out[1:])} tensor: the input is too small for it")

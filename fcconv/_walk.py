@@ -132,6 +132,7 @@ class _Walk(fx.Interpreter):
         t = _tensor(out)
         step.out = tuple(t.shape) if t is not None else None
         step.tensor = isinstance(out, torch.Tensor)
+        checks.nonempty(step)
         if n.op != "output":
             self.steps[n] = step
             step.geo = self.geo(step, args, kwargs, out)

@@ -284,6 +284,8 @@ def must_refuse(spec: dict, values: bool = True) -> str:
     """What the spec has that cannot slide at its size ('' if nothing). ``values``: the model
     has weights (not the meta device), so randomness and batch statistics matter."""
     for op, before, after in walk_sizes(spec, spec["size"]):
+        if after < 1:
+            return "empty"  # a crop past a small map: the input is too small for it
         if op[0] == "pool":
             _, _, k, s, p, ceil, _ = op
             if ceil and after != floor_size(before, k, s, p):
@@ -309,6 +311,8 @@ def field_refused(spec: dict, size: int) -> str:
     unequal sizes."""
     cropped = False
     for op, before, after in walk_sizes(spec, size):
+        if after < 1:
+            return "empty"
         cropped = cropped or op[0] == "crop"
         padded = op[0] in ("conv", "pool") and op[4] > 0 or op[0] == "res" and op[3] or \
             op[0] == "pool" and after != floor_size(before, *op[2:5])  # a window hangs off
@@ -461,7 +465,7 @@ def check_whole_model(model, shape, spec) -> None:
     """Each head's score (one value per example) sees the field receptive_field gives for the
     whole model at its training size: the flattened map's, widened by the first Linear (or by
     a softmax over the features) to the whole map."""
-    if field_refused(spec, spec["size"]) or must_refuse(spec) in ("mean", "adaptive") or \
+    if field_refused(spec, spec["size"]) or must_refuse(spec) in ("mean", "adaptive", "empty") or \
             spec["softmax_flat"] and model.head[0].in_features == 1:  # a softmax of 1: constant
         return
     rf = receptive_field(model, shape)

@@ -1006,6 +1006,13 @@ def test_raw_two_flattened_maps_that_do_not_line_up():
      "the image is torch.float64 but fcn's weights are torch.float32"),
     (lambda: convolutionalize(small_sequential(), (1, 8, 8), exact="no"), TypeError,
      "exact must be True or False; got 'no'"),
+    (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 1, 1, stride=2), nn.ZeroPad2d(-2),
+                                            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                            nn.Linear(1, 2)), (1, 8, 8)), ValueError,
+     "'1' (ZeroPad2d) leaves an empty 0x0x1 tensor: the input is too small for it"),
+    (lambda: trace(nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.ZeroPad2d(-2)), (1, 8, 8)),
+     ValueError, "layer '1' (ZeroPad2d) pads a 3-cell side by -2 and -2: a crop of 4 cells, more "
+                 "than it has"),
 ])
 def test_raw_errors_become_messages_about_the_input(call, error, text):
     with pytest.raises(error) as info:
