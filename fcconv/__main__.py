@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("trace", help="print shapes, parameters, MACs and receptive fields")
     t.add_argument("model", choices=sorted(MODELS))
-    t.add_argument("--input", type=int, help="input height = width (default: the training size)")
+    t.add_argument("--input", type=_positive(int),
+                   help="input height = width (default: the training size)")
     t.add_argument("--convolutionalized", action="store_true",
                    help="trace the fully convolutional version (a score map on larger inputs)")
     t.set_defaults(run=_trace)
