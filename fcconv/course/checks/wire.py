@@ -8,7 +8,8 @@ the check chose (``probe``) and a description of its layers. Anything else arriv
 description (``Opaque``: its type's name and a short repr), never as itself.
 
 ``evaluate`` runs on the learner's side (in the grader: inside the learner's kernel, sent there as
-source text); ``decode`` on the judge's side (in the grader: its own process). A self-check cell
+source text, its reply read back as the value of an expression: ``reply_text``); ``decode`` on the
+judge's side (in the grader: its own process). A self-check cell
 runs both in one process: the same code, the same round trip through JSON.
 
 Nothing decoded here is trusted: every value is rebuilt from plain types, under caps on depth,
@@ -32,7 +33,8 @@ MAX_DEPTH = 6  # tuples in lists in tuples...: deeper is not an answer any exerc
 MAX_ITEMS = 100_000  # values in one answer, all sequences together
 MAX_ARRAY_BYTES = 64 * 2**20  # one array's .npy bytes
 MAX_TEXT = 200  # characters kept of a repr, a type name or an error message
-MIME = "application/vnd.fcconv.reply+json"  # how a grading kernel publishes a reply
+WATCH_OFF = "sys.setprofile"  # reported as forbidden when the learner's code ends the watch
+_setprofile, _getprofile = sys.setprofile, sys.getprofile  # as they were when this loaded
 
 
 class Malformed(ValueError):
@@ -186,7 +188,7 @@ def decode(v, depth: int = 0, budget: list | None = None):
         if tag == "array":
             return _from_npy(body)
         if tag == "object" and isinstance(body, str):
-            return Opaque(body[:MAX_TEXT], str(v.get("text", ""))[:MAX_TEXT])
+            return Opaque(clean(body)[:80], clean(v.get("text", ""))[:60])
         if tag == "module" and isinstance(body, dict):
             return Module(str(body["build"]), decode(body["args"], depth + 1, budget),
                           {str(k): _from_npy(a) for k, a in body["state"].items()},
@@ -288,13 +290,15 @@ class _Watch:
                     self.seen.append(name)
 
     def __enter__(self):
-        self.old = sys.getprofile()
+        self.old = _getprofile()
         if self.forbids:
-            sys.setprofile(self._profile)
+            _setprofile(self._profile)
         return self
 
     def __exit__(self, *exc):
-        sys.setprofile(self.old)
+        if self.forbids and _getprofile() != self._profile and WATCH_OFF not in self.seen:
+            self.seen.append(WATCH_OFF)  # the learner's code replaced the watch: said, not hidden
+        _setprofile(self.old)
 
 
 def _facts(answer) -> dict:
@@ -368,7 +372,7 @@ def evaluate(fn, request: dict) -> dict:
                                if probe else {"value": encode(answer)})
             except NotImplementedError:
                 return {"stub": True}
-            except Exception as err:  # the learner's code failed: say how, the check goes on
+            except (Exception, SystemExit) as err:  # the learner's code failed: say how
                 answers.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
                 break
     return {"answers": answers, "forbidden": watch.seen}
@@ -389,11 +393,10 @@ def request(calls, probe=None, forbids=()) -> dict:
             "forbids": [list(name.rsplit(".", 1)) for name in forbids]}
 
 
-def publish(reply: dict) -> None:
-    """In a grading kernel: send the reply to the grader as one display message."""
-    from IPython.display import display
-
-    display({MIME: reply}, raw=True)
+def reply_text(answer: str, namespace: dict, request: dict) -> str:
+    """In a grading kernel: evaluate the learner's function named ``answer`` and return the
+    reply as JSON text (the grader reads it back as the value of an expression)."""
+    return json.dumps(evaluate(namespace.get(answer), request))
 
 
 def round_trip(reply: dict) -> dict:
