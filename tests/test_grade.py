@@ -87,6 +87,7 @@ def graded(tmp_path_factory):
         "subclass03": (None, subclass03), "subclass04": (None, subclass04), "lookup07": (None, lookup07),
         "planter": (STUB02, planter(marker, _site_packages())), "survives": (SOLVED02, survives(token, csv_path)),
         "fair01": (None, fair01), "fair07": (None, fair07), "fair08": (None, fair08),
+        "solved04": (ROOT / "solutions" / "04_convolutionalize.ipynb", lambda nb: None),
     }
     paths = []
     for name, (base, edit) in attacks.items():
@@ -95,7 +96,7 @@ def graded(tmp_path_factory):
         notebook = {"zeroing": "01_fc_is_a_convolution", "subclass03": "03_weight_reshaping",
                     "subclass04": "04_convolutionalize", "lookup07": "07_conv_to_fc",
                     "fair01": "01_fc_is_a_convolution", "fair07": "07_conv_to_fc",
-                    "fair08": "08_find_the_digits"}.get(name, "02_shapes")
+                    "fair08": "08_find_the_digits", "solved04": "04_convolutionalize"}.get(name, "02_shapes")
         paths.append(write(nb, root / name / f"{notebook}.ipynb"))
     library = {p: p.read_bytes() for p in LIBRARY.rglob("*") if p.is_file()}
     children = set(sandbox.children(os.getpid()))
@@ -265,10 +266,11 @@ def test_malformed_metadata_is_reported_and_the_notebook_still_graded(graded):
 
 # ----------------------------------------------------------------- fair
 
-@pytest.mark.parametrize("name", ["fair01", "fair07", "fair08"])
+@pytest.mark.parametrize("name", ["fair01", "fair07", "fair08", "solved04"])
 def test_right_answers_in_another_type_score_full_marks(graded, name):
     """float32 filters, a scipy.sparse matrix, an exact Fraction, float32 scores, a whole float:
-    across the boundary too."""
+    across the boundary too; and 04 solved, under a 1.5 GB cap (the grader's own work is not
+    charged to it)."""
     r = graded["reports"][name]
     assert r.passed, (r.results, r.problems)
 

@@ -48,7 +48,7 @@ To add an exercise (say 09.1 in a new notebook 09):
 3. ``python -m tools.exercises --mark`` (nbgrader's metadata) and ``python -m tools.exercises``
    (writes exercises/).
 4. In tests/test_exercises.py, give it a plausible wrong answer (with the hint it must get) and a
-   right answer written another way.
+   right answer written another way; name ``n09.py`` in the README's Layout.
 
 The checks of the NumPy exercises (notebooks 01 and 07, and those of 02, 05, 06 that need no
 PyTorch) work where PyTorch is not installed; the others say plainly that they need it.
