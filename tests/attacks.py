@@ -260,3 +260,27 @@ def write(nb, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(nb))  # as it is: nbformat.write would refuse bad metadata
     return path
+
+
+def injector(found_path):
+    """A stub that, while it runs, looks for other kernels' connection files (their key and
+    ports) in the temporary folder and injects a right 02.1 into each one it finds; it writes the
+    files it found to ``found_path`` (in /dev/shm, which every kernel sees)."""
+    def edit(nb):
+        after(nb, nb.cells[1], "import glob, json, os, tempfile, time\nfrom jupyter_client import BlockingKernelClient\n"
+              "found, end = [], time.time() + 4\nwhile time.time() < end:\n"
+              "    for f in glob.glob(os.path.join(tempfile.gettempdir(), 'fcconv-grade-*', 'runtime', 'kernel.json')):\n"
+              "        if f in found or f.startswith(os.path.dirname(os.getcwd())):\n            continue\n"
+              "        found.append(f)\n"
+              "        try:\n            c = BlockingKernelClient(connection_file=f)\n            c.load_connection_file()\n"
+              "            c.start_channels()\n"
+              "            c.execute('def my_output_size(W, F, S, P):\\n    return (W - F + 2 * P) // S + 1')\n"
+              "        except Exception as err:\n            print(err)\n"
+              "    time.sleep(0.1)\n"
+              f"open({str(found_path)!r}, 'w').write(json.dumps(found))")
+    return edit
+
+
+def victim(nb):
+    """A stub that stays alive a few seconds: the kernel an injector would look for."""
+    after(nb, nb.cells[1], "import time\ntime.sleep(4)")

@@ -5,12 +5,14 @@ attack notebooks are built in tests/attacks.py and graded in one run, as an inst
 a folder; a second run does the same without namespaces (as on a system without them)."""
 
 import csv
+import json
 import math
 import os
 import secrets
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +29,7 @@ from attacks import (
     fair08,
     forbidden,
     ignores_sigint,
+    injector,
     kills_its_grader,
     load,
     lookup07,
@@ -38,6 +41,7 @@ from attacks import (
     survives,
     tampers,
     troubles,
+    victim,
     write,
     zeroing,
 )
@@ -78,6 +82,7 @@ def graded(tmp_path_factory):
     the reports, the CSV and what the attacks would have left behind."""
     root = tmp_path_factory.mktemp("submissions")
     marker, token, csv_path = root / "planted-ran", f"fcconv-test-{secrets.token_hex(4)}", root / "grades.csv"
+    found = Path("/dev/shm") / f"{token}-found"  # every kernel sees /dev/shm: where the injector reports
     attacks = {  # name: (the notebook it starts from, what it does to it)
         "tampers": (STUB02, tampers), "kills_its_grader": (SOLVED02, kills_its_grader),
         "printing": (STUB02, printing), "deleted": (STUB02, deleted), "patched": (STUB02, patched),
@@ -88,6 +93,7 @@ def graded(tmp_path_factory):
         "planter": (STUB02, planter(marker, _site_packages())), "survives": (SOLVED02, survives(token, csv_path)),
         "fair01": (None, fair01), "fair07": (None, fair07), "fair08": (None, fair08),
         "solved04": (ROOT / "solutions" / "04_convolutionalize.ipynb", lambda nb: None),
+        "injector": (STUB02, injector(found)), "victim": (STUB02, victim),
     }
     paths = []
     for name, (base, edit) in attacks.items():
@@ -103,8 +109,10 @@ def graded(tmp_path_factory):
     reports = list(grade.grade_all(paths, jobs=2, **LIMITS))
     grade.write_csv(reports, csv_path)
     time.sleep(4)  # a detached process of "survives" would have rewritten the CSV by now
+    injected = json.loads(found.read_text()) if found.exists() else None
+    found.unlink(missing_ok=True)
     return {"reports": {r.path.parent.name: r for r in reports}, "csv": csv_path, "marker": marker,
-            "token": token, "library": library, "children": children}
+            "token": token, "library": library, "children": children, "injected": injected}
 
 
 def statuses(report):
@@ -113,7 +121,7 @@ def statuses(report):
 
 # ----------------------------------------------------------------- no way to a mark
 
-NO_MARKS = ["printing", "deleted", "patched", "equal_to_all", "ignores_sigint", "zeroing",
+NO_MARKS = ["victim", "injector", "printing", "deleted", "patched", "equal_to_all", "ignores_sigint", "zeroing",
             "builtins", "forbidden", "subclass03", "subclass04", "lookup07", "planter", "kills_its_grader",
             "dies"]
 
@@ -193,6 +201,12 @@ def test_code_planted_for_later_kernels_or_the_grader_never_runs(graded):
     assert after == graded["library"], set(after) ^ set(graded["library"])
     assert not os.path.exists(os.path.join(_site_packages(), "zz_fcconv_plant.pth"))
     assert graded["reports"]["planter"].score == 0
+
+
+@pytest.mark.skipif(not ISOLATED, reason="needs user namespaces (hidden folders)")
+def test_a_kernel_cannot_find_another_kernels_connection_key(graded):
+    assert graded["injected"] == [], graded["injected"]  # it ran (the file exists) and found none
+    assert graded["reports"]["victim"].score == 0
 
 
 def test_no_process_outlives_the_run_and_the_csv_is_not_rewritten_after_it(graded):
@@ -367,25 +381,32 @@ def _cli(*args, timeout=120):
 
 
 @pytest.mark.parametrize("option, value", [
-    ("--timeout", "0"), ("--timeout", "-1"), ("--timeout", "inf"), ("--memory", "inf"),
-    ("--memory", "1e30"), ("--memory", "nan"), ("--memory", "0.01"), ("--max-output", "inf"),
-    ("--jobs", "0"), ("--deadline", "1")])
-def test_a_limit_that_is_not_finite_and_sensible_is_refused_when_parsed(option, value):
-    run = _cli(STUB02, option, value, timeout=60)
-    assert run.returncode == 2 and f"{option} must be a number" in run.stderr and "Traceback" not in run.stderr, \
-        run.stderr
-    with pytest.raises(ValueError, match="must be a number from"):
-        grade.check_options(**{**dict(timeout=60, memory_gb=1, output_mb=1, jobs=1, deadline=600),
-                               {"--timeout": "timeout", "--memory": "memory_gb", "--max-output": "output_mb",
-                                "--jobs": "jobs", "--deadline": "deadline"}[option]: float(value)})
+    ("--timeout", "0"), ("--timeout", "-1"), ("--timeout", "inf"), ("--timeout", "1.5"),
+    ("--memory", "inf"), ("--memory", "1e30"), ("--memory", "nan"), ("--memory", "0.01"),
+    ("--max-output", "inf"), ("--jobs", "0"), ("--deadline", "1"), ("--deadline", "x")])
+def test_a_limit_that_is_not_finite_and_sensible_is_refused_when_parsed(option, value, capsys):
+    from fcconv.__main__ import parser
+
+    with pytest.raises(SystemExit) as stop:
+        parser().parse_args(["grade", str(STUB02), option, value])
+    assert stop.value.code == 2 and f"{option} must be a" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("target", ["missing/grades.csv", ".", "/proc/grades.csv"])
-def test_a_csv_that_cannot_be_written_is_refused_before_any_grading(tmp_path, target):
-    path = target if target.startswith("/") else tmp_path / target
-    run = _cli(STUB02, "--csv", path, timeout=60)
-    assert run.returncode == 2 and "--csv" in run.stderr and "Traceback" not in run.stderr, run.stderr
-    assert run.stdout == ""  # nothing was graded
+def test_a_csv_that_cannot_be_written_is_refused_when_parsed(tmp_path, target, capsys):
+    from fcconv.__main__ import parser
+
+    with pytest.raises(SystemExit) as stop:
+        parser().parse_args(["grade", str(STUB02), "--csv", target if target.startswith("/") else str(tmp_path / target)])
+    assert stop.value.code == 2 and "--csv" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_bad_option_before_grading_and_without_a_traceback(tmp_path):
+    for args in (["--memory", "inf"], ["--csv", tmp_path / "missing" / "g.csv"]):
+        run = _cli(STUB02, *args, timeout=120)
+        assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr, run.stderr
+    with pytest.raises(ValueError, match="must be a number from"):
+        grade.check_options(timeout=60, memory_gb=float("inf"), output_mb=1, jobs=1, deadline=600)
 
 
 def test_the_csv_is_written_once_atomically_and_is_safe_in_a_spreadsheet(tmp_path):

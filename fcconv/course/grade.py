@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -357,7 +358,8 @@ def _prepare(prepared: Prepared, limits: dict, isolate, watch: Watch) -> None:
         cells=cells, checks=requests, setup=_setup_code(sorted(modules), memory),
         library=watch.library, timeout=limits["cell_timeout"],
         check_timeout=limits["cell_timeout"] + CHECK_ALLOWANCE, deadline=limits["deadline"],
-        memory=memory, output=int(limits["output_mb"] * 2**20), isolate=isolate, site=watch.site)
+        memory=memory, output=int(limits["output_mb"] * 2**20), isolate=isolate, site=watch.site,
+        folder="")
 
 
 def _setup_code(modules: list[str], memory: int) -> str:
@@ -547,7 +549,8 @@ def readonly_paths() -> list[Path]:
         pass
     tmp = Path(tempfile.gettempdir()).resolve()
     found = {p.resolve() for p in paths if p.is_dir()}
-    found = {p for p in found if p != Path("/") and not tmp.is_relative_to(p)}
+    found = {p for p in found if p != Path("/") and not tmp.is_relative_to(p)
+             and not p.is_relative_to(tmp)}
     return sorted(p for p in found if not any(p != q and p.is_relative_to(q) for q in found))
 
 
@@ -561,14 +564,17 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
               output_mb: float = 10.0, jobs: int = 1, deadline: float = 600, isolate=None):
     """Reports for every notebook, in the order given (a generator), ``jobs`` graded at once.
 
-    isolate: True, False, or None (namespaces where the system allows them; see sandbox)."""
+    isolate: True, False, or None (namespaces where the system allows them; see sandbox). Where
+    kernels cannot be isolated, one notebook is graded at a time whatever ``jobs`` says: a kernel
+    running as this user beside another could reach it."""
     check_options(cell_timeout, memory_gb, output_mb, jobs, deadline)
     limits = dict(cell_timeout=cell_timeout, memory_gb=memory_gb, output_mb=output_mb,
                   deadline=deadline)
     prefix, why = sandbox.isolation(readonly_paths()) if isolate in (None, True) else (None, "")
     if isolate and prefix is None:
         raise RuntimeError(f"kernels cannot be isolated here: {why}")
-    readonly = prefix is not None and "mount" in prefix  # the installation is read-only to kernels
+    jobs = jobs if prefix is not None else 1
+    readonly = prefix is not None and prefix[1] is not None  # the installation is read-only to kernels
     watch = Watch(install=not readonly)
     preps = [prepare(p, limits, prefix, watch) for p in paths]  # all read before any kernel
     ctx = multiprocessing.get_context("forkserver")
@@ -576,6 +582,7 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
     forkserver.ensure_running()
     keep = set(sandbox.children(os.getpid()))  # this process's own children: never ended here
     sandbox.become_subreaper()
+    sandbox.not_traceable()  # (a kernel without namespaces runs as this user)
     running, done, started, given, stop = {}, {}, 0, 0, None
     suspects: dict[int, list] = {}  # notebooks running when a watched file was found changed
     try:
@@ -596,6 +603,7 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
                 del running[conn]
                 done[i] = _finish(conn, proc, preps[i], conn not in ready, stopped)
                 sandbox.end_descendants(skip=keep | {p.pid for _, p, _ in running.values()})
+                _remove_folder(preps[i])
                 changed = watch.restore()
                 if changed:  # done by this notebook or by one graded beside it: name them all
                     note = ("a notebook graded now changed files the grader reads (restored): "
@@ -620,7 +628,10 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
             proc.kill()
             proc.join()
         sandbox.end_descendants(skip=keep)
+        for prep in preps:
+            _remove_folder(prep)
         sandbox.stop_being_subreaper()
+        sandbox.not_traceable(False)
 
 
 def _start(ctx, i: int, prep: Prepared, done: dict) -> dict:
@@ -634,6 +645,7 @@ def _start(ctx, i: int, prep: Prepared, done: dict) -> dict:
         len(job.checks) * (job.check_timeout + 15) + 60
     reader, writer = ctx.Pipe(duplex=False)
     try:
+        prep.job = job = dataclasses.replace(job, folder=tempfile.mkdtemp(prefix="fcconv-grade-"))
         proc = ctx.Process(target=sandbox.run, args=(job, writer), daemon=True)
         proc.start()
     except Exception as err:
@@ -670,6 +682,12 @@ def _finish(conn, proc, prep: Prepared, timed_out: bool, stopped: bool) -> Repor
         proc.kill()
     proc.join()
     return judge(prep, result) if result is not None else _unchecked(prep)
+
+
+def _remove_folder(prep: Prepared) -> None:
+    """The notebook's folder, once every process that could write in it is gone."""
+    if prep.job is not None and prep.job.folder:
+        sandbox.remove(Path(prep.job.folder))
 
 
 def _unchecked(prep: Prepared) -> Report:
@@ -734,8 +752,9 @@ def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, outpu
         check_csv(csv_path)
     prefix, why = sandbox.isolation(readonly_paths())
     if prefix is None:
-        print(f"note: kernels run without their own namespaces here ({why}): a notebook could "
-              "signal the grader itself; see docs/instructor.md", file=sys.stderr)
+        print(f"note: kernels run without their own namespaces here ({why}): one notebook at a "
+              "time, and a notebook could still signal the grader itself; see docs/instructor.md",
+              file=sys.stderr)
     elif why:
         print(f"note: {why}; see docs/instructor.md", file=sys.stderr)
     reports = []

@@ -10,8 +10,11 @@ of ``wire.evaluate`` (see fcconv.course.checks.wire). Nothing here judges anythi
   by the next.
 - Where the system allows it (``unshare``), the kernel runs in its own user, PID and mount
   namespaces: it sees only its own processes (it cannot signal, stop or trace the grader), cannot
-  raise its limits, and every process it starts dies with it. Everywhere, this process is a child
+  raise its limits, the paths the grader names (the Python installation, the course) are
+  read-only to it, and every process it starts dies with it. Everywhere, this process is a child
   subreaper and ends every descendant before it returns, detached or in a new session.
+- The kernel starts without Python's site set-up: site-packages and their .pth files are those
+  the grader read before any kernel ran.
 - Limits: a time limit per cell (an interrupt, then a kill), a deadline for all of the learner's
   cells, a memory cap set after the grader's own imports (its own work is not charged to the
   learner), a cap on each message from the kernel (zmq drops a bigger one) and on the output
@@ -59,7 +62,8 @@ class Job:
     deadline: float  # seconds for all of the learner's cells
     memory: int  # bytes the learner's code may allocate
     output: int  # bytes of output counted before the rest is dropped
-    isolate: tuple | None  # the ``unshare`` command line the kernel starts under, or None
+    isolate: tuple | None  # how the kernel is isolated (``isolation``), or None
+    folder: str  # an empty folder of its own (the grader made it, and removes it after)
     site: dict  # {"prefix", "exec_prefix", "folders": [(site-packages, [.pth texts])]}, read first
 
 
@@ -81,9 +85,14 @@ def stop_being_subreaper() -> None:
 
 
 def process_table() -> dict[int, tuple[int, str]]:
-    """Every process: pid -> (parent pid, state letter), from /proc."""
+    """Every process: pid -> (parent pid, state letter), from /proc (empty without one: then no
+    process is tracked, as the guide says)."""
     out = {}
-    for entry in os.listdir("/proc"):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", "rb") as f:
@@ -137,31 +146,55 @@ def end_descendants(skip=()) -> int:
     return len(ended)
 
 
-# The outer namespace makes each path read-only, then the inner one (a new user namespace) locks
-# those mounts: the kernel inside can neither write there nor remount them writable.
-_READONLY = 'while [ "$1" != "--" ]; do mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" ' \
-            '|| exit 1; shift; done; shift; exec "$@"'
+# The outer namespace makes each path read-only and hides every other notebook's folder (a fresh
+# tmpfs over the temporary folder, with only this notebook's folder put back); then the inner
+# one, a new user namespace, locks those mounts: the kernel inside can neither write there, nor
+# remount them writable, nor uncover another kernel's folder (and its connection key).
+_OUTER = r"""
+tmp=$1 own=$2; shift 2
+while [ "$1" != "--" ]; do mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 1; shift; done
+shift
+for hold in /mnt /media /srv /opt /var; do [ -d "$hold" ] && break; done
+mount --bind "$own" "$hold" && mount -t tmpfs -o mode=1777,size=1g tmpfs "$tmp" && mkdir -p "$own" &&
+  mount --bind "$hold" "$own" && umount "$hold" || exit 1
+exec "$@"
+"""
+
+
+def command(isolate: tuple | None, folder: Path) -> list[str]:
+    """The command line a kernel whose folder is ``folder`` starts under (see ``isolation``)."""
+    if isolate is None:
+        return []
+    user, readonly = isolate
+    inner = ["unshare", "--user", user, "--pid", "--fork", "--kill-child", "--mount-proc"]
+    if readonly is None:
+        return inner
+    return ["unshare", "--user", user, "--mount", "sh", "-c", _OUTER, "sh",
+            str(folder.parent), str(folder), *map(str, readonly), "--", *inner]
 
 
 def isolation(readonly=()) -> tuple[tuple | None, str]:
-    """The command line a kernel starts under: its own user, PID and mount namespaces (and
-    /proc), with ``readonly`` paths read-only, if this system allows it; else with the
-    namespaces only; else None. And a note on what could not be had ("" when all could)."""
+    """How kernels are isolated here: (the user-namespace mapping, the read-only paths), where
+    the system allows user, PID and mount namespaces with read-only paths and hidden folders;
+    (mapping, None) where it allows the namespaces only; None where it allows neither. And a
+    note on what could not be had ("" when all could)."""
     why = "unshare is not installed"
-    for user in ("--map-current-user", "--map-root-user"):
-        inner = ("unshare", "--user", user, "--pid", "--fork", "--kill-child", "--mount-proc")
-        full = ("unshare", "--user", user, "--mount", "sh", "-c", _READONLY, "sh",
-                *map(str, readonly), "--", *inner)
-        for prefix in (full, inner) if readonly else (inner,):
-            try:
-                run = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=20)
-            except (OSError, subprocess.SubprocessError) as err:
-                why = f"unshare failed: {err}"
-                continue
-            if run.returncode == 0:
-                return prefix, "" if prefix is full or not readonly else \
-                    "the kernels' namespaces work, but read-only views of the course do not"
-            why = f"unshare failed: {run.stderr.strip()[-200:]}"
+    probe = Path(tempfile.mkdtemp(prefix="fcconv-grade-probe-"))
+    try:
+        for user in ("--map-current-user", "--map-root-user"):
+            for level in ((user, tuple(map(str, readonly))), (user, None)):
+                try:
+                    run = subprocess.run([*command(level, probe), sys.executable, "-c", "pass"],
+                                         capture_output=True, text=True, timeout=30)
+                except (OSError, subprocess.SubprocessError) as err:
+                    why = f"unshare failed: {err}"
+                    continue
+                if run.returncode == 0:
+                    return level, "" if level[1] is not None else \
+                        "the kernels' namespaces work, but read-only views of the course do not"
+                why = f"unshare failed: {run.stderr.strip()[-200:]}"
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
     return None, why
 
 
@@ -201,8 +234,9 @@ class Kernel:
                    PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
         boot = dirs["runtime"] / "boot.py"
         boot.write_text(_BOOT.format(site=job.site))
-        argv = [*(job.isolate or ()), sys.executable, "-S", str(boot), "-f", connection,
+        argv = [*command(job.isolate, folder), sys.executable, "-S", str(boot), "-f", connection,
                 "--HistoryManager.enabled=False"]
+        self.connection = Path(connection)
         self.proc = subprocess.Popen(argv, cwd=dirs["work"], env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True, preexec_fn=_kernel_limits)
@@ -443,6 +477,7 @@ def grade(job: Job, folder: Path) -> dict:
         if not _wait_ready(kernel, 120):
             problems.append(f"the kernel did not start: {kernel.dead or 'no answer in 120 s'}")
             return {"problems": problems, "replies": replies}
+        kernel.connection.unlink(missing_ok=True)  # read at start only: its key is no one's now
         counted = [0]
         setup = execute(kernel, job.setup, 600, counted)
         if setup.error or setup.timed_out or kernel.dead:
@@ -503,14 +538,14 @@ def _check(kernel: Kernel, answer: str, request: dict, job: Job) -> tuple[dict, 
 
 
 def run(job: Job, conn) -> None:
-    """The body of one grading process: grade the job in a fresh folder, end every process the
-    kernel left, remove the folder, and send the result as JSON bytes."""
+    """The body of one grading process: grade the job in its folder, end every process the
+    kernel left, empty the folder, and send the result as JSON bytes."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     become_subreaper()
-    _prctl(_PR_SET_DUMPABLE, 0)  # no process of the same user may trace this one
-    folder = Path(tempfile.mkdtemp(prefix="fcconv-grade-"))
+    not_traceable()
+    folder = Path(job.folder)
     try:
         result = grade(job, folder)
     except Exception as err:  # the last line of defence: this notebook is reported, the run goes on
@@ -518,9 +553,14 @@ def run(job: Job, conn) -> None:
                                f"{type(err).__name__}: {clean(err)}"], "replies": {}}
     finally:
         end_descendants()
-        remove(folder)
+        remove(folder)  # the grader removes it too, should this process not get this far
     conn.send_bytes(json.dumps(result).encode())
     conn.close()
+
+
+def not_traceable(yes: bool = True) -> None:
+    """No process of the same (unprivileged) user may trace this one or read its memory."""
+    _prctl(_PR_SET_DUMPABLE, 0 if yes else 1)
 
 
 def remove(folder: Path) -> None:
