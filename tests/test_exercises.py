@@ -43,6 +43,14 @@ def test_each_notebooks_checks_live_in_its_own_module():
             assert ex[:2] == path.name[:2] and checks.CHECKS[ex].__module__.endswith(f".n{ex[:2]}")
 
 
+def test_the_generator_refuses_a_check_cell_that_calls_no_declared_check():
+    nb = nbformat.read(SOLUTIONS[0], as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("fcconv", {}).get("role") == "check")
+    cell.source = cell.source.replace("verdict = checks.", "verdict = checks.not_")
+    with pytest.raises(ValueError, match="should start with 'verdict = checks"):
+        exercises.make_exercise(nb)
+
+
 def test_stub_source_keeps_functions_runnable():
     src = "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"
     assert exercises.stub_source(src) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"

@@ -375,6 +375,21 @@ def test_only_regular_files_are_read(tmp_path):
         assert r.score == 0 and len(r.results) == 3 and any(says in p for p in r.problems), r.problems
 
 
+def test_a_file_over_the_size_cap_is_not_read(tmp_path):
+    big = tmp_path / "big.ipynb"
+    big.write_bytes(b"x" * 100)
+    assert grade.read_regular(big, cap=50) == (None, "larger than 0 MB")
+    assert grade.read_regular(big, cap=100) == ("x" * 100, None)
+
+
+def test_the_notebooks_cells_stop_at_its_deadline_and_its_answers_are_still_checked(tmp_path):
+    nb = load(SOLVED02)
+    nb.cells += [__import__("nbformat").v4.new_code_cell("import time\ntime.sleep(4)") for _ in range(6)]
+    path = write(nb, tmp_path / "slow" / "02_shapes.ipynb")
+    r = next(grade.grade_all([path], cell_timeout=math.ceil(scaled(5)), deadline=10))
+    assert r.passed and any("past its deadline of 10 s" in p for p in r.problems), (r.results, r.problems)
+
+
 def _cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "fcconv", "grade", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)

@@ -404,9 +404,7 @@ def judge(prepared: Prepared, result: dict) -> Report:
         else:
             verdict = check.judge(plan, entry["reply"])
             if forbidden and verdict.status in ("correct", "wrong"):
-                verdict = core.Verdict(ex, "wrong", f"the statement asks you not to call "
-                                       f"{forbidden[0]}: this exercise is about writing it "
-                                       "yourself.")
+                verdict = core.Verdict(ex, "wrong", core.forbidden_call(forbidden[0]))
             report.results[ex] = (verdict.status, verdict.message)
     return report
 

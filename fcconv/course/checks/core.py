@@ -143,6 +143,11 @@ def check(exercise: str, forbids: tuple = (), needs_torch: bool = False):
     return declare
 
 
+def forbidden_call(name: str) -> str:
+    """The hint for an answer that calls (or names) what its statement forbids."""
+    return f"the statement asks you not to call {name}: this exercise is about writing it yourself."
+
+
 def _answers(plan: Plan, reply) -> list:
     """The answers of a reply, read as the plan asks; raises Stub, Wrong or wire.Malformed."""
     if not isinstance(reply, dict):
@@ -155,8 +160,7 @@ def _answers(plan: Plan, reply) -> list:
     if not isinstance(forbidden, list) or not isinstance(reply.get("answers"), list):
         raise wire.Malformed("a reply without its answers")
     if forbidden:
-        raise Wrong(f"the statement asks you not to call {wire.clean(forbidden[0])}: this "
-                    "exercise is about writing it yourself.")
+        raise Wrong(forbidden_call(wire.clean(forbidden[0])))
     answers = []
     for raw, _ in zip(reply["answers"], plan.calls):
         raised = wire.decode_raised(raw)
