@@ -153,11 +153,17 @@ def _merge_runs(runs) -> tuple[tuple[int, int], ...]:
     return tuple((lo, hi) for lo, hi in out)
 
 
+# The letters of a map's axes (C, *spatial), for orders like "hwc" (channels last).
+AXES = {1: "cl", 2: "chw", 3: "cdhw"}
+
+
 @dataclass(frozen=True)
 class Geo:
-    """What a node's output is. kind: "map" (N, C, *spatial); "channels_last" (a map permuted
-    to N, *spatial, C); "flat" (a map flattened to N, D: ``map_shape`` and ``order`` say how);
-    "vector" (N, D) after a Linear; "unknown" (``why``); "other" (not a tensor: a size, a tuple).
+    """What a node's output is. kind: "map" (N, C, *spatial); "permuted" (a map with its axes
+    in another ``order``, e.g. "hwc": N, H, W, C); "plane" (a map whose channel axis was indexed
+    away: N, *spatial); "flat" (a map flattened to N, D: ``map_shape`` (C, *spatial) and
+    ``order`` say how); "vector" (N, D) or (N,) after a Linear; "unknown" (``why``); "other"
+    (not computed from the input's pixels: a size, a parameter, a constant).
     """
 
     kind: str
@@ -177,6 +183,7 @@ class Step:
     module: nn.Module | None
     out: Shape | None          # first tensor output, with the batch dim
     geo: Geo
+    tensor: bool = False       # the output is one tensor (not a tuple holding some)
     macs: int = 0
     params: int = 0
     layer: bool = False        # a row in ``trace``: a module, or a conv/pool written as a function
@@ -196,20 +203,28 @@ class Graph:
                    for s in self.steps.values())
 
     def outputs(self) -> list[fx.Node]:
+        """The nodes forward returns: one, or each item of the tuple (list, dict) it returns."""
         found = self._returned()
         if isinstance(found, dict):
             return list(found.values())
         return list(found) if isinstance(found, (tuple, list)) else [found]
 
     def returns(self) -> str:
-        """'' when forward returns one tensor; else what it returns, for a message."""
+        """'' when forward returns one tensor or a tuple (list) of tensors (several heads on one
+        trunk); else what it returns, for a message."""
         found = self._returned()
-        if isinstance(found, fx.Node) and self.steps[found].out is not None:
+        if isinstance(found, dict):
+            return f"a dict of {len(found)}, not a tensor or a tuple of tensors"
+        items = self.outputs()
+        if not items:
+            return f"an empty {type(found).__name__}"
+        if all(isinstance(n, fx.Node) and self.steps[n].out is not None for n in items):
             return ""
-        if isinstance(found, (tuple, list, dict)):
-            kind = "dict" if isinstance(found, dict) else type(found).__name__
-            return f"a {kind} of {len(found)}, not one tensor"
-        return "no tensor"
+        return "something that is not a tensor or a tuple of tensors"
+
+    def several(self) -> bool:
+        """Whether forward returns a tuple (or list) of heads rather than one tensor."""
+        return isinstance(self._returned(), (tuple, list))
 
     def _returned(self):
         return next(n for n in self.gm.graph.nodes if n.op == "output").args[0]
@@ -342,6 +357,7 @@ class _Walk(fx.Interpreter):
         out = super().run_node(n)
         t = _tensor(out)
         step.out = tuple(t.shape) if t is not None else None
+        step.tensor = isinstance(out, torch.Tensor)
         if n.op != "output":
             self.steps[n] = step
             step.geo = self.geo(step, args, kwargs, out)
@@ -391,9 +407,11 @@ class _Walk(fx.Interpreter):
         if isinstance(mod, nn.Flatten):
             return self.reshape(step, g, x, _tensor(out))
         if isinstance(mod, nn.Linear):
-            return self.linear(step, g)
+            return self.linear(step, g, mod.out_features)
         if isinstance(mod, SOFTMAX):
             return self.softmax(step, g, mod.dim, x)
+        if isinstance(mod, nn.LayerNorm):
+            return self.layer_norm(step, g, len(mod.normalized_shape))
         if isinstance(mod, BATCH_NORM) and (mod.training or mod.running_mean is None):
             state = "is in training mode" if mod.training else \
                 "keeps no running statistics (track_running_stats=False)"
@@ -401,7 +419,7 @@ class _Walk(fx.Interpreter):
                 f"{step.kind} {step.name!r} {state}: it normalises with each batch's statistics, "
                 "which differ between crops (and between a batch of crops and one large image); "
                 "call model.eval() first")
-        if isinstance(mod, POINTWISE) or (isinstance(mod, nn.LayerNorm) and g.kind != "map"):
+        if isinstance(mod, POINTWISE):
             return g
         return unknown(f"{where(n, step.name)}: fcconv does not know how this layer moves "
                        "pixels, so it cannot say which input pixels reach an output cell")
@@ -446,16 +464,19 @@ class _Walk(fx.Interpreter):
             return self.reduce(step, g, x, a.get("dim"), _tensor(out))
         if t in LINEAR_FUNCS:
             step.layer = True
-            return self.linear(step, g)
+            return self.linear(step, g, args[1].shape[0])
         if t in SOFTMAX_FUNCS:
             dim = _bind(("input", "dim"), args, kwargs).get("dim")
             return self.softmax(step, g, dim, x)
+        if t is F.layer_norm:
+            shape = _bind(("input", "normalized_shape"), args, kwargs)["normalized_shape"]
+            return self.layer_norm(step, g, len(_per_axis(shape, 1)))
         if t in POINTWISE_FUNCS:
             return g
         if t in BINARY or t in CATS:
             return self.merge(step, args, kwargs, _tensor(out), t in CATS)
         if t is operator.getitem:
-            return self.getitem(step, args)
+            return self.getitem(step, g, args)
         if t in ("size", "dim") or t is getattr or _tensor(out) is None:
             return Geo("other")
         return unknown(f"{where(n)} ({step.kind}) is not an op fcconv knows: it cannot say "
@@ -483,17 +504,19 @@ class _Walk(fx.Interpreter):
                 g = replace(g, field=replace(g.field, odd=(
                     f"{where(step.node, step.name)} pads with padding_mode={mode!r}: {bad}, so "
                     "its cells do not see one window of the input; use padding_mode='zeros'")))
-        for axis, (size, k, s, p, d) in enumerate(zip(x.shape[2:], kernel, stride, padding,
-                                                      dilation)):
-            if ceil and conv_output_size(size, k, s, p, d, True) != _floor_size(size, k, s, p, d):
-                step.notes["ceil_partial"] = (
-                    f"{where(step.node, step.name)} has ceil_mode=True and here its last window "
-                    f"hangs over the edge of the {size}-cell {_axis_name(axis, nsp)} axis: at this "
-                    "size that cell pools a partial window, on a larger image a full one, so no "
-                    "dense pass can equal the crops; use ceil_mode=False or a size where the "
-                    "windows fit")
-            elif ceil:
-                step.notes["ceil_fits"] = "ceil_mode=True, but every window fits"
+        partial = [(axis, size) for axis, (size, k, s, p, d) in
+                   enumerate(zip(x.shape[2:], kernel, stride, padding, dilation))
+                   if ceil and conv_output_size(size, k, s, p, d, True) !=
+                   _floor_size(size, k, s, p, d)]
+        if partial:
+            axes = " and ".join(f"{_axis_name(a, nsp)} ({size} cells)" for a, size in partial)
+            step.notes["ceil_partial"] = (
+                f"{where(step.node, step.name)} has ceil_mode=True, and at this input its last "
+                f"window along {axes} hangs over the edge of the map: in each crop that cell "
+                "pools a partial window, in one pass over a larger image a whole one, so the "
+                "dense map differs from the crops")
+        elif ceil:
+            step.notes["ceil_fits"] = "ceil_mode=True, but every window fits"
         if indices:
             step.notes["indices"] = "returns indices"
         return Geo("map", g.field.step(kernel, stride, padding, dilation, total))
@@ -533,9 +556,10 @@ class _Walk(fx.Interpreter):
         if tuple(x.shape) == tuple(y.shape):
             return g
         per_example = y.dim() == 2 and y.shape[0] == x.shape[0] == BATCH
-        if g.kind in ("map", "channels_last") and per_example and x.dim() >= 3:
-            shape = tuple(x.shape[1:]) if g.kind == "map" else g.map_shape
-            return Geo("flat", g.field, shape, "chw" if g.kind == "map" else "hwc")
+        if g.kind in ("map", "permuted") and per_example and x.dim() >= 3:
+            if g.kind == "permuted":
+                return Geo("flat", g.field, g.map_shape, g.order)
+            return Geo("flat", g.field, tuple(x.shape[1:]), AXES.get(x.dim() - 2, ""))
         if g.kind in ("flat", "vector") and per_example:
             return g
         return unknown(f"{where(step.node)} reshapes {_shape_text(x)} to {_shape_text(y)}: that "
@@ -543,6 +567,8 @@ class _Walk(fx.Interpreter):
                        "are no longer one window")
 
     def permute(self, step, g, x, y, dims) -> Geo:
+        """A map's axes in another order (channels last, or W,H,C): still a map, read the
+        way the permute says; permuted back, a plain map again."""
         nd = x.dim()
         order = list(range(nd))
         if step.node.target in ("permute", torch.permute):
@@ -552,13 +578,19 @@ class _Walk(fx.Interpreter):
             a, b = (d % nd for d in dims[:2])
             order[a], order[b] = order[b], order[a]
         order = [d % nd for d in order]
-        if g.kind == "map" and order == [0, *range(2, nd), 1]:
-            return Geo("channels_last", g.field, tuple(x.shape[1:]))
-        if g.kind in ("flat", "vector") and order == [0, 1]:
+        if g.kind in ("map", "permuted") and order[0] == 0 and nd - 2 in AXES:
+            letters = AXES[nd - 2]
+            now = g.order if g.kind == "permuted" else letters   # the axis each dim holds
+            new = "".join(now[d - 1] for d in order[1:])
+            if new == letters:
+                return Geo("map", g.field)
+            shape = g.map_shape if g.kind == "permuted" else tuple(x.shape[1:])
+            return Geo("permuted", g.field, shape, new)
+        if g.kind in ("flat", "vector", "plane") and order == list(range(nd)):
             return g
         return unknown(f"{where(step.node)} permutes a {g.kind} {_shape_text(x)} to "
-                       f"{_shape_text(y)}; only channels-last (x.permute(0, 2, 3, 1)) before a "
-                       "flatten is understood")
+                       f"{_shape_text(y)}: it moves the batch axis or mixes flattened features; "
+                       "fcconv follows permutes of a map's own axes (x.permute(0, 2, 3, 1))")
 
     def reduce(self, step, g, x, dim, y) -> Geo:
         nd = x.dim()
@@ -581,21 +613,43 @@ class _Walk(fx.Interpreter):
         return unknown(f"{where(step.node)} reduces a {g.kind} {_shape_text(x)} over dims "
                        f"{sorted(dims)}: fcconv cannot say which pixels its cells see")
 
-    def linear(self, step, g) -> Geo:
+    def linear(self, step, g, out_features: int) -> Geo:
         if g.kind == "flat":  # the first Linear after a flatten: a kernel as big as the map
-            k = g.map_shape[1:]
-            one = (1,) * len(k)
-            return Geo("vector", g.field.step(k, one, (0,) * len(k), one))
+            return whole_map(g)
         if g.kind == "vector":
             return g
+        if g.kind == "permuted" and g.order[-1] == "c":  # channels last: a 1x1 conv
+            return replace(g, map_shape=(out_features, *g.map_shape[1:]))
         return unknown(f"{where(step.node, step.name)} is a Linear on a {g.kind} tensor: it mixes "
                        "along the last axis only (the width of a map); flatten before it")
 
     def softmax(self, step, g, dim, x) -> Geo:
-        if g.kind in ("flat", "vector") or (dim is not None and dim % x.dim() == 1):
+        nd = x.dim()
+        dim = (0 if nd in (0, 1, 3) else 1) if dim is None else dim % nd  # PyTorch's default
+        if g.kind == "vector" and dim == 1:
             return g
-        return unknown(f"{where(step.node, step.name)} takes a softmax over dim {dim}, across "
-                       "positions: each cell then depends on the whole map")
+        if g.kind == "flat" and dim == 1:
+            return whole_map(g)        # every feature of a flattened map: the whole window
+        if (g.kind == "map" and dim == 1) or (g.kind == "permuted" and
+                                              dim == g.order.index("c") + 1):
+            return g                   # over the channels of each position: pointwise
+        return unknown(f"{where(step.node, step.name)} takes a softmax over dim {dim} of "
+                       f"{kind_text(g.kind)}: across positions (or examples), so each value "
+                       "then depends on the whole map")
+
+    def layer_norm(self, step, g, n_dims: int) -> Geo:
+        """LayerNorm normalises over the last ``n_dims`` axes: pointwise only if those are the
+        channels (channels last); over a flattened map, over the whole window."""
+        if g.kind == "vector":
+            return g
+        if g.kind == "flat" and n_dims == 1:
+            return whole_map(g)
+        if g.kind == "permuted" and n_dims == 1 and g.order[-1] == "c":
+            return g
+        return unknown(f"{where(step.node, step.name)} normalises over the last {n_dims} axes of "
+                       f"{kind_text(g.kind)}: over positions, so each value depends on the "
+                       "whole map; fcconv follows a LayerNorm over the channels of a "
+                       "channels-last map")
 
     def merge(self, step, args, kwargs, y, is_cat) -> Geo:
         """Branches meet (add, mul, cat): every path is followed; they must agree on the jump."""
@@ -613,45 +667,66 @@ class _Walk(fx.Interpreter):
             step.notes["size_scalar"] = (
                 f"{where(n)} uses a number computed from the input's size ({sizes[0].name}): on "
                 "a larger image it is a different number than on each crop; use a constant")
-        if is_cat:
-            dim = _bind(("tensors", "dim"), args, kwargs).get("dim", 0) % y.dim()
-            if dim != 1:
-                return unknown(f"{where(n)} concatenates along dim {dim}: only along channels "
-                               "(dim 1) do the positions stay where they were")
         kinds = {g.kind for g in geos}
         if len(kinds) > 1 or kinds <= {"other"}:
-            return unknown(f"{where(n)} combines {' and '.join(sorted(map(_kind_text, kinds)))}: "
+            return unknown(f"{where(n)} combines {' and '.join(sorted(map(kind_text, kinds)))}: "
                            "fcconv cannot say how that lines up once the head is a map (fold a "
                            "constant into the layer before it, e.g. a Linear's bias)")
         kind = kinds.pop()
-        if kind == "map" and any(s.out[2:] != tuple(y.shape[2:]) for s in tensors):
-            return unknown(f"{where(n)} broadcasts a {_side(min(s.out[2:] for s in tensors))} "
-                           f"map over a {_side(tuple(y.shape[2:]))} one: every cell then depends "
-                           "on the whole image (global)")
+        if kind in ("flat", "permuted") and len({g.order for g in geos}) > 1 or \
+                kind == "flat" and len({g.map_shape for g in geos}) > 1:
+            return unknown(f"{where(n)} combines maps flattened or permuted differently "
+                           f"({', '.join(f'{format_shape(g.map_shape)} as {g.order}' for g in geos)})"
+                           ": feature i of one is not feature i of the other, so no cell of a map "
+                           "computes their sum; flatten both the same way")
+        if is_cat:
+            dim = _bind(("tensors", "dim"), args, kwargs).get("dim", 0) % y.dim()
+            channels = geos[0].order.index("c") + 1 if kind == "permuted" else 1
+            if dim != channels or kind in ("flat", "plane"):
+                return unknown(f"{where(n)} concatenates along dim {dim} ({kind_text(kind)} each): "
+                               "only along the channels of maps do the positions stay where "
+                               "they were")
+        shape = geos[0].map_shape
+        if is_cat and kind == "permuted":
+            shape = (sum(g.map_shape[0] for g in geos), *shape[1:])
+        if kind in MAPS:
+            dims = spatial_dims(geos[0], y.dim())
+            sides = [tuple(s.out[d] for d in dims) for s in tensors]
+            if any(side != tuple(y.shape[d] for d in dims) for side in sides):
+                return unknown(f"{where(n)} broadcasts a {_side(min(sides))} map over a "
+                               f"{_side(max(sides))} one: every cell then depends on the whole "
+                               "image (global)")
         fields = [g.field for g in geos]
         if any(f is None for f in fields):
-            return Geo(kind, None, geos[0].map_shape, geos[0].order)
+            return Geo(kind, None, shape, geos[0].order)
         merged = _union(fields)
         if isinstance(merged, str):
             return unknown(f"{where(n)} joins paths that {merged}")
-        vary = _sizes_vary(fields, self.input_size) if kind == "map" else ""
+        vary = _sizes_vary(fields, self.input_size) if kind in MAPS else ""
         if vary:
             step.notes["size_varies"] = (
                 f"{where(n)} joins maps whose sizes agree at input {_side(self.input_size)} but "
                 f"not on larger images ({vary}), so the converted net would fail or broadcast "
                 "there; give the branches the same padding arithmetic (e.g. padding=1 on the "
                 "3x3 conv, or a pool with the same stride and padding)")
-        return Geo(kind, merged, geos[0].map_shape, geos[0].order)
+        return Geo(kind, merged, shape, geos[0].order)
 
-    def getitem(self, step, args) -> Geo:
+    def getitem(self, step, g, args) -> Geo:
         src = step.node.args[0]
         if isinstance(src, fx.Node) and src in self.steps and "indices" in self.steps[src].notes:
             if args[1] == 0:
                 return self.steps[src].geo
             return unknown(f"{where(step.node)} takes the pooling indices: positions, not pixels")
-        if isinstance(args[0], torch.Tensor):
-            return unknown(f"{where(step.node)} indexes a tensor: fcconv does not follow slices")
-        return Geo("other")
+        if not isinstance(args[0], torch.Tensor):
+            return Geo("other")
+        pick = channel_index(args[1], args[0].dim())
+        if pick is not None and not _has_node(step.node.args[1]) and g.kind in ("map", "vector"):
+            if not isinstance(pick, int):
+                return g                     # some channels (classes): the cells stay
+            return Geo("plane", g.field) if g.kind == "map" else g
+        return unknown(f"{where(step.node)} indexes {kind_text(g.kind)} "
+                       f"{_shape_text(args[0])}: fcconv follows picking channels (classes), "
+                       "x[:, k] or x[:, a:b], not positions or flattened features")
 
     # ------------------------------------------------------------------ cost
 
@@ -752,7 +827,52 @@ def _bind(names, args, kwargs) -> dict:
 def _has_node(v) -> bool:
     if isinstance(v, fx.Node):
         return True
+    if isinstance(v, slice):
+        return any(_has_node(x) for x in (v.start, v.stop, v.step))
+    if isinstance(v, dict):
+        return any(_has_node(x) for x in v.values())
     return isinstance(v, (tuple, list)) and any(_has_node(x) for x in v)
+
+
+def channel_index(index, ndim: int):
+    """What ``x[index]`` takes along dim 1 (an int, a slice or a list of ints), if it keeps
+    every example and every axis after dim 1 whole; else None. x[:, 1] -> 1; x[..., 1] -> 1 on
+    an (N, K) tensor, None on a map (it picks a column)."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    if sum(i is Ellipsis for i in items) > 1 or any(i is None for i in items):
+        return None
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at:at + 1] = [slice(None)] * (ndim - len(items) + 1)
+    items += [slice(None)] * (ndim - len(items))
+    whole = slice(None)
+    if len(items) != ndim or ndim < 2 or items[0] != whole or any(i != whole for i in items[2:]):
+        return None
+    pick = items[1]
+    if isinstance(pick, bool) or not isinstance(pick, (int, slice, list)):
+        return None
+    if isinstance(pick, list) and not all(isinstance(i, int) and not isinstance(i, bool)
+                                          for i in pick):
+        return None
+    return pick
+
+
+MAPS = ("map", "permuted", "plane")  # kinds whose tensor still has the spatial axes
+
+
+def spatial_dims(g: Geo, ndim: int) -> list[int]:
+    """The tensor dims that hold the spatial axes of a map, a permuted map or a plane."""
+    if g.kind == "permuted":
+        return [i + 1 for i, a in enumerate(g.order) if a != "c"]
+    return list(range(2 if g.kind == "map" else 1, ndim))
+
+
+def whole_map(g: Geo) -> Geo:
+    """A flattened map mixed into every output (a Linear, a softmax over the features): one
+    window as big as the map."""
+    k = g.map_shape[1:]
+    one = (1,) * len(k)
+    return Geo("vector", g.field.step(k, one, (0,) * len(k), one))
 
 
 def _is_param(gm: nn.Module, target: str) -> bool:
@@ -824,10 +944,11 @@ def _axis_name(axis: int, nsp: int) -> str:
     return ("L",)[axis] if nsp == 1 else ("H", "W")[axis] if nsp == 2 else ("D", "H", "W")[axis]
 
 
-def _kind_text(kind: str) -> str:
+def kind_text(kind: str) -> str:
     return {"other": "a tensor not computed from the input (a parameter, buffer or constant)",
             "map": "a (N, C, H, W) map", "flat": "a flattened map", "vector": "a (N, D) vector",
-            "channels_last": "a channels-last map"}.get(kind, f"a {kind} tensor")
+            "permuted": "a permuted (e.g. channels-last) map",
+            "plane": "a (N, H, W) map (one channel)"}.get(kind, f"a {kind} tensor")
 
 
 def _side(v) -> str:

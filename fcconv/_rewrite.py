@@ -6,6 +6,7 @@ Works on the ``_graph.Graph`` of a deep copy of the model, so the original is ne
 from __future__ import annotations
 
 import math
+import operator
 from collections import OrderedDict
 
 from torch import fx, nn
@@ -22,34 +23,65 @@ _REFUSED_NOTES = tuple(n for n in _graph.REFUSALS if n != "adaptive")  # adaptiv
 
 # --------------------------------------------------------------------------- refuse
 
-def refuse_what_cannot_slide(graph: _graph.Graph) -> dict[fx.Node, _graph.Geo]:
+def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True
+                             ) -> tuple[dict[fx.Node, _graph.Geo], list[str]]:
     """Raise ValueError for anything whose dense pass would differ from the crops; return the
-    flatten nodes (each with the map shape and order it flattens)."""
-    outs = graph.outputs()
+    flatten nodes (each with the map shape and order it flattens) and, where ``exact`` is False,
+    why the dense pass is approximate (ceil-mode pools whose partial window lies in the crop)."""
     if graph.returns():
         raise ValueError(f"the model's forward returns {graph.returns()}; convolutionalize "
-                         "converts a classifier whose forward returns one tensor: wrap the "
-                         "head you want in a model that returns just it")
+                         "converts a classifier whose forward returns a tensor, or a tuple of "
+                         "tensors (several heads on one trunk): wrap the heads you want in a "
+                         "model that returns just them")
+    approximate = []
     for step in graph.steps.values():
+        if "ceil_partial" in step.notes:
+            if exact:
+                raise ValueError(step.notes["ceil_partial"] + "; use ceil_mode=False, an input "
+                                 "size where the windows fit, or convolutionalize(..., "
+                                 "exact=False) for the approximate dense net")
+            approximate.append(step.notes["ceil_partial"])
         for note in _REFUSED_NOTES:
-            if note in step.notes:
+            if note in step.notes and note != "ceil_partial":
                 raise ValueError(step.notes[note])
         if "adaptive" in step.notes:
             raise ValueError(_adaptive_message(graph, step))
-    geo = graph.steps[outs[0]].geo
-    if geo.kind == "unknown":
-        raise ValueError(f"convolutionalize cannot slide this model: {geo.why}")
+    for out in graph.outputs():
+        geo = graph.steps[out].geo
+        if geo.kind == "unknown":
+            raise ValueError(f"convolutionalize cannot slide this model: {geo.why}")
+        if geo.field is None:
+            raise ValueError(f"the model returns {_graph.where(out)}, which is not computed "
+                             "from the input's pixels: there is nothing to slide")
+        if not graph.steps[out].tensor:
+            raise ValueError(f"the model returns {_graph.where(out)}, which is itself a tuple "
+                             "(values and pooling indices?), not a tensor of scores")
     flats = {n: s.geo for n, s in graph.steps.items() if s.geo.kind == "flat"
-             and graph.steps[n.args[0]].geo.kind in ("map", "channels_last")}
-    if not flats:
-        raise ValueError("found no flatten (nn.Flatten, torch.flatten, view or reshape to "
-                         "(N, features)) in the model: it is already convolutional, or its "
-                         "head does not start from a feature map")
+             and graph.steps[n.args[0]].geo.kind in ("map", "permuted")}
     for geo in flats.values():
         if len(geo.map_shape) not in (2, 3):
             raise ValueError(f"the flattened map is {format_shape(geo.map_shape)}: "
                              "convolutionalize handles 1-D (C, L) and 2-D (C, H, W) maps")
-    return flats
+    if not flats:
+        _already_convolutional(graph)
+    return flats, approximate
+
+
+def _already_convolutional(graph: _graph.Graph) -> None:
+    """A net without a flatten converts as it is if each head gives one cell at the training
+    size (P-Net: a 12x12 classifier whose 1x1 convs are its FC layers); else say why not."""
+    for out in graph.outputs():
+        step = graph.steps[out]
+        nsp = len(graph.input_shape) - 1
+        cells = step.out[-nsp:]
+        if step.geo.kind not in ("map", "plane") or any(c != 1 for c in cells):
+            got = "x".join(map(str, cells)) if step.geo.kind in ("map", "plane") else \
+                _graph.kind_text(step.geo.kind)
+            raise ValueError(f"found no flatten (nn.Flatten, torch.flatten, view or reshape to "
+                             f"(N, features)) in the model, and at input "
+                             f"{format_shape(graph.input_shape)} it returns {got}, not one "
+                             "cell: it is already convolutional, or its head does not start "
+                             "from a feature map")
 
 
 def _adaptive_message(graph: _graph.Graph, step: _graph.Step) -> str:
@@ -70,24 +102,41 @@ def _pools(step: _graph.Step) -> str:
 
 # --------------------------------------------------------------------------- simplify the trunk
 
-def simplify_trunk(graph: _graph.Graph) -> None:
+def simplify_trunk(graph: _graph.Graph) -> list[str]:
     """Drop adaptive pools that are identities at the training size; turn ceil_mode off where
     every window fits (then floor and ceil agree on the crop, and a larger image gets no
-    partial window hanging off its edge)."""
-    gm = graph.gm
+    partial window hanging off its edge). Returns what it changed, one sentence each."""
+    gm, changes = graph.gm, []
+    size = format_shape(graph.input_shape)
     for node, step in list(graph.steps.items()):
         if "adaptive_identity" in step.notes:
+            changes.append(f"{_graph.where(step.node, step.name)} is an identity at {size}: "
+                           "dropped (on a larger image it would pool the map to its fixed "
+                           "size instead of sliding)")
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
-        elif "ceil_fits" in step.notes and step.module is not None:
-            step.module.ceil_mode = False
         elif "ceil_fits" in step.notes:
-            names = _graph.WINDOW_FUNCS[node.target]
-            i = names.index("ceil_mode")
-            if len(node.args) > i:
-                node.update_arg(i, False)
-            else:
-                node.update_kwarg("ceil_mode", False)
+            changes.append(f"{_graph.where(step.node, step.name)}: ceil_mode=True set to False. "
+                           f"At {size} every window fits, so each crop pools whole windows "
+                           "either way; on a larger image whose side leaves a partial window "
+                           "at the border (e.g. an odd number of cells for a 2/2 pool), ceil "
+                           "mode would add a last cell whose window hangs off the image, which "
+                           "no crop has")
+            _ceil_off(step)
+    return changes
+
+
+def _ceil_off(step: _graph.Step) -> None:
+    if step.module is not None:
+        step.module.ceil_mode = False
+        return
+    node = step.node
+    names = _graph.WINDOW_FUNCS[node.target]
+    i = names.index("ceil_mode")
+    if len(node.args) > i:
+        node.update_arg(i, False)
+    else:
+        node.update_kwarg("ceil_mode", False)
 
 
 # --------------------------------------------------------------------------- the head
@@ -98,6 +147,8 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
     ``pending`` holds nodes whose value is still a flattened map (the flatten, and dropout or
     activations on it): the Linear that consumes one takes the whole map as its kernel.
     """
+    if not flats:
+        return
     gm = graph.gm
     nsp = len(next(iter(flats.values())).map_shape) - 1
     pending = dict(flats)
@@ -124,17 +175,25 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
             _convert_head_module(gm, node, mod, flat, nsp)
             if isinstance(mod, nn.Linear):
                 flat = None
+        elif flat is not None and not _is(node, _graph.POINTWISE_FUNCS | _graph.BINARY):
+            raise ValueError(f"convolutionalize cannot carry {_graph.where(node)} over the "
+                             f"flattened {format_shape(flat.map_shape)} features before the "
+                             "first Linear: only dropout and elementwise activations act on "
+                             "each feature alone there")
         elif _is(node, _graph.SOFTMAX_FUNCS):
             _softmax_over_channels(node)
+        elif _is(node, {operator.getitem}) and graph.steps[node].tensor:
+            _pick_channels(graph, node)
         elif graph.steps.get(node) is not None and graph.steps[node].out is None:
             pass  # sizes and shapes (x.size(0)): they go with the flatten that used them
         elif not _is(node, _graph.POINTWISE_FUNCS | _graph.BINARY):
             raise ValueError(f"convolutionalize cannot carry {_graph.where(node)} over the "
                              "classifier head: only Linear, BatchNorm1d, dropout, elementwise "
-                             "activations and softmax over the classes are supported there")
+                             "activations, softmax over the classes and picking classes "
+                             "(x[:, k]) are supported there")
         if flat is not None:
             pending[node] = flat
-    for node in flats:  # the flatten itself goes: the map stays a map
+    for node in flats:  # the flatten itself goes: the map stays a map (in C, H, W order)
         node.replace_all_uses_with(_map_before(graph, node))
         gm.graph.erase_node(node)
 
@@ -146,15 +205,31 @@ def _per_feature(mod: nn.Module) -> bool:
 
 
 def _map_before(graph: _graph.Graph, flat: fx.Node) -> fx.Node:
-    """The (N, C, H, W) node a flatten folded, past a channels-last permute if there was one."""
+    """The (N, C, H, W) map a flatten folded; a permuted map (channels last) is permuted back,
+    after whatever ran on it (a LayerNorm over its channels stays where it was)."""
     node = flat.args[0]
-    while graph.steps[node].geo.kind == "channels_last":
-        node = node.args[0]
-    return node
+    geo = graph.steps[node].geo
+    if geo.kind != "permuted":
+        return node
+    if len(node.users) == 1 and graph.steps[node.args[0]].geo.kind == "map":
+        return node.args[0]  # x.permute(...).flatten(1): the permute goes with the flatten
+    with graph.gm.graph.inserting_before(flat):
+        back = (0, *(1 + geo.order.index(a) for a in _graph.AXES[len(geo.order) - 1]))
+        return graph.gm.graph.call_method("permute", (node, *back))
+
+
+def _pick_channels(graph: _graph.Graph, node: fx.Node) -> None:
+    """x[:, k] on the head's (N, K) scores picks class k; written out as x[:, k], it picks
+    channel k of the (N, K, H, W) score map (x[..., k] would pick a column)."""
+    ndim = len(graph.steps[node.args[0]].out)
+    node.update_arg(1, (slice(None), _graph.channel_index(node.args[1], ndim)))
 
 
 def _is(node: fx.Node, targets) -> bool:
     return node.op in ("call_function", "call_method") and node.target in targets
+
+
+_ORDERS_1D = {"cl": "chw", "lc": "hwc"}  # linear_to_conv's names for a (C, L) map's two orders
 
 
 def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | None,
@@ -166,7 +241,8 @@ def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | N
         if mod.in_features != math.prod(shape):
             raise ValueError(f"Linear {node.target!r} expects {mod.in_features} inputs but the "
                              f"feature map is {spelled(shape)}")
-        conv = linear_to_conv(mod, shape, flat.order if flat is not None else "chw")
+        order = _ORDERS_1D.get(flat.order, flat.order) if flat is not None else "chw"
+        conv = linear_to_conv(mod, shape, order)
         _replace_module(gm, node.target, conv)
     elif isinstance(mod, nn.BatchNorm1d) and nsp == 2:  # per feature = per channel of the map
         bn = nn.BatchNorm2d(mod.num_features, mod.eps, mod.momentum, mod.affine,
@@ -211,7 +287,7 @@ def _dtype_of(mod: nn.Module):
 class SizeGuard:
     """Checks an input is at least the training size, with the arithmetic in the message."""
 
-    def __init__(self, input_shape: Shape, flat_shape: Shape):
+    def __init__(self, input_shape: Shape, flat_shape: Shape | None):
         self.input_shape, self.flat_shape = input_shape, flat_shape
 
     def __call__(self, module, args):
@@ -223,15 +299,16 @@ class SizeGuard:
                              f"larger; got {tuple(x.shape)}")
         if any(g < n for g, n in zip(got, need)):
             # The converted net has no Linear left: name the window the first head conv covers.
+            head = f"the first head conv (once a Linear over {spelled(self.flat_shape)}) " \
+                if self.flat_shape else "each head "
             raise ValueError(f"the input {'x'.join(map(str, got))} is smaller than the "
-                             f"{'x'.join(map(str, need))} window the classifier was built for: the "
-                             f"first head conv (once a Linear over {spelled(self.flat_shape)}) "
-                             f"needs at least one whole window")
+                             f"{'x'.join(map(str, need))} window the classifier was built for: "
+                             f"{head}needs at least one whole window")
 
 
 def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     """Clean the graph; add a crop where floor pooling would leave cells hanging off the image;
-    record ``window`` and ``jump``; check (N, K, 1, 1) at the training size."""
+    record ``window`` and ``jump``; check one cell per head at the training size."""
     from .shapes import run_on_meta
 
     gm, shape = graph.gm, graph.input_shape
@@ -239,31 +316,51 @@ def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    out_geo = graph.steps[graph.outputs()[0]].geo
-    window, jump = shape[1:], out_geo.field.jump
+    window, nsp = shape[1:], len(shape) - 1
+    jumps = {graph.steps[n].geo.field.jump for n in graph.outputs()}
+    if len(jumps) > 1:
+        raise ValueError(f"the heads slide with different jumps ({' vs '.join(map(_side, jumps))}):"
+                         " their score maps would not line up cell for cell; convert each head "
+                         "on its own")
+    jump = jumps.pop()
     # One probe settles it: the dense count is floor((H + A) / jump) for some A, equal to the
     # crops' (H - window) // jump + 1 for every H iff it is 1 at H = window + jump - 1.
-    probe = run_on_meta(gm, (shape[0], *(w + j - 1 for w, j in zip(window, jump))))
-    crop = any(s > 1 for s in probe.shape[2:])
+    probe = _heads(run_on_meta(gm, (shape[0], *(w + j - 1 for w, j in zip(window, jump)))))
+    crop = any(s > 1 for out in probe for s in out.shape[-nsp:])
     if crop:
         _append_crop(gm, window, jump)
-    net = _as_sequential(gm) if sequential and not crop else gm
+    chain = sequential and not crop and not graph.several()
+    net = _as_sequential(gm) if chain else gm
     net.window = window[0] if len(set(window)) == 1 else tuple(window)
     net.jump = jump[0] if len(set(jump)) == 1 else tuple(jump)
-    net.register_forward_pre_hook(SizeGuard(shape, next(iter(flats.values())).map_shape))
-    out = run_on_meta(net, shape)
-    if out.dim() < 3 or any(s != 1 for s in out.shape[2:]):
-        raise ValueError(f"the converted model gives {tuple(out.shape)} at the training size, "
-                         "not (N, K, 1, 1)")
+    flat_shape = next(iter(flats.values())).map_shape if flats else None
+    net.register_forward_pre_hook(SizeGuard(shape, flat_shape))
+    for out in _heads(run_on_meta(net, shape)):
+        if out.dim() <= nsp or any(s != 1 for s in out.shape[-nsp:]):
+            raise ValueError(f"the converted model gives {tuple(out.shape)} at the training size, "
+                             f"not one cell ({'x'.join('1' * nsp)})")
     return net
 
 
+def _heads(out) -> tuple:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _side(v) -> str:
+    return "x".join(map(str, v))
+
+
 def _append_crop(gm: fx.GraphModule, window, jump) -> None:
+    """Each head's map goes through CropToWindows (one module, called once per head)."""
     out = next(n for n in gm.graph.nodes if n.op == "output")
     image = next(n for n in gm.graph.nodes if n.op == "placeholder")
     gm.add_submodule("crop", CropToWindows(window, jump))
+    returned = out.args[0]
     with gm.graph.inserting_before(out):
-        cropped = gm.graph.call_module("crop", (out.args[0], image))
+        if isinstance(returned, (tuple, list)):
+            cropped = type(returned)(gm.graph.call_module("crop", (r, image)) for r in returned)
+        else:
+            cropped = gm.graph.call_module("crop", (returned, image))
     out.args = (cropped,)
     gm.recompile()
 
@@ -283,5 +380,3 @@ def _as_sequential(gm: fx.GraphModule) -> nn.Module:
             name, k = f"{n.target}_call{k + 1}", k + 1
         layers[name] = gm.get_submodule(n.target)
     return nn.Sequential(layers)
-
-

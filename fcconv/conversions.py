@@ -36,7 +36,9 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module
 
     in_shape (C, H, W) -> Conv2d(C, K, kernel=(H, W)): x (N, C, H, W) -> (N, K, 1, 1).
     in_shape (C, L) -> Conv1d(C, K, kernel=L); (C,) -> Conv2d(C, K, 1), a 1x1 conv.
-    order: "chw" if the Linear saw torch.flatten's C,H,W order, "hwc" for Keras/TensorFlow.
+    order: the axes in the order the Linear's input was flattened: "chw" for torch.flatten,
+    "hwc" for Keras/TensorFlow (channels last), "whc" for x.permute(0, 3, 2, 1).flatten(1), ...
+    For (C, L): "chw" (C then L) or "hwc" (L then C).
     """
     expect(linear, nn.Linear, "linear")
     shape = checked_shape("in_shape", in_shape)
@@ -46,6 +48,9 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module
                          f"{'x'.join(map(str, shape))} gives {spelled(shape)}")
     k, w = linear.out_features, linear.weight.detach()
     if len(shape) == 2:
+        if order not in ("chw", "hwc"):
+            raise ValueError(f"a (C, L) input is flattened 'chw' (C then L) or 'hwc' (L then C); "
+                             f"got order {order!r}")
         c, length = shape
         conv = skip_init(nn.Conv1d, c, k, length, bias=linear.bias is not None,
                          device=w.device, dtype=w.dtype)
@@ -55,8 +60,8 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module
         c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
         conv = skip_init(nn.Conv2d, c, k, (h, wd), bias=linear.bias is not None,
                          device=w.device, dtype=w.dtype)
-        weight = w.reshape(k, c, h, wd) if order == "chw" else \
-            w.reshape(k, h, wd, c).permute(0, 3, 1, 2)
+        sizes = {"c": c, "h": h, "w": wd}
+        weight = w.reshape(k, *(sizes[a] for a in order)).permute(numpy_ops.to_chw(order))
     with torch.no_grad():
         conv.weight.copy_(weight)
         if linear.bias is not None:

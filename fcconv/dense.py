@@ -38,7 +38,9 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
                     batch_size: int = 32) -> torch.Tensor:
     """The reference: run ``model`` on every window-sized crop at ``stride``.
 
-    image (N, C, H, W) or (C, H, W) -> scores (N, K, rows, cols), rows = (H - window) // stride + 1.
+    image (N, C, H, W) or (C, H, W) -> scores (N, K, rows, cols), rows = (H - window) // stride + 1,
+    K the number of values the model gives per crop. A model that returns a tuple of heads
+    (MTCNN's nets: face probability, box offsets) gives a tuple of such maps.
     For a model whose first conv is a Conv1d: sequence (N, C, L) or (C, L), window and stride
     ints -> (N, K, cols). Crops are cut and scored ``batch_size`` at a time: memory holds one
     batch, never every crop.
@@ -48,8 +50,8 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     if _first_conv_is_1d(model):
         seq = _sequence(image)
         w, s = _one("window", window), _one("stride", stride)
-        return _slide(lambda b: model(b.squeeze(2)), seq.unsqueeze(2), (1, w), (1, s),
-                      batch_size).squeeze(2)
+        maps = _slide(lambda b: model(b.squeeze(2)), seq.unsqueeze(2), (1, w), (1, s), batch_size)
+        return tuple(m.squeeze(2) for m in maps) if isinstance(maps, tuple) else maps.squeeze(2)
     return _slide(model, _image(image), _pair("window", window), _pair("stride", stride),
                   batch_size)
 
@@ -62,13 +64,33 @@ def _slide(model, image: torch.Tensor, window, stride, batch_size: int) -> torch
                          else f"window {ww} does not fit in the sequence of length {w}")
     rows, cols = score_map_side(h, wh, sh), score_map_side(w, ww, sw)
     crops = image.unfold(2, wh, sh).unfold(3, ww, sw)  # a view (N, C, rows, cols, wh, ww): no copy
-    scores = []
+    heads, several = None, False
     for first in range(0, n * rows * cols, batch_size):
         idx = torch.arange(first, min(first + batch_size, n * rows * cols))
         b, r, col = idx // (rows * cols), idx // cols % rows, idx % cols
         batch = crops[b, :, r, col]                     # (B, C, wh, ww): only this batch copied
-        scores.append(model(batch).reshape(len(idx), -1))
-    return torch.cat(scores).reshape(n, rows, cols, -1).permute(0, 3, 1, 2)
+        out = model(batch)
+        several = isinstance(out, (tuple, list))
+        parts = tuple(out) if several else (out,)
+        if not parts or not all(isinstance(p, torch.Tensor) and p.dim() >= 1 and
+                                p.shape[0] == len(idx) for p in parts):
+            raise ValueError(f"the model returned {_what(out)} for a batch of {len(idx)} crops: "
+                             "sliding_windows needs a tensor (or a tuple of tensors) with one "
+                             "row per crop")
+        heads = heads or [[] for _ in parts]
+        for scores, p in zip(heads, parts):
+            scores.append(p.reshape(len(idx), -1))
+    maps = tuple(torch.cat(s).reshape(n, rows, cols, -1).permute(0, 3, 1, 2) for s in heads)
+    return maps if several else maps[0]
+
+
+def _what(out) -> str:
+    """A short description of what a model returned, for a message."""
+    if isinstance(out, torch.Tensor):
+        return f"a tensor of shape {tuple(out.shape)}"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {', '.join(_what(o) for o in out) or 'nothing'}"
+    return f"a {type(out).__name__}"
 
 
 def _first_conv_is_1d(model: nn.Module) -> bool:
@@ -116,17 +138,19 @@ class CropToWindows(nn.Module):
         return f"window={self.window}, jump={self.jump}"
 
 
-def _window_and_jump(fcn: nn.Module, image: torch.Tensor) -> tuple[tuple[int, int], int]:
-    from .shapes import receptive_field
-
-    window = getattr(fcn, "window", None)
-    if window is None:
+def _window_and_jump(fcn: nn.Module) -> tuple[tuple[int, int], int]:
+    """The window a convolutionalized net slides and the jump between its windows (its own
+    ``.window`` and ``.jump``, recorded by convolutionalize)."""
+    window, jump = getattr(fcn, "window", None), getattr(fcn, "jump", None)
+    if window is None or jump is None:
         raise ValueError("fcn has no .window: pass a net made by fcconv.convolutionalize, which "
-                         "records the window it slides")
+                         "records the window it slides and the jump between windows")
     window = (window, window) if isinstance(window, int) else tuple(window)
-    jump = receptive_field(fcn, tuple(image.shape[1:])).jump
     if not isinstance(jump, int):
         raise ValueError(f"the network's jump differs between height and width: {jump}")
+    if len(window) != 2:
+        raise ValueError(f"shift_and_stitch stitches 2-D score maps; this net slides a "
+                         f"{len(window)}-D window {window}")
     return window, jump
 
 
@@ -135,27 +159,31 @@ def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step: int) -> torch.Te
     """A score map at stride ``step`` < jump, from (jump/step)^2 passes over shifted inputs.
 
     image (N, C, H, W) -> (N, K, rows, cols) with rows = (H - window) // step + 1: equal to
-    ``sliding_windows(model, image, window, step)`` for a net without zero padding.
+    ``sliding_windows(model, image, window, step)`` for a net without zero padding (a tuple of
+    maps for a net with several heads).
     Pass (dy, dx) drops the first dy*step rows and dx*step columns; its cell (i, j) is the window
     at (i*jump + dy*step, j*jump + dx*step), which goes to row i*f + dy, column j*f + dx.
     """
     expect(fcn, nn.Module, "fcn")
+    (wh, ww), jump = _window_and_jump(fcn)
     image = _image(image)
     step = checked_int("step", step, 1)
-    (wh, ww), jump = _window_and_jump(fcn, image)
     f = stitch_factor(jump, step)
     h, w = image.shape[2:]
     rows, cols = score_map_side(h, wh, step), score_map_side(w, ww, step)
-    out = None
+    outs, several = None, False
     for dy in range(min(f, rows)):
         for dx in range(min(f, cols)):
             p = fcn(image[:, :, dy * step:, dx * step:])
-            if out is None:
-                out = p.new_empty(p.shape[0], p.shape[1], rows, cols)
-            target = out[:, :, dy::f, dx::f]
-            if p.shape[2:] != target.shape[2:]:
-                raise ValueError(f"pass ({dy}, {dx}) gave a {tuple(p.shape[2:])} map where "
-                                 f"{tuple(target.shape[2:])} windows fit: fcn is not the "
-                                 "convolutionalized net its .window says")
-            target.copy_(p)
-    return out
+            several = isinstance(p, (tuple, list))
+            parts = tuple(p) if several else (p,)
+            if outs is None:
+                outs = [q.new_empty(*q.shape[:-2], rows, cols) for q in parts]
+            for out, q in zip(outs, parts):
+                target = out[..., dy::f, dx::f]
+                if q.shape[-2:] != target.shape[-2:]:
+                    raise ValueError(f"pass ({dy}, {dx}) gave a {tuple(q.shape[-2:])} map where "
+                                     f"{tuple(target.shape[-2:])} windows fit: fcn is not the "
+                                     "convolutionalized net its .window says")
+                target.copy_(q)
+    return tuple(outs) if several else outs[0]

@@ -11,36 +11,60 @@ disagree on the jump) is refused with the reason. The graph surgery lives in ``_
 from __future__ import annotations
 
 import copy
+import warnings
 
 from torch import nn
 
 from . import _graph, _rewrite
 from .conversions import expect
-from .formulas import checked_shape
+from .formulas import checked_bool, checked_shape
 
 
-def convolutionalize(model: nn.Module, input_shape) -> nn.Module:
+class ApproximateWarning(UserWarning):
+    """convolutionalize(..., exact=False) made a net whose dense map differs from the crops."""
+
+
+def convolutionalize(model: nn.Module, input_shape, exact: bool = True) -> nn.Module:
     """The classifier as a fully convolutional network (the original is left untouched).
 
     input_shape: the (C, H, W) (or (C, L)) it was trained on. Result: x (N, C, H, W) ->
     (N, K, 1, 1) at that size; (N, K, rows, cols) on larger inputs, rows = (H - window) // jump + 1,
     exactly the windows sliding_windows scores. The result's ``.window`` is the (H, W) it slides
     and ``.jump`` its stride. Works on nn.Sequential and on custom forwards (torch.fx) that
-    flatten with nn.Flatten, torch.flatten, view or reshape (channels-last flattens included).
+    flatten with nn.Flatten, torch.flatten, view or reshape (after any permute of the map's axes:
+    channels last, or W,H,C). A forward that returns a tuple of heads gives a tuple of maps; a
+    head that picks a class, ``scores[:, 1]``, gives an (N, rows, cols) map. A net with no
+    flatten whose heads give one cell at input_shape (MTCNN's P-Net) is already convolutional:
+    it comes back with ``.window`` and ``.jump``, its ceil-mode pools set to floor where every
+    window fits, so that it scores exactly the windows that fit in the image. ``.changes`` says
+    what changed in the trunk, and why (one sentence each).
+
+    exact: a pool with ceil_mode=True whose last window hangs over the edge of the map at
+    input_shape pools a partial window in each crop but a whole one in the dense pass, so the
+    two differ: refused (ValueError naming the pool). exact=False converts anyway, warns, and
+    sets the result's ``.approximate`` to the reason ('' on an exact net). Zero padding is not
+    refused either way: the conversion is exact, but a padded net's crops see padding at their
+    borders where the larger image has pixels (the course measures that difference).
     """
     expect(model, nn.Module, "model")
     shape = checked_shape("input_shape", input_shape, (2, 3))
+    checked_bool("exact", exact)
     # The Linears' weights are not copied: the head's are read once into new conv weights (in
     # VGG16 they are 494 MB of its 553 MB; copying them first made the peak 1 GB higher).
     linears = {id(p): p for m in model.modules() if isinstance(m, nn.Linear)
                for p in m.parameters(recurse=False)}
     graph = _graph.analyse(copy.deepcopy(model, memo=dict(linears)), shape)
-    flats = _rewrite.refuse_what_cannot_slide(graph)
-    _rewrite.simplify_trunk(graph)
+    flats, approximate = _rewrite.refuse_what_cannot_slide(graph, exact)
+    changes = _rewrite.simplify_trunk(graph)
     _rewrite.convert_head(graph, flats)
     net = _rewrite.finish(graph, flats, isinstance(model, nn.Sequential))
     for module in net.modules():  # a Linear left as it was (not on the head): now copy it
         for name, p in module.named_parameters(recurse=False):
             if id(p) in linears:
                 setattr(module, name, copy.deepcopy(p))
+    net.changes = tuple(changes)
+    net.approximate = "; ".join(approximate)
+    if approximate:
+        warnings.warn(f"convolutionalize(exact=False): the dense net is approximate: "
+                      f"{net.approximate}", ApproximateWarning, stacklevel=2)
     return net

@@ -14,7 +14,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .formulas import checked_shape, conv_output_size
 
-ORDERS = ("chw", "hwc")
+# How a (C, H, W) map was flattened: PyTorch reads C,H,W; Keras/TensorFlow H,W,C; a weight read
+# column by column (MTCNN's R-Net and O-Net, converted from TensorFlow) W,H,C. Any order of the
+# three axes is a valid flatten.
+ORDERS = ("chw", "hwc", "whc", "cwh", "hcw", "wch")
 MAX_BYTES = 2 * 1024**3  # the most one call may allocate: a laptop's memory, with room to spare
 
 
@@ -40,11 +43,18 @@ def _pair(name: str, v, minimum: int) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def check_order(order: str) -> str:
-    """``order`` if it is "chw" (PyTorch) or "hwc" (Keras/TensorFlow); ValueError otherwise."""
-    if order not in ORDERS:
-        raise ValueError(f"order must be 'chw' (PyTorch) or 'hwc' (Keras/TensorFlow); got {order!r}")
+def check_order(order) -> str:
+    """``order`` if it names the three axes in flatten order: "chw" (PyTorch), "hwc"
+    (Keras/TensorFlow), "whc" (column by column), ...; ValueError otherwise."""
+    if not isinstance(order, str) or order not in ORDERS:
+        raise ValueError(f"order must be 'chw' (PyTorch), 'hwc' (Keras/TensorFlow) or another "
+                         f"order of the letters c, h, w (e.g. 'whc'); got {order!r}")
     return order
+
+
+def to_chw(order: str) -> tuple[int, int, int, int]:
+    """The axes that take a (K, *axes in ``order``) array to (K, C, H, W): for np.transpose."""
+    return (0, *(1 + check_order(order).index(a) for a in "chw"))
 
 
 def _in_shape(in_shape) -> tuple[int, int, int]:
@@ -150,24 +160,22 @@ def relu(x: np.ndarray) -> np.ndarray:
 def fc_to_conv_weight(weight: np.ndarray, in_shape, order: str = "chw") -> np.ndarray:
     """An FC weight (K, C*H*W) as K filters (K, C, H, W): row i of the matrix is filter i.
 
-    order: how the FC's input was flattened, "chw" (PyTorch) or "hwc" (Keras/TensorFlow).
+    order: how the FC's input was flattened, "chw" (PyTorch), "hwc" (Keras/TensorFlow), "whc"...
     """
     weight = _array("weight", weight, 2, "(K, D)")
     c, h, w = _in_shape(in_shape)
     if weight.shape[1] != c * h * w:
         raise ValueError(f"Linear expects {weight.shape[1]} inputs but in_shape {c}x{h}x{w} "
                          f"(C x H x W) gives {c * h * w}")
-    k = weight.shape[0]
-    if check_order(order) == "chw":
-        return weight.reshape(k, c, h, w)
-    return weight.reshape(k, h, w, c).transpose(0, 3, 1, 2)
+    sizes = {"c": c, "h": h, "w": w}
+    axes = to_chw(order)
+    return weight.reshape(weight.shape[0], *(sizes[a] for a in order)).transpose(axes)
 
 
 def conv_to_fc_weight(weight: np.ndarray, order: str = "chw") -> np.ndarray:
     """K filters (K, C, H, W) as an FC weight (K, C*H*W), flattening each filter in ``order``."""
     weight = _array("weight", weight, 4, "(K, C, H, W)")
-    if check_order(order) == "hwc":
-        weight = weight.transpose(0, 2, 3, 1)
+    weight = weight.transpose(0, *(1 + "chw".index(a) for a in check_order(order)))
     return weight.reshape(weight.shape[0], -1)
 
 

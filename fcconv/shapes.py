@@ -235,9 +235,20 @@ def receptive_field(model: nn.Module, input_shape) -> ReceptiveField:
     """
     g = _analyse(model, input_shape, explain=True)
     if g.returns():
-        raise ValueError(f"the model's forward returns {g.returns()}; ask about one head at a "
-                         "time (a model whose forward returns a single tensor)")
-    geo = g.steps[g.outputs()[0]].geo
+        raise ValueError(f"the model's forward returns {g.returns()}; receptive_field needs a "
+                         "tensor, or a tuple of tensors (heads) that all see the same field")
+    fields = [_one_field(g, node) for node in g.outputs()]
+    if any(f != fields[0] for f in fields):
+        heads = ", ".join(f"{node.name}: {f.size}/{f.jump}/{f.start}"
+                          for node, f in zip(g.outputs(), fields))
+        raise ValueError(f"the model's heads see different fields (size/jump/start: {heads}); "
+                         "ask about one head at a time (a model that returns just it)")
+    return fields[0]
+
+
+def _one_field(g: _graph.Graph, node) -> ReceptiveField:
+    """The field of one output of the graph, or a ValueError saying why it has none."""
+    geo = g.steps[node].geo
     if geo.kind == "unknown":
         raise ValueError(f"no single receptive field: {geo.why}")
     if geo.field is None:

@@ -56,12 +56,23 @@ def test_float32_stays_float32():
     assert npo.conv2d(x, np.ones((3, 2, 3, 3), np.float32)).dtype == np.float32
 
 
-@pytest.mark.parametrize("order", ["chw", "hwc"])
+@pytest.mark.parametrize("order", npo.ORDERS)
 def test_fc_and_conv_weights_round_trip(order):
     wt = np.random.default_rng(0).normal(size=(6, 4 * 3 * 5))
     filters = npo.fc_to_conv_weight(wt, (4, 3, 5), order)
     assert filters.shape == (6, 4, 3, 5)
     assert np.array_equal(npo.conv_to_fc_weight(filters, order), wt)
+
+
+@pytest.mark.parametrize("order", npo.ORDERS)
+def test_fc_weight_in_any_flatten_order_is_the_filter_the_conv_needs(order):
+    """A Linear that saw x with its axes in ``order`` (x.permute(0, 3, 2, 1) for "whc") computes
+    what a conv with these filters computes on x as it is."""
+    rng = np.random.default_rng(2)
+    x, wt = rng.normal(size=(2, 4, 3, 5)), rng.normal(size=(6, 4 * 3 * 5))
+    seen = x.transpose(0, *(1 + "chw".index(a) for a in order)).reshape(2, -1)
+    conv = npo.conv2d(x, npo.fc_to_conv_weight(wt, (4, 3, 5), order))[:, :, 0, 0]
+    assert np.allclose(conv, npo.linear(seen, wt), rtol=1e-12, atol=1e-12)
 
 
 def test_fc_equals_conv_whose_kernel_covers_the_input():

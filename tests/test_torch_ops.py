@@ -67,6 +67,18 @@ def test_keras_ordered_weight_with_hwc():
     assert rel_err(right, expected) < 1e-12 and rel_err(wrong, expected) > 0.1
 
 
+@pytest.mark.parametrize("order", fcconv.numpy_ops.ORDERS)
+def test_linear_to_conv_in_any_flatten_order(order):
+    """MTCNN's R-Net flattens x.permute(0, 3, 2, 1): (W, H, C), "whc". A non-square map, so that
+    reading W for H would be caught."""
+    torch.manual_seed(4)
+    c, h, w = 3, 4, 5
+    fc = nn.Linear(c * h * w, 6).double()
+    x = torch.randn(2, c, h, w, dtype=torch.float64)
+    seen = x.permute(0, *(1 + "chw".index(a) for a in order)).flatten(1)
+    assert rel_err(linear_to_conv(fc, (c, h, w), order)(x).flatten(1), fc(seen)) < 1e-12
+
+
 @pytest.mark.parametrize("kw", [dict(), dict(stride=2), dict(padding=1), dict(stride=2, padding=2),
                                 dict(dilation=2)])
 def test_conv_to_linear_is_the_dense_matrix(kw):
@@ -364,7 +376,10 @@ BAD_INPUTS = [
      ValueError, "Linear expects 25088 inputs but in_shape 512x6x6 gives 18432 = 512x6x6"),
     (lambda: linear_to_conv(nn.Conv2d(1, 1, 1), (1, 1, 1)), TypeError,
      "linear must be a torch.nn.Linear; got Conv2d"),
-    (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2), order="cwh"), ValueError, "order must be 'chw'"),
+    (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2), order="cww"), ValueError,
+     "order must be 'chw' (PyTorch), 'hwc' (Keras/TensorFlow) or another order of the letters"),
+    (lambda: linear_to_conv(nn.Linear(4, 2), (2, 2), order="whc"), ValueError,
+     "a (C, L) input is flattened 'chw' (C then L) or 'hwc' (L then C); got order 'whc'"),
     (lambda: linear_to_conv(nn.Linear(4, 2), (1, 2, 2, 1)), ValueError, "in_shape must be (C,)"),
     (lambda: conv_to_linear(nn.Conv2d(3, 4, 3), (1, 8, 8)), ValueError, "expects 3 input channels"),
     (lambda: conv_to_linear(nn.Conv2d(3, 4, 5), (3, 4, 4)), ValueError,
@@ -412,19 +427,15 @@ BAD_INPUTS = [
     (lambda: convolutionalize(fcconv.lenet5(), (1, 32, 32.5)), TypeError,
      "input_shape[2] must be an int; got 32.5"),
     (lambda: convolutionalize(fcconv.lenet5(), 32), TypeError, "input_shape must be a tuple"),
-    (lambda: convolutionalize(TwoHeads(), (1, 8, 8)), ValueError,
-     "the model's forward returns a tuple of 2, not one tensor; convolutionalize converts"),
     (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Upsample(scale_factor=2),
                                             nn.Flatten(), nn.Linear(288, 2)), (1, 8, 8)),
      ValueError, "cannot slide this model: '1' (Upsample): fcconv does not know"),
     (lambda: convolutionalize(Residual3(), (1, 9, 9)), ValueError,
      "joins paths that disagree on the jump (2x2 vs 3x3)"),
     (lambda: convolutionalize(SmallNet(), (1, 8, 8)), ValueError,
-     "the model's forward returns a dict of 1, not one tensor"),
-    (lambda: fcconv.receptive_field(OneTuple(), (1, 8, 8)), ValueError,
-     "the model's forward returns a tuple of 1, not one tensor"),
-    (lambda: convolutionalize(OneTuple(), (1, 8, 8)), ValueError,
-     "the model's forward returns a tuple of 1, not one tensor"),
+     "the model's forward returns a dict of 1, not a tensor or a tuple of tensors"),
+    (lambda: fcconv.receptive_field(SmallNet(), (1, 8, 8)), ValueError,
+     "the model's forward returns a dict of 1, not a tensor or a tuple of tensors"),
     (lambda: convolutionalize(BatchFolded(), (1, 8, 8)), ValueError,
      "layer 'fc' (Linear) gets a (1, 144) tensor whose first axis is not the batch: a reshape "
      "before it folds the batch into the features (x.view(1, -1)?)"),
@@ -457,17 +468,24 @@ def test_bad_input_gets_a_clear_error(call, error, text):
 # ---------------------------------------------------------------------- the ten silent wrong answers
 # Each: the converted net equals sliding windows in float64 at the net's jump, or a clear refusal.
 
+def heads(out) -> tuple:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
 def dense_equals_crops(model, shape, big, **kw):
-    """Convert, then compare with the original at the training size and on every crop."""
+    """Convert, then compare with the original at the training size and on every crop (every
+    head of a model that returns a tuple)."""
     model = seeded(model, **kw)
     fcn = convolutionalize(model, shape)
     x = torch.randn(3, *shape, dtype=torch.float64)
-    assert rel_err(fcn(x).flatten(1), model(x)) < 1e-12
+    for got, want in zip(heads(fcn(x)), heads(model(x)), strict=True):
+        assert rel_err(got.reshape(want.shape), want) < 1e-12
     image = torch.randn(1, shape[0], *big, dtype=torch.float64)
     dense = fcn(image)
     crops = sliding_windows(model, image, shape[1:], fcn.jump)
-    assert dense.shape == crops.shape
-    assert rel_err(dense, crops) < 1e-12
+    for got, want in zip(heads(dense), heads(crops), strict=True):
+        assert got.numel() == want.numel() and got.shape[-2:] == want.shape[-2:]
+        assert rel_err(got.reshape(want.shape), want) < 1e-12
     return fcn, dense
 
 
@@ -609,7 +627,9 @@ def test_case8_ceil_mode_exact_where_windows_fit_refused_where_they_hang_off():
     dense_equals_crops(fits, (1, 8, 8), (17, 17))
     hangs = nn.Sequential(nn.Conv2d(1, 2, 2), nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(),
                           nn.Linear(2 * 4 * 4, 3))
-    with pytest.raises(ValueError, match="has ceil_mode=True and here its last window hangs"):
+    with pytest.raises(ValueError, match=r"'1' \(MaxPool2d\) has ceil_mode=True, and at this "
+                                         r"input its last window along H \(7 cells\) and W \(7 "
+                                         r"cells\) hangs over the edge of the map.*exact=False"):
         convolutionalize(hangs, (1, 8, 8))
 
 
@@ -636,10 +656,13 @@ def test_sliding_windows_cuts_crops_one_batch_at_a_time():
     assert info.value.args[0] == (3, 1, 1000, 1000)
 
 
-def test_two_head_model_traces_but_has_no_single_field():
+def test_two_head_model_traces_converts_to_two_maps_and_has_one_field():
     assert trace(TwoHeads(), (1, 8, 8)).names == ["conv", "a", "b"]
-    with pytest.raises(ValueError, match="the model's forward returns a tuple of 2, not one tensor"):
-        fcconv.receptive_field(TwoHeads(), (1, 8, 8))
+    assert fcconv.receptive_field(TwoHeads(), (1, 8, 8)) == fcconv.ReceptiveField(8, 1, 0)
+    fcn, dense = dense_equals_crops(TwoHeads(), (1, 8, 8), (11, 13))
+    assert [d.shape for d in dense] == [(1, 3, 4, 6), (1, 4, 4, 6)]
+    fcn, dense = dense_equals_crops(OneTuple(), (1, 8, 8), (9, 8))
+    assert isinstance(dense, tuple) and dense[0].shape == (1, 3, 2, 1)
 
 
 # --------------------------------------------------------------------------- tester's findings
@@ -736,3 +759,83 @@ def test_sliding_windows_takes_numpy_integers_like_input_shape():
     model, image = seeded(small_sequential()), torch.randn(1, 1, 10, 11, dtype=torch.float64)
     assert torch.equal(sliding_windows(model, image, np.int64(8), np.int32(2)),
                        sliding_windows(model, image, 8, 2))
+
+
+# --------------------------------------------------------------------------- MTCNN's three nets
+# Random weights: exactness does not depend on them (the real ones come from a package at set-up).
+
+def test_pnet_is_already_convolutional_and_equals_every_12x12_crop():
+    pnet = seeded(fcconv.models.pnet())
+    fcn = convolutionalize(pnet, (3, 12, 12))
+    assert (fcn.window, fcn.jump, fcn.approximate) == (12, 2, "")
+    assert fcconv.receptive_field(pnet, (3, 12, 12)) == fcconv.ReceptiveField(12, 2, 0)
+    for h, w in ((12, 12), (30, 40), (31, 41), (33, 28)):  # even and odd sides
+        image = torch.randn(2, 3, h, w, dtype=torch.float64)
+        prob, boxes = fcn(image)
+        crop_prob, crop_boxes = sliding_windows(pnet, image, 12, 2)
+        rows, cols = (h - 12) // 2 + 1, (w - 12) // 2 + 1
+        assert prob.shape == (2, rows, cols) and boxes.shape == (2, 4, rows, cols)
+        assert crop_prob.shape == (2, 1, rows, cols)   # one value per crop: K = 1
+        assert rel_err(prob, crop_prob[:, 0]) < 1e-12 and rel_err(boxes, crop_boxes) < 1e-12
+
+
+def test_raw_pnet_differs_from_the_crops_only_at_an_odd_border_and_the_conversion_says_why():
+    """31 rows: conv1 leaves 29, an odd count, so the ceil-mode pool's last window is partial
+    and P-Net as written scores one more row, whose 12x12 window hangs off the image."""
+    pnet = seeded(fcconv.models.pnet())
+    image = torch.randn(1, 3, 31, 41, dtype=torch.float64)
+    prob, boxes = pnet(image)
+    crop_prob, crop_boxes = sliding_windows(pnet, image, 12, 2)
+    assert prob.shape == (1, 11, 16) and crop_prob.shape == (1, 1, 10, 15)
+    assert rel_err(prob[:, :10, :15], crop_prob[:, 0]) < 1e-12      # exact where a crop exists
+    assert rel_err(boxes[..., :10, :15], crop_boxes) < 1e-12
+    rf = fcconv.receptive_field(pnet, (3, 31, 41))
+    assert rf.window(10, 0) == (20, 31) and rf.window(15, 1) == (30, 41)  # pixel 31/41: outside
+    change, = convolutionalize(pnet, (3, 12, 12)).changes
+    assert change.startswith("'pool1' (MaxPool2d): ceil_mode=True set to False. At 12x12x3 "
+                             "every window fits") and "hangs off the image" in change
+
+
+@pytest.mark.parametrize("build,size", [(fcconv.models.rnet, 24), (fcconv.models.onet, 48)])
+def test_rnet_and_onet_partial_ceil_windows_are_refused_or_approximate_on_request(build, size):
+    net = seeded(build())
+    with pytest.raises(ValueError, match=r"^'pool1' \(MaxPool2d\) \(line \d+ of forward: x = "
+                                         r"self.pool1\(.*has ceil_mode=True.*exact=False"):
+        convolutionalize(net, (3, size, size))
+    with pytest.warns(fcconv.fcn.ApproximateWarning, match="the dense net is approximate: 'pool1'"):
+        fcn = convolutionalize(net, (3, size, size), exact=False)
+    assert fcn.approximate.startswith("'pool1' (MaxPool2d)") and fcn.jump == {24: 4, 48: 8}[size]
+    image = torch.randn(1, 3, size + 13, size + 9, dtype=torch.float64)
+    dense, crops = fcn(image), sliding_windows(net, image, size, fcn.jump)
+    gap = 0.0
+    for d, c in zip(dense, crops, strict=True):
+        assert d.shape[-2:] == c.shape[-2:] == (13 // fcn.jump + 1, 9 // fcn.jump + 1)
+        gap = max(gap, (d.reshape(c.shape) - c).abs().max().item())
+    assert gap > 1e-6   # measured, not assumed: the partial windows change the scores
+
+
+@pytest.mark.parametrize("build,size", [(fcconv.models.rnet, 25), (fcconv.models.onet, 49)])
+def test_rnet_and_onet_heads_convert_exactly_where_their_pools_fit(build, size):
+    """At 25 (49) every ceil-mode window fits: the (W, H, C) flatten, the PReLU after the
+    Linear, softmax(...)[:, 1] and the two or three heads all convert exactly."""
+    fcn, dense = dense_equals_crops(build(), (3, size, size), (size + 13, size + 6))
+    assert fcn.approximate == "" and len(dense) == (2 if size == 25 else 3)
+    assert dense[0].shape == (1, 13 // fcn.jump + 1, 6 // fcn.jump + 1)   # the face probability
+
+
+class ColumnMajor(nn.Module):
+    """R-Net's head in small, on a non-square map: (W, H, C) flatten, PReLU, softmax, x[:, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc, self.act = nn.Conv2d(2, 3, 3), nn.Linear(3 * 4 * 5, 4), nn.PReLU(4)
+        self.cls, self.box = nn.Linear(4, 2), nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.act(self.fc(self.conv(x).permute(0, 3, 2, 1).flatten(1)))
+        return F.softmax(self.cls(x), dim=1)[:, 1], self.box(x)
+
+
+def test_column_major_flatten_and_two_heads_convert_exactly():
+    fcn, (prob, box) = dense_equals_crops(ColumnMajor(), (2, 6, 7), (13, 11))
+    assert prob.shape == (1, 8, 5) and box.shape == (1, 3, 8, 5)
