@@ -80,6 +80,7 @@ class Plan:
     want: Callable | None = None
     mistakes: tuple = ()
     same: Callable | None = None
+    on_raise: Callable | None = None  # answers before a raise -> the hint of a mistake, or None
 
 
 class Check:
@@ -162,10 +163,12 @@ def _answers(plan: Plan, reply) -> list:
     if forbidden:
         raise Wrong(forbidden_call(wire.clean(forbidden[0])))
     answers = []
-    for raw, _ in zip(reply["answers"], plan.calls):
+    for raw, call in zip(reply["answers"], plan.calls):
         raised = wire.decode_raised(raw)
-        if raised:
-            raise Wrong(f"your code raised {raised.type}: {raised.message}")
+        if raised:  # a known mistake that fails there too (and fit every answer before) says more
+            hint = plan.on_raise(answers) if plan.on_raise else None
+            raise Wrong(f"{hint + ' ' if hint else ''}Your code raised {raised.type}: "
+                        f"{raised.message} (for {describe_call(call)}).")
         if not isinstance(raw, dict) or len(raw) != 1 or not ({"value", "probed"} & set(raw)):
             raise wire.Malformed("an answer of no known form")
         value = wire.decode(raw["value"]) if "value" in raw else wire.decode_probed(raw["probed"])
@@ -176,6 +179,18 @@ def _answers(plan: Plan, reply) -> list:
 
 
 # --------------------------------------------------------------------------- reading answers
+
+def describe_call(args: tuple) -> str:
+    """The arguments of one call, short: numbers and tuples as they are, arrays by shape."""
+    def one(a):
+        if isinstance(a, np.ndarray):
+            return f"an array of shape {a.shape}"
+        if isinstance(a, wire.Module):
+            return f"a {a.build.rsplit('.', 1)[1]}{a.args}"
+        text = repr(a)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return "the input " + ", ".join(one(a) for a in args)
+
 
 def describe(x) -> str:
     """A short description of what came back, for a hint: its type and the start of its repr."""
@@ -305,7 +320,25 @@ def compare(calls, want: Callable, hint: Callable, read: Callable = integer,
             if all(_gives(same, g, mistake, c) for g, c in zip(answers, calls)):
                 return says(answers[first], wants[first], *calls[first]) if callable(says) else says
         return hint(answers[first], wants[first], *calls[first])
-    return Plan(calls, judge, read, want=want, mistakes=tuple(mistakes), same=same)
+    def on_raise(answers: list) -> str | None:
+        """The learner's code raised on case len(answers): a mistake (with a plain hint) that
+        gives every answer before it and fails on that case too is the likely one."""
+        k = len(answers)
+        for mistake, says in mistakes:
+            if k and isinstance(says, str) and _fails(mistake, calls[k]) and \
+                    all(_gives(same, g, mistake, c) for g, c in zip(answers, calls)):
+                return says
+        return None
+    return Plan(calls, judge, read, want=want, mistakes=tuple(mistakes), same=same,
+                on_raise=on_raise)
+
+
+def _fails(mistake, case) -> bool:
+    try:
+        mistake(*case)
+    except Exception:
+        return True
+    return False
 
 
 def _gives(same, got, mistake, case) -> bool:

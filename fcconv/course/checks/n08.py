@@ -53,9 +53,9 @@ def iou(rng):
             "area(a) + area(b) - intersection.")),
         (lambda a, b: _iou(a, b, union_counts_twice=True), with_hint(
             "The union counts the intersection once: area(a) + area(b) - intersection.")),
-        (lambda a, b: _iou(a, b, clamp=False), with_hint(
-            "When the boxes do not overlap, the overlap's width or height is negative: clamp "
-            "each at 0, max(w, 0), before multiplying.")),
+        (lambda a, b: _iou(a, b, clamp=False),
+         "When the boxes do not overlap, the overlap's width or height is negative: clamp each "
+         "at 0, max(w, 0), before multiplying."),
         (lambda a, b: _iou(a, b, floor=True), with_hint(
             "Use /, not //: IoU is a fraction between 0 and 1.")),
     ]
