@@ -76,6 +76,18 @@ def _site_packages():
     return path
 
 
+def _remove_plants() -> list[str]:
+    """What an attack here planted and the grader left (the tests fail on it), removed, so that
+    a run that fails, or stops half-way, leaves this venv and the library clean."""
+    import shutil
+    plants = [os.path.join(_site_packages(), "zz_fcconv_plant.pth"),
+              os.path.join(_site_packages(), "zz_fcconv_planted"), str(LIBRARY / "formulas")]
+    left = [p for p in plants if os.path.lexists(p)]
+    for p in left:
+        shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+    return left
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Every attack notebook graded in one run, two at a time, each in its own student folder;
@@ -106,13 +118,16 @@ def graded(tmp_path_factory):
         paths.append(write(nb, root / name / f"{notebook}.ipynb"))
     library = {p: p.read_bytes() for p in LIBRARY.rglob("*") if p.is_file()}
     children = set(sandbox.children(os.getpid()))
-    reports = list(grade.grade_all(paths, jobs=2, **LIMITS))
+    try:
+        reports = list(grade.grade_all(paths, jobs=2, **LIMITS))
+    finally:
+        left = _remove_plants()
     grade.write_csv(reports, csv_path)
     time.sleep(4)  # a detached process of "survives" would have rewritten the CSV by now
     injected = json.loads(found.read_text()) if found.exists() else None
     found.unlink(missing_ok=True)
     return {"reports": {r.path.parent.name: r for r in reports}, "csv": csv_path, "marker": marker,
-            "token": token, "library": library, "children": children, "injected": injected}
+            "token": token, "library": library, "children": children, "injected": injected, "left": left}
 
 
 def statuses(report):
@@ -196,7 +211,7 @@ def test_rewriting_the_checks_or_patching_them_in_the_kernel_scores_nothing(grad
 # ----------------------------------------------------------------- one notebook cannot reach another
 
 def test_code_planted_for_later_kernels_or_the_grader_never_runs(graded):
-    assert not graded["marker"].exists()
+    assert not graded["marker"].exists() and graded["left"] == []
     after = {p: p.read_bytes() for p in LIBRARY.rglob("*") if p.is_file()}
     assert after == graded["library"], set(after) ^ set(graded["library"])
     assert not os.path.exists(os.path.join(_site_packages(), "zz_fcconv_plant.pth"))
@@ -324,13 +339,12 @@ def fallback(tmp_path_factory):
         grade.write_csv(reports, csv_path)
         time.sleep(4)
     finally:
-        import shutil
-        shutil.rmtree(plant, ignore_errors=True)
-    return {r.path.parent.name: r for r in reports}, token, csv_path, marker
+        left = _remove_plants()
+    return {r.path.parent.name: r for r in reports}, token, csv_path, marker, left
 
 
 def test_without_namespaces_no_process_outlives_the_run(fallback):
-    reports, token, csv_path, _ = fallback
+    reports, token, csv_path, _, _ = fallback
     assert reports["detached"].passed, (reports["detached"].results, reports["detached"].problems)
     assert _processes_with(token) == []
     rows = {row["student"]: row for row in csv.DictReader(csv_path.open())}
@@ -348,7 +362,8 @@ def test_without_namespaces_killing_the_grading_process_costs_only_that_notebook
 
 
 def test_without_namespaces_planted_files_are_restored_and_a_changed_install_stops_the_run(fallback):
-    reports, _, _, marker = fallback
+    reports, _, _, marker, left = fallback
+    assert left == [os.path.join(_site_packages(), "zz_fcconv_planted")], left  # all it could not put back
     assert not marker.exists() and not os.path.exists(os.path.join(_site_packages(), "zz_fcconv_plant.pth"))
     assert not (LIBRARY / "formulas").exists()
     planted = reports["planter"].problems
