@@ -21,7 +21,14 @@ def _trace(args) -> int:
         from .torch_ops import convolutionalize
 
         model = convolutionalize(model, train_shape)
-    table = trace(model, (train_shape[0], size, size))  # raises on a size that cannot work
+    try:
+        table = trace(model, (train_shape[0], size, size))  # raises on a size that cannot work
+    except ValueError as err:
+        if args.convolutionalized or size == train_shape[-1]:
+            raise
+        side = train_shape[-1]
+        raise ValueError(f"{err}\n{args.model} as trained takes {side}x{side} only: add "
+                         f"--convolutionalized for its score map at {size}x{size}") from None
     print(f"{args.model}{' (convolutionalized)' if args.convolutionalized else ''} "
           f"at {size}x{size}x{train_shape[0]}")
     print(table)
@@ -58,6 +65,17 @@ def _limit(kind, option: str):
     return parse
 
 
+def _side(text: str) -> int:
+    """An argparse type for trace's --input: a whole number of pixels > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of pixels, got {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def _csv(text: str) -> str:
     from .course.grade import check_csv
 
@@ -73,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("trace", help="print shapes, parameters, MACs and receptive fields")
     t.add_argument("model", choices=sorted(MODELS))
-    t.add_argument("--input", type=_positive(int),
+    t.add_argument("--input", type=_side,
                    help="input height = width (default: the training size)")
     t.add_argument("--convolutionalized", action="store_true",
                    help="trace the fully convolutional version (a score map on larger inputs)")
