@@ -23,7 +23,14 @@ def _trace(args) -> int:
         from .torch_ops import convolutionalize
 
         model = convolutionalize(model, train_shape)
-    table = trace(model, (train_shape[0], size, size))  # raises on a size that cannot work
+    try:
+        table = trace(model, (train_shape[0], size, size))  # raises on a size that cannot work
+    except ValueError as err:
+        if args.convolutionalized or size == train_shape[-1]:
+            raise
+        side = train_shape[-1]
+        raise ValueError(f"{err}\n{args.model} as trained takes {side}x{side} only: add "
+                         f"--convolutionalized for its score map at {size}x{size}") from None
     print(f"{args.model}{' (convolutionalized)' if args.convolutionalized else ''} "
           f"at {size}x{size}x{train_shape[0]}")
     print(table)
@@ -59,18 +66,51 @@ def _grade(args) -> int:
     from .course.grade import main as grade_main
 
     return grade_main(args.notebooks, cell_timeout=args.timeout, memory_gb=args.memory,
-                      output_mb=args.max_output, csv_path=args.csv, jobs=args.jobs)
+                      output_mb=args.max_output, csv_path=args.csv, jobs=args.jobs,
+                      deadline=args.deadline)
 
 
-def _positive(kind):
-    """An argparse type: a number > 0 (a zero or negative limit would mean none, or a hang)."""
+def _limit(kind, option: str):
+    """An argparse type for a grading limit: a finite number in its range (checked as the grader
+    checks it), so that a bad value stops the run before any notebook is graded."""
     def parse(text: str):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        from .course.grade import check_limit
+
+        try:
+            value = float(text)
+            if kind is int and value.is_integer():
+                value = int(value)
+            check_limit(option, value)
+            if not isinstance(value, kind):
+                raise ValueError(f"{option} must be a whole number; got {text}")
+        except ValueError as err:
+            message = str(err).split("; got")[0] if option in str(err) else \
+                f"{option} must be a number"
+            raise argparse.ArgumentTypeError(f"{message}; got {text}") from None
         return value
     parse.__name__ = kind.__name__
     return parse
+
+
+def _side(text: str) -> int:
+    """An argparse type for trace's --input: a whole number of pixels > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of pixels, got {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _csv(text: str) -> str:
+    from .course.grade import check_csv
+
+    try:
+        check_csv(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,7 +118,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("trace", help="print shapes, parameters, MACs and receptive fields")
     t.add_argument("model", choices=sorted(MODELS))
-    t.add_argument("--input", type=_positive(int),
+    t.add_argument("--input", type=_side,
                    help="input height = width (default: the training size)")
     t.add_argument("--convolutionalized", action="store_true",
                    help="trace the fully convolutional version (a score map on larger inputs)")
@@ -94,13 +134,16 @@ def parser() -> argparse.ArgumentParser:
     f.set_defaults(run=_faces)
     g = sub.add_parser("grade", help="run exercise notebooks and print a score per exercise")
     g.add_argument("notebooks", nargs="+")
-    g.add_argument("--timeout", type=_positive(int), default=60, help="seconds allowed per cell")
-    g.add_argument("--memory", type=_positive(float), default=4.0,
-                   help="GB of memory each notebook's kernel may use (default 4)")
-    g.add_argument("--max-output", type=_positive(float), default=10.0,
-                   help="MB of printed output kept per notebook (default 10)")
-    g.add_argument("--csv", help="also write a gradebook: one row per notebook")
-    g.add_argument("--jobs", type=_positive(int), default=2,
+    g.add_argument("--timeout", type=_limit(int, "--timeout"), default=60,
+                   help="seconds allowed per cell, 1 to 3600 (default 60)")
+    g.add_argument("--memory", type=_limit(float, "--memory"), default=4.0,
+                   help="GB of memory each notebook's code may allocate (default 4)")
+    g.add_argument("--max-output", type=_limit(float, "--max-output"), default=10.0,
+                   help="MB of output counted per notebook; the rest is dropped (default 10)")
+    g.add_argument("--deadline", type=_limit(int, "--deadline"), default=600,
+                   help="seconds for all of a notebook's cells together (default 600)")
+    g.add_argument("--csv", type=_csv, help="also write a gradebook: one row per notebook")
+    g.add_argument("--jobs", type=_limit(int, "--jobs"), default=2,
                    help="notebooks graded at once, each in its own kernel (default 2)")
     g.set_defaults(run=_grade)
     return p

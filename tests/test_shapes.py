@@ -327,7 +327,10 @@ def test_cli_input_zero_is_refused_not_read_as_the_default():
      "100000000000x100000000000x1 holds 10,000,000,000,000,000,000,000 values per example: "
      "more than one tensor can index"),
     (("trace", "lenet5", "--input", "-3"), "argument --input: must be positive, got -3"),
-    (("trace", "lenet5", "--input", "3.5"), "argument --input: invalid int value: '3.5'"),
+    (("trace", "lenet5", "--input", "3.5"),
+     "argument --input: must be a whole number of pixels, got 3.5"),
+    (("trace", "lenet5", "--input", "384"), "lenet5 as trained takes 32x32 only: add "
+     "--convolutionalized for its score map at 384x384"),
 ])
 def test_cli_input_is_checked_before_torch_sees_it(args, text):
     r = run_cli(*args)
