@@ -103,6 +103,18 @@ def _side(text: str) -> int:
     return value
 
 
+def _min_face(text: str) -> float:
+    """An argparse type for faces' --min-face: a finite number of pixels > 0 (mtcnn says why one
+    under P-Net's 12 px window cannot work)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels, got {text}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text}")
+    return value
+
+
 def _csv(text: str) -> str:
     from .course.grade import check_csv
 
@@ -129,7 +141,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true",
                    help="print a JSON list of {x0, y0, x1, y1, probability} instead")
     f.add_argument("--out", help="also write the photo with the boxes drawn on it (PNG)")
-    f.add_argument("--min-face", type=_positive(float), default=20.0,
+    f.add_argument("--min-face", type=_min_face, default=20.0,
                    help="smallest face looked for, in pixels (default 20; larger is faster)")
     f.set_defaults(run=_faces)
     g = sub.add_parser("grade", help="run exercise notebooks and print a score per exercise")
