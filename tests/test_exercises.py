@@ -5,6 +5,7 @@ The wrong answers here are written as a learner would write them, not taken from
 grader, across its process boundary, is tested in test_grade.py; nbgrader in test_nbgrader.py."""
 
 import copy
+import math
 import re
 import sys
 from fractions import Fraction
@@ -526,6 +527,20 @@ MISTAKES = [
     ("iou", _iou_floor, "not //", "Inclusive"),
     ("transposed_size", lambda n, k, s, p: (n - 1) * s + k, "forgot the padding", "you gave"),
     ("transposed_size", lambda n, k, s, p: (n - 1) * s - p + k, "not p", "you gave"),
+    # 09: each mistake a learner makes gets its own hint
+    ("box_regression", lambda b, o: tuple(round(b[i] + o[i] * (b[3 - i % 2] - b[1 - i % 2] + 1)) for i in range(4)),
+     "you swapped them", "you gave"),
+    ("box_regression", lambda b, o: tuple(int(b[i] + o[i] * (b[2 + i % 2] - b[i % 2] + 1)) for i in range(4)),
+     "int() and math.floor() cut", "you gave"),
+    ("box_regression", lambda b, o: tuple(round(b[i] + o[i]) for i in range(4)), "fractions of the box's size", "you gave"),
+    ("whc_weight", lambda w, c, h, wd: w.reshape(len(w), h, wd, c).transpose(0, 3, 1, 2), "Keras's (H, W, C)", "input number"),
+    ("whc_weight", lambda w, c, h, wd: w.reshape(len(w), wd, h, c).transpose(0, 3, 1, 2), "(K, C, W, H)", "input number"),
+    ("pnet_windows", lambda H, W: sum(((math.floor(H * 0.6 * 0.709**k) - 12) // 2 + 1) *
+                                      ((math.floor(W * 0.6 * 0.709**k) - 12) // 2 + 1)
+                                      for k in range(40) if min(H, W) * 0.6 * 0.709**k >= 12),
+     "rounded up", "you gave"),
+    ("pnet_windows", lambda H, W: ((math.ceil(H * 0.6) - 12) // 2 + 1) * ((math.ceil(W * 0.6) - 12) // 2 + 1)
+     if min(H, W) * 0.6 >= 12 else 0, "first level only", "you gave"),
 ]
 
 

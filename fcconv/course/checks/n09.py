@@ -88,7 +88,8 @@ def box_regression(rng):
     offsets move it to, inclusive pixel bounds, each edge rounded to the nearest pixel."""
     cases = [((100, 40, 159, 129), (0.1, -0.2, 0.3, 0.05)),      # 60 wide, 90 high
              ((10, 20, 19, 39), (0.12, -0.11, -0.07, 0.23)), ((0, 0, 11, 11), (0.3, 0.2, -0.4, 0.1)),
-             ((165, 73, 273, 182), (0.112, -0.025, -0.115, -0.045))]     # the notebook's best cell
+             ((165, 73, 273, 182), (0.112, -0.025, -0.115, -0.045)),     # the notebook's best cell
+             ((2, 3, 21, 42), (-0.33, -0.21, 0.14, 0.08))]     # edges below 0: int() is not floor
     while len(cases) < 30:
         x0, y0 = (int(v) for v in rng.integers(0, 400, 2))
         w, h = (int(v) for v in rng.integers(12, 200, 2))
@@ -109,9 +110,9 @@ def box_regression(rng):
          "the offsets are fractions of the box's size: multiply dx by its width and dy by its "
          "height before adding them."),
         (lambda b, o: _moved(b, o, rounding=math.floor),
-         "round each edge to the nearest pixel, not down: math.floor cuts the fraction off."),
+         "round each edge to the nearest pixel: math.floor() and int() cut the fraction off."),
         (lambda b, o: _moved(b, o, rounding=int),
-         "round each edge to the nearest pixel: int() cuts the fraction off."),
+         "round each edge to the nearest pixel: int() and math.floor() cut the fraction off."),
         (lambda b, o: _moved(b, o, rounding=float),
          "right, before rounding: a box's edges are whole pixels, round each to the nearest."),
     ]
