@@ -3,11 +3,12 @@
     .venv/bin/python benchmarks/dress_three_ways.py            # print the table
     .venv/bin/python benchmarks/dress_three_ways.py --write    # and put it into RESULTS.md
 
-The classifier was trained on 64x128 (W x H) images: trunk -> 2x4x512 units -> Linear -> 2 classes.
+The classifier was trained on 64x128 (W x H) images: trunk -> 2x4x512 units -> an FC with 4 units
+-> one binary unit (fcconv.dress_detector, the seed's head).
 On the frame the trunk gives a 32x16 map and 31 x 13 = 403 windows. Three ways to score them all:
 
 1. image crops: the whole network on each of the 403 64x128 crops of the frame (stride 32);
-2. trunk once + feature-map crops: the trunk on the frame once, then the Linear head on each of
+2. trunk once + feature-map crops: the trunk on the frame once, then the FC head on each of
    the 403 2x4x512 crops of the map (the seed's method);
 3. dense: the trunk once, then the head as a 4x2 conv over the map (convolutionalized).
 
@@ -27,7 +28,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fcconv  # noqa: E402
@@ -67,9 +67,8 @@ def map_crops(fmap: torch.Tensor, units: tuple[int, int]) -> torch.Tensor:
 def measure(repeats: int, extra: int, batch: int) -> list[tuple[str, int, float, float]]:
     """Rows (way, windows, GMACs, median ms) for the three ways."""
     torch.manual_seed(0)
-    trunk = fcconv.vgg16().features.eval()
-    head = nn.Linear(512 * 4 * 2, 2)
-    dress = nn.Sequential(*trunk, nn.Flatten(), head).eval()
+    dress = fcconv.dress_detector().eval()
+    trunk, head = dress[:31], dress[32:]                       # conv trunk; FC 4 -> ReLU -> FC 1
     fcn = fcconv.convolutionalize(dress, TRAIN).eval()
     units = fcconv.trace(trunk, TRAIN).output_shape[1:]
     frame = torch.randn(1, *FRAME)
@@ -81,7 +80,7 @@ def measure(repeats: int, extra: int, batch: int) -> list[tuple[str, int, float,
     crops_scores = fcconv.sliding_windows(dress, frame, TRAIN[1:], JUMP, batch)
     seed_scores = head(map_crops(fmap, units))
     dense_scores = fcn(frame)
-    assert torch.allclose(seed_scores, dense_scores.permute(0, 2, 3, 1).reshape(-1, 2),
+    assert torch.allclose(seed_scores, dense_scores.permute(0, 2, 3, 1).reshape(-1, 1),
                           atol=1e-4), "trunk once + map crops and dense pass disagree"
     assert crops_scores.shape == dense_scores.shape
     ms = rotation_ms([lambda: fcconv.sliding_windows(dress, frame, TRAIN[1:], JUMP, batch),

@@ -24,7 +24,7 @@ _HIDDEN = {"annotations", "importlib"}  # imports of this file, not the course's
 _LAZY = {
     "ReceptiveField": "shapes", "Trace": "shapes", "receptive_field": "shapes", "trace": "shapes",
     "MODELS": "models", "alexnet": "models", "lenet5": "models", "question234": "models",
-    "tiny_vgg": "models", "vgg16": "models",
+    "tiny_vgg": "models", "vgg16": "models", "dress_detector": "models",
     "linear_to_conv": "conversions", "conv_to_linear": "conversions",
     "convolutionalize": "fcn", "sliding_windows": "dense", "shift_and_stitch": "dense",
 }

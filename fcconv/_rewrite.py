@@ -9,25 +9,33 @@ import math
 import operator
 from collections import OrderedDict
 
+import torch
 from torch import fx, nn
 
 from . import _graph
-from .conversions import linear_to_conv, spelled
-from .dense import CropToWindows
+from ._crop import CropToWindows
+from ._fx import run_on_meta, where
+from ._ops import BATCH_NORM, BINARY, POINTWISE, POINTWISE_FUNCS, SOFTMAX, SOFTMAX_FUNCS, WINDOW_FUNCS
+from .conversions import expect_input, linear_to_conv, spelled
 from .formulas import format_shape
 
 Shape = tuple[int, ...]
 
 _REFUSED_NOTES = tuple(n for n in _graph.REFUSALS if n != "adaptive")  # adaptive: own message
+# Notes about values, not shapes: a model on the meta device has none (its converted net gives
+# shapes only, and refuses a real input), so they cannot make its answers differ.
+_VALUE_NOTES = ("random", "batch_stats")
 
 
 # --------------------------------------------------------------------------- refuse
 
-def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True
+def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True, meta: bool = False
                              ) -> tuple[dict[fx.Node, _graph.Geo], list[str]]:
     """Raise ValueError for anything whose dense pass would differ from the crops; return the
     flatten nodes (each with the map shape and order it flattens) and, where ``exact`` is False,
-    why the dense pass is approximate (ceil-mode pools whose partial window lies in the crop)."""
+    why the dense pass is approximate (ceil-mode pools whose partial window lies in the crop).
+    ``meta``: the model has no values (device="meta"), so dropout and batch statistics cannot
+    change its answers."""
     if graph.returns():
         raise ValueError(f"the model's forward returns {graph.returns()}; convolutionalize "
                          "converts a classifier whose forward returns a tensor, or a tuple of "
@@ -42,7 +50,8 @@ def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True
                                  "exact=False) for the approximate dense net")
             approximate.append(step.notes["ceil_partial"])
         for note in _REFUSED_NOTES:
-            if note in step.notes and note != "ceil_partial":
+            if note in step.notes and note != "ceil_partial" and not \
+                    (meta and note in _VALUE_NOTES):
                 raise ValueError(step.notes[note])
         if "adaptive" in step.notes:
             raise ValueError(_adaptive_message(graph, step))
@@ -51,10 +60,10 @@ def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True
         if geo.kind == "unknown":
             raise ValueError(f"convolutionalize cannot slide this model: {geo.why}")
         if geo.field is None:
-            raise ValueError(f"the model returns {_graph.where(out)}, which is not computed "
+            raise ValueError(f"the model returns {where(out)}, which is not computed "
                              "from the input's pixels: there is nothing to slide")
         if not graph.steps[out].tensor:
-            raise ValueError(f"the model returns {_graph.where(out)}, which is itself a tuple "
+            raise ValueError(f"the model returns {where(out)}, which is itself a tuple "
                              "(values and pooling indices?), not a tensor of scores")
     flats = {n: s.geo for n, s in graph.steps.items() if s.geo.kind == "flat"
              and graph.steps[n.args[0]].geo.kind in ("map", "permuted")}
@@ -87,7 +96,7 @@ def _already_convolutional(graph: _graph.Graph) -> None:
 def _adaptive_message(graph: _graph.Graph, step: _graph.Step) -> str:
     before = "x".join(map(str, graph.steps[step.node.args[0]].out[2:]))
     after = "x".join(map(str, step.out[2:]))
-    return (f"{_graph.where(step.node, step.name)} pools the {before} feature map at input "
+    return (f"{where(step.node, step.name)} pools the {before} feature map at input "
             f"{format_shape(graph.input_shape)} to {after}: it is not an identity here, and on a "
             f"larger input it would {_pools(step)} the whole map down to {after} instead of "
             f"sliding the "
@@ -110,13 +119,12 @@ def simplify_trunk(graph: _graph.Graph) -> list[str]:
     size = format_shape(graph.input_shape)
     for node, step in list(graph.steps.items()):
         if "adaptive_identity" in step.notes:
-            changes.append(f"{_graph.where(step.node, step.name)} is an identity at {size}: "
+            changes.append(f"{where(step.node, step.name)} is an identity at {size}: "
                            "dropped (on a larger image it would pool the map to its fixed "
                            "size instead of sliding)")
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
+            _drop(gm, node, "indices" in step.notes)
         elif "ceil_fits" in step.notes:
-            changes.append(f"{_graph.where(step.node, step.name)}: ceil_mode=True set to False. "
+            changes.append(f"{where(step.node, step.name)}: ceil_mode=True set to False. "
                            f"At {size} every window fits, so each crop pools whole windows "
                            "either way; on a larger image whose side leaves a partial window "
                            "at the border (e.g. an odd number of cells for a 2/2 pool), ceil "
@@ -126,12 +134,27 @@ def simplify_trunk(graph: _graph.Graph) -> list[str]:
     return changes
 
 
+def _drop(gm: fx.GraphModule, node: fx.Node, indices: bool) -> None:
+    """Take an identity out of the graph. One that returns (values, indices): its values
+    (``out[0]``) are its input; the indices of an identity pool are refused before this."""
+    if indices:
+        for user in list(node.users):
+            if user.op == "call_function" and user.target is operator.getitem and \
+                    user.args[1] == 0:
+                user.replace_all_uses_with(node.args[0])
+                gm.graph.erase_node(user)
+        if node.users:
+            return
+    node.replace_all_uses_with(node.args[0])
+    gm.graph.erase_node(node)
+
+
 def _ceil_off(step: _graph.Step) -> None:
     if step.module is not None:
         step.module.ceil_mode = False
         return
     node = step.node
-    names = _graph.WINDOW_FUNCS[node.target]
+    names = WINDOW_FUNCS[node.target]
     i = names.index("ceil_mode")
     if len(node.args) > i:
         node.update_arg(i, False)
@@ -155,6 +178,8 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo],
     nsp = len(next(iter(flats.values())).map_shape) - 1
     pending = dict(flats)
     on_head = set(flats)
+    originals: dict[str, nn.Module] = {}  # a module called twice is converted for each call
+    placed: dict[tuple, str] = {}
     for node in list(gm.graph.nodes):
         inputs = [a for a in node.all_input_nodes if a in on_head]
         if node in on_head or not inputs or node.op == "output":
@@ -162,8 +187,8 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo],
         on_head.add(node)
         flat = pending.get(inputs[0])
         if node.op == "call_module":
-            mod = gm.get_submodule(node.target)
-            if flat is not None and not isinstance(mod, (nn.Linear,) + _graph.POINTWISE):
+            mod = originals.setdefault(node.target, gm.get_submodule(node.target))
+            if flat is not None and not isinstance(mod, (nn.Linear,) + POINTWISE):
                 raise ValueError(f"{type(mod).__name__} ({node.target!r}) acts on the flattened "
                                  f"{format_shape(flat.map_shape)} features before the first "
                                  "Linear; convolutionalize supports only dropout and "
@@ -174,22 +199,22 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo],
                                  "before the first Linear: on a map those would be per pixel, "
                                  "not per channel; move it after the first Linear or before "
                                  "the flatten")
-            _convert_head_module(gm, node, mod, flat, nsp, share_weights)
+            _place(gm, node, *_head_module(node, mod, flat, nsp, share_weights), placed)
             if isinstance(mod, nn.Linear):
                 flat = None
-        elif flat is not None and not _is(node, _graph.POINTWISE_FUNCS | _graph.BINARY):
-            raise ValueError(f"convolutionalize cannot carry {_graph.where(node)} over the "
+        elif flat is not None and not _is(node, POINTWISE_FUNCS | BINARY):
+            raise ValueError(f"convolutionalize cannot carry {where(node)} over the "
                              f"flattened {format_shape(flat.map_shape)} features before the "
                              "first Linear: only dropout and elementwise activations act on "
                              "each feature alone there")
-        elif _is(node, _graph.SOFTMAX_FUNCS):
+        elif _is(node, SOFTMAX_FUNCS):
             _softmax_over_channels(node)
         elif _is(node, {operator.getitem}) and graph.steps[node].tensor:
             _pick_channels(graph, node)
         elif graph.steps.get(node) is not None and graph.steps[node].out is None:
             pass  # sizes and shapes (x.size(0)): they go with the flatten that used them
-        elif not _is(node, _graph.POINTWISE_FUNCS | _graph.BINARY):
-            raise ValueError(f"convolutionalize cannot carry {_graph.where(node)} over the "
+        elif not _is(node, POINTWISE_FUNCS | BINARY):
+            raise ValueError(f"convolutionalize cannot carry {where(node)} over the "
                              "classifier head: only Linear, BatchNorm1d, dropout, elementwise "
                              "activations, softmax over the classes and picking classes "
                              "(x[:, k]) are supported there")
@@ -202,7 +227,7 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo],
 
 def _per_feature(mod: nn.Module) -> bool:
     """Whether a module has weights or statistics per feature (BatchNorm1d, PReLU(n > 1))."""
-    return isinstance(mod, _graph.BATCH_NORM) or \
+    return isinstance(mod, BATCH_NORM) or \
         any(t.numel() > 1 for t in [*mod.parameters(), *mod.buffers()])
 
 
@@ -234,9 +259,10 @@ def _is(node: fx.Node, targets) -> bool:
 _ORDERS_1D = {"cl": "chw", "lc": "hwc"}  # linear_to_conv's names for a (C, L) map's two orders
 
 
-def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | None,
-                         nsp: int, share_weights: bool = False) -> None:
-    """Replace one head module by its map version (in place in ``gm``)."""
+def _head_module(node: fx.Node, mod: nn.Module, flat: _graph.Geo | None, nsp: int,
+                 share_weights: bool = False):
+    """(the map version of one head module, what it was made for); (None, None) if it works
+    on maps as it is. ``share_weights``: a Linear's conv views its weights."""
     if isinstance(mod, nn.Linear):
         # Right after the flatten: the kernel is the whole map. Anywhere later: 1x1 (or 1).
         shape = flat.map_shape if flat is not None else (mod.in_features, *(1,) * nsp)
@@ -244,31 +270,53 @@ def _convert_head_module(gm, node: fx.Node, mod: nn.Module, flat: _graph.Geo | N
             raise ValueError(f"Linear {node.target!r} expects {mod.in_features} inputs but the "
                              f"feature map is {spelled(shape)}")
         order = _ORDERS_1D.get(flat.order, flat.order) if flat is not None else "chw"
-        conv = linear_to_conv(mod, shape, order, share_weights=share_weights)
-        _replace_module(gm, node.target, conv)
-    elif isinstance(mod, nn.BatchNorm1d) and nsp == 2:  # per feature = per channel of the map
+        return linear_to_conv(mod, shape, order, share_weights=share_weights), (shape, order)
+    if isinstance(mod, nn.BatchNorm1d) and nsp == 2:  # per feature = per channel of the map
         bn = nn.BatchNorm2d(mod.num_features, mod.eps, mod.momentum, mod.affine,
                             mod.track_running_stats, device=_device_of(mod), dtype=_dtype_of(mod))
         bn.load_state_dict(mod.state_dict())
         bn.train(mod.training)
-        _replace_module(gm, node.target, bn)
-    elif isinstance(mod, _graph.SOFTMAX):
-        if mod.dim not in (1, -1):
-            raise ValueError(f"{node.target!r}: softmax over dim {mod.dim} is not over the classes")
-        _replace_module(gm, node.target, type(mod)(dim=1))
-    elif not isinstance(mod, _graph.POINTWISE) or isinstance(mod, nn.LocalResponseNorm):
+        return bn, "2d"
+    if isinstance(mod, SOFTMAX):  # over the classes (the walk refused any other dim)
+        return type(mod)(dim=1), "dim 1"
+    if not isinstance(mod, POINTWISE) or isinstance(mod, nn.LocalResponseNorm):
         raise ValueError(f"convolutionalize cannot carry {type(mod).__name__} ({node.target!r}) "
                          "over the classifier head")
+    return None, None
+
+
+def _place(gm: fx.GraphModule, node: fx.Node, new: nn.Module | None, made_for, placed) -> None:
+    """Put ``new`` where the module ``node`` calls was; a module called twice for different
+    inputs (one Linear on the flattened map, then on a vector) gets a second name."""
+    if new is None:
+        return
+    name = placed.get((node.target, made_for))
+    if name is None:
+        name, k = node.target, 1
+        while any(target == name for target, _ in placed) or \
+                (k > 1 and _has_submodule(gm, name)):
+            k += 1
+            name = f"{node.target}_call{k}"
+        _replace_module(gm, name, new)
+        placed[(node.target, made_for)] = name
+    node.target = name
+
+
+def _has_submodule(gm: nn.Module, target: str) -> bool:
+    try:
+        gm.get_submodule(target)
+    except AttributeError:
+        return False
+    return True
 
 
 def _softmax_over_channels(node: fx.Node) -> None:
-    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    if dim not in (1, -1):
-        raise ValueError(f"{_graph.where(node)}: softmax over dim {dim} is not over the classes")
-    if "dim" in node.kwargs:
-        node.update_kwarg("dim", 1)
-    else:
+    """A softmax over the classes of (N, K) scores (the walk refused any other dim): over dim 1,
+    the channels, of the score map (dim=-1 would be its width)."""
+    if len(node.args) > 1:
         node.update_arg(1, 1)
+    else:
+        node.update_kwarg("dim", 1)
 
 
 def _replace_module(gm: fx.GraphModule, target: str, new: nn.Module) -> None:
@@ -293,7 +341,13 @@ class SizeGuard:
         self.input_shape, self.flat_shape = input_shape, flat_shape
 
     def __call__(self, module, args):
-        x = args[0]
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor):
+            hint = " (torch.from_numpy(array) makes one)" if type(x).__module__ == "numpy" else ""
+            raise TypeError(f"the converted net takes a torch.Tensor (N, "
+                            f"{', '.join(map(str, self.input_shape))}) or larger; got "
+                            f"{type(x).__name__}{hint}")
+        expect_input(module, x, "net")
         need = self.input_shape[1:]
         got = tuple(x.shape[2:])
         if x.dim() != len(self.input_shape) + 1 or x.shape[1] != self.input_shape[0]:
@@ -311,8 +365,6 @@ class SizeGuard:
 def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     """Clean the graph; add a crop where floor pooling would leave cells hanging off the image;
     record ``window`` and ``jump``; check one cell per head at the training size."""
-    from .shapes import run_on_meta
-
     gm, shape = graph.gm, graph.input_shape
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
@@ -325,6 +377,11 @@ def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
                          " their score maps would not line up cell for cell; convert each head "
                          "on its own")
     jump = jumps.pop()
+    for out in _heads(run_on_meta(gm, shape)):   # before any crop: each head is one window
+        if out.dim() <= nsp or any(s != 1 for s in out.shape[-nsp:]):
+            raise ValueError(f"the converted model gives {tuple(out.shape)} at the training size, "
+                             f"not one cell ({'x'.join('1' * nsp)}) per head: a head that returns "
+                             "a feature map is not a classifier of the whole window")
     # One probe settles it: the dense count is floor((H + A) / jump) for some A, equal to the
     # crops' (H - window) // jump + 1 for every H iff it is 1 at H = window + jump - 1.
     probe = _heads(run_on_meta(gm, (shape[0], *(w + j - 1 for w, j in zip(window, jump)))))
@@ -337,10 +394,6 @@ def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     net.jump = jump[0] if len(set(jump)) == 1 else tuple(jump)
     flat_shape = next(iter(flats.values())).map_shape if flats else None
     net.register_forward_pre_hook(SizeGuard(shape, flat_shape))
-    for out in _heads(run_on_meta(net, shape)):
-        if out.dim() <= nsp or any(s != 1 for s in out.shape[-nsp:]):
-            raise ValueError(f"the converted model gives {tuple(out.shape)} at the training size, "
-                             f"not one cell ({'x'.join('1' * nsp)})")
     return net
 
 

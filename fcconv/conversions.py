@@ -26,6 +26,27 @@ def expect(obj, cls, name: str) -> None:
         raise TypeError(f"{name} must be a {where}.{cls.__name__}; got {type(obj).__name__}")
 
 
+def expect_input(model: nn.Module, x: torch.Tensor, name: str = "model") -> None:
+    """ValueError when ``x`` cannot go through ``model``: a real tensor for a model on the meta
+    device (shapes, no weights), or another dtype or device than its weights."""
+    w = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
+    if w is None or x.is_meta:
+        return
+    if w.is_meta:
+        raise ValueError(f"{name} is on the meta device: it has shapes but no weights, so it "
+                         "cannot score a real image (fcconv.trace works on it); build it on the "
+                         "CPU (device='cpu')")
+    if not x.is_floating_point():
+        raise TypeError(f"the image must hold floating-point values; got {x.dtype} "
+                        f"(image.to({w.dtype}) converts it)")
+    if x.dtype != w.dtype:
+        raise ValueError(f"the image is {x.dtype} but {name}'s weights are {w.dtype}: convert "
+                         f"one (image.to({w.dtype}) or {name}.to({x.dtype}))")
+    if x.device != w.device:
+        raise ValueError(f"the image is on {x.device} but {name}'s weights are on {w.device}: "
+                         f"move one (image.to('{w.device}'))")
+
+
 def spelled(shape: Shape) -> str:
     """(512, 7, 7) -> '25088 = 512x7x7' (C x H x W, PyTorch's flatten order)."""
     return f"{math.prod(shape)} = " + "x".join(map(str, shape))

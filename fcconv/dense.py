@@ -2,35 +2,25 @@
 one (a convolutionalized net), plus shift-and-stitch for a finer stride than the net's jump.
 
 A net from ``convolutionalize`` carries ``window`` (the training size it slides) and ``jump``
-(the stride of its windows) as public attributes.
+(the stride of its windows) as public attributes. ``CropToWindows`` (the layer that drops cells
+whose window hangs off the image) is defined in ``_crop`` and re-exported here.
 """
 
 from __future__ import annotations
 
+import itertools
 import numbers
 
 import torch
 from torch import nn
 
-from .conversions import expect
-from .formulas import checked_int, score_map_side, stitch_factor
+from ._crop import CropToWindows
+from ._ops import SPATIAL_DIMS
+from ._walk import analyse
+from .conversions import expect, expect_input
+from .formulas import checked_int, format_shape, score_map_side, stitch_factor
 
-
-def _image(image) -> torch.Tensor:
-    expect(image, torch.Tensor, "image")
-    if image.dim() == 3:
-        image = image.unsqueeze(0)
-    if image.dim() != 4:
-        raise ValueError(f"image must be (C, H, W) or (N, C, H, W); got shape {tuple(image.shape)}")
-    return image
-
-
-def _pair(name, v) -> tuple[int, int]:
-    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    if len(pair) != 2 or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1
-                             for p in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of them; got {v!r}")
-    return tuple(int(p) for p in pair)
+__all__ = ["CropToWindows", "shift_and_stitch", "sliding_windows", "stitch_passes"]
 
 
 @torch.no_grad()
@@ -41,22 +31,23 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     image (N, C, H, W) or (C, H, W) -> scores (N, K, rows, cols), rows = (H - window) // stride + 1,
     K the number of values the model gives per crop. A model that returns a tuple of heads
     (MTCNN's nets: face probability, box offsets) gives a tuple of such maps.
-    For a model whose first conv is a Conv1d: sequence (N, C, L) or (C, L), window and stride
-    ints -> (N, K, cols). Crops are cut and scored ``batch_size`` at a time: memory holds one
-    batch, never every crop.
+    For a model whose first layer is 1-D (Conv1d, MaxPool1d, ...): sequence (N, C, L) or (C, L),
+    window and stride ints -> (N, K, cols). Crops are cut and scored ``batch_size`` at a time:
+    memory holds one batch, never every crop.
     """
     expect(model, nn.Module, "model")
     batch_size = checked_int("batch_size", batch_size, 1)
-    if _first_conv_is_1d(model):
-        seq = _sequence(image)
-        w, s = _one("window", window), _one("stride", stride)
-        maps = _slide(lambda b: model(b.squeeze(2)), seq.unsqueeze(2), (1, w), (1, s), batch_size)
+    nsp = spatial_axes(model)
+    image = _batch(image, nsp, model)
+    window, stride = _sizes("window", window, nsp), _sizes("stride", stride, nsp)
+    expect_input(model, image)
+    if nsp == 1:  # one axis: a height of 1, and the model gets (B, C, L) crops
+        maps = _slide(model, image.unsqueeze(2), (1, *window), (1, *stride), batch_size, True)
         return tuple(m.squeeze(2) for m in maps) if isinstance(maps, tuple) else maps.squeeze(2)
-    return _slide(model, _image(image), _pair("window", window), _pair("stride", stride),
-                  batch_size)
+    return _slide(model, image, window, stride, batch_size, False)
 
 
-def _slide(model, image: torch.Tensor, window, stride, batch_size: int) -> torch.Tensor:
+def _slide(model, image: torch.Tensor, window, stride, batch_size: int, one_axis: bool):
     (wh, ww), (sh, sw) = window, stride
     n, c, h, w = image.shape
     if wh > h or ww > w:
@@ -69,7 +60,7 @@ def _slide(model, image: torch.Tensor, window, stride, batch_size: int) -> torch
         idx = torch.arange(first, min(first + batch_size, n * rows * cols))
         b, r, col = idx // (rows * cols), idx // cols % rows, idx % cols
         batch = crops[b, :, r, col]                     # (B, C, wh, ww): only this batch copied
-        out = model(batch)
+        out = _score(model, batch.squeeze(2) if one_axis else batch, first == 0)
         several = isinstance(out, (tuple, list))
         parts = tuple(out) if several else (out,)
         if not parts or not all(isinstance(p, torch.Tensor) and p.dim() >= 1 and
@@ -84,6 +75,29 @@ def _slide(model, image: torch.Tensor, window, stride, batch_size: int) -> torch
     return maps if several else maps[0]
 
 
+def _score(model, batch: torch.Tensor, first: bool):
+    """model(batch); on the first batch, a model that cannot take a crop of this shape gets a
+    message naming the crop (and, where fcconv can follow the model, the layer that fails)."""
+    if not first:
+        return model(batch)
+    try:
+        return model(batch)
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        crop = tuple(batch.shape[1:])
+        raise ValueError(f"the model cannot score a {format_shape(crop)} crop: "
+                         f"{_why_not(model, crop, err)}") from err
+
+
+def _why_not(model: nn.Module, crop: tuple[int, ...], err: Exception) -> str:
+    """The walk's account of why ``model`` cannot run on ``crop`` (it names the layer), or the
+    first line of PyTorch's."""
+    try:
+        analyse(model, crop)
+    except ValueError as walk_err:
+        return str(walk_err)
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def _what(out) -> str:
     """A short description of what a model returned, for a message."""
     if isinstance(out, torch.Tensor):
@@ -93,26 +107,37 @@ def _what(out) -> str:
     return f"a {type(out).__name__}"
 
 
-def _first_conv_is_1d(model: nn.Module) -> bool:
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))), None)
-    return isinstance(first, nn.Conv1d)
+def spatial_axes(model: nn.Module) -> int:
+    """1 for a model whose first layer with a dimensionality is 1-D (Conv1d, MaxPool1d, ...),
+    else 2: what its input's trailing axes are."""
+    first = next((m for m in model.modules() if type(m) in SPATIAL_DIMS), None)
+    return 1 if first is not None and SPATIAL_DIMS[type(first)] == 1 else 2
 
 
-def _sequence(seq) -> torch.Tensor:
-    expect(seq, torch.Tensor, "image")
-    if seq.dim() == 2:
-        seq = seq.unsqueeze(0)
-    if seq.dim() != 3:
-        raise ValueError(f"the model starts with a Conv1d, so image must be a sequence (C, L) or "
-                         f"(N, C, L); got shape {tuple(seq.shape)}")
-    return seq
+def _batch(image, nsp: int, model: nn.Module) -> torch.Tensor:
+    """image as (N, C, *spatial), or a clear error: (C, H, W) gets a batch of one."""
+    expect(image, torch.Tensor, "image")
+    if image.dim() == nsp + 1:
+        image = image.unsqueeze(0)
+    if image.dim() != nsp + 2:
+        first = next((type(m).__name__ for m in model.modules() if type(m) in SPATIAL_DIMS), "")
+        want = "a sequence (C, L) or (N, C, L)" if nsp == 1 else "(C, H, W) or (N, C, H, W)"
+        because = f"the model's first layer is a {first}, so " if first else ""
+        raise ValueError(f"{because}image must be {want}; got shape {tuple(image.shape)}")
+    if image.shape[0] == 0:
+        raise ValueError(f"image is an empty batch, shape {tuple(image.shape)}: nothing to score")
+    return image
 
 
-def _one(name, v) -> int:
-    v = v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"{name} must be a positive int for a Conv1d model (one axis); got {v!r}")
-    return int(v)
+def _sizes(name: str, v, nsp: int) -> tuple[int, ...]:
+    """window / stride as one positive int per spatial axis (an int means the same on each)."""
+    sizes = tuple(v) if isinstance(v, (tuple, list)) else (v,) * nsp
+    if len(sizes) != nsp or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) or
+                                p < 1 for p in sizes):
+        one = "a positive int for a 1-D model (one axis)" if nsp == 1 else \
+            "a positive int or a pair of them"
+        raise ValueError(f"{name} must be {one}; got {v!r}")
+    return tuple(int(p) for p in sizes)
 
 
 def stitch_passes(jump: int, step: int) -> int:
@@ -120,38 +145,16 @@ def stitch_passes(jump: int, step: int) -> int:
     return stitch_factor(jump, step) ** 2
 
 
-class CropToWindows(nn.Module):
-    """Keeps the score-map cells whose window fits in the image: (scores, image) -> scores
-    (N, K, rows, cols) with rows = (H - window) // jump + 1. A trunk that ignores the last rows
-    of its window (floor pooling) makes extra cells that hang off the image; they go."""
-
-    def __init__(self, window: tuple[int, ...], jump: tuple[int, ...]):
-        super().__init__()
-        self.window, self.jump = tuple(window), tuple(jump)
-
-    def forward(self, scores: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        sides = [score_map_side(s, w, j) for s, w, j in zip(image.shape[2:], self.window,
-                                                           self.jump)]
-        return scores[(..., *(slice(0, s) for s in sides))]
-
-    def extra_repr(self) -> str:
-        return f"window={self.window}, jump={self.jump}"
-
-
-def _window_and_jump(fcn: nn.Module) -> tuple[tuple[int, int], int]:
+def _window_and_jump(fcn: nn.Module, nsp: int) -> tuple[tuple[int, ...], int]:
     """The window a convolutionalized net slides and the jump between its windows (its own
     ``.window`` and ``.jump``, recorded by convolutionalize)."""
     window, jump = getattr(fcn, "window", None), getattr(fcn, "jump", None)
     if window is None or jump is None:
         raise ValueError("fcn has no .window: pass a net made by fcconv.convolutionalize, which "
                          "records the window it slides and the jump between windows")
-    window = (window, window) if isinstance(window, int) else tuple(window)
     if not isinstance(jump, int):
         raise ValueError(f"the network's jump differs between height and width: {jump}")
-    if len(window) != 2:
-        raise ValueError(f"shift_and_stitch stitches 2-D score maps; this net slides a "
-                         f"{len(window)}-D window {window}")
-    return window, jump
+    return _sizes("fcn.window", window, nsp), jump
 
 
 @torch.no_grad()
@@ -160,30 +163,30 @@ def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step: int) -> torch.Te
 
     image (N, C, H, W) -> (N, K, rows, cols) with rows = (H - window) // step + 1: equal to
     ``sliding_windows(model, image, window, step)`` for a net without zero padding (a tuple of
-    maps for a net with several heads).
-    Pass (dy, dx) drops the first dy*step rows and dx*step columns; its cell (i, j) is the window
-    at (i*jump + dy*step, j*jump + dx*step), which goes to row i*f + dy, column j*f + dx.
+    maps for a net with several heads; (N, C, L) -> (N, K, cols) and jump/step passes for a 1-D
+    net). Pass (dy, dx) drops the first dy*step rows and dx*step columns; its cell (i, j) is
+    the window at (i*jump + dy*step, j*jump + dx*step), which goes to row i*f + dy, column j*f + dx.
     """
     expect(fcn, nn.Module, "fcn")
-    (wh, ww), jump = _window_and_jump(fcn)
-    image = _image(image)
+    nsp = spatial_axes(fcn)
+    window, jump = _window_and_jump(fcn, nsp)
+    image = _batch(image, nsp, fcn)
+    expect_input(fcn, image, "fcn")
     step = checked_int("step", step, 1)
     f = stitch_factor(jump, step)
-    h, w = image.shape[2:]
-    rows, cols = score_map_side(h, wh, step), score_map_side(w, ww, step)
+    sides = [score_map_side(s, w, step) for s, w in zip(image.shape[2:], window)]
     outs, several = None, False
-    for dy in range(min(f, rows)):
-        for dx in range(min(f, cols)):
-            p = fcn(image[:, :, dy * step:, dx * step:])
-            several = isinstance(p, (tuple, list))
-            parts = tuple(p) if several else (p,)
-            if outs is None:
-                outs = [q.new_empty(*q.shape[:-2], rows, cols) for q in parts]
-            for out, q in zip(outs, parts):
-                target = out[..., dy::f, dx::f]
-                if q.shape[-2:] != target.shape[-2:]:
-                    raise ValueError(f"pass ({dy}, {dx}) gave a {tuple(q.shape[-2:])} map where "
-                                     f"{tuple(target.shape[-2:])} windows fit: fcn is not the "
-                                     "convolutionalized net its .window says")
-                target.copy_(q)
+    for shift in itertools.product(*(range(min(f, n)) for n in sides)):
+        p = fcn(image[(slice(None), slice(None), *(slice(d * step, None) for d in shift))])
+        several = isinstance(p, (tuple, list))
+        parts = tuple(p) if several else (p,)
+        if outs is None:
+            outs = [q.new_empty(*q.shape[:-nsp], *sides) for q in parts]
+        for out, q in zip(outs, parts):
+            target = out[(..., *(slice(d, None, f) for d in shift))]
+            if q.shape[-nsp:] != target.shape[-nsp:]:
+                raise ValueError(f"pass {shift} gave a {tuple(q.shape[-nsp:])} map where "
+                                 f"{tuple(target.shape[-nsp:])} windows fit: fcn is not the "
+                                 "convolutionalized net its .window says")
+            target.copy_(q)
     return tuple(outs) if several else outs[0]

@@ -15,7 +15,7 @@ import warnings
 
 from torch import nn
 
-from . import _graph, _rewrite
+from . import _rewrite, _walk
 from .conversions import expect
 from .formulas import checked_bool, checked_shape
 
@@ -38,7 +38,9 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True,
     flatten whose heads give one cell at input_shape (MTCNN's P-Net) is already convolutional:
     it comes back with ``.window`` and ``.jump``, its ceil-mode pools set to floor where every
     window fits, so that it scores exactly the windows that fit in the image. ``.changes`` says
-    what changed in the trunk, and why (one sentence each).
+    what changed in the trunk, and why (one sentence each). BatchNorm on batch statistics and
+    dropout that drops are refused on a model with weights (call model.eval()); a model on the
+    meta device converts for its shapes, and the result refuses a real image.
 
     exact: a pool with ceil_mode=True whose last window hangs over the edge of the map at
     input_shape pools a partial window in each crop but a whole one in the dense pass, so the
@@ -60,8 +62,9 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True,
                for p in m.parameters(recurse=False)}
     # Shared: the copy of the model's structure keeps every tensor of the original itself.
     kept = {id(t): t for t in (*model.parameters(), *model.buffers())} if share_weights else {}
-    graph = _graph.analyse(copy.deepcopy(model, memo={**linears, **kept}), shape)
-    flats, approximate = _rewrite.refuse_what_cannot_slide(graph, exact)
+    graph = _walk.analyse(copy.deepcopy(model, memo={**linears, **kept}), shape)
+    meta = any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    flats, approximate = _rewrite.refuse_what_cannot_slide(graph, exact, meta)
     changes = _rewrite.simplify_trunk(graph)
     _rewrite.convert_head(graph, flats, share_weights)
     net = _rewrite.finish(graph, flats, isinstance(model, nn.Sequential))

@@ -88,7 +88,8 @@ def cell_window(cell, window, jump) -> tuple[int, int, int, int]:
 
     window and jump: an int, or a (height, width) pair. Cell (i, j) starts at (i*jump, j*jump).
     """
-    (i, j), (wh, ww), (jh, jw) = (_pair(v) for v in (cell, window, jump))
+    (i, j), (wh, ww), (jh, jw) = (_pair(n, v, m) for n, v, m in
+                                  (("cell", cell, 0), ("window", window, 1), ("jump", jump, 1)))
     return i * jh, j * jw, i * jh + wh - 1, j * jw + ww - 1
 
 
@@ -99,6 +100,10 @@ def field_step(size: int, jump: int, start: int, kernel: int, stride: int = 1,
     A kernel spanning k_eff cells widens the field by k_eff - 1 jumps; left padding moves the
     first window off the image; neighbouring outputs sit ``jump * stride`` input pixels apart.
     """
+    size, jump, kernel, stride, dilation = (checked_int(n, v, 1) for n, v in (
+        ("size", size), ("jump", jump), ("kernel", kernel), ("stride", stride),
+        ("dilation", dilation)))
+    start, padding = checked_int("start", start, -2**63), checked_int("padding", padding, -2**63)
     span = dilation * (kernel - 1) + 1
     return size + (span - 1) * jump, jump * stride, start - padding * jump
 
@@ -112,8 +117,14 @@ def stitch_factor(jump: int, step: int) -> int:
     return jump // step
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
+def _pair(name: str, v, minimum: int) -> tuple[int, int]:
+    """An int, or a pair of ints, as a checked pair: (v, v) or (v[0], v[1])."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a (height, width) pair; got {v!r}")
+        return checked_int(f"{name}[0]", v[0], minimum), checked_int(f"{name}[1]", v[1], minimum)
+    v = checked_int(name, v, minimum)
+    return v, v
 
 
 def format_shape(shape) -> str:

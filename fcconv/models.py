@@ -160,6 +160,19 @@ def question234(num_classes: int = 1000, device: str | torch.device | None = Non
 
 
 
+def dress_detector(device: str | torch.device | None = None) -> nn.Sequential:
+    """The dress detector of notebook 06: VGG16's conv trunk, an FC with 4 units, one binary unit.
+
+    x: (N, 3, 128, 64), 64 wide and 128 tall -> trunk (N, 512, 4, 2) -> (N, 1): the logit of
+    "a dress". Layers 0-30 are VGG16's ``features``; 31 Flatten, 32 Linear(4096, 4), 33 ReLU,
+    34 Linear(4, 1).
+    """
+    trunk = vgg16(device=device).features
+    with torch.device(device or "cpu"):
+        return nn.Sequential(*trunk, nn.Flatten(), nn.Linear(512 * 4 * 2, 4), nn.ReLU(),
+                             nn.Linear(4, 1))
+
+
 # MTCNN (Zhang, Zhang, Li, Qiao, IEEE SPL 2016): three face classifiers of growing size. The
 # structure and the state-dict keys follow facenet-pytorch 2.6.0 (MIT), whose wheel carries the
 # trained weights (fcconv.course.mtcnn loads them); the forward passes are written out here.

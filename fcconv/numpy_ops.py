@@ -69,11 +69,19 @@ def _bias(bias, k: int) -> np.ndarray:
     return bias
 
 
-def _affordable(what: str, n_values: int, itemsize: int, advice: str) -> None:
-    """Refuse before allocating: NumPy would ask for more than MAX_BYTES, or fail deep inside."""
-    if n_values * itemsize > MAX_BYTES:
-        raise ValueError(f"{what} would need {_human_bytes(n_values * itemsize)} of memory "
-                         f"(the limit is {_human_bytes(MAX_BYTES)}); {advice}")
+def _affordable(parts: dict[str, int], itemsize: int, advice: str) -> None:
+    """Refuse before allocating: what one call holds at once (``parts``: what -> values) would
+    exceed MAX_BYTES, or NumPy would fail deep inside. Each part, then all of them together."""
+    for what, n_values in parts.items():
+        if n_values * itemsize > MAX_BYTES:
+            raise ValueError(f"{what} would need {_human_bytes(n_values * itemsize)} of memory "
+                             f"(the limit is {_human_bytes(MAX_BYTES)}); {advice}")
+    total = sum(parts.values()) * itemsize
+    if total > MAX_BYTES:
+        listed = ", ".join(f"{what} {_human_bytes(v * itemsize)}" for what, v in parts.items()
+                           if v)
+        raise ValueError(f"this call would hold {_human_bytes(total)} at once ({listed}; the limit "
+                         f"is {_human_bytes(MAX_BYTES)}); {advice}")
 
 
 def _human_bytes(n: int) -> str:
@@ -84,9 +92,9 @@ def _human_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
-def _out_size(size: int, k: int, s: int, p: int, axis: str) -> int:
+def _out_size(size: int, k: int, s: int, p: int, axis: str, d: int = 1) -> int:
     try:
-        return conv_output_size(size, k, s, p)
+        return conv_output_size(size, k, s, p, d)
     except ValueError as err:
         raise ValueError(f"{axis}: {err}") from None
 
@@ -109,11 +117,13 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     oh, ow = _out_size(h, kh, sh, ph, "height"), _out_size(w, kw, sw, pw, "width")
     if bias is not None:
         bias = _bias(bias, k)
-    advice = "use a smaller input or padding"
-    _affordable(f"padding {h}x{w} by {ph},{pw}", n * c * (h + 2 * ph) * (w + 2 * pw),
-                x.itemsize, advice)
-    _affordable(f"the {n * oh * ow:,} patches of {c}x{kh}x{kw}", n * c * oh * ow * kh * kw,
-                x.itemsize, advice)
+    # What NumPy holds at once: the padded copy, the patches (tensordot copies the strided view
+    # into one matrix), the output and its (N, K, H', W') copy.
+    _affordable({f"padding {h}x{w} by {ph},{pw}": n * c * (h + 2 * ph) * (w + 2 * pw) if ph or pw
+                 else 0,
+                 f"the {n * oh * ow:,} patches of {c}x{kh}x{kw}": n * c * oh * ow * kh * kw,
+                 f"the output of {n}x{k}x{oh}x{ow} (and its copy)": 2 * n * k * oh * ow},
+                max(x.itemsize, weight.itemsize), "use a smaller input, fewer filters or padding")
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
     patches = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N,C,H',W',kh,kw)
     out = np.tensordot(patches, weight, axes=([1, 4, 5], [1, 2, 3]))           # (N,H',W',K)
@@ -129,6 +139,9 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) ->
     if x.shape[1] != weight.shape[1]:
         raise ValueError(f"Linear expects {weight.shape[1]} inputs but x has {x.shape[1]} "
                          f"(x {x.shape}, weight {weight.shape})")
+    _affordable({f"the output of {x.shape[0]}x{weight.shape[0]} (and its copy with the bias)":
+                 2 * x.shape[0] * weight.shape[0]}, max(x.itemsize, weight.itemsize),
+                "use fewer examples or outputs")
     out = x @ weight.T
     return out if bias is None else out + _bias(bias, weight.shape[0])
 
@@ -141,8 +154,10 @@ def max_pool2d(x: np.ndarray, kernel, stride=None) -> np.ndarray:
     x = _array("x", x, 4, "(N, C, H, W)")
     kh, kw = _pair("kernel", kernel, 1)
     sh, sw = _pair("stride", kernel if stride is None else stride, 1)
-    _out_size(x.shape[2], kh, sh, 0, "height")
-    _out_size(x.shape[3], kw, sw, 0, "width")
+    oh, ow = _out_size(x.shape[2], kh, sh, 0, "height"), _out_size(x.shape[3], kw, sw, 0, "width")
+    n, c = x.shape[:2]
+    _affordable({f"the output of {n}x{c}x{oh}x{ow}": n * c * oh * ow}, x.itemsize,
+                "use a smaller input or a larger stride")
     windows = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     return windows.max(axis=(4, 5))
 
@@ -192,26 +207,28 @@ def conv_matrix(weight: np.ndarray, in_shape, stride=1, padding=0, dilation=1) -
     (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
     dh, dw = _pair("dilation", dilation, 1)
     k, _, kh, kw = weight.shape
-    oh = conv_output_size(h, kh, sh, ph, dh)
-    ow = conv_output_size(w, kw, sw, pw, dw)
-    entries = k * oh * ow * c * h * w
-    if entries > 2 * 10**8:
-        raise ValueError(f"the dense matrix would be {k * oh * ow:,} x {c * h * w:,} = {entries:,} "
-                         "entries: too big to build (the limit is 200,000,000); use a smaller input")
-    # The index grids below hold one int64 per (filter, position, channel, tap), six times over:
-    # with a large padding there are far more taps than matrix entries.
-    _affordable(f"indexing {k * oh * ow * c * kh * kw:,} filter taps", 6 * k * oh * ow * c * kh * kw,
-                8, "use a smaller padding, kernel or input")
-    # Index grids over (k, oy, ox, c, ky, kx): which input pixel each weight lands on.
-    kk, oy, ox, cc, ky, kx = np.meshgrid(np.arange(k), np.arange(oh), np.arange(ow), np.arange(c),
-                                         np.arange(kh), np.arange(kw), indexing="ij")
-    iy, ix = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
-    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)  # taps on the zero padding drop out
-    rows = (kk * oh + oy) * ow + ox
-    cols = (cc * h + iy) * w + ix
-    m = np.zeros((k * oh * ow, c * h * w), dtype=weight.dtype)
-    m[rows[inside], cols[inside]] = weight[kk[inside], cc[inside], ky[inside], kx[inside]]
-    return m
+    oh = _out_size(h, kh, sh, ph, "height", dh)
+    ow = _out_size(w, kw, sw, pw, "width", dw)
+    # The matrix is all this call allocates: it is filled one filter tap at a time.
+    _affordable({f"the dense matrix of {k * oh * ow:,} x {c * h * w:,}": k * oh * ow * c * h * w},
+                weight.itemsize, "use a smaller input, fewer filters or a larger stride")
+    m = np.zeros((k, oh, ow, c, h, w), dtype=weight.dtype)  # (filter, position) x (pixel)
+    for ky in range(kh):
+        oy, iy = _tap_positions(oh, sh, ph, ky * dh, h)
+        for kx in range(kw):
+            ox, ix = _tap_positions(ow, sw, pw, kx * dw, w)
+            # every (output row, column) whose tap lands in the image gets w[:, :, ky, kx]
+            m[:, oy[:, None], ox[None, :], :, iy[:, None], ix[None, :]] = weight[:, :, ky, kx]
+    return m.reshape(k * oh * ow, c * h * w)
+
+
+def _tap_positions(n_out: int, stride: int, padding: int, offset: int, size: int):
+    """For one tap at ``offset`` along one axis: the outputs whose tap lands inside the input
+    (not on the zero padding), and the input pixel each lands on."""
+    out = np.arange(n_out)
+    pixel = out * stride - padding + offset
+    inside = (pixel >= 0) & (pixel < size)
+    return out[inside], pixel[inside]
 
 
 def conv_matrix_entries(weight_shape, in_shape, stride=1, padding=0) -> tuple[int, int]:

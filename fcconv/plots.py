@@ -1,7 +1,9 @@
 """The course's pictures, in matplotlib. Each function returns a Figure; nothing is shown here.
 
-Colours are colour-blind safe: Okabe-Ito for categories, viridis for magnitudes, PuOr (purple to
-orange through white) for signed weights. Every axis is labelled.
+Colours are colour-blind safe: Okabe-Ito for categories, viridis for magnitudes (dark purple
+low, yellow high), PuOr for signed weights (orange negative, white zero, purple positive: the
+names come from ``scale_ends``, so alt text cannot contradict a colour bar). Every axis is
+labelled.
 """
 
 from __future__ import annotations
@@ -20,6 +22,45 @@ from .formulas import conv_output_size, score_map_side
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
 SEQUENTIAL = "viridis"
 DIVERGING = "PuOr"
+
+
+def colour_name(rgb) -> str:
+    """A plain word for an RGB colour (components in [0, 1]), as alt text would say it."""
+    import colorsys
+
+    h, light, sat = colorsys.rgb_to_hls(*rgb[:3])
+    if sat < 0.2 or light < 0.08 or light > 0.92:
+        return "black" if light < 0.25 else "white" if light > 0.85 else "grey"
+    hue = h * 360
+    for name, upto in (("red", 15), ("orange", 45), ("yellow", 70), ("green", 170),
+                       ("blue", 250), ("purple", 340), ("red", 360)):
+        if hue <= upto:
+            return name
+    return "red"
+
+
+def scale_ends(cmap: str) -> tuple[str, str]:
+    """The words for a colour map's lowest and highest colours: ('orange', 'purple') for PuOr."""
+    colours = matplotlib.colormaps[cmap]
+    return colour_name(colours(0.0)), colour_name(colours(1.0))
+
+
+def probability_rgba(probs: np.ndarray, cmap: str = SEQUENTIAL) -> np.ndarray:
+    """(rows, cols) probabilities in [0, 1] -> (rows, cols, 4) colours whose opacity grows with
+    the probability (transparent at 0), so a photo under them stays visible where nothing fires."""
+    p = np.clip(np.asarray(probs, dtype=float), 0, 1)
+    rgba = matplotlib.colormaps[cmap](p)
+    rgba[..., 3] = 0.85 * p
+    return rgba
+
+
+def _probability_colorbar(fig, ax, label: str) -> None:
+    """A colour bar for ``probability_rgba`` (the colours at full opacity)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig.colorbar(ScalarMappable(Normalize(0, 1), SEQUENTIAL), ax=ax, shrink=0.7,
+                 label=label + " (clear at 0)")
 
 
 def _signed_limits(*arrays) -> dict:
@@ -48,10 +89,12 @@ def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int)
     ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in range(total)],
                                       facecolor="white", edgecolor="black"))
     ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in pads],
-                                      facecolor="#dddddd", edgecolor="black", hatch="//"))
+                                      facecolor="#bbbbbb", edgecolor="black", hatch="//"))
+    # each cell shows its input position; padding cells lie outside 0 .. size - 1
     for i in range(total):
-        ax.text(i + 0.5, 1.5, "0" if i in pads else str(i - padding), ha="center", va="center",
-                fontsize=8)
+        ax.text(i + 0.5, 1.5, str(i - padding), ha="center", va="center", fontsize=9,
+                bbox={"facecolor": "#bbbbbb", "edgecolor": "none", "pad": 0.5} if i in pads
+                else None)
     start = position * stride
     ax.add_patch(Rectangle((start, 0.95), kernel, 1.1, fill=False, edgecolor=OKABE_ITO[5], lw=3))
     centres = [j * stride + kernel / 2 for j in range(n_out)]
@@ -59,13 +102,14 @@ def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int)
                                       facecolor=[OKABE_ITO[0] if j == position else "white"
                                                  for j in range(n_out)], edgecolor="black"))
     for j, centre in enumerate(centres):
-        ax.text(centre, -0.1, str(j), ha="center", va="center", fontsize=8)
+        ax.text(centre, -0.1, str(j), ha="center", va="center", fontsize=9)
     ax.set_xlim(-0.5, total + 0.5)
     ax.set_ylim(-0.9, 2.4)
+    ax.set_xticks([])
     ax.set_yticks([-0.1, 1.5], ["output", "input"])
-    ax.set_xlabel(f"input position (grey = zero padding)\noutput size = ({size} - {kernel} + "
-                  f"2*{padding}) // {stride} + 1 = {n_out}")
-    for side in ("top", "right", "left"):
+    ax.set_xlabel(f"numbers: input positions; hatched grey: zero padding"
+                  f"\noutput size = ({size} - {kernel} + 2*{padding}) // {stride} + 1 = {n_out}")
+    for side in ("top", "right", "left", "bottom"):
         ax.spines[side].set_visible(False)
     return fig
 
@@ -79,14 +123,14 @@ def volume_stack(trace, max_volumes: int = 12):
     if len(shown) > max_volumes:  # keep the input, the last layers and evenly spaced others
         keep = sorted(set(np.linspace(0, len(shown) - 1, max_volumes).round().astype(int)))
         shown = [shown[i] for i in keep]
-    fig, ax = plt.subplots(figsize=(min(14, 1.25 * len(shown) + 1), 3.4))
+    fig, ax = plt.subplots(figsize=(min(14, 1.25 * len(shown) + 1), 3.8))
     biggest = max(max(s[1:]) if len(s) == 3 else 1 for _, s in shown)
+    side = lambda n: 0.15 + 2.2 * math.sqrt(n / biggest)  # noqa: E731  (one scale: squares stay square)
     x = 0.0
     faces, colours = [], []  # every face of every box, drawn as one collection
     for name, shape in shown:
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
-        hh = 0.3 + 2.2 * math.sqrt(h / biggest)
-        ww = 0.15 + 0.9 * math.sqrt(w / biggest)
+        hh, ww = side(h), side(w)
         depth = 0.12 + 0.22 * math.log2(max(c, 1)) / 12
         colour = OKABE_ITO[4] if len(shape) == 3 and (h > 1 or w > 1) else OKABE_ITO[0]
         for face, alpha in _box_faces(x, 0, ww, hh, depth):
@@ -94,17 +138,19 @@ def volume_stack(trace, max_volumes: int = 12):
             colours.append(matplotlib.colors.to_rgba(colour, alpha))
         from .shapes import format_shape
 
-        ax.text(x + ww / 2, -0.35, format_shape(shape), ha="center", va="top", fontsize=8,
+        ax.text(x + ww / 2, -0.35, format_shape(shape), ha="center", va="top", fontsize=9,
                 rotation=30 if len(shown) > 8 else 0)
-        ax.text(x + ww / 2, hh + depth + 0.15, name, ha="center", va="bottom", fontsize=7,
+        ax.text(x + ww / 2, hh + depth + 0.15, name, ha="center", va="bottom", fontsize=9,
                 rotation=45)
         x += ww + depth + 0.45
     ax.add_collection(PolyCollection(faces, facecolors=colours, edgecolors="black"))
     ax.set_xlim(-0.3, x)
-    ax.set_ylim(-1.3, 3.9)
+    ax.set_ylim(-1.4, 4.3)
+    ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title("each volume: height x width x channels (blue: spatial maps, orange: 1x1 or vectors)",
-                 fontsize=9)
+    ax.set_title("each volume: height x width x channels; box height and width grow with the square "
+                 "root of the map's,\ndepth with the logarithm of the channels (blue: spatial maps, "
+                 "orange: 1x1 or vectors)", fontsize=10)
     return fig
 
 
@@ -128,8 +174,12 @@ def filter_mosaic(filters: np.ndarray) -> np.ndarray:
     return mosaic
 
 
-def matrix_and_filters(weight: np.ndarray, filters: np.ndarray, max_filters: int = 6):
+def matrix_and_filters(weight: np.ndarray, filters: np.ndarray, max_filters: int = 6,
+                       in_shape=None):
     """Left: the FC weight matrix (K x C*H*W). Right: the same numbers as K filters of C x H x W.
+
+    weight (K, c*H*W) may be the first c channels' part of longer rows: ``in_shape`` (C, H, W),
+    the whole input, then names that part in the label. A line marks each channel's block.
 
     The filters are one mosaic image (a row per filter, a column per channel, white gaps), not one
     small axes each: two axes draw in a fraction of the time, so a slider can redraw it live.
@@ -140,10 +190,19 @@ def matrix_and_filters(weight: np.ndarray, filters: np.ndarray, max_filters: int
                                     gridspec_kw={"width_ratios": [max(4, c * 1.2), c * 1.1]})
     lim = _signed_limits(weight)
     ax.imshow(weight[:shown], aspect="auto", interpolation="nearest", **lim)
-    ax.set_xlabel(f"input index (C*H*W = {c}*{h}*{w} = {c * h * w})")
+    for j in range(c):  # channel j's block: inputs j*H*W to (j+1)*H*W - 1, a green line before it
+        if j:
+            ax.axvline(j * h * w - 0.5, color=OKABE_ITO[2], lw=2.5)
+        ax.text((j + 0.5) * h * w - 0.5, -0.55, f"ch {j}", ha="center", va="bottom", fontsize=8)
+    if in_shape is None or tuple(in_shape) == (c, h, w):
+        ax.set_xlabel(f"input index (C*H*W = {c}*{h}*{w} = {c * h * w})")
+    else:
+        big_c, big_h, big_w = in_shape
+        ax.set_xlabel(f"input index 0-{c * h * w - 1}: channels 0-{c - 1}, {h}*{w} = {h * w} each"
+                      f"\n(the whole row: {big_c}*{big_h}*{big_w} = {big_c * big_h * big_w:,})")
     ax.set_ylabel("neuron (row)")
     ax.set_yticks(range(shown))
-    ax.set_title("FC weight matrix: one row per neuron", fontsize=9)
+    ax.set_title("FC weight matrix: one row per neuron", fontsize=9, pad=16)
     img = right.imshow(filter_mosaic(filters[:shown]), interpolation="nearest", **lim)
     right.set_facecolor("white")
     right.set_xticks([j * (w + 1) + (w - 1) / 2 for j in range(c)],
@@ -341,9 +400,8 @@ def face_map(image: np.ndarray, probs: np.ndarray, scale, jump: int, window: int
     fig, ax = plt.subplots(figsize=(5.6, 5.2))
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     half = window / 2 - jump / 2
-    img = ax.imshow(probs, cmap=SEQUENTIAL, alpha=0.55, vmin=0, vmax=1, interpolation="nearest",
-                    extent=(half / sx, (half + cols * jump) / sx, (half + rows * jump) / sy,
-                            half / sy))
+    ax.imshow(probability_rgba(probs), interpolation="nearest",
+              extent=(half / sx, (half + cols * jump) / sx, (half + rows * jump) / sy, half / sy))
     if truth is not None:
         x0, y0, x1, y1 = truth[:4]
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
@@ -360,7 +418,7 @@ def face_map(image: np.ndarray, probs: np.ndarray, scale, jump: int, window: int
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(img, ax=ax, shrink=0.7, label="P(face) of the window centred here")
+    _probability_colorbar(fig, ax, "P(face) of the window centred here")
     if boxes or truth is not None:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7)
     return fig
@@ -420,6 +478,8 @@ def conv_matrix_picture(m: np.ndarray, title: str = "", fig=None):
         im.set_data(nz)
         im.set_clim(lim["vmin"], lim["vmax"])  # the colour bar follows its image
         im.set_extent((-0.5, m.shape[1] - 0.5, m.shape[0] - 0.5, -0.5))
+    # about one tick per half inch of height: a short matrix keeps its tick labels apart
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=max(2, int(2 * size[1])), integer=True))
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
     ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
@@ -449,23 +509,31 @@ def toeplitz_blocks(m: np.ndarray, out_side: int, in_side: int, title: str = "")
 # ------------------------------------------------------------------ notebook 08: digits
 
 def digits_canvas(image: np.ndarray, boxes=(), detections=(), heat=None, jump: int = 4,
-                  window: int = 28, title: str = ""):
+                  window: int = 28, title: str = "", caption: str | None = None):
     """A canvas with ground-truth boxes (dashed), detections (solid, labelled) and, optionally,
-    a (rows, cols) heat map drawn over the window centres."""
-    fig, ax = plt.subplots(figsize=(5.4, 5.4))
+    a (rows, cols) heat map of probabilities drawn over the window centres (``probability_rgba``).
+
+    ``caption`` (under the x axis) says what the marks mean; by default it names only the marks
+    drawn (an explorer that adds boxes later passes its own)."""
+    fig, ax = plt.subplots(figsize=(5.4, 5.4) if heat is None else (5.8, 4.6))
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     if heat is not None:
         rows, cols = heat.shape
         half = window / 2 - jump / 2
-        ax.imshow(heat, cmap=SEQUENTIAL, alpha=0.55, vmin=0, vmax=1, interpolation="nearest",
+        ax.imshow(probability_rgba(heat), interpolation="nearest",
                   extent=(half - 0.5, half + cols * jump - 0.5, half + rows * jump - 0.5,
                           half - 0.5))
+        _probability_colorbar(fig, ax, "probability")
     digits_boxes(ax, boxes, detections)
     ax.set_xlim(-0.5, image.shape[1] - 0.5)
     ax.set_ylim(image.shape[0] - 0.5, -0.5)
-    ax.set_xlabel("x (pixels)   dashed: ground truth, orange: detections")
+    if caption is None:
+        caption = ", ".join((["dashed blue: true boxes"] if len(boxes) else [])
+                            + (["orange: detections"] if len(detections) else []))
+    ax.set_xlabel("x (pixels)" + (f"   {caption}" if caption else ""))
     ax.set_ylabel("y (pixels)")
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
     return fig
 
 

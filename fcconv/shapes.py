@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-import torch
 from torch import nn
 
 from . import _graph
-from ._graph import model_dtype
+from ._field import Field
+from ._fx import model_dtype, run_on_meta
+from ._ops import CONV, SPATIAL_DIMS
+from ._walk import analyse
 from .formulas import checked_int, checked_shape, conv_output_size, format_shape
 
 Shape = tuple[int, ...]
@@ -40,18 +42,40 @@ class ReceptiveField:
     """Output cell i covers input pixels [start + i*jump, start + i*jump + size - 1].
 
     ``start < 0`` means the first window begins in the zero padding. Each field is an int when
-    all spatial axes agree, else a tuple with one entry per axis (H, W).
+    all spatial axes agree, else a tuple with one entry per axis (H, W). ``gaps``: '' when a
+    cell sees every pixel of that span; else which pixels inside it the cell skips (a dilated
+    or strided tap spacing larger than the field before it), e.g. "along axis 0 a cell sees
+    pixels 0, 4 of its 5-pixel span, not 1..3". The span is what the receptive-field
+    literature reports for dilated nets, and a window of that size is what sliding_windows and
+    shift_and_stitch need.
     """
 
     size: int | tuple[int, ...]
     jump: int | tuple[int, ...]
     start: int | tuple[int, ...]
+    gaps: str = ""
+    runs: tuple = field(default=(), repr=False, compare=False)  # per axis: (first, last) seen
+
+    def __repr__(self) -> str:
+        gaps = f", gaps={self.gaps!r}" if self.gaps else ""
+        return f"ReceptiveField(size={self.size}, jump={self.jump}, start={self.start}{gaps})"
 
     def window(self, i: int, axis: int = 0) -> tuple[int, int]:
         """Inclusive input-pixel range ``(first, last)`` seen by output cell ``i`` on ``axis``."""
+        i, axis = checked_int("i", i, 0), checked_int("axis", axis, 0)
+        axes = 3 if isinstance(self.size, int) else len(self.size)  # an int: the same on each
+        if axis >= axes:
+            raise ValueError(f"axis must be below {axes} (one per spatial axis); got {axis}")
         size, jump, start = (v if isinstance(v, int) else v[axis]
                              for v in (self.size, self.jump, self.start))
         return start + i * jump, start + i * jump + size - 1
+
+    def pixels(self, i: int, axis: int = 0) -> list[int]:
+        """The input pixels output cell ``i`` sees along ``axis``: its window, less the gaps."""
+        first, last = self.window(i, axis)
+        if not self.runs:
+            return list(range(first, last + 1))
+        return [first + p for lo, hi in self.runs[axis] for p in range(lo, hi + 1)]
 
 
 def _squeeze(values: tuple[int, ...]) -> int | tuple[int, ...]:
@@ -131,7 +155,8 @@ class Trace:
         """Header plus one list of strings per row, plus the totals: what both renderings show."""
         head = ["layer", "kind", "", "output", "params", "MACs", "RF size", "jump", "start"]
         body = [[r.name, r.kind, r.desc, r.shape_str, f"{r.params:,}", f"{r.macs:,}",
-                 _rf_text(r.rf_size), _rf_text(r.rf_jump), _rf_text(r.rf_start)] for r in self.rows]
+                 _rf_text(r.rf_size) + ("*" if r.rf and r.rf.gaps else ""), _rf_text(r.rf_jump),
+                 _rf_text(r.rf_start)] for r in self.rows]
         total = ["total", "", "", "", f"{self.total_params:,}", f"{self.total_macs:,}", "", "", ""]
         return [head, ["input", "", "", format_shape(self.input_shape), "", "", "1", "1", "0"],
                 *body, total]
@@ -145,7 +170,14 @@ class Trace:
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(-1, "-" * len(lines[0]))
         summary = f"{self.total_params:,} parameters, {human_macs(self.total_macs)}"
-        return "\n".join(lines) + f"\n{summary}"
+        return "\n".join(lines) + f"\n{summary}" + "".join(f"\n{n}" for n in self.footnotes())
+
+    def footnotes(self) -> list[str]:
+        """What a '*' after an RF size means, if some row has one."""
+        if not any(r.rf and r.rf.gaps for r in self.rows):
+            return []
+        return ["* the field has gaps: a cell skips some pixels of that span "
+                "(receptive_field(...).gaps says which)"]
 
     def __repr__(self) -> str:
         return str(self)
@@ -158,7 +190,8 @@ class Trace:
         foot = "".join(f"<th>{escape(c)}</th>" for c in rows[-1])
         return (f"<table class='fcconv-trace'><thead><tr>{th}</tr></thead><tbody>{body}</tbody>"
                 f"<tfoot><tr>{foot}</tr></tfoot></table>"
-                f"<p>{self.total_params:,} parameters, {human_macs(self.total_macs)}</p>")
+                f"<p>{self.total_params:,} parameters, {human_macs(self.total_macs)}</p>"
+                + "".join(f"<p>{escape(n)}</p>" for n in self.footnotes()))
 
 
 def human_macs(macs: int) -> str:
@@ -178,16 +211,24 @@ def _rf_text(v) -> str:
 
 
 def _normalize_input_shape(model: nn.Module, input_shape) -> Shape:
-    """Accept 224, (224, 224), (3, 224, 224) or (N, 3, 224, 224); return (C, H, W)."""
+    """Accept 224, (224, 224), (3, 224, 224) or (N, 3, 224, 224); return (C, H, W) (or (C, L)).
+
+    How many axes an input has comes from the first layer that says (a Conv1d, a MaxPool3d):
+    (5, 8, 8, 8) is (C, D, H, W) for a Conv3d net, (N, C, H, W) for a Conv2d one.
+    """
+    first = next((m for m in model.modules() if type(m) in SPATIAL_DIMS), None)
+    nsp = SPATIAL_DIMS[type(first)] if first is not None else 2
+    channels = next((m.in_channels for m in model.modules() if isinstance(m, CONV)), None)
     if not isinstance(input_shape, (str, bytes)) and not hasattr(input_shape, "__iter__"):
-        side = checked_int("input_shape", input_shape, 1)
-        input_shape = (side, side)
-    shape = checked_shape("input_shape", input_shape, (1, 2, 3, 4))
-    first = next((m for m in model.modules() if isinstance(m, _graph.CONV + (nn.Linear,))), None)
-    if len(shape) == 2 and isinstance(first, nn.Conv2d):
-        shape = (first.in_channels, *shape)
-    elif len(shape) == 4:
-        shape = shape[1:]
+        input_shape = (checked_int("input_shape", input_shape, 1),) * nsp   # 224: 224x224
+    shape = checked_shape("input_shape", input_shape, (1, 2, 3, 4, 5))
+    if len(shape) == nsp and channels is not None:
+        return (channels, *shape)
+    if len(shape) == nsp + 2:
+        return shape[1:]
+    if len(shape) == 5:
+        raise ValueError(f"input_shape {shape} has 5 sizes, but the model's first layer "
+                         f"({type(first).__name__}) takes {nsp} spatial axes")
     return shape
 
 
@@ -196,19 +237,20 @@ def _check_model(model) -> None:
         raise TypeError(f"model must be a torch.nn.Module; got {model!r} ({type(model).__name__})")
 
 
-def _field(f: _graph.Field | None) -> ReceptiveField | None:
-    if f is None or f.gaps():  # not a window: no (size, jump, start) to show
+def _field(f: Field | None) -> ReceptiveField | None:
+    if f is None or f.odd:  # not a window: no (size, jump, start) to show
         return None
-    return ReceptiveField(_squeeze(f.size), _squeeze(f.jump), _squeeze(f.start))
+    return ReceptiveField(_squeeze(f.size), _squeeze(f.jump), _squeeze(f.start), f.gaps(),
+                          f.spans if f.gaps() else ())
 
 
 def _analyse(model: nn.Module, input_shape, explain: bool) -> _graph.Graph:
     _check_model(model)
     shape = _normalize_input_shape(model, input_shape)
     try:
-        return _graph.analyse(model, shape, explain)
+        return analyse(model, shape, explain)
     except ValueError as err:
-        if str(err).startswith(("the model cannot run", "fcconv follows")):
+        if str(err).startswith(("the model cannot run", "fcconv follows", "an input of")):
             raise
         raise ValueError(f"at input {format_shape(shape)}, {err}") from None
 
@@ -230,8 +272,10 @@ def trace(model: nn.Module, input_shape) -> Trace:
 def receptive_field(model: nn.Module, input_shape) -> ReceptiveField:
     """Receptive field of the model's output cells: cell i sees [start + i*jump, ... + size - 1].
 
-    input_shape as for ``trace``. Follows every path through ``forward``; raises ValueError
-    naming the op (and its line) where the field is not one window the same for every cell.
+    input_shape as for ``trace``. Follows every path through ``forward``; a model that returns a
+    tuple of heads is asked about all of them (they must agree). A span with pixels a cell skips
+    comes back with ``.gaps`` saying which; a ValueError names the op (and its line) where the
+    field is not one span the same for every cell.
     """
     g = _analyse(model, input_shape, explain=True)
     if g.returns():
@@ -255,17 +299,4 @@ def _one_field(g: _graph.Graph, node) -> ReceptiveField:
         raise ValueError("the output has no receptive field over the input's pixels")
     if geo.field.odd:
         raise ValueError(f"no single receptive field: {geo.field.odd}")
-    if geo.field.gaps():
-        raise ValueError(f"the receptive field has gaps: {geo.field.gaps()}; a tap spacing "
-                         "(dilation x jump) larger than the field before it skips pixels, so "
-                         "no window describes what a cell sees")
     return _field(geo.field)
-
-
-def run_on_meta(model: nn.Module, input_shape: Shape, batch: int = 2) -> torch.Tensor:
-    """Run ``model`` on a meta tensor of ``(batch, *input_shape)``; returns the meta output.
-
-    Batch 2, not 1, so that BatchNorm in training mode accepts a 1x1 map.
-    """
-    x = torch.empty((batch, *input_shape), device="meta", dtype=model_dtype(model))
-    return torch.func.functional_call(model, _graph.meta_state(model), (x,), strict=False)

@@ -85,8 +85,11 @@ def exercise_checks():
         checks.linear_via_conv: lambda x, w, b: numpy_ops.conv2d(
             x, w.reshape(len(w), *x.shape[1:]), b).reshape(len(x), -1),
         checks.fc_to_1x1: lambda w: w.reshape(*w.shape, 1, 1),
-        checks.conv_matrix_shape: lambda ws, ins, s, p: numpy_ops.conv_matrix_entries(ws, ins, s, p),
-        checks.my_conv_matrix: lambda w, ins: numpy_ops.conv_matrix(w, ins),
+        checks.conv_matrix_shape: lambda ws, ins, s, p: (
+            ws[0] * ((ins[1] - ws[2] + 2 * p) // s + 1) * ((ins[2] - ws[3] + 2 * p) // s + 1),
+            ins[0] * ins[1] * ins[2]),
+        checks.my_conv_matrix: lambda w, ins: numpy_ops.conv2d(    # one column per basis image
+            np.eye(int(np.prod(ins))).reshape(-1, *ins), w).reshape(int(np.prod(ins)), -1).T,
         checks.locally_connected_params: lambda n, k, s, p: int(np.count_nonzero(
             numpy_ops.conv_matrix(np.ones((1, 1, k, k)), (1, n, n), s, p))),
     }
@@ -98,6 +101,10 @@ def exercise_checks():
     assert not wrong and "flatten H,W,C" in wrong.message, wrong
     wrong = checks.linear_via_conv(lambda x, w, b: x.reshape(len(x), -1) @ w.T)
     assert not wrong and "bias" in wrong.message, wrong
+    float32 = checks.fc_to_conv_weight(lambda w, s: w.astype(np.float32).reshape(len(w), *s))
+    assert float32, float32                                # float32 judged with float32's tolerance
+    forbidden = checks.my_conv_matrix(lambda w, ins: numpy_ops.conv_matrix(w, ins))
+    assert not forbidden and "not to call" in forbidden.message, forbidden
     needs = checks.fc7_as_conv(lambda linear: linear)      # a PyTorch exercise: said, not crashed
     assert not needs and "needs PyTorch" in needs.message, needs
 

@@ -55,6 +55,7 @@ EXPLORERS = {
     "06_efficiency.ipynb": "EfficiencyExplorer(",
     "07_conv_to_fc.ipynb": "ConvMatrixExplorer(",
     "08_find_the_digits.ipynb": "DigitDetectorExplorer(",
+    "09_mtcnn.ipynb": "CascadeExplorer(",
 }
 DARK = "JupyterLab Dark"
 

@@ -1,281 +1,532 @@
-"""The grader: full marks for the solutions, nothing for a stub, no free marks for the tricks
-that used to fool it, and a report (never a crash or a hang) for a notebook that breaks its
-kernel. The broken notebooks are graded in one run, as an instructor would grade a folder."""
+"""The grader across its process boundary: full marks for the solutions and for right answers in
+another form, nothing for a stub or for any of the ways that used to give marks, and a report
+(never a crash, a hang, or a process left behind) for a notebook that breaks its kernel. The
+attack notebooks are built in tests/attacks.py and graded in one run, as an instructor would grade
+a folder; a second run does the same without namespaces (as on a system without them)."""
 
 import csv
 import json
 import math
+import os
+import secrets
 import subprocess
 import sys
+import time
+from pathlib import Path
 
-import nbformat
+import numpy as np
 import pytest
+from attacks import (
+    LIBRARY,
+    SOLVED02,
+    STUB02,
+    builtins,
+    deleted,
+    dies,
+    equal_to_all,
+    fair01,
+    fair07,
+    fair08,
+    forbidden,
+    ignores_sigint,
+    injector,
+    kills_its_grader,
+    load,
+    lookup07,
+    patched,
+    planter,
+    printing,
+    subclass03,
+    subclass04,
+    survives,
+    tampers,
+    troubles,
+    victim,
+    write,
+    zeroing,
+)
 from conftest import ROOT
 from speed import scaled
 
-from fcconv.course import grade
+from fcconv.course import grade, sandbox
+from fcconv.course.checks import CHECKS, wire
 
-STUB = nbformat.read(ROOT / "exercises" / "02_shapes.ipynb", as_version=4)
-SOLVED = nbformat.read(ROOT / "solutions" / "02_shapes.ipynb", as_version=4)
-
-
-def cells(nb, role, exercise=None):
-    return [c for c in nb.cells if c.metadata.get("fcconv", {}).get("role") == role
-            and exercise in (None, c.metadata["fcconv"]["exercise"])]
-
-
-def after(nb, cell, source):
-    nb.cells.insert(nb.cells.index(cell) + 1, nbformat.v4.new_code_cell(source))
-
-
-def printing(nb):  # fake verdict lines: in an answer cell, after a real "wrong", as a check cell
-    cells(nb, "answer", "02.1")[0].source += "\nprint('[fcconv-check] 02.1 correct — well done.')"
-    cells(nb, "answer", "02.2")[0].source = "def my_score_map_side(size):\n    return (size - 224) // 32"
-    after(nb, cells(nb, "check", "02.2")[0], "print('[fcconv-check] 02.2 correct — well done.')")
-    cells(nb, "check", "02.3")[0].source = "print('[fcconv-check] 02.3 correct — well done.')"
-
-
-def deleted(nb):
-    nb.cells = [c for c in nb.cells if c not in cells(nb, "check")]
-    del nb.metadata["fcconv"]
-
-
-def patched(nb):  # one-liners on a public check, on a private helper, on what a check relies on
-    after(nb, nb.cells[1], "import fcconv.course.checks as c\n"
-          "c.output_size = c.CHECKS['02.1'] = lambda f, exercise='02.1': c.Verdict('02.1', 'correct', '')\n"
-          "c._verdict = lambda exercise, body, answer: c.Verdict(exercise, 'correct', 'well done.')\n"
-          "import fcconv.formulas\nfcconv.formulas.conv_output_size = c.conv_output_size = lambda *a, **k: 7")
-    cells(nb, "answer", "02.1")[0].source = "def my_output_size(W, F, S, P):\n    return 7"
-
-
-def equal_to_all(nb):
-    after(nb, nb.cells[1], "class Eq:\n    def __eq__(self, other):\n        return True\n")
-    cells(nb, "answer", "02.1")[0].source = "def my_output_size(W, F, S, P):\n    return Eq()"
-    cells(nb, "answer", "02.2")[0].source = "def my_score_map_side(size):\n    return Eq()"
-    cells(nb, "answer", "02.3")[0].source = "def my_receptive_field(layers):\n    return Eq(), Eq(), Eq()"
-
-
-def zeroing():  # notebook 01: zero the inputs in place, then answer from the zeros
-    nb = nbformat.read(ROOT / "solutions" / "01_fc_is_a_convolution.ipynb", as_version=4)
-    for cell in cells(nb, "answer"):
-        name = cell.source.split("(")[0].removeprefix("def ")
-        cell.source += f"\n_{name} = {name}\ndef {name}(*args):\n" \
-                       "    for a in args:\n        if isinstance(a, np.ndarray):\n            a[...] = 0\n" \
-                       f"    return _{name}(*args)"
-    return nb
-
-
-def troubles(nb):  # on a solved notebook: each trouble is reported and the grading goes on
-    nb.metadata = "x"
-    answer, check = cells(nb, "answer", "02.1")[0], cells(nb, "check", "02.2")[0]
-    answer.metadata["fcconv"] = "x"
-    del check.metadata["fcconv"]["exercise"]
-    for source in ("while True:\n    pass", "def f(size)\n    return 1",
-                   "import numpy as np\nx = np.ones(2**28)  # 2 GB",
-                   "for i in range(30000):\n    print('x' * 99)"):
-        after(nb, nb.cells[1], source)
-
-
-def tampers(nb):
-    """Three ways to reach the checks, none of which work now, and output while being checked:
-    rewrite the checks on disk; patch every module in sys.modules that holds checks (the grader's
-    copy used to be one); a json whose dumps says "correct" (the verdict used to pass through it);
-    a right 02.1 that prints 64 kB a call."""
-    after(nb, nb.cells[1], "import fcconv.course.checks as c\n"
-          "with open(c.__file__, 'a') as f:\n"
-          "    f.write('\\n_verdict = lambda e, b, a: Verdict(e, \"correct\", \"well done.\")\\n')\n"
-          "import sys\nfor m in list(sys.modules.values()):\n"
-          "    if hasattr(m, 'CHECKS') and hasattr(m, 'Verdict'):\n"
-          "        m._verdict = lambda e, b, a, m=m: m.Verdict(e, 'correct', 'well done.')\n"
-          "import json\nclass FakeJson:\n"
-          "    def __getattr__(self, name):\n        return getattr(json, name)\n"
-          "    def dumps(self, x, **k):\n        return json.dumps([x[0], 'correct', 'well done.'])\n"
-          "sys.modules['json'] = FakeJson()")
-    cells(nb, "answer", "02.1")[0].source = "def my_output_size(W, F, S, P):\n" \
-        "    print('x' * 2**16)\n    return (W - F + 2 * P) // S + 1"
-
-
-BROKEN = {  # name: (notebook 02's stub or solution, what to do to it)
-    "tampers": (STUB, tampers),
-    "kills_its_grader": (SOLVED, lambda nb: after(nb, nb.cells[1], "import os, signal\n"
-                                                  "os.kill(os.getppid(), signal.SIGKILL)")),
-    "printing": (STUB, printing), "deleted": (STUB, deleted), "patched": (STUB, patched),
-    "equal_to_all": (STUB, equal_to_all), "troubles": (SOLVED, troubles),
-    "dies": (SOLVED, lambda nb: after(nb, cells(nb, "check", "02.1")[0], "import os\nos._exit(1)")),
-    "ignores_sigint": (STUB, lambda nb: after(nb, nb.cells[1], "import signal\n"
-                                              "signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass")),
-}
 # The time limit scales with how busy this machine is (tests/speed.py): a loaded machine must not
 # stop an honest cell.
 LIMITS = {"cell_timeout": math.ceil(scaled(5)), "memory_gb": 1.5, "output_mb": 1}
+ISOLATED = sandbox.isolation(grade.readonly_paths())[0] is not None
+
+
+def _processes_with(token: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if token.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def _site_packages():
+    """This test's venv's site-packages (the only Python installation an attack here may touch)."""
+    import sysconfig
+    path = sysconfig.get_paths()["purelib"]
+    assert sys.prefix != sys.base_prefix and path.startswith(sys.prefix), "tests must run in a venv"
+    return path
+
+
+def _remove_plants() -> list[str]:
+    """What an attack here planted and the grader left (the tests fail on it), removed, so that
+    a run that fails, or stops half-way, leaves this venv and the library clean."""
+    import shutil
+    plants = [os.path.join(_site_packages(), "zz_fcconv_plant.pth"),
+              os.path.join(_site_packages(), "zz_fcconv_planted"), str(LIBRARY / "formulas")]
+    left = [p for p in plants if os.path.lexists(p)]
+    for p in left:
+        shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+    return left
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Every broken notebook and notebook 01 zeroing its inputs, graded in one run (two at a
-    time), each in its own student folder; the reports and the CSV."""
+    """Every attack notebook graded in one run, two at a time, each in its own student folder;
+    the reports, the CSV and what the attacks would have left behind."""
     root = tmp_path_factory.mktemp("submissions")
+    marker, token, csv_path = root / "planted-ran", f"fcconv-test-{secrets.token_hex(4)}", root / "grades.csv"
+    found = Path("/dev/shm") / f"{token}-found"  # every kernel sees /dev/shm: where the injector reports
+    attacks = {  # name: (the notebook it starts from, what it does to it)
+        "tampers": (STUB02, tampers), "kills_its_grader": (SOLVED02, kills_its_grader),
+        "printing": (STUB02, printing), "deleted": (STUB02, deleted), "patched": (STUB02, patched),
+        "equal_to_all": (STUB02, equal_to_all), "troubles": (SOLVED02, troubles),
+        "dies": (SOLVED02, dies), "ignores_sigint": (STUB02, ignores_sigint),
+        "zeroing": (None, zeroing), "builtins": (STUB02, builtins), "forbidden": (STUB02, forbidden),
+        "subclass03": (None, subclass03), "subclass04": (None, subclass04), "lookup07": (None, lookup07),
+        "planter": (STUB02, planter(marker, _site_packages())), "survives": (SOLVED02, survives(token, csv_path)),
+        "fair01": (None, fair01), "fair07": (None, fair07), "fair08": (None, fair08),
+        "solved04": (ROOT / "solutions" / "04_convolutionalize.ipynb", lambda nb: None),
+        "injector": (STUB02, injector(found)), "victim": (STUB02, victim),
+    }
     paths = []
-    for name, (base, breaks) in BROKEN.items():
-        nb = nbformat.reads(nbformat.writes(base), as_version=4)
-        breaks(nb)
-        paths.append(root / name / "02_shapes.ipynb")
-        paths[-1].parent.mkdir()
-        paths[-1].write_text(json.dumps(nb))  # as it is: nbformat.write would refuse bad metadata
-    paths.append(root / "zeroing" / "01_fc_is_a_convolution.ipynb")
-    paths[-1].parent.mkdir()
-    nbformat.write(zeroing(), paths[-1])
-    checks = (ROOT / "fcconv" / "course" / "checks.py").read_bytes()
+    for name, (base, edit) in attacks.items():
+        nb = load(base) if base else None
+        nb = edit(nb) or nb
+        notebook = {"zeroing": "01_fc_is_a_convolution", "subclass03": "03_weight_reshaping",
+                    "subclass04": "04_convolutionalize", "lookup07": "07_conv_to_fc",
+                    "fair01": "01_fc_is_a_convolution", "fair07": "07_conv_to_fc",
+                    "fair08": "08_find_the_digits", "solved04": "04_convolutionalize"}.get(name, "02_shapes")
+        paths.append(write(nb, root / name / f"{notebook}.ipynb"))
+    library = {p: p.read_bytes() for p in LIBRARY.rglob("*") if p.is_file()}
+    children = set(sandbox.children(os.getpid()))
     try:
         reports = list(grade.grade_all(paths, jobs=2, **LIMITS))
     finally:
-        assert (ROOT / "fcconv" / "course" / "checks.py").read_bytes() == checks, "the grader did not restore it"
-        (ROOT / "fcconv" / "course" / "checks.py").write_bytes(checks)
-    grade.write_csv(reports, root / "grades.csv")
-    return {r.path.parent.name: r for r in reports}, root / "grades.csv"
+        left = _remove_plants()
+    grade.write_csv(reports, csv_path)
+    time.sleep(4)  # a detached process of "survives" would have rewritten the CSV by now
+    injected = json.loads(found.read_text()) if found.exists() else None
+    found.unlink(missing_ok=True)
+    return {"reports": {r.path.parent.name: r for r in reports}, "csv": csv_path, "marker": marker,
+            "token": token, "library": library, "children": children, "injected": injected, "left": left}
 
 
 def statuses(report):
     return {ex: status for ex, (status, _) in report.results.items()}
 
 
-# ----------------------------------------------------------------- the nine ways to free marks
+# ----------------------------------------------------------------- no way to a mark
+
+NO_MARKS = ["victim", "injector", "printing", "deleted", "patched", "equal_to_all", "ignores_sigint", "zeroing",
+            "builtins", "forbidden", "subclass03", "subclass04", "lookup07", "planter", "kills_its_grader",
+            "dies"]
+
+
+@pytest.mark.parametrize("name", NO_MARKS)
+def test_no_way_to_a_mark_gives_one(graded, name):
+    r = graded["reports"][name]
+    assert r.score == 0 and "correct" not in statuses(r).values(), (r.results, r.problems)
+
 
 def test_a_printed_verdict_line_scores_nothing(graded):
-    assert statuses(graded[0]["printing"])["02.1"] == "not attempted"
+    assert statuses(graded["reports"]["printing"])["02.1"] == "not attempted"
 
 
 def test_a_fake_line_after_a_real_wrong_scores_nothing(graded):
-    status, message = graded[0]["printing"].results["02.2"]
+    status, message = graded["reports"]["printing"].results["02.2"]
     assert status == "wrong" and "count the first one" in message
 
 
 def test_an_edited_check_cell_scores_nothing(graded):
-    status, message = graded[0]["printing"].results["02.3"]
+    status, message = graded["reports"]["printing"].results["02.3"]
     assert status == "edited" and "restore it" in message
 
 
 def test_deleted_check_cells_and_exercise_list_score_nothing(graded):
-    r = graded[0]["deleted"]
-    assert statuses(r) == {"02.1": "deleted", "02.2": "deleted", "02.3": "deleted"} and r.score == 0
+    assert statuses(graded["reports"]["deleted"]) == {"02.1": "deleted", "02.2": "deleted", "02.3": "deleted"}
 
 
-def test_patching_a_public_check_or_what_it_relies_on_scores_nothing(graded):
-    status, message = graded[0]["patched"].results["02.1"]
+def test_patching_the_checks_or_what_they_use_in_the_kernel_changes_nothing(graded):
+    status, message = graded["reports"]["patched"].results["02.1"]
     assert status == "wrong" and "the answer is 1; you gave 7" in message
-
-
-def test_patching_a_private_helper_of_the_checks_scores_nothing(graded):
-    r = graded[0]["patched"]
-    assert statuses(r) == {"02.1": "wrong", "02.2": "not attempted", "02.3": "not attempted"}
+    assert statuses(graded["reports"]["patched"]) == {"02.1": "wrong", "02.2": "not attempted",
+                                                      "02.3": "not attempted"}
 
 
 def test_an_answer_equal_to_everything_scores_nothing(graded):
-    r = graded[0]["equal_to_all"]
+    r = graded["reports"]["equal_to_all"]
     assert statuses(r) == {"02.1": "wrong", "02.2": "wrong", "02.3": "wrong"}
     assert all("return" in m for _, m in r.results.values())
 
 
 def test_answers_that_zero_their_inputs_score_nothing(graded):
-    r = graded[0]["zeroing"]
-    assert statuses(r) == {"01.1": "wrong", "01.2": "wrong", "01.3": "wrong"}, r.results
+    assert statuses(graded["reports"]["zeroing"]) == {"01.1": "wrong", "01.2": "wrong", "01.3": "wrong"}
+
+
+def test_calling_what_the_statement_forbids_or_a_table_of_old_cases_scores_nothing(graded):
+    r = graded["reports"]["forbidden"].results
+    assert "asks you not to call fcconv.formulas.conv_output_size" in r["02.1"][1]  # through an alias
+    assert r["02.2"][0] == "wrong" and "KeyError" in r["02.2"][1]  # sizes the check never tried before
+    assert "asks you not to call sys.setprofile" in r["02.3"][1]  # the watch turned off
+
+
+def test_a_tensor_that_claims_to_be_close_scores_nothing(graded):
+    assert statuses(graded["reports"]["subclass03"])["03.2"] == "wrong"
+    r = statuses(graded["reports"]["subclass04"])
+    assert r["04.1"] == r["04.2"] == "wrong"
+
+
+def test_a_lookup_table_and_a_rank_1_matrix_score_nothing(graded):
+    r = graded["reports"]["lookup07"].results
+    assert r["07.1"][0] == "wrong" and "KeyError" in r["07.1"][1]
+    assert r["07.2"][0] == "wrong" and "M @ x differs" in r["07.2"][1]
+
+
+def test_rewriting_the_checks_or_patching_them_in_the_kernel_scores_nothing(graded):
+    r = graded["reports"]["tampers"]
+    assert statuses(r)["02.2"] == statuses(r)["02.3"] == "not attempted" and r.score == 1
+    if not ISOLATED:  # with namespaces the library is read-only to kernels: nothing to restore
+        assert any("changed files the grader reads (restored)" in p for p in r.problems)
+
+
+# ----------------------------------------------------------------- one notebook cannot reach another
+
+def test_code_planted_for_later_kernels_or_the_grader_never_runs(graded):
+    assert not graded["marker"].exists() and graded["left"] == []
+    after = {p: p.read_bytes() for p in LIBRARY.rglob("*") if p.is_file()}
+    assert after == graded["library"], set(after) ^ set(graded["library"])
+    assert not os.path.exists(os.path.join(_site_packages(), "zz_fcconv_plant.pth"))
+    assert graded["reports"]["planter"].score == 0
+
+
+@pytest.mark.skipif(not ISOLATED, reason="needs user namespaces (hidden folders)")
+def test_a_kernel_cannot_find_another_kernels_connection_key(graded):
+    assert graded["injected"] == [], graded["injected"]  # it ran (the file exists) and found none
+    assert graded["reports"]["victim"].score == 0
+
+
+def test_no_process_outlives_the_run_and_the_csv_is_not_rewritten_after_it(graded):
+    assert _processes_with(graded["token"]) == []
+    new = set(sandbox.children(os.getpid())) - graded["children"]  # only multiprocessing's helpers
+    assert all(b"multiprocessing" in open(f"/proc/{p}/cmdline", "rb").read() for p in new), new
+    rows = {row["student"]: row for row in csv.DictReader(graded["csv"].open())}
+    assert rows["survives"]["total"] == "3"
 
 
 # ----------------------------------------------------------------- never crash, never hang
 
-def test_rewriting_the_checks_on_disk_scores_nothing_and_is_undone(graded):
-    r = graded[0]["tampers"]
-    assert statuses(r)["02.2"] == statuses(r)["02.3"] == "not attempted"
-    assert any("changed the grader's files on disk (restored): fcconv/course/checks.py" in p for p in r.problems)
-    for name in ("printing", "deleted", "patched", "equal_to_all"):  # graded after it
-        assert graded[0][name].score == 0, (name, graded[0][name].results)
-
-
-def test_the_graders_checks_are_not_in_sys_modules_and_a_fake_json_gets_nothing(graded):
-    assert graded[0]["tampers"].score == 0  # (the file, sys.modules and json patched in one notebook)
+def test_a_notebook_that_survives_everything_still_scores_full_marks(graded):
+    """A global named str, a comm without _model_module, a 30 MB exception, 100 MB of display
+    metadata, 50 MB from a shell command, SIGSTOP to itself and its parent, processes in a new
+    session: 3/3, and the report says what was dropped, in a few hundred characters."""
+    r = graded["reports"]["survives"]
+    assert r.passed, (r.results, r.problems)
+    assert any("over the message cap" in p or "were dropped" in p for p in r.problems), r.problems
+    assert len("".join(r.problems)) < 2000
 
 
 def test_a_notebook_that_kills_its_grading_process_loses_only_its_own_marks(graded):
-    r = graded[0]["kills_its_grader"]
-    assert r.score == 0 and any("grading process died" in p for p in r.problems)
-    assert all(s == "error" for s in statuses(r).values()) and len(r.results) == 3
-    assert graded[0]["troubles"].passed  # graded after it, in the same run
+    r = graded["reports"]["kills_its_grader"]
+    assert r.score == 0 and any("died" in p for p in r.problems), r.problems
+    assert graded["reports"]["troubles"].passed  # graded after it, in the same run
 
 
-def test_output_while_checking_is_capped_too(graded):
-    status, message = graded[0]["tampers"].results["02.1"]
-    assert status == "error" and "output cap exceeded" in message
+def test_output_while_checking_is_capped_and_a_right_answer_that_prints_still_counts(graded):
+    r = graded["reports"]["tampers"]
+    assert r.results["02.1"] == ("correct", "well done.")
+    assert any("while checking 02.1: the function printed more than 1 MB" in p for p in r.problems), r.problems
 
 
 def test_a_dead_kernel_is_reported_and_the_run_goes_on(graded):
-    r = graded[0]["dies"]
+    r = graded["reports"]["dies"]
     assert any("kernel died" in p for p in r.problems) and r.score == 0
     assert all(s == "error" and "kernel died" in m for s, m in r.results.values())
 
 
 def test_a_cell_that_ignores_the_interrupt_is_killed(graded):
-    r = graded[0]["ignores_sigint"]
+    r = graded["reports"]["ignores_sigint"]
     assert r.problems == [f"cell 3 ran longer than {LIMITS['cell_timeout']} s and was stopped: an infinite loop?",
                           "cell 3: the kernel ignored the interrupt and was killed"] and r.score == 0
 
 
 def test_an_infinite_loop_is_interrupted_and_the_rest_still_runs(graded):
-    r = graded[0]["troubles"]
-    assert any(f"ran longer than {LIMITS['cell_timeout']} s" in p and "infinite loop" in p for p in r.problems) and r.score == 3
+    r = graded["reports"]["troubles"]
+    assert any(f"ran longer than {LIMITS['cell_timeout']} s" in p for p in r.problems) and r.score == 3
 
 
 def test_a_syntax_error_is_reported(graded):
-    assert any("SyntaxError" in p for p in graded[0]["troubles"].problems)
+    assert any("SyntaxError" in p for p in graded["reports"]["troubles"].problems)
 
 
 def test_the_kernel_runs_under_the_memory_cap(graded):
     # 2 GB under a 1.5 GB cap (the machine has more): a MemoryError, and the rest still runs
-    assert any("MemoryError" in p for p in graded[0]["troubles"].problems)
+    assert any("MemoryError" in p for p in graded["reports"]["troubles"].problems)
 
 
 def test_output_beyond_the_cap_is_dropped_and_reported(graded):
-    assert any("printed more than 1 MB" in p for p in graded[0]["troubles"].problems)
+    assert any("printed more than 1 MB" in p for p in graded["reports"]["troubles"].problems)
 
 
 def test_malformed_metadata_is_reported_and_the_notebook_still_graded(graded):
-    r = graded[0]["troubles"]
+    r = graded["reports"]["troubles"]
     assert any("'fcconv' is 'x', not a mapping" in p for p in r.problems)
     assert "the notebook: its metadata is 'x', not a mapping (ignored)" in r.problems
     assert any("without an exercise id" in p for p in r.problems) and r.passed
 
 
-def test_a_file_that_is_not_a_notebook_is_reported(tmp_path):
-    bad = tmp_path / "02_shapes.ipynb"
+# ----------------------------------------------------------------- fair
+
+@pytest.mark.parametrize("name", ["fair01", "fair07", "fair08", "solved04"])
+def test_right_answers_in_another_type_score_full_marks(graded, name):
+    """float32 filters, a scipy.sparse matrix, an exact Fraction, float32 scores, a whole float:
+    across the boundary too; and 04 solved, under a 1.5 GB cap (the grader's own work is not
+    charged to it)."""
+    r = graded["reports"][name]
+    assert r.passed, (r.results, r.problems)
+
+
+# ----------------------------------------------------------------- without namespaces
+
+@pytest.fixture(scope="module")
+def fallback(tmp_path_factory):
+    """The same grader where kernels get no namespaces (as where the system forbids them): the
+    grading process is the kernel's subreaper and the grader watches the files it reads."""
+    root = tmp_path_factory.mktemp("fallback")
+    token, csv_path, marker = f"fcconv-test-{secrets.token_hex(4)}", root / "grades.csv", root / "planted-ran"
+    plant = os.path.join(_site_packages(), "zz_fcconv_planted")
+
+    def planter_in_site(nb):
+        planter(marker, _site_packages())(nb)
+        nb.cells[2].source += f"\nplant(pathlib.Path({plant!r}) / '__init__.py', code)"
+
+    def sigstop(nb):
+        nb.cells.insert(2, __import__("nbformat").v4.new_code_cell(
+            "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)"))
+
+    def detached(nb):  # "survives" without its SIGSTOP cell: here a stopped kernel is a dead one
+        survives(token, csv_path)(nb)
+        nb.cells = [c for c in nb.cells if "SIGSTOP" not in c.source]
+
+    made = {"detached": (SOLVED02, detached), "sigstop": (SOLVED02, sigstop),
+            "kills_its_grader": (SOLVED02, kills_its_grader), "planter": (STUB02, planter_in_site),
+            "after": (SOLVED02, lambda nb: None)}
+    paths = []
+    for name, (base, edit) in made.items():
+        nb = load(base)
+        edit(nb)
+        paths.append(write(nb, root / name / "02_shapes.ipynb"))
+    try:
+        reports = list(grade.grade_all(paths, jobs=1, isolate=False, **LIMITS))
+        grade.write_csv(reports, csv_path)
+        time.sleep(4)
+    finally:
+        left = _remove_plants()
+    return {r.path.parent.name: r for r in reports}, token, csv_path, marker, left
+
+
+def test_without_namespaces_no_process_outlives_the_run(fallback):
+    reports, token, csv_path, _, _ = fallback
+    assert reports["detached"].passed, (reports["detached"].results, reports["detached"].problems)
+    assert _processes_with(token) == []
+    rows = {row["student"]: row for row in csv.DictReader(csv_path.open())}
+    assert rows["detached"]["total"] == "3"
+
+
+def test_without_namespaces_a_stopped_kernel_is_dead_and_nothing_hangs(fallback):
+    r = fallback[0]["sigstop"]
+    assert r.score == 0 and any("stopped" in p for p in r.problems), r.problems
+
+
+def test_without_namespaces_killing_the_grading_process_costs_only_that_notebook(fallback):
+    r = fallback[0]["kills_its_grader"]
+    assert r.score == 0 and any("grading process died" in p for p in r.problems), r.problems
+
+
+def test_without_namespaces_planted_files_are_restored_and_a_changed_install_stops_the_run(fallback):
+    reports, _, _, marker, left = fallback
+    assert left == [os.path.join(_site_packages(), "zz_fcconv_planted")], left  # all it could not put back
+    assert not marker.exists() and not os.path.exists(os.path.join(_site_packages(), "zz_fcconv_plant.pth"))
+    assert not (LIBRARY / "formulas").exists()
+    planted = reports["planter"].problems
+    assert any("changed files the grader reads (restored)" in p for p in planted), planted
+    assert any("changed the Python installation" in p for p in planted), planted
+    after = reports["after"]
+    assert after.score == 0 and any("reinstall it" in p for p in after.problems), after.problems
+
+
+# ----------------------------------------------------------------- files and options
+
+def test_only_regular_files_are_read(tmp_path):
+    fifo = tmp_path / "fifo" / "02_shapes.ipynb"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero" / "02_shapes.ipynb"
+    zero.parent.mkdir()
+    zero.symlink_to("/dev/zero")
+    bad = tmp_path / "bad" / "02_shapes.ipynb"
+    bad.parent.mkdir()
     bad.write_text("{not json")
-    r = grade.grade_notebook(bad)
-    assert any("cannot read" in p for p in r.problems) and r.score == 0 and len(r.results) == 3
+    for path, says in ((fifo, "not a regular file"), (zero, "not a regular file"), (bad, "cannot read")):
+        r = grade.grade_notebook(path)  # never blocks, never reads /dev/zero for ever
+        assert r.score == 0 and len(r.results) == 3 and any(says in p for p in r.problems), r.problems
 
 
-@pytest.mark.parametrize("timeout", ["0", "-1"])
-def test_a_time_limit_that_is_not_positive_is_refused(timeout, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "fcconv", "grade", str(tmp_path / "x.ipynb"),
-                          "--timeout", timeout], capture_output=True, text=True)
-    assert run.returncode == 2 and "must be positive" in run.stderr
-    with pytest.raises(ValueError, match="must be positive"):
-        grade.main([str(tmp_path / "x.ipynb")], cell_timeout=int(timeout))
+def test_a_file_over_the_size_cap_is_not_read(tmp_path):
+    big = tmp_path / "big.ipynb"
+    big.write_bytes(b"x" * 100)
+    assert grade.read_regular(big, cap=50) == (None, "larger than 0 MB")
+    assert grade.read_regular(big, cap=100) == ("x" * 100, None)
 
 
-# ----------------------------------------------------------------- the gradebook
-
-def test_the_csv_has_one_row_per_notebook_with_scores_total_and_problems(graded):
-    reports, path = graded
-    rows = {row["student"]: row for row in csv.DictReader(path.open())}
-    assert set(rows) == set(reports)
-    assert rows["troubles"]["02.1"] == "1" and rows["troubles"]["total"] == "3" and rows["troubles"]["out_of"] == "3"
-    assert "MemoryError" in rows["troubles"]["problems"]
-    assert rows["zeroing"]["01.1"] == "0" and rows["zeroing"]["02.1"] == ""
-    assert rows["printing"]["total"] == "0" and "02.3 edited" in rows["printing"]["problems"]
-    assert "kernel died" in rows["dies"]["problems"]
-    assert rows["kills_its_grader"]["total"] == "0" and "grading process died" in rows["kills_its_grader"]["problems"]
+def test_the_notebooks_cells_stop_at_its_deadline_and_its_answers_are_still_checked(tmp_path):
+    nb = load(SOLVED02)
+    nb.cells += [__import__("nbformat").v4.new_code_cell("import time\ntime.sleep(4)") for _ in range(6)]
+    path = write(nb, tmp_path / "slow" / "02_shapes.ipynb")
+    r = next(grade.grade_all([path], cell_timeout=math.ceil(scaled(5)), deadline=10))
+    assert r.passed and any("past its deadline of 10 s" in p for p in r.problems), (r.results, r.problems)
 
 
-def test_the_solutions_score_full_marks():
-    # (stubs scoring nothing: the graded notebooks above, test_exercises.py, test_nbgrader.py)
-    paths = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-    for r in grade.grade_all(paths, cell_timeout=math.ceil(scaled(120)), jobs=2):
-        assert r.passed and not r.problems, (r.path.name, r.results, r.problems)
+def _cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "fcconv", "grade", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--timeout", "0"), ("--timeout", "-1"), ("--timeout", "inf"), ("--timeout", "1.5"),
+    ("--memory", "inf"), ("--memory", "1e30"), ("--memory", "nan"), ("--memory", "0.01"),
+    ("--max-output", "inf"), ("--jobs", "0"), ("--deadline", "1"), ("--deadline", "x")])
+def test_a_limit_that_is_not_finite_and_sensible_is_refused_when_parsed(option, value, capsys):
+    from fcconv.__main__ import parser
+
+    with pytest.raises(SystemExit) as stop:
+        parser().parse_args(["grade", str(STUB02), option, value])
+    assert stop.value.code == 2 and f"{option} must be a" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["missing/grades.csv", ".", "/proc/grades.csv"])
+def test_a_csv_that_cannot_be_written_is_refused_when_parsed(tmp_path, target, capsys):
+    from fcconv.__main__ import parser
+
+    with pytest.raises(SystemExit) as stop:
+        parser().parse_args(["grade", str(STUB02), "--csv", target if target.startswith("/") else str(tmp_path / target)])
+    assert stop.value.code == 2 and "--csv" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_bad_option_before_grading_and_without_a_traceback(tmp_path):
+    for args in (["--memory", "inf"], ["--csv", tmp_path / "missing" / "g.csv"]):
+        run = _cli(STUB02, *args, timeout=120)
+        assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr, run.stderr
+    with pytest.raises(ValueError, match="must be a number from"):
+        grade.check_options(timeout=60, memory_gb=float("inf"), output_mb=1, jobs=1, deadline=600)
+
+
+def test_the_csv_is_written_once_atomically_and_is_safe_in_a_spreadsheet(tmp_path):
+    reports = [grade.Report(tmp_path / "=cmd()" / "02_shapes.ipynb", {"02.1": ("correct", "")}, ["-x"])]
+    grade.write_csv(reports, tmp_path / "g.csv")
+    row = next(csv.DictReader((tmp_path / "g.csv").open()))
+    assert row["student"] == "'=cmd()" and row["problems"] == "'-x" and row["02.1"] == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["g.csv"]  # no temporary file left
+
+
+def test_the_solutions_score_full_marks_and_the_stubs_nothing_even_with_a_1_s_limit(tmp_path):
+    """Through the command line: full marks for solutions/ (a point for each exercise the checks
+    declare), 0 for exercises/, with --timeout 1 (the grader's own work is not the learner's time),
+    and the kernels' output never reaches the grader's stdout (a notebook printing 50 MB from a
+    shell command is graded too)."""
+    nb = load(SOLVED02)
+    survives(f"fcconv-test-{secrets.token_hex(4)}", tmp_path / "elsewhere.csv")(nb)
+    loud = write(nb, tmp_path / "loud" / "02_shapes.ipynb")
+    solutions = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    stubs = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
+    run = _cli(*solutions, *stubs, loud, "--timeout", "1", "--csv", tmp_path / "grades.csv", timeout=900)
+    rows = list(csv.DictReader((tmp_path / "grades.csv").open()))
+    totals = {(r["student"], r["notebook"]): (int(r["total"]), int(r["out_of"])) for r in rows}
+    assert sum(totals[("solutions", p.name)][0] for p in solutions) == len(CHECKS) == \
+        sum(totals[("solutions", p.name)][1] for p in solutions), run.stdout
+    assert all(totals[("exercises", p.name)][0] == 0 for p in stubs)
+    assert totals[("loud", "02_shapes.ipynb")] == (3, 3)
+    assert len(run.stdout) < 20_000 and "Traceback" not in run.stderr
+
+
+# ----------------------------------------------------------------- the boundary itself
+
+def test_decoding_refuses_pickles_junk_and_oversized_values():
+    obj = np.array([object()], dtype=object)
+    import base64
+    import io
+    raw = io.BytesIO()
+    np.save(raw, obj, allow_pickle=True)
+    for bad in ({"array": base64.b64encode(raw.getvalue()).decode()}, {"array": "not base64!"},
+                {"nope": 1}, [1, 2], {"int": "1" * 1000}, {"float": "1", "dtype": "object"},
+                {"list": [{"list": []}] * (wire.MAX_ITEMS + 1)}):
+        with pytest.raises(wire.Malformed):
+            wire.decode(bad)
+    deep = {"list": []}
+    for _ in range(wire.MAX_DEPTH + 3):
+        deep = {"list": [deep]}
+    with pytest.raises(wire.Malformed):
+        wire.decode(deep)
+
+
+def test_what_is_not_plain_data_arrives_as_a_description():
+    class Sneaky:
+        def __eq__(self, other):
+            return True
+
+        def __repr__(self):
+            return "\x1b[2J" + "x" * 500
+
+    value = wire.decode(wire.round_trip(wire.encode((Sneaky(), np.float32(0.5), 3, [1.5]))))
+    assert isinstance(value[0], wire.Opaque) and value[0] != 0 and len(str(value[0])) < 150
+    assert "\x1b" not in str(value[0])
+    assert value[1] == np.float32(0.5) and value[1].dtype == np.float32 and value[2:] == (3, [1.5])
+
+
+def test_a_reply_the_kernel_forged_is_judged_like_any_answer():
+    """Whatever the kernel sends, a verdict comes from the answers it holds: a reply that says
+    "correct" is not an answer, and junk is an error, never a mark or a traceback."""
+    check = CHECKS["02.1"]
+    plan = check.plan(np.random.default_rng(0))
+    for reply in ({"status": "correct"}, {"answers": "correct", "forbidden": []}, "correct",
+                  {"answers": [{"value": {"object": "Verdict"}}] * len(plan.calls), "forbidden": []},
+                  {"answers": [], "forbidden": []}):
+        assert check.judge(plan, reply).status in ("error", "wrong"), reply
+    right = {"answers": [{"value": wire.encode(plan.want(*c))} for c in plan.calls], "forbidden": []}
+    assert check.judge(plan, wire.round_trip(right)).status == "correct"
+
+
+def test_every_check_cell_of_the_exercises_names_a_known_check():
+    import nbformat
+    for path in sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb")):
+        exercises = grade.reference_exercises(nbformat.read(path, as_version=4))
+        assert exercises and all(CHECKS[e.id].__name__ == e.name for e in exercises)
+
+
+def test_a_forbidden_name_in_the_answers_source_is_found_through_the_cells_it_uses():
+    cells = ["import fcconv\nfrom fcconv.formulas import conv_output_size as cos",
+             "def helper(w, f, s, p):\n    return cos(w, f, s, p)",
+             "def my_output_size(W, F, S, P):\n    return helper(W, F, S, P)",
+             "assert my_output_size(7, 3, 1, 0) == fcconv.conv_output_size(7, 3)  # checking is fine"]
+    forbids = CHECKS["02.1"].forbids
+    assert grade.forbidden_in_source(cells, "my_output_size", forbids) == ["fcconv.formulas.conv_output_size"]
+    honest = cells[:1] + ["def my_output_size(W, F, S, P):\n    return (W - F + 2 * P) // S + 1", cells[3]]
+    assert grade.forbidden_in_source(honest, "my_output_size", forbids) == []

@@ -130,8 +130,14 @@ def test_conv_matrix_refuses_a_huge_matrix():
      "padding 3x3 by 1000000,1000000 would need 29.1 TiB of memory (the limit is 2.0 GiB)"),
     (lambda: npo.conv2d(np.ones((1, 1, 300, 300)), np.ones((1, 1, 100, 100)), padding=60),
      ValueError, "patches of 1x100x100 would need"),
-    (lambda: npo.conv_matrix(np.ones((1, 1, 100, 100)), (1, 1, 1), padding=99), ValueError,
-     "indexing 100,000,000 filter taps would need 4.5 GiB"),
+    (lambda: npo.conv2d(np.ones((1, 3, 600, 600), np.float32), np.ones((1000, 3, 1, 1), np.float32)),
+     ValueError, "the output of 1x1000x600x600 (and its copy) would need 2.7 GiB"),
+    (lambda: npo.conv2d(np.ones((1, 64, 400, 400)), np.ones((600, 64, 3, 3))), ValueError,
+     "this call would hold 2.1 GiB at once (the 158,404 patches of 64x3x3 696.1 MiB, the output "
+     "of 1x600x398x398 (and its copy) 1.4 GiB; the limit is 2.0 GiB)"),
+    (lambda: npo.linear(np.ones((100_000, 10)), np.ones((2_000, 10))), ValueError,
+     "the output of 100000x2000 (and its copy with the bias) would need 3.0 GiB"),
+    (lambda: npo.max_pool2d(np.ones((1, 1, 3, 3)), 2, 0), ValueError, "stride must be >= 1"),
     (lambda: npo.conv2d(np.ones((1, 1, 3, 3)), np.ones((2, 1, 3, 3)), np.ones(3)), ValueError,
      "bias must have one entry per output channel, (2,); got shape (3,)"),
     (lambda: npo.linear(np.ones((1, 3)), np.ones((2, 3)), np.ones(3)), ValueError,
@@ -148,6 +154,21 @@ def test_bad_arguments_get_a_clear_error(call, error, text):
     with pytest.raises(error) as info:
         call()
     assert text in str(info.value)
+
+
+def test_conv_matrix_holds_only_its_matrix():
+    """A 1x1 input under a 100x100 kernel padded by 99: 100,000,000 taps, a 78 KB matrix. The
+    matrix is filled one tap at a time, so the peak is the matrix, not the taps."""
+    import tracemalloc
+
+    weight = np.random.default_rng(5).normal(size=(1, 1, 100, 100))
+    tracemalloc.start()
+    m = npo.conv_matrix(weight, (1, 1, 1), padding=99)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert m.shape == (100 * 100, 1) and peak < 2 * m.nbytes + 2**20
+    x = np.ones((1, 1, 1, 1))
+    assert rel_err(m @ x.ravel(), npo.conv2d(x, weight, padding=99).ravel()) < 1e-12
 
 
 def test_memory_guard_leaves_ordinary_sizes_alone():

@@ -2,12 +2,15 @@
 receptive_field equals what autograd says reaches a cell, or refuses clearly.
 
 Each architecture mixes what tutorials write: nn.Sequential with one ReLU object reused, custom
-forwards with F.conv2d / F.max_pool2d / F.avg_pool2d, residual blocks, stride, padding, dilation,
-ceil_mode, Conv1d nets, flatten as nn.Flatten / x.flatten(1) / x.view / permute-then-flatten.
-A refusal is allowed only where the architecture has something that cannot slide (global mean,
-adaptive pooling that is not an identity, a ceil-mode window hanging off the map); anything else
-must convert, and then match the reference in float64. Nets and images are tiny: 1,000 of them
-take well under a minute on one core.
+forwards with F.conv2d / F.max_pool2d / F.avg_pool2d, residual blocks, stride, padding, dilation
+(fields with gaps), ceil_mode, Conv1d nets, crops (negative padding), a conv called twice or two
+convs with one weight, channels-last blocks (permute, LayerNorm or Linear over the channels,
+permute back), tensors passed by keyword, numbers read off the input's size, dropout left in
+training mode, flatten as nn.Flatten / x.flatten(1) / x.view / channels-last or (W, H, C)
+permutes, a softmax on the flattened features, and two heads returned as a tuple; some are built
+on the meta device. A refusal is allowed only where the architecture has something that cannot
+slide (``must_refuse``) or has no field (``field_refused``), and must say so at length; anything
+else must convert, and match the reference in float64. Nets and images are tiny.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcconv import convolutionalize, receptive_field, sliding_windows
+from fcconv import convolutionalize, receptive_field, shift_and_stitch, sliding_windows
 from fcconv.formulas import conv_output_size
 
 ARCHITECTURES = 1000
@@ -29,10 +32,11 @@ TOL = 1e-10
 
 
 class RandomNet(nn.Module):
-    """A classifier built from a spec: trunk ops, a flatten, one or two Linears.
+    """A classifier built from a spec: trunk ops, a flatten, one or two Linears (two heads).
 
     ``probe=True`` builds the same geometry for receptive-field checks: average instead of max
-    pooling, no ReLU, positive weights, so that every pixel in a window has a non-zero gradient.
+    pooling, no ReLU, LayerNorm or dropout, positive weights, so that every pixel in a window
+    has a non-zero gradient.
     """
 
     def __init__(self, spec: dict, probe: bool = False):
@@ -46,13 +50,13 @@ class RandomNet(nn.Module):
         for i, op in enumerate(spec["trunk"]):
             kind = op[0]
             if kind == "conv":
-                _, out, k, s, p, d, functional = op
+                _, out, k, s, p, d, functional, keyword = op
                 if functional:
                     w = nn.Parameter(torch.empty(out, c, *(k,) * self.nd))
                     self.register_parameter(f"w{i}", w)
-                    self.ops.append(("fconv", f"w{i}", s, p, d))
+                    self.ops.append(("fconv", f"w{i}", s, p, d, keyword))
                 else:
-                    self.ops.append(("mod", self._add(conv(c, out, k, s, p, d))))
+                    self.ops.append(("mod", self._add(conv(c, out, k, s, p, d)), keyword))
                 c = out
             elif kind == "pool":
                 _, mode, k, s, p, ceil, functional = op
@@ -62,24 +66,40 @@ class RandomNet(nn.Module):
                 else:
                     cls = {("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d,
                            ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d}[mode, self.nd]
-                    self.ops.append(("mod", self._add(cls(k, s, p, ceil_mode=ceil))))
+                    self.ops.append(("mod", self._add(cls(k, s, p, ceil_mode=ceil)), False))
             elif kind == "relu" and not probe:
-                self.ops.append(("mod", self._add(shared_relu)) if op[1] else ("frelu",))
+                self.ops.append(("mod", self._add(shared_relu), False) if op[1] else ("frelu",))
             elif kind == "res":  # two branches with the same output shape, added
                 _, out, s, padded = op
                 a = self._add(conv(c, out, 3, s, 1 if padded else 0))
                 b = self._add(conv(c, out, 1 if padded else 3, s, 0))
                 self.ops.append(("res", a, b))
                 c = out
+            elif kind == "twice":  # one conv called twice, or two convs sharing one weight
+                first = conv(c, c, op[1])
+                second = first if op[2] else conv(c, c, op[1])
+                second.weight = first.weight
+                self.ops += [("mod", self._add(first), False), ("mod", self._add(second), False)]
+            elif kind == "crop":
+                pad = (nn.ZeroPad1d, nn.ZeroPad2d)[self.nd - 1](-op[1])
+                self.ops.append(("mod", self._add(pad), False))
+            elif kind == "last":  # a channels-last block (2-D): permute, per-position ops, back
+                self.ops.append(("last", self._add(nn.LayerNorm(c)), self._add(nn.Linear(c, c)),
+                                 op[1]))
+            elif kind == "size":
+                self.ops.append(("size", op[1]))
+            elif kind == "dropout" and not probe:
+                self.ops.append(("mod", self._add(nn.Dropout(op[1])), False))
+                self.mods[-1].stay_in_training = op[2]
             elif kind == "bn" and not probe:  # op[1]: left in training mode (batch statistics)
                 bn = (nn.BatchNorm1d, nn.BatchNorm2d)[self.nd - 1](c)
                 bn.stay_in_training = op[1]
-                self.ops.append(("mod", self._add(bn)))
+                self.ops.append(("mod", self._add(bn), False))
             elif kind == "mean":
                 self.ops.append(("mean",))
             elif kind == "adaptive":
                 pool = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)[self.nd - 1](op[1])
-                self.ops.append(("mod", self._add(pool)))
+                self.ops.append(("mod", self._add(pool), False))
         self.channels_out = c
         self.head = None
 
@@ -91,19 +111,21 @@ class RandomNet(nn.Module):
         return len(self.mods) - 1
 
     def build_head(self, fmap: tuple[int, ...]) -> RandomNet:
-        hidden = self.spec["hidden"]
-        dims = [math.prod(fmap), *hidden, self.spec["classes"]]
+        dims = [math.prod(fmap), *self.spec["hidden"], self.spec["classes"]]
         self.head = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
+        self.second = nn.Linear(dims[-2], 2) if self.spec["heads"] == "two" else None
         return self
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        nd = self.nd
+        nd, image = self.nd, x
         for op in self.ops:
             if op[0] == "mod":
-                x = self.mods[op[1]](x)
+                x = self.mods[op[1]](input=x) if op[2] else self.mods[op[1]](x)
             elif op[0] == "fconv":
-                _, name, s, p, d = op
-                x = (F.conv1d, F.conv2d)[nd - 1](x, getattr(self, name), None, s, p, d)
+                _, name, s, p, d, keyword = op
+                fn = (F.conv1d, F.conv2d)[nd - 1]
+                x = fn(input=x, weight=getattr(self, name), stride=s, padding=p, dilation=d) \
+                    if keyword else fn(x, getattr(self, name), None, s, p, d)
             elif op[0] == "fpool":
                 _, mode, k, s, p, ceil = op
                 if mode == "max":
@@ -114,25 +136,48 @@ class RandomNet(nn.Module):
                 x = F.relu(x)
             elif op[0] == "res":
                 x = self.mods[op[1]](x) + self.mods[op[2]](x)
+            elif op[0] == "last":
+                _, norm, linear, act = op
+                y = x.permute(0, 2, 3, 1)
+                if not self.probe:
+                    y = self.mods[norm](y)
+                    y = F.gelu(y) if act else torch.relu(y)
+                x = self.mods[linear](y).permute(0, 3, 1, 2).contiguous()
+            elif op[0] == "size":  # a number read off the input's size
+                n = image.shape[-1]
+                x = x * (n / 10) if self.probe or op[1] == "scale" else \
+                    x.clamp(max=n / 10) if op[1] == "clamp" else F.leaky_relu(x, 1 / n)
             elif op[0] == "mean":
                 x = x.mean(tuple(range(2, 2 + nd)), keepdim=True)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):
         x = self.trunk(x)
         flatten = self.spec["flatten"]
         if flatten == "module":
             x = nn.functional.dropout(x.flatten(1), 0.0, self.training)
         elif flatten == "view":
-            x = x.view(x.size(0), -1)
+            x = x.contiguous().view(x.size(0), -1)  # (a channels-last block may leave strides)
         elif flatten == "hwc":
             x = x.permute(0, *range(2, 2 + self.nd), 1).flatten(1)
+        elif flatten == "whc":  # MTCNN's R-Net: column by column
+            x = x.permute(0, 3, 2, 1).flatten(1)
+        elif flatten == "keyword":
+            x = torch.flatten(input=x, start_dim=1)
         else:
             x = torch.flatten(x, 1)
+        if self.spec["softmax_flat"]:  # (scaled down in the probe: no saturation, no zero grad)
+            x = F.softmax(x * 1e-3 if self.probe else x, dim=1)
         for i, fc in enumerate(self.head):
+            if i == len(self.head) - 1:
+                hidden = x
             x = fc(x)
             if i < len(self.head) - 1 and not self.probe:
                 x = F.relu(x)
+        if self.spec["heads"] == "two":
+            return x, self.second(hidden)
+        if self.spec["heads"] == "pick":  # MTCNN: the face probability, and the box
+            return (x if self.probe else F.softmax(x, dim=1))[:, 0], x
         return x
 
 
@@ -151,31 +196,45 @@ def random_spec(rng: random.Random) -> dict:
     trunk = []
     for _ in range(rng.randint(1, 4)):
         r = rng.random()
-        if r < 0.4:
+        if r < 0.36:
             k = rng.randint(1, 3)
             trunk.append(("conv", rng.randint(1, 3), k, rng.choice([1, 1, 2]),
-                          rng.choice([0, 0, 0, 1]), rng.choice([1, 1, 2]), rng.random() < 0.4))
-        elif r < 0.65:
+                          rng.choice([0, 0, 0, 1]), rng.choice([1, 1, 2]), rng.random() < 0.4,
+                          rng.random() < 0.2))
+        elif r < 0.58:
             k = rng.randint(1, 3)
             trunk.append(("pool", rng.choice(["max", "avg"]), k, rng.randint(1, 3),
                           rng.choice([0, 0, 0, k // 2]), rng.random() < 0.2, rng.random() < 0.5))
-        elif r < 0.85:
+        elif r < 0.74:
             trunk.append(("relu", rng.random() < 0.6))
-        else:
+        elif r < 0.86:
             trunk.append(("res", rng.randint(1, 3), rng.choice([1, 2]), rng.random() < 0.3))
-    if rng.random() < 0.08:
-        trunk.insert(rng.randint(0, len(trunk)), ("bn", rng.random() < 0.5))
-    if rng.random() < 0.05:
+        elif r < 0.90:
+            trunk.append(("twice", rng.randint(1, 2), rng.random() < 0.5))
+        elif r < 0.95:
+            trunk.append(("crop", 1))
+        elif nd == 2:
+            trunk.append(("last", rng.random() < 0.5))
+    extras = [("bn", 0.06, lambda: ("bn", rng.random() < 0.5)),
+              ("size", 0.04, lambda: ("size", rng.choice(["clamp", "leaky", "scale"]))),
+              ("dropout", 0.05, lambda: ("dropout", rng.choice([0.0, 0.5]), rng.random() < 0.7))]
+    for _, p, make in extras:
+        if rng.random() < p:
+            trunk.insert(rng.randint(0, len(trunk)), make())
+    if rng.random() < 0.04:
         trunk.append(("mean",))
-    if rng.random() < 0.05:
+    if rng.random() < 0.04:
         trunk.append(("adaptive", rng.randint(1, 2)))
+    flattens = ["module", "view", "hwc", "function", "keyword"] + (["whc"] if nd == 2 else [])
+    heads = rng.choice(["one"] * 8 + ["two", "pick"])
     return {"nd": nd, "channels": rng.randint(1, 2), "trunk": trunk,
-            "flatten": rng.choice(["module", "view", "hwc", "function"]),
+            "flatten": rng.choice(flattens), "softmax_flat": rng.random() < 0.04,
             "hidden": [rng.randint(2, 4)] if rng.random() < 0.6 else [],
-            "classes": rng.randint(1, 3), "size": rng.randint(4, 12), "extra": rng.randint(0, 9)}
+            "classes": rng.randint(2 if heads == "pick" else 1, 3), "heads": heads,
+            "meta": rng.random() < 0.08, "size": rng.randint(4, 12), "extra": rng.randint(0, 9)}
 
 
-def build(spec: dict, probe: bool, seed: int):
+def build(spec: dict, probe: bool, seed: int, device: str = "cpu"):
     """(model, input_shape) in float64 eval mode, or None where the size is too small."""
     torch.manual_seed(seed)
     net = RandomNet(spec, probe)
@@ -185,35 +244,83 @@ def build(spec: dict, probe: bool, seed: int):
             fmap = net.double().eval().trunk(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:]
     except RuntimeError:
         return None
+    if 0 in fmap:  # a crop left nothing
+        return None
     net.build_head(tuple(fmap)).double().eval()
     for m in net.modules():
         m.train(getattr(m, "stay_in_training", False))
     for p in net.parameters():
         with torch.no_grad():
             p.uniform_(0.1, 1.0) if probe else p.normal_(0, 0.5)
-    return net, shape
+    return net.to(device), shape
 
 
-def must_refuse(spec: dict, shape) -> bool:
-    """Whether the spec has something that cannot slide at this size."""
-    nd, size = spec["nd"], spec["size"]
+def walk_sizes(spec: dict, size: int):
+    """(op, map size before it, map size after it) for each trunk op on a ``size`` input."""
     for op in spec["trunk"]:
         if op[0] == "conv":
-            _, _, k, s, p, d, _ = op
-            size = conv_output_size(size, k, s, p, d)
+            size = conv_output_size(size, *op[2:6])
         elif op[0] == "pool":
             _, _, k, s, p, ceil, _ = op
-            if ceil and size + 2 * p < k or ceil and \
-                    conv_output_size(size, k, s, p, 1, True) != conv_output_size(size, k, s, p):
-                return True
+            yield op, size, conv_output_size(size, k, s, p, 1, ceil)
             size = conv_output_size(size, k, s, p, 1, ceil)
+            continue
+        elif op[0] == "adaptive":
+            yield op, size, op[1]
+            size = op[1]
+            continue
         elif op[0] == "res":
             size = conv_output_size(size, 3, op[2], 1 if op[3] else 0)
-        elif op[0] in ("mean", "bn") and op[-1]:  # global pooling; BatchNorm in training mode
-            return True
-        elif op[0] == "adaptive" and op[1] != size:
-            return True
-    return nd not in (1, 2)
+        elif op[0] == "twice":
+            size = size - 2 * (op[1] - 1)
+        elif op[0] == "crop":
+            size -= 2 * op[1]
+        elif op[0] == "mean":
+            size = 1
+        yield op, size, size
+
+
+def must_refuse(spec: dict, values: bool = True) -> str:
+    """What the spec has that cannot slide at its size ('' if nothing). ``values``: the model
+    has weights (not the meta device), so randomness and batch statistics matter."""
+    for op, before, after in walk_sizes(spec, spec["size"]):
+        if after < 1:
+            return "empty"  # a crop past a small map: the input is too small for it
+        if op[0] == "pool":
+            _, _, k, s, p, ceil, _ = op
+            if ceil and after != floor_size(before, k, s, p):
+                return "ceil_mode"
+        elif op[0] in ("mean", "size"):
+            return op[0]
+        elif values and op[0] == "bn" and op[1] or values and op[0] == "dropout" and \
+                op[1] > 0 and op[2]:
+            return "training mode"
+        elif op[0] == "adaptive" and op[1] != before:
+            return "adaptive"
+    return "softmax" if spec["softmax_flat"] else ""
+
+
+def floor_size(size, k, s, p) -> int:
+    """Windows that fit whole; 0 where not one does (a ceil-mode pool can still give one)."""
+    return (size + 2 * p - k) // s + 1 if size + 2 * p >= k else 0
+
+
+def field_refused(spec: dict, size: int) -> str:
+    """What makes the trunk's cells see no single span on a ``size`` input ('' if nothing):
+    padding (or a ceil-mode window hanging off) after a crop, an adaptive pool with windows of
+    unequal sizes."""
+    cropped = False
+    for op, before, after in walk_sizes(spec, size):
+        if after < 1:
+            return "empty"
+        cropped = cropped or op[0] == "crop"
+        padded = op[0] in ("conv", "pool") and op[4] > 0 or op[0] == "res" and op[3] or \
+            op[0] == "pool" and after != floor_size(before, *op[2:5])  # a window hangs off
+        if cropped and padded:
+            return "crop"
+        if op[0] == "adaptive" and before % op[1]:
+            return "adaptive"
+    return ""
 
 
 def padded(spec: dict) -> bool:
@@ -221,14 +328,20 @@ def padded(spec: dict) -> bool:
                for op in spec["trunk"])
 
 
+def heads(out) -> tuple:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
 def rel_err(a, b) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
 
 
-def slide_1d(model, seq, window: int, stride: int) -> torch.Tensor:
+def slide_1d(model, seq, window: int, stride: int):
     """The reference for Conv1d nets: the model on every window of a (N, C, L) sequence."""
     starts = range(0, seq.shape[2] - window + 1, stride)
-    return torch.stack([model(seq[:, :, s:s + window]) for s in starts], dim=2)
+    scores = [heads(model(seq[:, :, s:s + window])) for s in starts]
+    return tuple(torch.stack([s[h].reshape(len(seq), -1) for s in scores], dim=2)
+                 for h in range(len(scores[0])))
 
 
 def check_dense(spec, seed) -> str:
@@ -236,28 +349,59 @@ def check_dense(spec, seed) -> str:
     if built is None:
         return "too small"
     model, shape = built
+    why = must_refuse(spec)
     try:
         fcn = convolutionalize(model, shape)
     except ValueError as err:
-        assert must_refuse(spec, shape), f"refused a net that can slide: {err}\n{spec}"
+        assert why, f"refused a net that can slide: {err}\n{spec}"
         assert len(str(err)) > 30
+        check_meta(spec, seed, None)
         return "refused"
-    assert not must_refuse(spec, shape), f"accepted a net that cannot slide: {spec}"
+    assert not why, f"accepted a net that cannot slide ({why}): {spec}"
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(3, *shape, generator=g, dtype=torch.float64)
     with torch.no_grad():
-        assert rel_err(fcn(x).flatten(1), model(x)) < TOL, spec
+        for got, want in zip(heads(fcn(x)), heads(model(x)), strict=True):
+            assert rel_err(got.reshape(want.shape), want) < TOL, spec
     big = torch.randn(1, shape[0], *(s + spec["extra"] + i for i, s in enumerate(shape[1:])),
                       generator=g, dtype=torch.float64)
     jump = fcn.jump
     with torch.no_grad():
-        dense = fcn(big)
-        crops = slide_1d(model, big, shape[1], jump) if spec["nd"] == 1 else \
-            sliding_windows(model, big, shape[1:], jump)
-    assert dense.shape == crops.shape, spec
-    if not padded(spec):  # zero padding: crops see zeros where the big image has pixels
-        assert rel_err(dense, crops) < TOL, spec
+        dense = heads(fcn(big))
+        crops = heads(slide_1d(model, big, shape[1], jump) if spec["nd"] == 1 else
+                      sliding_windows(model, big, shape[1:], jump))
+        for d, c in zip(dense, crops, strict=True):
+            assert d.numel() == c.numel() and d.shape[-1] == c.shape[-1], spec
+            if not padded(spec):  # zero padding: crops see zeros where the big image has pixels
+                assert rel_err(d.reshape(c.shape), c) < TOL, spec
+        if not padded(spec) and spec["nd"] == 2 and 1 < jump <= 4 and seed % 3 == 0:
+            step = jump // 2 if jump % 2 == 0 else 1  # at the net's own jump, gaps or none
+            stitched = heads(shift_and_stitch(fcn, big, step))
+            for s, c in zip(stitched, heads(sliding_windows(model, big, shape[1:], step))):
+                assert rel_err(s.reshape(c.shape), c) < TOL, spec
+    check_meta(spec, seed, dense)
     return "exact"
+
+
+def check_meta(spec, seed, dense) -> None:
+    """The same net on the meta device: it converts where the real one does (or where only
+    its values stood in the way), gives the same shapes, and refuses a real image."""
+    if not spec["meta"]:
+        return
+    model, shape = build(spec, False, seed, device="meta")
+    why = must_refuse(spec, values=False)
+    try:
+        fcn = convolutionalize(model, shape)
+    except ValueError as err:
+        assert why and len(str(err)) > 30, (err, spec)
+        return
+    assert not why, spec
+    size = (s + spec["extra"] + i for i, s in enumerate(shape[1:]))
+    out = heads(fcn(torch.empty(1, shape[0], *size, device="meta", dtype=torch.float64)))
+    if dense is not None:
+        assert [o.shape for o in out] == [d.shape for d in dense], spec
+    with pytest.raises(ValueError, match="is on the meta device"):
+        fcn(torch.zeros(1, *shape, dtype=torch.float64))
 
 
 class Trunk(nn.Module):
@@ -277,33 +421,59 @@ def check_field(spec, seed) -> str:
         return "too small"
     trunk = Trunk(built[0])
     shape = (built[1][0], *(s + spec["extra"] for s in built[1][1:]))
+    why = field_refused(spec, shape[1])
     try:
         rf = receptive_field(trunk, shape)
     except ValueError as err:
-        assert len(str(err)) > 30
+        assert why and len(str(err)) > 30, (err, spec)
         return "refused"
+    assert not why, f"a field for a trunk that has none ({why}): {spec}"
     x = torch.rand(1, *shape, dtype=torch.float64, requires_grad=True)
     y = trunk(x)
     for cell in ((0,) * spec["nd"], tuple(s - 1 for s in y.shape[2:])):
         x.grad = None
         y[(0, 0, *cell)].backward(retain_graph=True)
-        reach = x.grad[0].abs().sum(0)
-        for axis, i in enumerate(cell):
-            others = tuple(a for a in range(spec["nd"]) if a != axis)
-            hit = torch.nonzero(reach.sum(others) if others else reach).flatten().tolist()
-            first, last = rf.window(i, axis)
-            if not hit:  # a cell computed from zero padding alone (a padded 1x1 conv's border)
-                assert first < 0 or last >= shape[1 + axis], (spec, rf, cell)
-                continue
-            assert first <= min(hit) and max(hit) <= last, (spec, rf, cell, hit)
-            if 0 <= first and last < shape[1 + axis]:  # a window, no gaps (at the border a
-                # path through zero padding can be missing: those cells see less)
-                assert hit == list(range(first, last + 1)), (spec, rf, cell, hit)
-            if first >= 0:  # tight where the window's ends lie in the image
-                assert min(hit) == first, (spec, rf, cell, hit)
-            if last < shape[1 + axis]:
-                assert max(hit) == last, (spec, rf, cell, hit)
+        seen_by(x.grad[0], rf, cell, shape, spec)
+    if spec["softmax_flat"] or spec["heads"] != "one" or spec["flatten"] in ("hwc", "whc") or \
+            seed % 4 == 0:  # the whole model on a quarter, and on every head it could get wrong
+        check_whole_model(built[0], built[1], spec)
     return "exact"
+
+
+def seen_by(grad, rf, cell, shape, spec) -> None:
+    """The pixels autograd says reach ``cell`` are the field's pixels (its span less its gaps),
+    all of them where the span lies inside the image."""
+    reach = grad.abs().sum(0)
+    for axis, i in enumerate(cell):
+        others = tuple(a for a in range(spec["nd"]) if a != axis)
+        hit = torch.nonzero(reach.sum(others) if others else reach).flatten().tolist()
+        first, last = rf.window(i, axis)
+        if not hit:  # a cell computed from zero padding alone (a padded 1x1 conv's border)
+            assert first < 0 or last >= shape[1 + axis], (spec, rf, cell)
+            continue
+        assert set(hit) <= set(rf.pixels(i, axis)), (spec, rf, cell, hit)
+        if 0 <= first and last < shape[1 + axis]:  # its span less its gaps (at the border
+            # a path through zero padding can be missing: those cells see less)
+            assert hit == rf.pixels(i, axis), (spec, rf, cell, hit)
+        if first >= 0:  # tight where the window's ends lie in the image
+            assert min(hit) == first, (spec, rf, cell, hit)
+        if last < shape[1 + axis]:
+            assert max(hit) == last, (spec, rf, cell, hit)
+
+
+def check_whole_model(model, shape, spec) -> None:
+    """Each head's score (one value per example) sees the field receptive_field gives for the
+    whole model at its training size: the flattened map's, widened by the first Linear (or by
+    a softmax over the features) to the whole map."""
+    if field_refused(spec, spec["size"]) or must_refuse(spec) in ("mean", "adaptive", "empty") or \
+            spec["softmax_flat"] and model.head[0].in_features == 1:  # a softmax of 1: constant
+        return
+    rf = receptive_field(model, shape)
+    x = torch.rand(1, *shape, dtype=torch.float64, requires_grad=True)
+    for head in heads(model(x)):
+        x.grad = None
+        head.reshape(-1)[0].backward(retain_graph=True)
+        seen_by(x.grad[0], rf, (0,) * spec["nd"], shape, spec)
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))

@@ -1,6 +1,7 @@
 """Conversions, convolutionalize, sliding windows and shift-and-stitch: each computed two ways."""
 
 import copy
+import math
 import re
 
 import numpy as np
@@ -452,9 +453,10 @@ BAD_INPUTS = [
     (lambda: trace(torch.jit.trace(small_sequential(), torch.zeros(1, 1, 8, 8)), (1, 8, 8)),
      ValueError, "pass the un-scripted nn.Module it was made from"),
     (lambda: sliding_windows(nn.Sequential(nn.Conv1d(1, 2, 3)), torch.zeros(1, 1, 9, 9), 3, 1),
-     ValueError, "the model starts with a Conv1d, so image must be a sequence (C, L) or (N, C, L)"),
+     ValueError, "the model's first layer is a Conv1d, so image must be a sequence (C, L) or "
+                 "(N, C, L)"),
     (lambda: sliding_windows(nn.Sequential(nn.Conv1d(1, 2, 3)), torch.zeros(1, 9), (3, 3), 1),
-     ValueError, "window must be a positive int for a Conv1d model (one axis); got (3, 3)"),
+     ValueError, "window must be a positive int for a 1-D model (one axis); got (3, 3)"),
 ]
 
 
@@ -839,3 +841,302 @@ class ColumnMajor(nn.Module):
 def test_column_major_flatten_and_two_heads_convert_exactly():
     fcn, (prob, box) = dense_equals_crops(ColumnMajor(), (2, 6, 7), (13, 11))
     assert prob.shape == (1, 8, 5) and box.shape == (1, 3, 8, 5)
+
+
+# --------------------------------------------------------------------------- issue 22, case by case
+# Each reproducer of the review: exact against the crops in float64, or a clear refusal.
+
+class Block(nn.Module):
+    """A classifier whose forward is one line, ``body(self, x)``, between a conv and a Linear."""
+
+    def __init__(self, body, fmap=(2, 6, 6), classes=3, **layers):
+        super().__init__()
+        self.body = body
+        self.conv, self.fc = nn.Conv2d(1, fmap[0], 3), nn.Linear(math.prod(fmap), classes)
+        for name, layer in layers.items():
+            setattr(self, name, layer)
+
+    def forward(self, x):
+        return self.fc(self.body(self, self.conv(x), x))
+
+
+CHANNELS_LAST = {
+    "relu": lambda s, y, x: F.relu(y.permute(0, 2, 3, 1)).flatten(1),
+    "layer_norm": lambda s, y, x: s.norm(y.permute(0, 2, 3, 1)).flatten(1),
+    "pointwise_linear": lambda s, y, x: F.gelu(s.pw(y.permute(0, 2, 3, 1))).flatten(1),
+    "branch": lambda s, y, x: (y.permute(0, 2, 3, 1) + s.conv(x).permute(0, 2, 3, 1)).flatten(1),
+    "permuted_back": lambda s, y, x: s.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).flatten(1),
+}
+
+
+@pytest.mark.parametrize("body", CHANNELS_LAST.values(), ids=CHANNELS_LAST)
+def test_case1_ops_between_a_permute_and_the_flatten_are_kept(body):
+    model = Block(body, norm=nn.LayerNorm(2), pw=nn.Linear(2, 2))
+    dense_equals_crops(model, (1, 8, 8), (13, 11))
+
+
+@pytest.mark.parametrize("body,refusal", [
+    (lambda s, y, x: s.fc0(F.softmax(y.flatten(1), dim=1)),
+     "cannot carry 'softmax' .*over the flattened 6x6x2 features"),
+    (lambda s, y, x: s.fc0(s.norm(y.flatten(1))),
+     "LayerNorm \\('norm'\\) acts on the flattened 6x6x2 features"),
+    (lambda s, y, x: s.fc0(y.flatten(1) + y.permute(0, 2, 3, 1).flatten(1)),
+     "combines maps flattened or permuted differently \\(6x6x2 as chw, 6x6x2 as hwc\\)"),
+    (lambda s, y, x: s.fc0(y.flatten(1) + s.other(x).flatten(1)),
+     "combines maps flattened or permuted differently \\(6x6x2 as chw, 3x3x8 as chw\\)"),
+    (lambda s, y, x: s.norm2(y.permute(0, 2, 3, 1)).flatten(1).mul(1).view(-1, 72)[:, :72],
+     "'norm2' \\(LayerNorm\\).* normalises over the last 2 axes"),
+])
+def test_cases2_5_9_features_mixed_before_the_first_linear_are_refused(body, refusal):
+    """F.softmax on the flattened features, a LayerNorm there, two flattens in different
+    orders or of different maps added, a LayerNorm over (W, C): each output would depend on
+    the whole map (or on two positions), which no cell of a map computes."""
+    model = Block(lambda s, y, x: body(s, y, x), classes=72, fc0=nn.Linear(72, 72),
+                  norm=nn.LayerNorm(72), norm2=nn.LayerNorm((6, 2)),
+                  other=nn.Conv2d(1, 8, 3, stride=2))
+    with pytest.raises(ValueError, match=refusal):
+        convolutionalize(seeded(model), (1, 8, 8))
+
+
+SIZE = "uses a number computed from the input's size"
+SIZE_NUMBERS = {
+    "clamp": (lambda s, y, x: y.clamp(max=x.shape[2] / 10).flatten(1), f"'clamp' .*{SIZE}"),
+    "leaky_relu": (lambda s, y, x: F.leaky_relu(y, 1 / x.size(3)).flatten(1),
+                   f"'leaky_relu' .*{SIZE}"),
+    "pad": (lambda s, y, x: F.pad(y, (0, x.shape[3] // 9))[..., :6].flatten(1), f"'pad' .*{SIZE}"),
+    "pool_dilation": (lambda s, y, x: F.max_pool2d(y, 2, 1, 0, x.shape[2] // 8).flatten(1),
+                      "'max_pool2d' .*computes its dilation from the input's size"),
+    "kernel": (lambda s, y, x: F.avg_pool2d(y, y.shape[2]).flatten(1),
+               "'avg_pool2d' .*computes its kernel_size from the input's size"),
+    "scale": (lambda s, y, x: (y * y.numel()).flatten(1), f"'mul' .*{SIZE}"),
+}
+
+
+@pytest.mark.parametrize("name", SIZE_NUMBERS)
+def test_cases3_4_a_number_read_off_the_input_size_is_refused_wherever_it_is_used(name):
+    body, refusal = SIZE_NUMBERS[name]
+    fmap = (2, 5, 5) if name == "pool_dilation" else (2, 1, 1) if name == "kernel" else (2, 6, 6)
+    with pytest.raises(ValueError, match=refusal):
+        convolutionalize(seeded(Block(body, fmap=fmap)), (1, 8, 8))
+
+
+def test_case3_numbers_that_do_not_change_with_the_size_still_convert():
+    """The batch and the channel count are the same on every crop and on the large image."""
+    body = lambda s, y, x: (y * y.shape[1]).view(y.size(0), -1) / x.size(1)  # noqa: E731
+    dense_equals_crops(Block(body), (1, 8, 8), (12, 11))
+
+
+def test_case6_a_net_converted_on_the_meta_device_refuses_a_real_image():
+    fcn = convolutionalize(fcconv.vgg16(device="meta"), (3, 224, 224))   # shapes only
+    assert fcn(torch.empty(1, 3, 256, 256, device="meta")).shape == (1, 1000, 2, 2)
+    with pytest.raises(ValueError, match="net is on the meta device: it has shapes but no weights"):
+        fcn(torch.zeros(1, 3, 224, 224))
+
+
+class FunctionalDropout(nn.Module):
+    def __init__(self, training=None):
+        super().__init__()
+        self.conv, self.fc, self.pass_training = nn.Conv2d(1, 2, 3), nn.Linear(72, 3), training
+
+    def forward(self, x):
+        y = self.conv(x).flatten(1)
+        y = F.dropout(y, 0.3) if self.pass_training is None else \
+            F.dropout(y, 0.3, training=self.training)
+        return self.fc(y)
+
+
+def test_case7_dropout_that_drops_is_refused_like_batch_statistics():
+    model = seeded(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Dropout(0.5),
+                                 nn.Linear(72, 3))).train()
+    with pytest.raises(ValueError, match="Dropout '2' is in training mode \\(p=0.5\\): it zeroes "
+                                         "random values.*call model.eval\\(\\) first"):
+        convolutionalize(model, (1, 8, 8))
+    dense_equals_crops(model.eval(), (1, 8, 8), (11, 12))
+    with pytest.raises(ValueError, match="'dropout' .*drops values at random \\(p=0.3, "
+                                         "training=True\\).*pass training=self.training"):
+        convolutionalize(seeded(FunctionalDropout()), (1, 8, 8))   # F.dropout drops in eval too
+    dense_equals_crops(FunctionalDropout(training=True), (1, 8, 8), (11, 12))
+    # A model on the meta device has no values to drop: its shapes convert (the CLI does that).
+    assert convolutionalize(fcconv.vgg16(device="meta").train(), (3, 224, 224)).jump == 32
+
+
+def test_gaps_shift_and_stitch_with_the_nets_own_jump():
+    """A 1x1 conv with stride 2 leaves gaps in the field; stitching at the net's jump is exact."""
+    model = seeded(nn.Sequential(nn.Conv2d(1, 2, 1, stride=2), nn.ReLU(), nn.Conv2d(2, 2, 3),
+                                 nn.Flatten(), nn.Linear(2 * 2 * 2, 3)))
+    fcn = convolutionalize(model, (1, 8, 8))
+    assert fcn.jump == 2 and fcconv.receptive_field(model, (1, 8, 8)).gaps
+    image = torch.randn(1, 1, 17, 16, dtype=torch.float64)
+    for step in (1, 2):
+        assert rel_err(shift_and_stitch(fcn, image, step), sliding_windows(model, image, 8, step)) \
+            < 1e-12
+
+
+def test_raw_two_flattened_maps_that_do_not_line_up():
+    different = Block(lambda s, y, x: y.flatten(1) + s.other(x).flatten(1), other=nn.Conv2d(1, 1, 2))
+    with pytest.raises(ValueError, match=r"'add' \(line \d+ of <lambda>: .*\) combines tensors "
+                                         r"that do not line up \(flat \(N, 72\) and flat "
+                                         r"\(N, 49\)\)"):
+        convolutionalize(different, (1, 8, 8))
+
+
+@pytest.mark.parametrize("call,error,text", [
+    (lambda: sliding_windows(small_sequential(), torch.zeros(1, 1, 20, 20), 10, 1), ValueError,
+     "the model cannot score a 10x10x1 crop: layer '2' (Linear) expects 72 inputs but gets 128"),
+    (lambda: sliding_windows(small_sequential(), torch.zeros(1, 3, 20, 20), 8, 1), ValueError,
+     "the model cannot score a 8x8x3 crop: layer '0' (Conv2d) expects 1 input channels but "
+     "gets 3"),
+    (lambda: sliding_windows(small_sequential(), torch.zeros(1, 1, 9, 9, dtype=torch.int64), 8,
+                             1), TypeError, "the image must hold floating-point values; got "
+                                            "torch.int64 (image.to(torch.float32) converts it)"),
+    (lambda: sliding_windows(small_sequential(), torch.zeros(0, 1, 9, 9), 8, 1), ValueError,
+     "image is an empty batch, shape (0, 1, 9, 9): nothing to score"),
+    (lambda: sliding_windows(small_sequential(), torch.zeros(1, 1, 9, 9, dtype=torch.float64), 8,
+                             1), ValueError,
+     "the image is torch.float64 but model's weights are torch.float32: convert one"),
+    (lambda: sliding_windows(small_sequential().to("meta"), torch.zeros(1, 1, 9, 9), 8, 1),
+     ValueError, "model is on the meta device: it has shapes but no weights"),
+    (lambda: convolutionalize(small_sequential(), (1, 8, 8))(np.zeros((1, 1, 9, 9), np.float32)),
+     TypeError, "the converted net takes a torch.Tensor (N, 1, 8, 8) or larger; got ndarray "
+                "(torch.from_numpy(array) makes one)"),
+    (lambda: convolutionalize(small_sequential(), (1, 8, 8))(torch.zeros(1, 1, 9, 9).double()),
+     ValueError, "the image is torch.float64 but net's weights are torch.float32"),
+    (lambda: shift_and_stitch(convolutionalize(small_sequential(), (1, 8, 8)),
+                              torch.zeros(1, 1, 9, 9).double(), 1), ValueError,
+     "the image is torch.float64 but fcn's weights are torch.float32"),
+    (lambda: convolutionalize(small_sequential(), (1, 8, 8), exact="no"), TypeError,
+     "exact must be True or False; got 'no'"),
+    (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 1, 1, stride=2), nn.ZeroPad2d(-2),
+                                            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                            nn.Linear(1, 2)), (1, 8, 8)), ValueError,
+     "'1' (ZeroPad2d) leaves an empty 0x0x1 tensor: the input is too small for it"),
+    (lambda: trace(nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.ZeroPad2d(-2)), (1, 8, 8)),
+     ValueError, "layer '1' (ZeroPad2d) pads a 3-cell side by -2 and -2: a crop of 4 cells, more "
+                 "than it has"),
+])
+def test_raw_errors_become_messages_about_the_input(call, error, text):
+    with pytest.raises(error) as info:
+        call()
+    assert text in str(info.value)
+
+
+class Keywords(nn.Module):
+    """Tensors passed by keyword, everywhere fcconv reads them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(72, 3)
+
+    def forward(self, x):
+        y = torch.sigmoid(input=self.conv(input=x))
+        y = torch.cat(tensors=[y, y], dim=1)[:, :2]
+        y = torch.permute(input=y, dims=(0, 2, 3, 1)).permute(dims=(0, 3, 1, 2))
+        return F.softmax(self.fc(input=torch.flatten(input=y, start_dim=1)), dim=1)
+
+
+def test_raw_tensors_passed_by_keyword_are_followed():
+    dense_equals_crops(Keywords(), (1, 8, 8), (11, 10))
+    assert fcconv.receptive_field(Keywords(), (1, 8, 8)) == fcconv.ReceptiveField(8, 1, 0)
+
+
+def test_raw_one_conv_called_twice_and_two_convs_with_one_weight():
+    conv = nn.Conv2d(2, 2, 2)
+    twice = nn.Sequential(nn.Conv2d(1, 2, 2), conv, nn.ReLU(), conv, nn.Flatten(),
+                          nn.Linear(2 * 5 * 5, 3))
+    dense_equals_crops(twice, (1, 8, 8), (11, 12))
+    tied = nn.Sequential(nn.Conv2d(1, 2, 2), nn.Conv2d(2, 2, 2), nn.Conv2d(2, 2, 2), nn.Flatten(),
+                         nn.Linear(2 * 5 * 5, 3))
+    tied[2].weight = tied[1].weight
+    fcn, _ = dense_equals_crops(tied, (1, 8, 8), (11, 12))
+    assert trace(tied, (1, 8, 8)).total_params == sum(p.numel() for p in tied.parameters())
+
+
+def test_misleading_conv3d_input_is_c_d_h_w():
+    t = trace(nn.Sequential(nn.Conv3d(5, 2, 3)), (5, 8, 8, 8))
+    assert t.rows[-1].out_shape == (2, 6, 6, 6)
+    assert fcconv.receptive_field(nn.Conv3d(5, 2, 3), (1, 5, 8, 8, 8)).size == 3
+
+
+def test_misleading_one_dimensional_nets_slide_and_stitch():
+    pooled = seeded(nn.Sequential(nn.MaxPool1d(2), nn.Flatten(), nn.Linear(4, 3)))  # no Conv1d
+    seq = torch.randn(2, 1, 20, dtype=torch.float64)
+    by_hand = torch.stack([pooled(seq[:, :, s:s + 8]) for s in range(0, 13, 2)], dim=2)
+    assert rel_err(sliding_windows(pooled, seq, 8, 2), by_hand) < 1e-12
+    model = seeded(nn.Sequential(nn.Conv1d(1, 2, 3, stride=2), nn.Flatten(), nn.Linear(6, 3)))
+    fcn = convolutionalize(model, (1, 8))
+    assert rel_err(shift_and_stitch(fcn, seq, 1), sliding_windows(model, seq, 8, 1)) < 1e-12
+
+
+class DefaultArgument(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 3 * 3, 3)
+
+    def forward(self, x, k=2, *, scale=1.0):
+        return self.fc(F.max_pool2d(self.conv(x), k).flatten(1) * scale)
+
+
+class IdentityPoolWithIndices(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(72, 3)
+        self.pool = nn.AdaptiveMaxPool2d(6, return_indices=True)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv(x))[0].flatten(1))
+
+
+class LinearTwice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc, self.out = nn.Conv2d(1, 2, 3), nn.Linear(72, 72), nn.Linear(72, 3)
+
+    def forward(self, x):
+        return self.out(self.fc(torch.relu(self.fc(self.conv(x).flatten(1)))))
+
+
+@pytest.mark.parametrize("model", [DefaultArgument, IdentityPoolWithIndices, LinearTwice])
+def test_misleading_refusals_now_convert_exactly(model):
+    """A constant default argument, an identity adaptive pool that returns indices, one Linear
+    called on the flattened map and again on its output: each converts, and is exact."""
+    dense_equals_crops(model(), (1, 8, 8), (12, 11))
+
+
+class FeaturesToo(nn.Module):
+    """Scores and the feature map they came from: the map is no classifier of the window."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(72, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(y.flatten(1)), y
+
+
+def test_a_head_that_returns_a_feature_map_is_refused_before_any_crop():
+    with pytest.raises(ValueError, match=r"gives \(2, 2, 6, 6\) at the training size, not one "
+                                         r"cell \(1x1\) per head"):
+        convolutionalize(FeaturesToo(), (1, 8, 8))
+
+
+class Scores(nn.Module):
+    """conv, flatten, Linear, then ``softmax`` on the (N, K) scores."""
+
+    def __init__(self, softmax):
+        super().__init__()
+        self.conv, self.fc, self.softmax = nn.Conv2d(1, 2, 3), nn.Linear(72, 3), softmax
+
+    def forward(self, x):
+        return self.softmax(self.fc(self.conv(x).flatten(1)))
+
+
+@pytest.mark.parametrize("softmax", [nn.Softmax(), lambda v: F.softmax(v), lambda v: v.softmax(-1),
+                                     lambda v: torch.log_softmax(input=v, dim=1)])
+def test_a_softmax_over_the_classes_in_any_spelling_is_over_the_channels(softmax):
+    dense_equals_crops(Scores(softmax), (1, 8, 8), (12, 10))
+
+
+def test_a_softmax_over_the_batch_is_refused():
+    with pytest.raises(ValueError, match="takes a softmax over dim 0 of a \\(N, D\\) vector"):
+        convolutionalize(Scores(lambda v: F.softmax(v, 0)), (1, 8, 8))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fcconv
-from fcconv.widgets.base import shown_png, shown_text
+from fcconv.widgets.base import shown_alt, shown_png, shown_text
 from fcconv.widgets.convolutionalize import ScoreMapExplorer, score_map_view
 from fcconv.widgets.fc_conv import FCvsConvExplorer, fc_vs_conv
 from fcconv.widgets.reshape import WeightRowExplorer, row_view
@@ -214,6 +214,69 @@ def test_paired_median_ms_alternates_and_warms_up_both_sides():
     assert calls == ["a", "b"] * 6 and a >= 0 and b >= 0   # 1 warm-up pair, then 5 timed
 
 
+def test_layer_costs_times_every_layer_inside_one_real_pass(tiny):
+    from fcconv.widgets.efficiency import layer_costs
+
+    model, fcn = tiny
+    x = torch.randn(4, 3, 64, 64, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    runs = layer_costs({"four": (model, x), "one": (model, x[:1]), "dense": (fcn, x[:1])},
+                       repeats=2)
+    assert torch.get_num_threads() == threads                       # one thread only inside
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    # one model in two runs: each run has its own rows, for its own batch
+    assert [r["numbers"] for r in runs["one"]] == [r["numbers"] // 4 for r in runs["four"]]
+    assert [r["name"] for r in runs["dense"]] == [n for n, _ in fcn.named_children()]
+    rows = runs["four"]
+    assert [(r["name"], r["kind"]) for r in rows] == \
+        [(n, type(m).__name__) for n, m in model.named_children()]
+    # the same counts two ways: trace (per image, times the batch) and running layer by layer
+    assert sum(r["macs"] for r in rows) == 4 * fcconv.trace(model, (3, 64, 64)).total_macs
+    with torch.no_grad():
+        for r, layer in zip(rows, model):
+            x = layer(x)
+            assert r["numbers"] == x.numel() and r["ms"] >= 0
+    assert all(r["faults"] is None or r["faults"] >= 0 for r in rows)
+    assert rows[-1]["macs"] == 4 * 10 * 13 * 13 * 10 and rows[1]["macs"] == 0   # Linear; ReLU
+
+
+def test_minor_page_faults_count_a_fresh_large_block():
+    from fcconv.widgets.efficiency import minor_page_faults
+
+    if minor_page_faults() is None:
+        pytest.skip("this operating system does not count page faults")
+    before = minor_page_faults()
+    block = torch.ones(64 * 2**20 // 4)         # 64 MB written once: fresh pages from the OS
+    pages = minor_page_faults() - before
+    # at least one fault per 2 MB (a huge page), where the OS backs the block with them
+    assert block.sum().item() == block.numel() and pages >= 32
+
+
+def test_layer_costs_html_matches_layers_by_name_and_divides_by_the_right_unit():
+    from fcconv.widgets.efficiency import layer_costs_html
+
+    conv = {"name": "0", "kind": "Conv2d", "ms": 2.0, "macs": 4_000_000, "numbers": 10, "faults": 3}
+    relu = {"name": "1", "kind": "ReLU", "ms": 1.0, "macs": 0, "numbers": 500_000, "faults": None}
+    flat = {"name": "2", "kind": "Flatten", "ms": 0.0, "macs": 0, "numbers": 10, "faults": 0}
+    html = layer_costs_html({"dense": [conv, relu], "crops": [conv, relu, flat]})
+    assert "<td>0 Conv2d</td><td>ns per MAC</td><td>0.500; 3 faults</td>" in html  # 2 ms / 4M
+    assert "<td>1 ReLU</td><td>ns per number</td><td>2.000</td>" in html          # 1 ms / 500k
+    assert "<td>2 Flatten</td><td>ns per number</td><td>&mdash;</td><td>0.000; 0 faults</td>" in html
+
+
+def test_dress_detector_has_the_seeds_head_and_its_conv_head_is_exact():
+    dress = fcconv.dress_detector().double().eval()
+    assert [type(m).__name__ for m in dress[31:]] == ["Flatten", "Linear", "ReLU", "Linear"]
+    assert (dress[32].in_features, dress[32].out_features, dress[34].out_features) == (4096, 4, 1)
+    fcn = fcconv.convolutionalize(dress, (3, 128, 64))
+    frame = torch.randn(1, 3, 160, 96, dtype=torch.float64)
+    with torch.no_grad():
+        fmap = dress[:31](frame)                                      # (1, 512, 5, 3)
+        crops = fmap.unfold(2, 4, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).flatten(3)
+        by_head = dress[32:](crops.reshape(-1, 4096)).reshape(1, 2, 2, 1).permute(0, 3, 1, 2)
+        assert torch.allclose(fcn(frame), by_head, rtol=1e-10, atol=1e-12)
+
+
 def test_results_table_is_read_not_retyped():
     from fcconv.course.results import read_table
 
@@ -265,9 +328,67 @@ def test_conv_matrix_explorer_redraws_the_same_pixels_as_a_fresh_figure():
         ex.size.value, ex.kernel.value, ex.stride.value = size, kernel, stride
         ex.padding.value = padding
         fresh = figure_png(plots.conv_matrix_picture(
-            conv_matrix_view(size, kernel, stride, padding)["matrix"]), dpi=72, margins=margins)
+            conv_matrix_view(size, kernel, stride, padding)["matrix"]), dpi=90, margins=margins)
         a, b = (np.asarray(Image.open(io.BytesIO(png))) for png in (shown_png(ex.out), fresh))
         assert a.shape == b.shape and np.array_equal(a, b), (size, kernel, stride, padding)
+
+
+def test_colour_words_name_the_ends_of_the_colour_bars():
+    from fcconv import plots
+
+    assert plots.scale_ends(plots.DIVERGING) == ("orange", "purple")   # PuOr: low orange
+    assert plots.scale_ends(plots.SEQUENTIAL) == ("purple", "yellow")  # viridis
+    assert [plots.colour_name(c) for c in ((1, 1, 1), (0, 0, 0), (0.5, 0.5, 0.5), (0, 0.6, 0.45),
+                                           (0.0, 0.45, 0.7), (0.9, 0.1, 0.1))] == \
+        ["white", "black", "grey", "green", "blue", "red"]
+
+
+def test_fc_explorer_alt_text_says_the_colours_its_colour_bar_shows():
+    from fcconv import plots
+
+    ex = FCvsConvExplorer()
+    cmap = ex.picture.matrix.get_cmap()                 # the image the colour bar belongs to
+    low, high = (plots.colour_name(cmap(v)) for v in (0.0, 1.0))
+    assert f"{low} negative" in shown_alt(ex.out) and f"{high} positive" in shown_alt(ex.out)
+
+
+def test_sliding_1d_cells_are_labelled_with_the_positions_the_alt_text_names():
+    from fcconv import plots
+    from fcconv.widgets.shapes import describe_1d
+
+    for size, kernel, stride, padding, position in ((7, 3, 2, 1, 0), (8, 3, 2, 0, 2), (5, 3, 1, 2, 6)):
+        fig = plots.sliding_1d(size, kernel, stride, padding, position)
+        inputs = [t.get_text() for t in fig.axes[0].texts if t.get_position()[1] == 1.5]
+        assert inputs == [str(i) for i in range(-padding, size + padding)]   # padding: < 0, >= size
+        n = fcconv.conv_output_size(size, kernel, stride, padding)
+        first = position * stride - padding
+        assert f"positions {first} to {first + kernel - 1}" in describe_1d(
+            size, kernel, stride, padding, position, n)
+        assert {inputs[position * stride], inputs[position * stride + kernel - 1]} <= set(inputs)
+
+
+def test_no_control_label_is_cut_and_the_toggle_ticks_only_when_on():
+    from fcconv.widgets.base import SHORT_LABEL, fit_labels
+    from fcconv.widgets.conv_matrix import ConvMatrixExplorer
+
+    explorers = [ShapesExplorer(), Slide1DExplorer(), FCvsConvExplorer(), ConvMatrixExplorer(),
+                 WeightRowExplorer(np.zeros((2, 12)), (3, 2, 2))]
+
+    def controls(w):
+        yield w
+        for c in getattr(w, "children", ()):
+            yield from controls(c)
+
+    for ex in explorers:
+        fit_labels(ex.box)
+        for w in controls(ex.box):
+            if len(getattr(w, "description", "") or "") > SHORT_LABEL:
+                assert (w.layout.width == "auto" if hasattr(w, "button_style") and
+                        not hasattr(w, "options") else w.style.description_width == "initial"), w
+    toggle = explorers[0].conv
+    assert toggle.icon == ""
+    toggle.value = True
+    assert toggle.icon == "check"
 
 
 def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():

@@ -71,8 +71,26 @@ def mark(nb) -> bool:
     return changed
 
 
+def check_cells_call_their_checks(nb) -> None:
+    """Every check cell calls the check declared for its exercise (fcconv/course/checks/nNN.py),
+    in the form the grader reads: ValueError, naming the cell, otherwise."""
+    from fcconv.course.checks import CHECKS
+
+    for cell in nb.cells:
+        meta = cell.metadata.get("fcconv", {})
+        if meta.get("role") == "check":
+            ex = meta.get("exercise")
+            check = CHECKS.get(ex)
+            first = cell.source.split("\n", 1)[0]
+            if check is None or not re.fullmatch(rf"verdict = checks\.{check.__name__}\(\w+\)", first):
+                raise ValueError(f"the check cell of {ex} should start with 'verdict = checks."
+                                 f"{check.__name__ if check else 'NAME'}(my_answer)' (declare the "
+                                 f"check with @check({ex!r}) in fcconv/course/checks/): {first!r}")
+
+
 def make_exercise(solution) -> nbformat.NotebookNode:
     """The student version of a solution notebook (a new notebook; the input is untouched)."""
+    check_cells_call_their_checks(solution)
     nb = copy.deepcopy(solution)
     for cell in nb.cells:
         meta = cell.metadata.get("fcconv", {})

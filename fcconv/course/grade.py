@@ -1,61 +1,68 @@
-"""Grade exercise notebooks, trusting nothing a notebook prints.
+"""Grade exercise notebooks across a process boundary: the learner's kernel computes answers, this
+process judges them.
 
-    python -m fcconv grade DIR/*/02_shapes.ipynb [--timeout 60] [--memory 4] [--csv grades.csv]
-                           [--jobs 2] [--max-output 10]
+    python -m fcconv grade DIR/*/02_shapes.ipynb [--timeout 60] [--memory 4] [--max-output 10]
+                           [--deadline 600] [--jobs 2] [--csv grades.csv]
 
-How one notebook is graded:
+How a run goes:
 
-1. Before any kernel starts, every submission, its reference (the generated exercise of the same
-   name in the course folder's exercises/) and the source of ``fcconv/course/checks.py`` are read
-   into memory: a notebook that rewrites files cannot change what it or anyone after it is judged
-   by. The reference, not the submission's metadata, says which exercises there are and what each
-   check cell holds. A check cell deleted or edited in the submission scores 0 with a message, as
-   nbgrader's locked cells do.
-2. Each notebook is graded in a process of its own, in a fresh kernel whose working folder is a
-   temporary one, cell by cell, under a time limit per cell, a memory cap and a cap on the output
-   kept. Its check cells are not run: the grader runs the checks itself.
-3. Before the learner's first cell, the grader builds a private copy of the checks in the kernel
-   from their source text and binds, in a closure, everything a verdict needs (the checks, the
-   library functions they use, json.dumps, hmac): a learner's later patch of ``fcconv.course.checks``,
-   of ``fcconv.numpy_ops``, of ``sys.modules['json']`` does not reach it. After the last cell
-   that closure judges the learner's answer for each exercise; the verdict comes back as the
-   cell's value, signed (HMAC) with a key read from a file the setup deleted: printed text is
-   never read, and no cell's source holds the key.
-4. A cell over the limit is interrupted; a kernel that ignores the interrupt is killed, and one
-   that dies is reported, as is a grading process that dies; that notebook's remaining exercises
-   score 0 and the run goes on. Nothing here raises: every failure becomes a line of the report.
+1. Every option is checked before anything runs (``check_options``, ``check_csv``). Every
+   submission and its reference (the generated exercise of the same name in the course folder's
+   exercises/) is read into memory first: regular files only, under a size cap. The reference
+   says which exercises there are and what each check cell holds; a check cell deleted or edited
+   in the submission scores 0, as nbgrader's locked cells do.
+2. For each exercise still in place, this process makes the check's plan: fixed cases and fresh
+   random ones from a seed drawn here (``secrets``), never sent anywhere. Only the inputs go to the
+   kernel (``wire.request``).
+3. Each notebook runs in a process of its own (``sandbox.run``): a fresh kernel in a fresh folder,
+   the learner's cells one by one under their limits, then, for each exercise, the learner's
+   function called on the inputs, its answers sent back as plain data (``wire.evaluate``).
+4. This process, which imported everything it needs before the first kernel started and never
+   loads what a kernel wrote, reads those answers (``wire.decode``: no pickle, size caps) and
+   judges them: every comparison, type check, verdict and hint is computed here. Nothing a kernel
+   sends can say "correct": it can only send answers, judged on cases it never saw in advance.
+5. After each notebook, the fcconv package, the exercises/ folder and Python's startup hooks
+   (``*.pth``, sitecustomize) are checked whole (new files too) and put back if changed, and
+   every process left behind is ended. The CSV is written once, atomically, at the end.
 
-What remains: the learner's code and the checks share one process, so a learner who sets out to
-cheat can still dig the closure and its key out of the kernel's memory, or patch NumPy or PyTorch;
-and the kernel runs with the grading user's rights (run untrusted classes as an unprivileged user
-or in a container). nbgrader has the same limits.
+Nothing here raises for a notebook: every failure becomes a line of the report. What the grader
+cannot prevent is in docs/instructor.md.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
-import hmac
+import dataclasses
+import io
 import json
+import math
 import multiprocessing
 import os
-import re
-import resource
 import secrets
+import site
+import stat
+import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.connection import wait
 from pathlib import Path
 
 import nbformat
+import numpy as np
 
-from . import kernels
+from . import sandbox
+from .checks import CHECKS, core, wire
 from .folders import course_dir
 
-CHECKS_FILE = Path(__file__).with_name("checks.py")
 LIBRARY = Path(__file__).resolve().parent.parent  # the installed fcconv package (its own files)
-_CHECK_CALL = re.compile(r"verdict = checks\.(\w+)\((\w+)\)")
-SETUP_TIMEOUT = 300  # the grader's own first cell (imports torch): not the learner's time
+WIRE_SOURCE = Path(wire.__file__).read_text(encoding="utf-8")  # sent to each kernel as text
+NOTEBOOK_CAP = 64 * 2**20  # bytes of one submission or reference notebook
+RESULT_CAP = 256 * 2**20  # bytes of what one grading process sends back
+SETUP_TIMEOUT, CHECK_ALLOWANCE = 300, 30  # the grader's own time, never the learner's
+_CHECK_CALL = "verdict = checks.{name}({answer})"
 
 
 @dataclass
@@ -76,8 +83,88 @@ class Report:
 @dataclass(frozen=True)
 class Exercise:
     id: str
+    name: str  # the check's name, e.g. output_size
     answer: str  # the name the learner's answer is bound to, e.g. my_output_size
     check_source: str  # the check cell, as generated
+
+
+# --------------------------------------------------------------------------- options
+
+def _memory_gb() -> float:
+    """This machine's memory, in GB."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 1024.0
+
+
+# option -> (lowest, highest, what it counts): the sensible range of each limit
+LIMITS = {"--timeout": (1, 3600, "seconds per cell"),
+          "--memory": (0.25, _memory_gb(), "GB per kernel"),
+          "--max-output": (0.01, 1024, "MB of output per notebook"),
+          "--jobs": (1, 64, "notebooks at once"),
+          "--deadline": (10, 86400, "seconds for all of a notebook's cells")}
+
+
+def check_limit(option: str, value) -> None:
+    """ValueError unless ``value`` is a finite number in the option's range (``LIMITS``)."""
+    low, high, unit = LIMITS[option]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{option} must be a number from {low:g} to {high:g} ({unit}); "
+                         f"got {value!r}")
+
+
+def check_options(timeout, memory_gb, output_mb, jobs, deadline) -> None:
+    """ValueError unless every limit is a finite number in its sensible range."""
+    for option, value in zip(LIMITS, (timeout, memory_gb, output_mb, jobs, deadline)):
+        check_limit(option, value)
+
+
+def check_csv(path: str | Path) -> Path:
+    """The CSV target, if it can be written: a regular file or a new name in an existing folder
+    where this user can create files; ValueError (saying why) otherwise. Checked before any
+    grading, so that a run never ends in a traceback after the work is done."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ValueError(f"--csv {path}: not a regular file")
+    if not path.parent.is_dir():
+        raise ValueError(f"--csv {path}: the folder {path.parent} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=".fcconv-csv-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(f"--csv {path}: cannot write in {path.parent} ({err.strerror})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--csv {path}: not writable")
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_regular(path: Path, cap: int = NOTEBOOK_CAP) -> tuple[str | None, str | None]:
+    """(text, None), or (None, why): only a regular file under ``cap`` bytes, in UTF-8 (a FIFO,
+    a device or a link to one is refused without blocking or reading it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        return None, err.strerror or str(err)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file (a folder, a FIFO, a device?)"
+        if info.st_size > cap:
+            return None, f"larger than {cap // 2**20} MB"
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(cap + 1)
+        if len(data) > cap:
+            return None, f"larger than {cap // 2**20} MB"
+        return data.decode("utf-8"), None
+    except (OSError, UnicodeError) as err:
+        return None, str(err)
+    finally:
+        os.close(fd)
 
 
 def reference_exercises(nb) -> list[Exercise]:
@@ -86,16 +173,36 @@ def reference_exercises(nb) -> list[Exercise]:
     for cell in nb.cells:
         meta = cell.metadata.get("fcconv", {})
         if meta.get("role") == "check":
-            m = _CHECK_CALL.match(cell.source)
-            if not m:
-                raise ValueError(f"check cell of {meta.get('exercise')} does not start with "
-                                 f"'verdict = checks.NAME(ANSWER)': {cell.source!r}")
-            out.append(Exercise(meta["exercise"], m.group(2), cell.source))
+            first = cell.source.split("\n", 1)[0]
+            ex = meta["exercise"]
+            check = CHECKS.get(ex)
+            answer = first.removeprefix(f"verdict = checks.{check.__name__}(").removesuffix(")") \
+                if check else ""
+            if not check or first != _CHECK_CALL.format(name=check.__name__, answer=answer) or \
+                    not answer.isidentifier():
+                raise ValueError(f"check cell of {ex} does not start with 'verdict = "
+                                 f"checks.NAME(ANSWER)' for a known check: {cell.source!r}")
+            out.append(Exercise(ex, check.__name__, answer, cell.source))
     return out
 
 
 def _same(a: str, b: str) -> bool:
     return a.strip().replace("\r\n", "\n") == b.strip().replace("\r\n", "\n")
+
+
+def _parse(text: str, problems: list[str]):
+    """The notebook; metadata that is not a mapping (the notebook's or a cell's) is reported,
+    then treated as missing."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+    for where, owner in [("the notebook", raw)] + [
+            (f"cell {i + 1}", c) for i, c in enumerate(raw.get("cells") or []) if isinstance(c, dict)]:
+        if "metadata" in owner and not isinstance(owner["metadata"], dict):
+            problems.append(f"{where}: its metadata is {owner['metadata']!r:.60}, not a mapping "
+                            "(ignored)")
+            owner["metadata"] = {}
+    return nbformat.reads(json.dumps(raw), as_version=4)
 
 
 def _meta_problems(nb) -> list[str]:
@@ -105,8 +212,8 @@ def _meta_problems(nb) -> list[str]:
         meta = cell.get("metadata", {})
         for key in ("fcconv", "nbgrader"):
             if key in meta and not isinstance(meta[key], dict):
-                out.append(f"cell {i + 1}: its metadata '{key}' is {meta[key]!r}, not a mapping "
-                           "(ignored)")
+                out.append(f"cell {i + 1}: its metadata '{key}' is {meta[key]!r:.60}, not a "
+                           "mapping (ignored)")
         fc = meta.get("fcconv")
         if isinstance(fc, dict) and fc.get("role") in ("answer", "check") and "exercise" not in fc:
             out.append(f"cell {i + 1}: {fc['role']} cell without an exercise id (ignored)")
@@ -125,214 +232,104 @@ def _check_cell_status(nb, ex: Exercise) -> str:
     return "deleted"
 
 
-def _setup_code(source: str, name: str, keyfile: str) -> str:
-    """The grader's first cell, before any of the learner's. It builds a private copy of the
-    checks from their source text (held in memory: nothing on disk a notebook could rewrite),
-    drops it from sys.modules, reads the signing key from a file and deletes it, and binds in a
-    closure everything the verdict needs (the checks, json.dumps, hmac.digest): nothing is looked
-    up at check time where a learner's cell could have replaced it."""
-    return f"""\
-def _fcconv_setup(source, keyfile):
-    import hmac, json, os, sys, types
-    module = types.ModuleType('_fcconv_checks_' + os.urandom(8).hex())
-    module.__package__ = 'fcconv.course'  # its relative imports reach the library
-    sys.modules[module.__name__] = module  # (dataclasses looks it up while it loads)
-    try:
-        exec(compile(source, '<fcconv grader checks>', 'exec'), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    with open(keyfile, 'rb') as f:
-        key = f.read()
-    os.remove(keyfile)
-    checks, dumps, digest, namespace = module.CHECKS, json.dumps, hmac.digest, globals()
+# --------------------------------------------------------------------------- the statements' rules
 
-    def grade(exercise, answer):
-        verdict = checks[exercise](namespace.get(answer))
-        text = dumps([exercise, str(verdict.status), str(verdict.message)])
-        return text + '\\n' + digest(key, text.encode(), 'sha256').hex()
-    return grade
-{name} = _fcconv_setup({source!r}, {keyfile!r})
-del _fcconv_setup"""
+def _bound(node: ast.stmt) -> list[str]:
+    """The names a top-level statement binds."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).split(".")[0] for a in node.names]
+    targets = node.targets if isinstance(node, ast.Assign) else \
+        [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
 
 
-def _check_code(ex: Exercise, name: str) -> str:
-    """Code the grader runs after the learner's cells: its closure judges the answer; the cell's
-    value is the verdict, signed with a key the learner's code never saw (not in any cell)."""
-    return f"{name}({ex.id!r}, {ex.answer!r})"
-
-
-def _read_verdict(cell, ex: Exercise, key: bytes) -> tuple[str, str] | None:
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "execute_result":
-            try:
-                text, signature = ast.literal_eval(out["data"]["text/plain"]).rsplit("\n", 1)
-                exercise, status, message = json.loads(text)
-            except (KeyError, ValueError, SyntaxError, TypeError, AttributeError):
-                continue
-            good = hmac.new(key, text.encode(), "sha256").hexdigest()
-            if hmac.compare_digest(good, signature) and exercise == ex.id:
-                return status, message
-    return None
-
-
-def _error_text(cell) -> str | None:
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            return f"{out.get('ename')}: {out.get('evalue')}".strip()
-    return None
-
-
-class _Runner:
-    """One kernel, run one cell at a time: a time limit per cell, a hard kill when an interrupt
-    is ignored, a cap on the output kept. ``dead`` says why the kernel is gone, once it is."""
-
-    def __init__(self, folder: Path, timeout: int, memory_bytes: int, output_bytes: int):
-        from nbclient import NotebookClient
-
-        class Client(NotebookClient):
-            kept, cap, capped, over = 0, output_bytes, True, False
-
-            def output(self, outs, msg, display_id, cell_index):
-                if self.capped and msg["msg_type"] != "error":  # errors are kept: they are reported
-                    content = msg.get("content", {})
-                    self.kept += len(str(content.get("text", ""))) + sum(
-                        len(str(v)) for v in content.get("data", {}).values())
-                    if self.kept > self.cap:
-                        self.over = True
-                        return None
-                return super().output(outs, msg, display_id, cell_index)
-
-        self.nb = nbformat.v4.new_notebook()
-        # On a timeout nbclient interrupts the kernel and answers with this error reply; waiting
-        # again (its default) would hang on a kernel that ignores the interrupt.
-        self.client = Client(self.nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                             interrupt_on_timeout=True, record_timing=False,
-                             error_on_timeout={"ename": "Timeout", "evalue": "", "traceback": []},
-                             on_cell_executed=self._record, config=kernels.local_sockets(),
-                             resources={"metadata": {"path": str(folder)}})
-        self.timeout, self.memory_bytes, self.dead, self.reply = timeout, memory_bytes, None, {}
-
-    def _record(self, cell, cell_index, execute_reply):
-        self.reply = execute_reply.get("content", {})
-
-    def limit_memory(self) -> None:  # runs in the kernel's process, before it starts
-        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
-
-    def _execute(self, source: str, timeout: int):
-        """Run code; the cell, and whether it ran out of time (the kernel was interrupted)."""
-        from nbclient.exceptions import DeadKernelError
-
-        cell = nbformat.v4.new_code_cell(source)
-        self.nb.cells.append(cell)
-        self.client.timeout, self.reply = timeout, {}
+def forbidden_in_source(sources: list[str], answer: str, forbids) -> list[str]:
+    """The forbidden functions (dotted names) that the learner's answer names in its source: the
+    answer's definition and every top-level definition it uses, followed by name."""
+    short = {name.rsplit(".", 1)[1]: name for name in forbids}
+    if not short:
+        return []
+    bindings: dict[str, list[ast.stmt]] = {}
+    for source in sources:
+        python = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                           for line in source.splitlines())
         try:
-            self.client.execute_cell(cell, len(self.nb.cells) - 1)
-        except DeadKernelError:
-            self.dead = "the kernel died (os._exit, a crash, or out of memory)"
-            return None, False
-        return cell, self.reply.get("ename") == "Timeout"
-
-    def run(self, source: str, timeout: int | None = None, capped: bool = True):
-        """Run code in the kernel; the executed cell, or None when the kernel is gone. A cell
-        over the limit gets a Timeout error; if the kernel then does not run a trivial cell in
-        time, it ignored the interrupt: kill it."""
-        from nbclient.util import run_sync
-
-        if self.dead:
-            return None
-        self.client.capped = capped
-        cell, timed_out = self._execute(source, timeout or self.timeout)
-        if timed_out:
-            cell.outputs.insert(0, nbformat.v4.new_output(
-                "error", ename="Timeout", evalue=f"ran longer than {self.timeout} s", traceback=[]))
-            probe, stuck = self._execute("None", min(self.timeout, 10))
-            if probe is not None and stuck:
-                run_sync(self.client.km.shutdown_kernel)(now=True)
-                self.dead = "the kernel ignored the interrupt and was killed"
-        return cell
+            tree = ast.parse(python)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            for name in _bound(node):
+                bindings.setdefault(name, []).append(node)
+    found, seen, todo = [], set(), [answer]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in bindings.get(name, []):
+            for sub in ast.walk(node):
+                ident = sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(
+                    sub, ast.Attribute) else sub.name if isinstance(sub, ast.alias) else None
+                if ident in short and short[ident] not in found:
+                    found.append(short[ident])
+                if isinstance(sub, ast.Name):
+                    todo.append(sub.id)
+    return found
 
 
-@dataclass(frozen=True)
-class Submission:
-    """Everything one notebook's grading reads, read before any kernel runs: a notebook that
-    rewrites files on disk cannot change what it, or anyone graded after it, is judged by."""
-    path: Path
-    text: str | None  # the submission, or None when it could not be read (see error)
-    error: str | None
-    reference: str | None  # the generated exercise notebook of the same name, or None
-    checks: str  # the source of fcconv/course/checks.py
-    looked_in: str = ""  # where the reference was looked for (said when it is missing)
+# --------------------------------------------------------------------------- one notebook, prepared
+
+@dataclass
+class Prepared:
+    """A notebook read and planned, before any kernel: its report so far, the job for its
+    grading process (None when nothing is to run), and what judging needs."""
+
+    report: Report
+    job: sandbox.Job | None = None
+    plans: dict = field(default_factory=dict)  # exercise id -> (check, plan, forbidden in source)
 
 
-def load(path: str | Path, reference: Path | None = None, checks: str | None = None) -> Submission:
-    """Read a submission, its reference exercise and the checks into memory; never raises."""
+def prepare(path: str | Path, limits: dict, isolate, watch: Watch) -> Prepared:
+    """Read a submission and its reference, plan each check present; never raises. watch:
+    what the kernel gets as it was before any ran (the library, site-packages' .pth files)."""
     path = Path(path)
-    if reference is None:
-        try:
-            reference = course_dir() / "exercises" / path.name
-        except FileNotFoundError as err:  # no course folder: said in the report
-            return Submission(path, None, None, None, checks or CHECKS_FILE.read_text("utf-8"),
-                              f"({err})")
+    report = Report(path)
+    prepared = Prepared(report)
     try:
-        text, error = path.read_text(encoding="utf-8"), None
-    except (OSError, UnicodeError) as err:
-        text, error = None, str(err)
-    ref = reference.read_text(encoding="utf-8") if reference.exists() else None
-    return Submission(path, text, error, ref, checks or CHECKS_FILE.read_text(encoding="utf-8"),
-                      f"in {reference.parent}")
-
-
-def grade_notebook(path: str | Path, cell_timeout: int = 60, memory_gb: float = 4.0,
-                   output_mb: float = 10.0, reference: Path | None = None) -> Report:
-    """Run one notebook in a fresh kernel (its parent: this process) and judge every exercise of
-    its reference; never raises. ``grade_all`` runs each in a process of its own."""
-    return grade_submission(load(path, reference), cell_timeout, memory_gb, output_mb)
-
-
-def grade_submission(sub: Submission, cell_timeout: int = 60, memory_gb: float = 4.0,
-                     output_mb: float = 10.0) -> Report:
-    if cell_timeout <= 0:
-        raise ValueError(f"the time limit per cell must be positive; got {cell_timeout}")
-    report = Report(sub.path)
-    try:
-        _grade(report, sub, cell_timeout, int(memory_gb * 2**30), int(output_mb * 2**20))
+        _prepare(prepared, limits, isolate, watch)
     except Exception as err:  # the last line of defence: this notebook is reported, the run goes on
-        report.problems.append(f"the grader could not finish this notebook: "
-                               f"{type(err).__name__}: {err}")
-    return report
+        report.problems.append(f"the grader could not prepare this notebook: "
+                               f"{type(err).__name__}: {sandbox.clean(err)}")
+        prepared.job = None
+    return prepared
 
 
-def _parse(text: str, problems: list[str]):
-    """The notebook; metadata that is not a mapping (the notebook's or a cell's) is reported,
-    then treated as missing."""
-    raw = json.loads(text)
-    if not isinstance(raw, dict):
-        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
-    for where, owner in [("the notebook", raw)] + [
-            (f"cell {i + 1}", c) for i, c in enumerate(raw.get("cells") or []) if isinstance(c, dict)]:
-        if "metadata" in owner and not isinstance(owner["metadata"], dict):
-            problems.append(f"{where}: its metadata is {owner['metadata']!r:.60}, not a mapping "
-                            "(ignored)")
-            owner["metadata"] = {}
-    return nbformat.reads(json.dumps(raw), as_version=4)
-
-
-def _grade(report: Report, sub: Submission, timeout: int, memory: int, output: int) -> None:
-    if sub.reference is None:
-        report.problems.append(f"no exercise notebook {sub.path.name} {sub.looked_in}: "
-                               "cannot tell which exercises to grade")
+def _prepare(prepared: Prepared, limits: dict, isolate, watch: Watch) -> None:
+    report, path = prepared.report, prepared.report.path
+    try:
+        reference_path = course_dir() / "exercises" / path.name
+    except FileNotFoundError as err:  # no course folder: said in the report
+        report.problems.append(f"no exercise notebook {path.name} ({err}): cannot tell which "
+                               "exercises to grade")
         return
-    exercises = reference_exercises(nbformat.reads(sub.reference, as_version=4))
+    reference, why = read_regular(reference_path)
+    if reference is None:
+        report.problems.append(f"no exercise notebook {path.name} in {reference_path.parent} "
+                               f"({why}): cannot tell which exercises to grade")
+        return
+    exercises = reference_exercises(nbformat.reads(reference, as_version=4))
     for ex in exercises:  # 0 until a check says otherwise
         report.results[ex.id] = ("error", "not checked")
+    text, why = read_regular(path)
     try:
-        if sub.error:
-            raise OSError(sub.error)
-        nb = _parse(sub.text, report.problems)
-        cells = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
-        sources = [(i, c.source) for i, c in cells]
+        if text is None:
+            raise OSError(why)
+        nb = _parse(text, report.problems)
+        sources = [(i, c.source) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
     except Exception as err:  # not a notebook at all
-        report.problems.append(f"cannot read the notebook: {err}")
+        report.problems.append(f"cannot read the notebook: {sandbox.clean(err)}")
         return
     report.problems += _meta_problems(nb)
     present = []
@@ -343,61 +340,363 @@ def _grade(report: Report, sub: Submission, timeout: int, memory: int, output: i
         else:
             report.results[ex.id] = (status, f"its check cell was {status}: restore it (copy it "
                                              "from a fresh exercises/ notebook)")
-    learner = [(i, s) for i, s in sources if not any(_same(s, ex.check_source) for ex in exercises)]
-    with tempfile.TemporaryDirectory(prefix="fcconv-grade-") as folder:  # the kernel's cwd
-        _execute(report, Path(folder), sub.checks, learner, present, timeout, memory, output)
+    cells = [(i + 1, s) for i, s in sources if not any(_same(s, ex.check_source) for ex in exercises)]
+    rng = np.random.default_rng(secrets.randbits(128))  # this process's secret: never sent
+    requests, modules = [], {"numpy", "fcconv.course.checks"}  # what check cells import
+    for ex in present:
+        check = CHECKS[ex.id]
+        plan = check.plan(rng)
+        forbidden = forbidden_in_source([s for _, s in cells], ex.answer, check.forbids)
+        prepared.plans[ex.id] = (check, plan, forbidden)
+        requests.append((ex.id, ex.answer, check.request(plan)))
+        if check.needs_torch:
+            modules.add("torch")
+        modules |= {a.build.rsplit(".", 1)[0] for call in plan.calls for a in call
+                    if isinstance(a, wire.Module)}
+    memory = int(limits["memory_gb"] * 2**30)
+    prepared.job = sandbox.Job(
+        cells=cells, checks=requests, setup=_setup_code(sorted(modules), memory),
+        library=watch.library, timeout=limits["cell_timeout"],
+        check_timeout=limits["cell_timeout"] + CHECK_ALLOWANCE, deadline=limits["deadline"],
+        memory=memory, output=int(limits["output_mb"] * 2**20), isolate=isolate, site=watch.site,
+        folder="")
 
 
-def _execute(report, folder, checks, learner, present, timeout, memory, output) -> None:
-    runner = _Runner(folder, timeout, memory, output)
-    key, name = secrets.token_bytes(32), f"_{secrets.token_hex(8)}"
-    keyfile = folder / f"{secrets.token_hex(8)}.key"
-    with open(os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-        f.write(key)
+def _setup_code(modules: list[str], memory: int) -> str:
+    """The grader's first cell in a kernel, before any of the learner's: the learner's side of
+    the checks (wire.py, from the text this process read) and the imports the checks need, then
+    the memory cap: ``memory`` bytes on top of what the grader's own imports took."""
+    return f"""\
+def _fcconv_setup(source, modules, memory):
+    import importlib, resource, sys, types
+    wire = types.ModuleType("fcconv_grader_wire")
+    sys.modules[wire.__name__] = wire  # (dataclasses looks its module up while it loads)
+    exec(compile(source, "<fcconv grader: wire.py>", "exec"), wire.__dict__)
+    for name in modules:
+        importlib.import_module(name)
     try:
-        with runner.client.setup_kernel(preexec_fn=runner.limit_memory):
-            setup = runner.run(_setup_code(checks, name, str(keyfile)),
-                               timeout=max(SETUP_TIMEOUT, timeout))
-            if setup is not None and _error_text(setup):
-                report.problems.append(f"the grader's setup failed: {_error_text(setup)} "
-                                       "(is --memory too small?)")
-            for index, source in learner:
-                error = _error_text(runner.run(source) or {})
-                if error and error.startswith("Timeout"):
-                    report.problems.append(f"cell {index + 1} ran longer than {timeout} s and was "
-                                           "stopped: an infinite loop?")
-                elif error:
-                    report.problems.append(f"cell {index + 1} failed: {error}")
-                if runner.dead:
-                    report.problems.append(f"cell {index + 1}: {runner.dead}")
-                    break
-            if runner.client.over:
-                report.problems.append(f"the notebook printed more than {output / 2**20:g} MB: "
-                                       "the rest of its output was dropped")
-            for ex in present:
-                was_dead = runner.dead
-                report.results[ex.id] = _run_check(runner, ex, name, key, output)
-                if runner.dead and not was_dead:
-                    report.problems.append(f"while checking {ex.id}: {runner.dead}")
-    except RuntimeError as err:  # the kernel could not start at all
-        report.problems.append(f"the kernel failed: {err} (is --memory too small?)")
+        with open("/proc/self/status") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+    except (OSError, StopIteration, ValueError):
+        used = 0
+    resource.setrlimit(resource.RLIMIT_DATA, (used + memory, used + memory))
+    return wire
+_fcconv_grader = _fcconv_setup({WIRE_SOURCE!r}, {modules!r}, {memory})
+del _fcconv_setup"""
 
 
-def _run_check(runner: _Runner, ex: Exercise, name: str, key: bytes, output: int):
-    """One check, under the output cap too (a thread of the learner's may still be printing)."""
-    if runner.dead:
-        return "error", f"not checked: {runner.dead}"
-    runner.client.kept, runner.client.over = 0, False
-    cell = runner.run(_check_code(ex, name))
-    verdict = cell and _read_verdict(cell, ex, key)
-    if verdict:
-        return verdict
-    if runner.client.over:
-        why = f"output cap exceeded (more than {output / 2**20:g} MB printed while checking)"
+def judge(prepared: Prepared, result: dict) -> Report:
+    """The report of a notebook, from what its grading process sent back: every verdict is
+    computed here, from the plans this process kept."""
+    report = prepared.report
+    problems = result.get("problems") if isinstance(result, dict) else None
+    replies = result.get("replies") if isinstance(result, dict) else None
+    if not isinstance(problems, list) or not isinstance(replies, dict):
+        report.problems.append("the grading process sent back no result")
+        problems, replies = [], {}
+    report.problems += [sandbox.clean(p) for p in problems[:200]]
+    for ex, (check, plan, forbidden) in prepared.plans.items():
+        entry = replies.get(ex)
+        if not isinstance(entry, dict) or not ("reply" in entry or "error" in entry):
+            report.results[ex] = ("error", "not checked: no reply from the kernel")
+        elif "error" in entry:
+            report.results[ex] = ("error", sandbox.clean(entry["error"]))
+        else:
+            verdict = check.judge(plan, entry["reply"])
+            if forbidden and verdict.status in ("correct", "wrong"):
+                verdict = core.Verdict(ex, "wrong", core.forbidden_call(forbidden[0]))
+            report.results[ex] = (verdict.status, verdict.message)
+    return report
+
+
+# --------------------------------------------------------------------------- what the grader reads
+
+class Watch:
+    """Files this grader reads, whole trees with new files too: the fcconv package, exercises/,
+    and Python's startup hooks (*.pth, sitecustomize, usercustomize). ``restore`` puts back
+    whatever changed since the start, and names it."""
+
+    def __init__(self, install: bool = False):
+        self.trees = [LIBRARY]
+        try:
+            self.trees.append(course_dir() / "exercises")
+        except FileNotFoundError:
+            pass
+        self.hook_dirs = [Path(d) for d in {*site.getsitepackages(), site.getusersitepackages(),
+                                            *site.getsitepackages([sys.base_prefix])}
+                          if Path(d).is_dir()]
+        self.before = self._scan()
+        self.library = self._library()
+        self.site = self._site()
+        self.install = _install_signature() if install else None
+
+    def install_changed(self) -> list[str]:
+        """Files of the Python installation (venv and base) changed since the start, found by
+        their status-change times, which no user can set back; [] when not watched."""
+        if self.install is None:
+            return []
+        now = _install_signature()
+        return sorted(p for p in {*now, *self.install} if now.get(p) != self.install.get(p))
+
+    def _entries(self):
+        for root in self.trees:
+            for folder, dirs, files in os.walk(root, followlinks=False):
+                for name in dirs + files:
+                    yield Path(folder) / name
+        for d in self.hook_dirs:
+            for p in d.iterdir():
+                if p.suffix == ".pth" or p.stem in ("sitecustomize", "usercustomize"):
+                    yield p
+
+    def _scan(self) -> dict[Path, tuple]:
+        """path -> (kind, content, mode); the modification times on the side (``self.mtimes``)."""
+        out, self.mtimes = {}, {}
+        for p in self._entries():
+            try:
+                info = os.lstat(p)
+                if stat.S_ISLNK(info.st_mode):
+                    out[p] = ("link", os.readlink(p), 0)
+                elif stat.S_ISDIR(info.st_mode):
+                    out[p] = ("dir", None, stat.S_IMODE(info.st_mode))
+                elif stat.S_ISREG(info.st_mode):
+                    out[p] = ("file", p.read_bytes(), stat.S_IMODE(info.st_mode))
+                    self.mtimes[p] = info.st_mtime_ns
+                else:
+                    out[p] = ("other", None, 0)
+            except OSError:
+                pass
+        return out
+
+    def _site(self) -> dict:
+        """What a kernel's start-up uses instead of Python's site set-up: this Python's prefixes
+        and each site-packages folder on its path, with its .pth files' text as they were
+        before any kernel ran."""
+        folders = [str(p) for p in sys.path if p and Path(p).is_dir() and
+                   Path(p).resolve() in {d.resolve() for d in self.hook_dirs}]
+        return {"prefix": sys.prefix, "exec_prefix": sys.exec_prefix, "folders": [
+            (f, [content.decode("utf-8", "replace") for p, (kind, content, _) in
+                 sorted(self.before.items()) if kind == "file" and p.suffix == ".pth" and
+                 p.parent == Path(f)]) for f in dict.fromkeys(folders)]}
+
+    def _library(self) -> dict[str, tuple[bytes, int]]:
+        """The fcconv package as it was before any kernel ran: {relative path: (bytes, mtime)}."""
+        return {str(p.relative_to(LIBRARY)): (content, self.mtimes[p])
+                for p, (kind, content, _) in self.before.items()
+                if kind == "file" and p.is_relative_to(LIBRARY)}
+
+    def restore(self) -> list[str]:
+        now = self._scan()
+        changed = sorted(p for p in {*now, *self.before} if now.get(p) != self.before.get(p))
+        for p in sorted(changed, key=lambda p: len(p.parts), reverse=True):  # new files first
+            if p not in self.before:
+                try:
+                    sandbox.remove(p) if now[p][0] == "dir" else p.unlink()
+                except OSError:
+                    pass
+        for p in sorted(changed, key=lambda p: len(p.parts)):  # then folders, then their files
+            kind, content, mode = self.before.get(p, (None, None, 0))
+            try:
+                if kind == "dir":
+                    p.mkdir(exist_ok=True)
+                    os.chmod(p, mode)
+                elif kind == "file":
+                    if p.is_symlink() or p.is_dir():
+                        sandbox.remove(p) if p.is_dir() else p.unlink()
+                    p.write_bytes(content)
+                    os.chmod(p, mode)
+                elif kind == "link":
+                    if p.exists() or p.is_symlink():
+                        p.unlink()
+                    os.symlink(content, p)
+            except OSError:
+                pass
+        return [str(p) for p in changed]
+
+
+def _install_signature() -> dict[str, tuple]:
+    """(inode, size, mtime, ctime) of every file of the Python installation this runs on."""
+    out = {}
+    for root in dict.fromkeys([sys.prefix, sys.base_prefix]):
+        for folder, _, files in os.walk(root):
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                out[path] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+
+def readonly_paths() -> list[Path]:
+    """What a kernel sees read-only where namespaces allow it: the Python installation (venv
+    and base), the fcconv package, the course folder and the grading user's home; never a
+    folder that holds the temporary folders the kernels work in."""
+    paths = [Path(sys.prefix), Path(sys.base_prefix), LIBRARY, Path(os.path.expanduser("~"))]
+    try:
+        paths.append(course_dir())
+    except FileNotFoundError:
+        pass
+    try:
+        import pwd
+
+        paths.append(Path(pwd.getpwuid(os.getuid()).pw_dir))
+    except (ImportError, KeyError):
+        pass
+    tmp = Path(tempfile.gettempdir()).resolve()
+    found = {p.resolve() for p in paths if p.is_dir()}
+    found = {p for p in found if p != Path("/") and not tmp.is_relative_to(p)
+             and not p.is_relative_to(tmp)}
+    return sorted(p for p in found if not any(p != q and p.is_relative_to(q) for q in found))
+
+
+def grade_notebook(path: str | Path, cell_timeout: int = 60, memory_gb: float = 4.0,
+                   output_mb: float = 10.0, deadline: float = 600) -> Report:
+    """Grade one notebook (see ``grade_all``)."""
+    return next(grade_all([path], cell_timeout, memory_gb, output_mb, 1, deadline))
+
+
+def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
+              output_mb: float = 10.0, jobs: int = 1, deadline: float = 600, isolate=None):
+    """Reports for every notebook, in the order given (a generator), ``jobs`` graded at once.
+
+    isolate: True, False, or None (namespaces where the system allows them; see sandbox). Where
+    kernels cannot be isolated, one notebook is graded at a time whatever ``jobs`` says: a kernel
+    running as this user beside another could reach it."""
+    check_options(cell_timeout, memory_gb, output_mb, jobs, deadline)
+    limits = dict(cell_timeout=cell_timeout, memory_gb=memory_gb, output_mb=output_mb,
+                  deadline=deadline)
+    prefix, why = sandbox.isolation(readonly_paths()) if isolate in (None, True) else (None, "")
+    if isolate and prefix is None:
+        raise RuntimeError(f"kernels cannot be isolated here: {why}")
+    jobs = jobs if prefix is not None else 1
+    readonly = prefix is not None and prefix[1] is not None  # the installation is read-only to kernels
+    watch = Watch(install=not readonly)
+    preps = [prepare(p, limits, prefix, watch) for p in paths]  # all read before any kernel
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["fcconv.course.sandbox"])
+    forkserver.ensure_running()
+    keep = set(sandbox.children(os.getpid()))  # this process's own children: never ended here
+    sandbox.become_subreaper()
+    sandbox.not_traceable()  # (a kernel without namespaces runs as this user)
+    running, done, started, given, stop = {}, {}, 0, 0, None
+    suspects: dict[int, list] = {}  # notebooks running when a watched file was found changed
+    try:
+        while given < len(preps):
+            while started < len(preps) and len(running) < jobs:
+                if stop:
+                    preps[started].report.problems.append(stop)
+                    done[started] = _unchecked(preps[started])
+                else:
+                    running.update(_start(ctx, started, preps[started], done))
+                started += 1
+            ready = wait(list(running), timeout=1) if running else []
+            now, table = time.monotonic(), sandbox.process_table()
+            for conn, (i, proc, end) in list(running.items()):
+                stopped = table.get(proc.pid, (0, "?"))[1] in ("T", "t")
+                if conn not in ready and now < end and not stopped:
+                    continue
+                del running[conn]
+                done[i] = _finish(conn, proc, preps[i], conn not in ready, stopped)
+                sandbox.end_descendants(skip=keep | {p.pid for _, p, _ in running.values()})
+                _remove_folder(preps[i])
+                changed = watch.restore()
+                if changed:  # done by this notebook or by one graded beside it: name them all
+                    note = ("a notebook graded now changed files the grader reads (restored): "
+                            + ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else ""))
+                    for j in [i, *(k for k, _, _ in running.values())]:
+                        suspects.setdefault(j, []).append(note)
+                installed = watch.install_changed()
+                if installed and not stop:  # kernels started from now on would run that code
+                    stop = ("not graded: a notebook graded before it changed the Python "
+                            f"installation ({', '.join(installed[:3])}): reinstall it (make venv) "
+                            "and grade the rest again")
+                    for j in [i, *(k for k, _, _ in running.values())]:
+                        suspects.setdefault(j, []).append(
+                            f"a notebook graded now changed the Python installation: "
+                            f"{', '.join(installed[:3])}")
+                done[i].problems += suspects.pop(i, [])
+            while given in done:
+                yield done.pop(given)
+                given += 1
+    finally:
+        for _, proc, _ in running.values():  # the consumer stopped early: stop what is left
+            proc.kill()
+            proc.join()
+        sandbox.end_descendants(skip=keep)
+        for prep in preps:
+            _remove_folder(prep)
+        sandbox.stop_being_subreaper()
+        sandbox.not_traceable(False)
+
+
+def _start(ctx, i: int, prep: Prepared, done: dict) -> dict:
+    """Start grading one notebook in a process of its own; {reader: (i, process, hard end)},
+    or {} with its report in ``done`` when there is nothing to run or no process could start."""
+    job = prep.job
+    if job is None:
+        done[i] = prep.report
+        return {}
+    hard_end = time.monotonic() + SETUP_TIMEOUT + 180 + job.deadline + \
+        len(job.checks) * (job.check_timeout + 15) + 60
+    reader, writer = ctx.Pipe(duplex=False)
+    try:
+        prep.job = job = dataclasses.replace(job, folder=tempfile.mkdtemp(prefix="fcconv-grade-"))
+        proc = ctx.Process(target=sandbox.run, args=(job, writer), daemon=True)
+        proc.start()
+    except Exception as err:
+        reader.close()
+        prep.report.problems.append(f"could not start a grading process: {sandbox.clean(err)}")
+        done[i] = _unchecked(prep)
+        return {}
+    finally:
+        writer.close()  # the child holds its own end: its death is an EOF here
+    return {reader: (i, proc, hard_end)}
+
+
+def _finish(conn, proc, prep: Prepared, timed_out: bool, stopped: bool) -> Report:
+    """The report of a notebook whose grading process answered, died, was stopped, or ran out
+    of time."""
+    result = None
+    if stopped:
+        prep.report.problems.append("the grading process was stopped (SIGSTOP from the "
+                                    "notebook?) and was ended")
+    elif timed_out:
+        prep.report.problems.append("the grading process ran past its time and was ended (a "
+                                    "stuck kernel?)")
     else:
-        why = _error_text(cell or {}) or runner.dead or "no verdict"
-    return "error", f"the check did not finish: {why}"
+        try:
+            result = json.loads(conn.recv_bytes(RESULT_CAP))
+        except EOFError:  # the process died before it could answer
+            prep.report.problems.append("the grading process died (did the notebook kill its "
+                                        "kernel's parent?)")
+        except Exception as err:  # too long, or not JSON
+            prep.report.problems.append(f"the grading process's answer could not be read "
+                                        f"({type(err).__name__})")
+    conn.close()
+    if proc.is_alive():
+        proc.kill()
+    proc.join()
+    return judge(prep, result) if result is not None else _unchecked(prep)
 
+
+def _remove_folder(prep: Prepared) -> None:
+    """The notebook's folder, once every process that could write in it is gone."""
+    if prep.job is not None and prep.job.folder:
+        sandbox.remove(Path(prep.job.folder))
+
+
+def _unchecked(prep: Prepared) -> Report:
+    """Every exercise of a notebook whose grading process is gone scores 0, and says why."""
+    why = prep.report.problems[-1] if prep.report.problems else "not checked"
+    for ex in prep.plans:
+        prep.report.results[ex] = ("error", f"not checked: {why}")
+    return prep.report
+
+
+# --------------------------------------------------------------------------- reports
 
 def format_report(r: Report) -> str:
     lines = [f"{r.path}"]
@@ -410,129 +709,56 @@ def format_report(r: Report) -> str:
     return "\n".join(lines)
 
 
+def _cell(value) -> str:
+    """A CSV field that a spreadsheet will not read as a formula."""
+    text = str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_csv(reports: list[Report], path: str | Path) -> None:
     """One row per notebook: student (its folder), notebook, a column per exercise (1 or 0),
-    total, out of, problems — ready to paste into a gradebook."""
+    total, out of, problems — ready to paste into a gradebook. Written to a temporary file in
+    the same folder, then moved over the target in one step."""
     ids = sorted({ex for r in reports for ex in r.results})
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["student", "notebook", *ids, "total", "out_of", "problems"])
-        for r in reports:
-            notes = [f"{ex} {s}: {m}" for ex, (s, m) in sorted(r.results.items())
-                     if s not in ("correct", "wrong", "not attempted")] + r.problems
-            w.writerow([r.path.parent.name, r.path.name,
-                        *[int(r.results[ex][0] == "correct") if ex in r.results else "" for ex in ids],
-                        r.score, len(r.results), "; ".join(notes)])
-
-
-def _unchecked(sub: Submission, why: str) -> Report:
-    """The report of a notebook whose grading process is gone: every exercise 0, and why."""
-    report = Report(sub.path, problems=[why])
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["student", "notebook", *ids, "total", "out_of", "problems"])
+    for r in reports:
+        notes = [f"{ex} {s}: {m}" for ex, (s, m) in sorted(r.results.items())
+                 if s not in ("correct", "wrong", "not attempted")] + r.problems
+        w.writerow([_cell(r.path.parent.name), _cell(r.path.name),
+                    *[int(r.results[ex][0] == "correct") if ex in r.results else "" for ex in ids],
+                    r.score, len(r.results), _cell("; ".join(notes))])
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fcconv-csv-", suffix=".csv")
     try:
-        for ex in reference_exercises(nbformat.reads(sub.reference, as_version=4)):
-            report.results[ex.id] = ("error", f"not checked: {why}")
-    except Exception:  # no reference: the problem line says enough
-        pass
-    return report
-
-
-def _grade_in_child(conn, sub: Submission, limits: tuple) -> None:
-    conn.send(grade_submission(sub, *limits))
-    conn.close()
-
-
-def _library_snapshot() -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in sorted(LIBRARY.rglob("*.py"))}
-
-
-def _restore(snapshot: dict[Path, bytes]) -> list[str]:
-    """Put back any library file a notebook changed on disk; their names."""
-    changed = [p for p, text in snapshot.items() if not p.exists() or p.read_bytes() != text]
-    for p in changed:
-        p.write_bytes(snapshot[p])
-    return [str(p.relative_to(LIBRARY.parent)) for p in changed]
-
-
-def grade_all(paths: list[str | Path], cell_timeout: int = 60, memory_gb: float = 4.0,
-              output_mb: float = 10.0, jobs: int = 1):
-    """Reports for every notebook, in the order given (a generator), ``jobs`` graded at once.
-
-    Every file is read before the first kernel starts. Each notebook is graded in a process of
-    its own (the parent of its kernel), so a kernel that kills its parent loses that notebook's
-    marks only: "grading process died", and the run goes on."""
-    if cell_timeout <= 0:
-        raise ValueError(f"the time limit per cell must be positive; got {cell_timeout}")
-    checks = CHECKS_FILE.read_text(encoding="utf-8")
-    subs = [load(p, checks=checks) for p in paths]
-    snapshot = _library_snapshot()
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["fcconv.course.grade"])  # each child forks with the imports done
-    running, done, started, given = {}, {}, 0, 0
-    suspects: dict[int, str] = {}  # notebooks running when a grader file was found changed
-    try:
-        while given < len(subs):
-            while started < len(subs) and len(running) < jobs:
-                running.update(_start(ctx, started, subs[started],
-                                      (cell_timeout, memory_gb, output_mb), done))
-                started += 1
-            for conn in wait(list(running)) if running else []:
-                i, proc = running.pop(conn)
-                try:
-                    done[i] = conn.recv()
-                except Exception:  # EOF: the process died before it could answer
-                    done[i] = _unchecked(subs[i], "the grading process died (did the notebook "
-                                                  "kill its kernel's parent?)")
-                conn.close()
-                proc.join()
-                changed = _restore(snapshot)
-                if changed:  # done by this notebook or by one graded beside it: name them all
-                    note = ("a notebook graded now changed the grader's files on disk "
-                            f"(restored): {', '.join(changed)}")
-                    for j in [i, *(k for k, _ in running.values())]:
-                        suspects.setdefault(j, note)
-                if i in suspects:
-                    done[i].problems.append(suspects.pop(i))
-            while given in done:
-                yield done.pop(given)
-                given += 1
-    finally:
-        for _, proc in running.values():  # the consumer stopped early: stop what is left
-            proc.kill()
-            proc.join()
-
-
-def _start(ctx, i: int, sub: Submission, limits: tuple, done: dict) -> dict:
-    """Start grading one notebook in a child process; {reader: (i, process)}, or {} with its
-    report in ``done`` when no process could be started."""
-    reader, writer = ctx.Pipe(duplex=False)
-    try:
-        proc = ctx.Process(target=_grade_in_child, args=(writer, sub, limits))
-        proc.start()
-    except Exception as err:
-        reader.close()
-        done[i] = _unchecked(sub, f"could not start a grading process: {err}")
-        return {}
-    finally:
-        writer.close()  # the child holds its own end: its death is an EOF here
-    return {reader: (i, proc)}
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(out.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, output_mb: float = 10.0,
-         csv_path: str | None = None, jobs: int = 1) -> int:
+         csv_path: str | None = None, jobs: int = 1, deadline: float = 600) -> int:
     """Grade every notebook (one fresh kernel each, ``jobs`` at a time); print reports and the
-    total; write the CSV as reports arrive. 0 only when every exercise of every notebook is
+    total; write the CSV once, at the end. 0 only when every exercise of every notebook is
     correct."""
-    limits = (("--timeout", cell_timeout), ("--memory", memory_gb), ("--max-output", output_mb),
-              ("--jobs", jobs))
-    for name, value in limits:
-        if not value > 0:
-            raise ValueError(f"{name} must be positive; got {value}")
+    check_options(cell_timeout, memory_gb, output_mb, jobs, deadline)
+    if csv_path:
+        check_csv(csv_path)
+    prefix, why = sandbox.isolation(readonly_paths())
+    if prefix is None:
+        print(f"note: kernels run without their own namespaces here ({why}): one notebook at a "
+              "time, and a notebook could still signal the grader itself; see docs/instructor.md",
+              file=sys.stderr)
+    elif why:
+        print(f"note: {why}; see docs/instructor.md", file=sys.stderr)
     reports = []
-    for report in grade_all(paths, cell_timeout, memory_gb, output_mb, jobs):
+    for report in grade_all(paths, cell_timeout, memory_gb, output_mb, jobs, deadline):
         reports.append(report)
         print(format_report(report), flush=True)
-        if csv_path:  # rewritten after each notebook: a run cut short keeps what was graded
-            write_csv(reports, csv_path)
     score = sum(r.score for r in reports)
     total = sum(len(r.results) for r in reports)
     print(f"total {score}/{total} ({100 * score / total if total else 0:.0f}%)")

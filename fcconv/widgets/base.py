@@ -207,6 +207,23 @@ PAGE_HTML = """<style>
 </script>"""
 
 
+# A control's label gets a fixed 80 px by default: longer ones are cut ("window si...").
+SHORT_LABEL = 9  # characters that fit in it
+
+
+def fit_labels(box: widgets.Widget) -> None:
+    """Give every control under ``box`` whose label is longer than ``SHORT_LABEL`` the width
+    its label needs, and buttons the width of their text, so that no label is cut."""
+    children = getattr(box, "children", ())
+    for child in children:
+        fit_labels(child)
+    text = getattr(box, "description", "") or ""
+    if isinstance(box, (widgets.Button, widgets.ToggleButton)):
+        box.layout.width = box.layout.width or "auto"
+    elif len(text) > SHORT_LABEL and hasattr(box.style, "description_width"):
+        box.style.description_width = "initial"
+
+
 class Explorer:
     """An explorer shows ``self.box`` (its controls and outputs) when it is a cell's result."""
 
@@ -215,6 +232,7 @@ class Explorer:
     def _ipython_display_(self):
         from IPython.display import display
 
+        fit_labels(self.box)
         bundle = self.box._repr_mimebundle_()
         bundle["text/plain"] = REOPEN_NOTE  # what a view without the widget manager shows
         display(bundle, raw=True)

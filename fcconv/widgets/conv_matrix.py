@@ -67,7 +67,7 @@ class ConvMatrixExplorer(Explorer):
         if key not in self._shown:
             v = conv_matrix_view(size, kernel, stride, padding)
             self._fig = plots.conv_matrix_picture(v["matrix"], fig=self._fig)  # reused
-            png = figure_png(self._fig, dpi=72,
+            png = figure_png(self._fig, dpi=90,
                              margins={"left": 0.75, "right": 0.15, "bottom": 0.55,
                                       "top": 0.3})  # inches
             self._shown[key] = (view_html(v), png, describe(v, kernel, stride, padding))

@@ -79,13 +79,14 @@ class DigitDetectorExplorer(Explorer):
         ``LiveFigure``); later calls swap the two images' data and redraw only them and the
         boxes."""
         if self._live is None:
-            self._live = LiveFigure(plots.digits_canvas(v["canvas"].image, heat=v["heat"],
-                                                        jump=v["jump"]), dpi=90)
+            self._live = LiveFigure(plots.digits_canvas(
+                v["canvas"].image, heat=v["heat"], jump=v["jump"],
+                caption="dashed blue: true boxes, orange: detections"), dpi=90)
             self._live.changing(*self._live.fig.axes[0].images)
         ax = self._live.fig.axes[0]
         photo, heat = ax.images
         photo.set_data(v["canvas"].image)
-        heat.set_data(v["heat"])
+        heat.set_data(plots.probability_rgba(v["heat"]))
         self._live.forget(*ax.patches, *ax.texts)
         plots.digits_boxes(ax, truth, v["detections"])
         for artist in [*ax.patches, *ax.texts]:

@@ -13,6 +13,7 @@ import time
 import ipywidgets as widgets
 import torch
 
+from ..course.detect import one_thread
 from ..formulas import score_map_side
 from ..shapes import human_macs, receptive_field, trace
 from ..torch_ops import sliding_windows
@@ -57,16 +58,104 @@ def cost_at(model, fcn, window: int, channels: int, size: int, measure: bool = T
     if measure and windows > 1:
         dtype = next(model.parameters()).dtype
         image = torch.randn(1, channels, size, size, dtype=dtype)
-        threads = torch.get_num_threads()
         # One thread: on a machine whose cores are busy with other programs, threads that wait
         # for each other at every layer made small dense passes up to 100x slower than the work.
-        torch.set_num_threads(1)
-        try:
+        with one_thread():
             r["dense_ms"], r["crops_ms"] = paired_median_ms(
                 lambda: fcn(image), lambda: sliding_windows(model, image, window, jump, 256))
-        finally:
-            torch.set_num_threads(threads)
     return r
+
+
+def minor_page_faults() -> int | None:
+    """Minor page faults of this process so far: each is the operating system handing over one
+    fresh page of memory (4 KB on most systems) at its first write. None where the OS does not
+    count them."""
+    try:
+        import resource
+    except ImportError:  # Windows has no getrusage
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+@torch.no_grad()
+def layer_costs(runs: dict, repeats: int = 3) -> dict[str, list[dict]]:
+    """Every top-level layer timed inside real forward passes, one thread, for several runs.
+
+    runs: label -> (model, x (N, C, H, W)). The runs take turns, pass by pass (a warm-up round,
+    then ``repeats`` rounds), so a burst of load on a shared machine hits every run alike.
+    Returns label -> one dict per layer: ``name``, ``kind``, ``ms`` and ``faults`` (minor page
+    faults; None where the OS does not count them) of that layer in one pass, medians over the
+    rounds; ``macs`` (from trace, times N; 0 for ReLU, pooling, flatten) and ``numbers`` (how
+    many numbers the layer writes), for the whole batch.
+    """
+    seen = {label: {} for label in runs}   # label -> layer name -> [(ms, faults, numbers)]
+    now = {"label": None}                  # the run whose pass is going on (a model may be in two)
+    start = {}
+
+    def before(name):
+        return lambda *_: start.__setitem__(name, (time.perf_counter(), minor_page_faults()))
+
+    def after(name):
+        def hook(_module, _inputs, out):
+            t1, f1 = time.perf_counter(), minor_page_faults()
+            t0, f0 = start[name]
+            seen[now["label"]].setdefault(name, []).append(
+                (1e3 * (t1 - t0), None if f0 is None else f1 - f0, out.numel()))
+        return hook
+
+    models = {id(m): m for m, _ in runs.values()}
+    handles = [h for m in models.values() for name, layer in m.named_children()
+               for h in (layer.register_forward_pre_hook(before(name)),
+                         layer.register_forward_hook(after(name)))]
+    try:
+        with one_thread():
+            for _ in range(repeats + 1):
+                for label, (model, x) in runs.items():
+                    now["label"] = label
+                    model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {label: _layer_rows(model, x, seen[label]) for label, (model, x) in runs.items()}
+
+
+def _layer_rows(model, x, seen: dict) -> list[dict]:
+    """``layer_costs``'s rows of one run from what its hooks saw (the first round: warm-up)."""
+    macs = {row.name: row.macs * x.shape[0] for row in trace(model, tuple(x.shape[1:]))}
+    rows = []
+    for name, layer in model.named_children():
+        kept = seen[name][1:]
+        faults = [f for _, f, _ in kept]
+        rows.append({"name": name, "kind": type(layer).__name__, "macs": macs.get(name, 0),
+                     "ms": statistics.median(t for t, _, _ in kept), "numbers": kept[0][2],
+                     "faults": None if None in faults else statistics.median(faults)})
+    return rows
+
+
+def layer_costs_html(runs: dict[str, list[dict]]) -> str:
+    """``layer_costs`` of several runs (by label) side by side, matched by layer name: per layer,
+    nanoseconds per MAC (convs, linear) or per number written (ReLU, pooling), and page faults
+    per pass. A layer one run lacks (the Flatten of a convolutionalized net) shows a dash."""
+    names = list(dict.fromkeys(row["name"] for rows in runs.values() for row in rows))
+    by_name = {label: {row["name"]: row for row in rows} for label, rows in runs.items()}
+    head = "".join(f"<th>{label}</th>" for label in runs)
+    body = []
+    for name in sorted(names, key=lambda n: (int(n) if n.isdigit() else 0, n)):
+        any_row = next(rows[name] for rows in by_name.values() if name in rows)
+        cells = []
+        for rows in by_name.values():
+            row = rows.get(name)
+            if row is None:
+                cells.append("<td>&mdash;</td>")
+                continue
+            ns = 1e6 * row["ms"] / max(row["macs"] or row["numbers"], 1)
+            faults = "" if row["faults"] is None else f"; {row['faults']:,.0f} faults"
+            cells.append(f"<td>{ns:.3f}{faults}</td>")
+        unit = "MAC" if any_row["macs"] else "number"
+        kinds = "/".join(dict.fromkeys(rows[name]["kind"] for rows in by_name.values()
+                                       if name in rows))
+        body.append(f"<tr><td>{name} {kinds}</td><td>ns per {unit}</td>{''.join(cells)}</tr>")
+    return f"<table><tr><th>layer</th><th>unit</th>{head}</tr>{''.join(body)}</table>"
 
 
 def cost_html(r: dict) -> str:

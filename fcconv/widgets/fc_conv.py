@@ -73,6 +73,8 @@ class MatrixPicture:
         for ax in (left, right):
             ax.set_xticks([])
             ax.set_yticks([])
+        for spine in right.spines.values():  # no frame: it would cross the filter labels
+            spine.set_visible(False)
         self.live = LiveFigure(fig)
         self.xlabel = left.text(0.5, -0.06, "", ha="center", va="top", transform=left.transAxes)
         self.title = right.text(0.5, 1.08, "", ha="center", va="bottom", fontsize=9,
@@ -109,9 +111,10 @@ def describe(r: dict) -> str:
     """The picture of ``fc_vs_conv``'s result in words (its alt text)."""
     k, n = r["weight"].shape
     c, h, w = r["filters"].shape[1:]
+    low, high = plots.scale_ends(plots.DIVERGING)
     return (f"Left: the FC weight matrix, {k} rows (neurons) by {n} columns (inputs). Right: the "
             f"same numbers as {k} filters of {c} channels, each {h}x{w}; colour is the weight "
-            f"(purple negative, orange positive).")
+            f"({low} negative, white zero, {high} positive).")
 
 
 class FCvsConvExplorer(Explorer):

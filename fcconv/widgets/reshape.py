@@ -87,7 +87,7 @@ class WeightRowExplorer(Explorer):
             limit = max(float(self.weight.max()), -float(self.weight.min())) or 1.0
             for o in ("chw", "hwc"):
                 fig, parts = plots.row_into_cube_parts(self.in_shape, o, limit)
-                fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.92)
+                fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.92)
                 live = LiveFigure(fig)
                 live.changing(*plots.draw_row(parts, row, channel))
                 live.png()  # draws the background now

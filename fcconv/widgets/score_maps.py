@@ -32,20 +32,28 @@ def cell_view(level: faces.Level, cell) -> dict:
 
 
 def overlay(image: np.ndarray, level: faces.Level) -> np.ndarray:
-    """The grey photo (H, W) with the level's face probabilities painted (viridis, 55%) over the
-    part of the photo nearest each window's centre: (H, W, 3) uint8."""
-    import matplotlib
+    """The grey photo (H, W) with the level's face probabilities painted (``plots.probability_rgba``:
+    viridis, clear at 0) over the part of the photo nearest each window's centre: (H, W, 3) uint8."""
+    return paint(image, level.probs.numpy(), level.scale, faces.WINDOW, faces.JUMP)
 
-    rows, cols = level.probs.shape
-    sy, sx = level.scale
-    half = faces.WINDOW / 2 - faces.JUMP / 2
-    r = np.floor((np.arange(image.shape[0]) * sy - half) / faces.JUMP).astype(int)
-    c = np.floor((np.arange(image.shape[1]) * sx - half) / faces.JUMP).astype(int)
+
+def paint(image: np.ndarray, probs: np.ndarray, scale, window: int, jump: int) -> np.ndarray:
+    """A photo, grey (H, W) or RGB (H, W, 3), floats in [0, 1] or uint8, with a map of
+    probabilities (rows, cols) painted (``plots.probability_rgba``: viridis, clear at 0) where
+    each cell's window is centred; the map was computed on the photo resized by ``scale`` =
+    (sy, sx), cells ``jump`` px apart, each a ``window`` px square there: (H, W, 3) uint8."""
+    rows, cols = probs.shape
+    sy, sx = scale
+    half = window / 2 - jump / 2
+    r = np.floor((np.arange(image.shape[0]) * sy - half) / jump).astype(int)
+    c = np.floor((np.arange(image.shape[1]) * sx - half) / jump).astype(int)
     inside = ((r >= 0) & (r < rows))[:, None] & ((c >= 0) & (c < cols))[None, :]
-    heat = level.probs.numpy()[r.clip(0, rows - 1)][:, c.clip(0, cols - 1)]
-    colour = matplotlib.colormaps[plots.SEQUENTIAL](heat)[..., :3]
-    grey = np.repeat(image[..., None], 3, axis=2)
-    mixed = np.where(inside[..., None], 0.45 * grey + 0.55 * colour, grey)
+    heat = probs[r.clip(0, rows - 1)][:, c.clip(0, cols - 1)]
+    rgba = plots.probability_rgba(heat)
+    alpha = np.where(inside, rgba[..., 3], 0)[..., None]   # the photo shows where nothing fires
+    photo = image / 255.0 if image.dtype == np.uint8 else image
+    base = photo if photo.ndim == 3 else np.repeat(photo[..., None], 3, axis=2)
+    mixed = (1 - alpha) * base + alpha * rgba[..., :3]
     return (mixed * 255).round().astype(np.uint8)
 
 
@@ -71,7 +79,7 @@ def cell_html(level: faces.Level, view: dict, cell) -> str:
             f"scale {sy:.3f}): window x {x0}–{x1}, y {y0}–{y1} in the photo; "
             f"<b>P(face) = {view['p']:.3f}</b>; IoU with the marked face {view['iou']:.2f}. "
             "Orange: this window; blue: the marked face; colour: P(face) of the window centred "
-            "there, purple 0 to yellow 1.</p>")
+            "there, clear at 0, more opaque and from purple to yellow towards 1.</p>")
 
 
 class FaceMapExplorer(Explorer):
@@ -116,7 +124,8 @@ class FaceMapExplorer(Explorer):
         x0, y0, x1, y1 = view["box"]
         show_png(self.out, boxes_png(self._cache[lv.side][1], view["box"], faces.FACE_BOX),
                  alt=f"The photo in grey with the face probability of every {lv.side}-pixel "
-                     f"window painted over it (purple 0 to yellow 1); the window of cell {cell}, "
+                     f"window painted over it (clear at 0, purple to yellow towards 1); the "
+                     f"window of cell {cell}, "
                      f"x {x0} to {x1}, y {y0} to {y1}, is outlined in orange, probability "
                      f"{view['p']:.3f}; the marked face is outlined in blue.")
         show_html(self.text, cell_html(lv, view, cell))

@@ -27,16 +27,17 @@ def _picture():
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    fig, ax = plt.subplots(figsize=(6, 2.4))
+    fig, ax = plt.subplots(figsize=(6, 2.7))
     ax.plot(SIGNAL, "o-", color="#0072B2", label="input signal")
     window = ax.add_patch(Rectangle((-0.4, -1.3), len(KERNEL) - 0.2, 2.6, color="#E69F00",
                                     alpha=0.3, label="kernel window at 0"))
-    done, = ax.plot([], [], "s-", color="#D55E00", label="output so far")
+    done, = ax.plot([], [], "s-", color="#009E73", label="output so far")
     ax.set_xlabel("position")
     ax.set_ylabel("value")
     ax.set_xlim(-0.8, len(SIGNAL) - 0.2)
     ax.set_ylim(-1.3, 1.3)
-    legend = ax.legend(loc="lower left", fontsize=7, ncol=3)
+    # above the axes: inside, it would hide the signal's trough
+    legend = ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=8, ncol=3, frameon=False)
     fig.tight_layout()
     live = LiveFigure(fig)
     live.changing(window, done, legend)

@@ -17,7 +17,7 @@ from ..torch_ops import convolutionalize
 from .base import Explorer, figure_png, never_raise, show_html, show_message, show_png
 
 # Fixed layouts: measuring a tight box would draw each picture twice per slider move.
-VOLUME_MARGINS = {"left": 0.05, "right": 0.05, "bottom": 0.05, "top": 0.3}  # inches
+VOLUME_MARGINS = {"left": 0.05, "right": 0.05, "bottom": 0.05, "top": 0.55}  # inches
 SLIDE_MARGINS = {"left": 0.6, "right": 0.15, "bottom": 0.75, "top": 0.05}
 
 
@@ -79,7 +79,7 @@ class ShapesExplorer(Explorer):
         self.size.observe(lambda c: setattr(self.entry, "value", c["new"]), names="value")
         self.entry.observe(self._typed, names="value")
         self.conv = widgets.ToggleButton(value=convolutionalized, description="convolutionalized",
-                                         icon="check")
+                                         layout=widgets.Layout(width="auto"))
         self.table, self.picture = widgets.Output(), widgets.Output()
         self.arch.observe(self._arch_changed, names="value")
         self.conv.observe(lambda _: self.update(), names="value")
@@ -101,6 +101,7 @@ class ShapesExplorer(Explorer):
 
     @never_raise("table", clear=("picture",))
     def update(self) -> None:
+        self.conv.icon = "check" if self.conv.value else ""  # the tick shows the state: on only
         t = shapes_view(self.arch.value, self.entry.value, self.conv.value)  # entry: any size
         show_html(self.table, t._repr_html_())
         show_png(self.picture, figure_png(plots.volume_stack(t), dpi=72, margins=VOLUME_MARGINS),
@@ -172,6 +173,6 @@ class Slide1DExplorer(Explorer):
         self.position.max = n - 1  # may clamp position, which calls update again
         args = (self.size.value, self.kernel.value, self.stride.value, self.padding.value,
                 min(self.position.value, n - 1))
-        show_png(self.out, figure_png(plots.sliding_1d(*args), dpi=80, margins=SLIDE_MARGINS),
+        show_png(self.out, figure_png(plots.sliding_1d(*args), dpi=110, margins=SLIDE_MARGINS),
                  describe_1d(*args, n))
         show_html(self.note, f"<p>{text}</p>")

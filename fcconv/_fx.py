@@ -1,0 +1,167 @@
+"""Following ``forward`` with torch.fx, and running a model on meta tensors (private).
+
+``symbolic_trace`` turns a model into a graph of calls (module calls, functions, tensor
+methods), with tensors passed by keyword moved to their place among the positional arguments,
+so that the walk reads every call the same way. ``run_on_meta`` runs a model for its shapes
+only: no data, no compute. ``where`` names a call and its line in ``forward`` for a message.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from pathlib import Path
+
+import torch
+from torch import fx, nn
+from torch.fx.operator_schemas import get_signature_for_torch_op
+
+from ._crop import CropToWindows
+
+Shape = tuple[int, ...]
+
+BATCH = 2  # the meta batch: 2, not 1, so BatchNorm in training mode accepts a 1x1 map
+
+_TORCH_DIR = str(Path(torch.__file__).parent)
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Meta stand-ins for every parameter and buffer: the model runs for shapes, not values.
+    One name per layer object and attribute: a layer called twice is listed once (swapping it
+    twice would put a stand-in back instead of the weight), a weight tied to two layers twice."""
+    state = {}
+    for prefix, module in model.named_modules():
+        for name, t in [*module.named_parameters(recurse=False),
+                        *module.named_buffers(recurse=False)]:
+            if t is not None:
+                state[f"{prefix}.{name}" if prefix else name] = torch.empty_like(t, device="meta")
+    return state
+
+
+def meta_twin(module: nn.Module) -> nn.Module:
+    """A shallow copy of a layer with meta stand-ins for its own weights: calling it costs no
+    swapping (functional_call takes milliseconds per call; a walk makes one call per node).
+    Only for a layer without sublayers; others go through ``call_on_meta``."""
+    twin = copy.copy(module)
+    twin._parameters = {k: None if v is None else torch.empty_like(v, device="meta")
+                        for k, v in module._parameters.items()}
+    twin._buffers = {k: None if v is None else torch.empty_like(v, device="meta")
+                     for k, v in module._buffers.items()}
+    return twin
+
+
+def call_on_meta(model: nn.Module, args, kwargs=None):
+    """model(*args) with its weights swapped for meta stand-ins, and put back after. Tying is
+    off: each layer's stand-in is given by name (PyTorch would refuse two values for one tied
+    weight)."""
+    return torch.func.functional_call(model, meta_state(model), tuple(args), kwargs or {},
+                                      tie_weights=False, strict=False)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter (float32 for none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def run_on_meta(model: nn.Module, input_shape: Shape, batch: int = BATCH):
+    """Run ``model`` on a meta tensor of ``(batch, *input_shape)``; returns the meta output.
+
+    Batch 2, not 1, so that BatchNorm in training mode accepts a 1x1 map.
+    """
+    x = torch.empty((batch, *input_shape), device="meta", dtype=model_dtype(model))
+    return call_on_meta(model, (x,))
+
+
+def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
+    """The model as an fx graph (``lines``: with each node's source line, for messages); a clear
+    error if fx cannot follow ``forward`` (data-dependent control flow, for instance).
+
+    Arguments of forward after the input that have defaults are taken as those constants.
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError("this is a torch.jit module (scripted or traced), which torch.fx cannot "
+                         "follow: pass the un-scripted nn.Module it was made from")
+    tracer = _Tracer()
+    tracer.record_stack_traces = lines
+    try:
+        graph = tracer.trace(model, concrete_args=_constant_arguments(model))
+    except Exception as err:  # fx raises many kinds; say what it means for the learner
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"fcconv follows forward() with torch.fx, which cannot trace this model "
+                         f"({first}); rewrite the data-dependent part of forward()") from None
+    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    if any([_keywords_to_positions(gm, node) for node in gm.graph.nodes]):
+        gm.recompile()
+    return gm
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, CropToWindows) or super().is_leaf_module(m, qualname)
+
+
+def _constant_arguments(model: nn.Module) -> dict | None:
+    """forward(self, x, k=2): k is the constant 2, not a second input (fx would make it one)."""
+    params = list(inspect.signature(model.forward).parameters.values())
+    extra = [p for p in params[1:] if p.kind in _POSITIONAL or p.kind == p.KEYWORD_ONLY]
+    needed = [p.name for p in extra if p.default is p.empty]
+    if needed:
+        raise ValueError(f"forward takes {', '.join(needed)} besides its input, with no default: "
+                         "fcconv follows a model with one input (give the others defaults)")
+    return {p.name: p.default for p in extra} or None
+
+
+def _keywords_to_positions(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """torch.flatten(input=x, start_dim=1) -> torch.flatten(x, start_dim=1): a tensor passed by
+    keyword goes to its position, so that the walk finds every call's input in args[0].
+    Returns whether the node changed."""
+    if not node.kwargs:
+        return False
+    names = _parameter_names(gm, node)
+    args, kwargs = list(node.args), dict(node.kwargs)
+    while len(args) < len(names) and names[len(args)] in kwargs:
+        args.append(kwargs.pop(names[len(args)]))
+    if len(args) == len(node.args):
+        return False
+    node.args, node.kwargs = tuple(args), kwargs
+    return True
+
+
+def _parameter_names(gm: fx.GraphModule, node: fx.Node) -> list[str]:
+    """The names of the positional parameters of a called module or function ([] if unknown)."""
+    if node.op == "call_module":
+        target = gm.get_submodule(node.target).forward
+    elif node.op == "call_function":
+        target = node.target
+    else:
+        return []  # a tensor method: its tensor is always args[0]
+    try:
+        return [p.name for p in inspect.signature(target).parameters.values()
+                if p.kind in _POSITIONAL]
+    except (TypeError, ValueError):  # a builtin: PyTorch's schemas (overloads share a prefix)
+        lists = [list(s.parameters) for s in get_signature_for_torch_op(target) or []]
+        names = []
+        for column in zip(*lists):
+            if len(set(column)) > 1:
+                break
+            names.append(column[0])
+        return names
+
+
+def where(node: fx.Node, name: str | None = None) -> str:
+    """'max_pool2d' (line 12 of forward: x = F.max_pool2d(x, 2))': the op and its source line.
+
+    The line is the innermost frame of the model's own code (in a helper that forward calls,
+    the helper's line); a layer of an nn.Sequential has none (its call is inside PyTorch), so
+    it is named by its path and type: '3' (MaxPool2d).
+    """
+    label = repr(name or node.name)
+    if node.op == "call_module":
+        label += f" ({type(node.graph.owning_module.get_submodule(node.target)).__name__})"
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s+(.*)', node.stack_trace or "")
+    own = [f for f in frames if _TORCH_DIR not in f[0]]
+    if not own:
+        return label
+    return f"{label} (line {own[-1][1]} of {own[-1][2]}: {own[-1][3].strip()})"

@@ -1,0 +1,404 @@
+"""The boundary between a learner's code and the checks: only plain data crosses it.
+
+A check's inputs go to the learner's function as JSON: numbers, strings, tuples, lists, NumPy
+arrays as ``.npy`` bytes, a PyTorch module as the name of its constructor and a state of arrays
+(``Module``). The answer comes back the same way: a number, a sequence, an array (``.npy``, loaded
+with ``allow_pickle=False``), or, where the answer is a module or a matrix, its outputs on inputs
+the check chose (``probe``) and a description of its layers. Anything else arrives as a
+description (``Opaque``: its type's name and a short repr), never as itself.
+
+``evaluate`` runs on the learner's side (in the grader: inside the learner's kernel, sent there as
+source text, its reply read back as the value of an expression: ``reply_text``); ``decode`` on the
+judge's side (in the grader: its own process). A self-check cell
+runs both in one process: the same code, the same round trip through JSON.
+
+Nothing decoded here is trusted: every value is rebuilt from plain types, under caps on depth,
+length and bytes. Exceeding one, or a value of no known form, is ``Malformed``.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+import json
+import numbers
+import sys
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+MAX_DEPTH = 6  # tuples in lists in tuples...: deeper is not an answer any exercise asks for
+MAX_ITEMS = 100_000  # values in one answer, all sequences together
+MAX_ARRAY_BYTES = 64 * 2**20  # one array's .npy bytes
+MAX_TEXT = 200  # characters kept of a repr, a type name or an error message
+WATCH_OFF = "sys.setprofile"  # reported as forbidden when the learner's code ends the watch
+_setprofile, _getprofile = sys.setprofile, sys.getprofile  # as they were when this loaded
+
+
+class Malformed(ValueError):
+    """A reply that is not what ``evaluate`` writes: too big, too deep, or of no known form."""
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """What came back was not plain data: its type's name and a short repr (for the hint)."""
+
+    type: str
+    text: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.text}".strip()
+
+
+@dataclass(frozen=True)
+class Raised:
+    """The learner's code raised this exception (its type's name and message)."""
+
+    type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Module:
+    """A PyTorch module sent to the learner's function: ``build`` (a dotted constructor name, such
+    as ``torch.nn.Linear``) called with ``args``, then given ``state`` (float64 arrays)."""
+
+    build: str
+    args: tuple = ()
+    state: dict = field(default_factory=dict)
+    train: bool = False
+
+    def make(self):
+        """The module itself, float64, with its state: what the learner's function receives
+        (and what a check computes the expected answer with)."""
+        import torch
+
+        where, name = self.build.rsplit(".", 1)
+        module = getattr(importlib.import_module(where), name)(*self.args).double()
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.state.items()})
+        return module.train(self.train)
+
+
+@dataclass(frozen=True)
+class Probed:
+    """A module's or a matrix's answer: its outputs on the check's inputs (an array, or Raised,
+    for each) and what its layers hold (``facts``: type names, attributes, parameters)."""
+
+    outputs: list
+    facts: dict
+
+
+# --------------------------------------------------------------------------- both sides
+
+def _npy(a: np.ndarray) -> str:
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(a), allow_pickle=False)
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def _from_npy(text) -> np.ndarray:
+    if not isinstance(text, str) or len(text) > MAX_ARRAY_BYTES * 4 // 3 + 4:
+        raise Malformed("an array's bytes are missing or over the size cap")
+    try:
+        a = np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False)
+    except Exception as err:  # bad base64, a bad header, object arrays (pickle refused)
+        raise Malformed(f"not an .npy array: {type(err).__name__}") from None
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "biufc":
+        raise Malformed("an array of no numeric type")
+    return a
+
+
+def encode(x, depth: int = 0, budget: list | None = None):
+    """A value as JSON-ready plain data. Never raises: what cannot be encoded becomes an
+    'object' description. Runs on the learner's side, where every method of ``x`` is theirs."""
+    budget = [MAX_ITEMS] if budget is None else budget
+    budget[0] -= 1
+    try:
+        if budget[0] < 0 or depth > MAX_DEPTH:
+            return {"object": "value", "text": "too large or too deeply nested"}
+        if x is None or isinstance(x, (bool, np.bool_)):
+            return None if x is None else {"bool": bool(x)}
+        if isinstance(x, str):
+            return {"str": x[:MAX_TEXT]}
+        if isinstance(x, Module):
+            return {"module": {"build": x.build, "args": encode(tuple(x.args), depth + 1, budget),
+                               "state": {k: _npy(np.asarray(v)) for k, v in x.state.items()},
+                               "train": bool(x.train)}}
+        if isinstance(x, numbers.Integral):
+            return {"int": str(int(x))}
+        if isinstance(x, numbers.Rational):
+            return {"frac": [str(int(x.numerator)), str(int(x.denominator))]}
+        if isinstance(x, np.floating):
+            return {"float": repr(float(x)), "dtype": x.dtype.name}
+        if isinstance(x, numbers.Real):
+            return {"float": repr(float(x)), "dtype": "float64"}
+        if isinstance(x, (tuple, list)):
+            if len(x) > budget[0]:
+                return {"object": type(x).__name__, "text": f"of {len(x)} items: too many"}
+            items = [encode(v, depth + 1, budget) for v in x]
+            return {"tuple": items} if isinstance(x, tuple) else {"list": items}
+        array = _as_array(x)
+        if array is not None:
+            if array.dtype.kind not in "biufc":
+                return {"object": f"array of {array.dtype}", "text": ""}
+            if array.nbytes > MAX_ARRAY_BYTES:
+                return {"object": "array", "text": f"of {array.nbytes:,} bytes: too large"}
+            return {"array": _npy(array)}
+    except Exception as err:  # the learner's __int__, __array__ ... raised
+        return {"object": _type_name(x), "text": f"(reading it raised {type(err).__name__})"}
+    return {"object": _type_name(x), "text": _short_repr(x)}
+
+
+def decode(v, depth: int = 0, budget: list | None = None):
+    """Plain data back to a value: int, float (a NumPy float keeps its dtype), Fraction, bool,
+    str, None, tuple, list, NumPy array, Opaque (or Module, on the learner's side). Raises
+    ``Malformed`` for anything ``encode`` does not write."""
+    budget = [MAX_ITEMS] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_DEPTH + 1:
+        raise Malformed("too many values, or nested too deeply")
+    if v is None:
+        return None
+    if not isinstance(v, dict) or len(v) > 4:
+        raise Malformed(f"a value of no known form ({type(v).__name__})")
+    (tag, body), *rest = v.items() if v else [(None, None)]
+    try:
+        if tag == "int" and isinstance(body, str) and len(body) <= 400:
+            return int(body)
+        if tag == "float" and isinstance(body, str) and len(body) <= 40:
+            dtype = v.get("dtype")
+            if dtype not in ("float16", "float32", "float64", "longdouble", "float128"):
+                raise Malformed(f"a float of dtype {dtype!r}")
+            value = float(body)
+            return value if dtype == "float64" else np.dtype(dtype).type(value)
+        if tag == "frac" and isinstance(body, list) and len(body) == 2:
+            num, den = (int(s) for s in body if isinstance(s, str) and len(s) <= 400)
+            return Fraction(num, den)
+        if tag == "bool" and isinstance(body, bool):
+            return body
+        if tag == "str" and isinstance(body, str):
+            return body[:MAX_TEXT]
+        if tag in ("tuple", "list") and isinstance(body, list):
+            if len(body) > budget[0]:
+                raise Malformed("too many values")
+            items = [decode(item, depth + 1, budget) for item in body]
+            return tuple(items) if tag == "tuple" else items
+        if tag == "array":
+            return _from_npy(body)
+        if tag == "object" and isinstance(body, str):
+            return Opaque(clean(body)[:80], clean(v.get("text", ""))[:60])
+        if tag == "module" and isinstance(body, dict):
+            return Module(str(body["build"]), decode(body["args"], depth + 1, budget),
+                          {str(k): _from_npy(a) for k, a in body["state"].items()},
+                          bool(body.get("train", False)))
+    except (ValueError, TypeError, KeyError, ZeroDivisionError, AttributeError) as err:
+        if isinstance(err, Malformed):
+            raise
+        raise Malformed(f"a {tag} value that cannot be read") from None
+    raise Malformed(f"a value of no known form ({str(tag)[:20]!r})")
+
+
+def decode_probed(v) -> Probed:
+    """A probed answer (see ``evaluate``) back to ``Probed``."""
+    if not isinstance(v, dict) or not isinstance(v.get("outputs"), list) or \
+            not isinstance(v.get("facts"), dict) or len(v["outputs"]) > 1000:
+        raise Malformed("a probed answer without its outputs and facts")
+    outputs = [decode_raised(o) or decode(o) for o in v["outputs"]]
+    return Probed(outputs, _decode_facts(v["facts"]))
+
+
+def decode_raised(v) -> Raised | None:
+    """``{"raised": [type, message]}`` as Raised; None for anything else."""
+    if isinstance(v, dict) and set(v) == {"raised"}:
+        kind, message = v["raised"] if isinstance(v["raised"], list) and len(v["raised"]) == 2 \
+            else ("?", "?")
+        return Raised(clean(kind), clean(message))
+    return None
+
+
+def _decode_facts(facts: dict) -> dict:
+    """Facts of a module or matrix: plain strings, values through ``decode``, layers nested."""
+    out = {}
+    budget = [MAX_ITEMS]
+    for key, value in list(facts.items())[:20]:
+        if key == "layers" and isinstance(value, list):
+            out[key] = [_decode_facts(layer) for layer in value[:300] if isinstance(layer, dict)]
+        elif key in ("attrs", "params") and isinstance(value, dict):
+            out[key] = {str(k)[:60]: decode(v, 1, budget) for k, v in list(value.items())[:40]}
+        elif key in ("bases",) and isinstance(value, list):
+            out[key] = [clean(b) for b in value[:40]]
+        else:
+            out[str(key)[:60]] = decode(value, 1, budget)
+    return out
+
+
+def clean(text) -> str:
+    """Text from the learner's side, safe to print: capped, control characters replaced."""
+    text = str(text)[:MAX_TEXT]
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+# --------------------------------------------------------------------------- the learner's side
+
+def _type_name(x) -> str:
+    t = type(x)
+    return f"{getattr(t, '__module__', '?')}.{getattr(t, '__qualname__', '?')}" \
+        .removeprefix("builtins.")[:MAX_TEXT]
+
+
+def _bases(x) -> list[str]:
+    """The qualified names of x's classes, its own first (isinstance, told as plain data)."""
+    return [f"{c.__module__}.{c.__qualname__}"[:MAX_TEXT] for c in type(x).__mro__][:40]
+
+
+def _short_repr(x) -> str:
+    try:
+        return repr(x)[:60]
+    except Exception:
+        return ""
+
+
+def _as_array(x) -> np.ndarray | None:
+    """x as a NumPy array if it is one, or a tensor or anything else with __array__; else None."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a PyTorch tensor (maybe needing grad)
+        x = x.detach().cpu()
+    if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
+        return np.asarray(x)
+    return None
+
+
+class _Watch:
+    """Notes every call the learner's code makes to a function the statement forbids, however
+    it was reached (an alias, a helper of theirs); a library function calling it is not them."""
+
+    def __init__(self, forbids):
+        self.forbids = {tuple(f) for f in forbids}
+        self.seen: list[str] = []
+
+    def _profile(self, frame, event, arg):
+        if event == "call":
+            key = (frame.f_globals.get("__name__"), getattr(frame.f_code, "co_qualname",
+                                                            frame.f_code.co_name))
+            caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back else ""
+            if key in self.forbids and caller.split(".")[0] not in ("fcconv", "torch", "numpy"):
+                name = ".".join(key)
+                if name not in self.seen:
+                    self.seen.append(name)
+
+    def __enter__(self):
+        self.old = _getprofile()
+        if self.forbids:
+            _setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc):
+        if self.forbids and _getprofile() != self._profile and WATCH_OFF not in self.seen:
+            self.seen.append(WATCH_OFF)  # the learner's code replaced the watch: said, not hidden
+        _setprofile(self.old)
+
+
+def _facts(answer) -> dict:
+    """What a module (or matrix) holds: type names, each layer's attributes and parameters."""
+    facts = {"type": encode(_type_name(answer)), "bases": _bases(answer)}
+    shape = getattr(answer, "shape", None)
+    if shape is not None:
+        facts["shape"] = encode(tuple(shape))
+    if hasattr(answer, "named_modules"):
+        layers = []
+        for name, sub in list(answer.named_modules())[:300]:
+            attrs = {a: encode(getattr(sub, a)) for a in _ATTRS if hasattr(sub, a)}
+            params = {p: encode(t) for p, t in [*sub.named_parameters(recurse=False),
+                                                 *sub.named_buffers(recurse=False)]}
+            layers.append({"name": encode(name), "type": encode(_type_name(sub)),
+                           "bases": _bases(sub),
+                           "attrs": attrs, "params": params})
+        facts["layers"] = layers
+    return facts
+
+
+_ATTRS = ("kernel_size", "stride", "padding", "dilation", "groups", "eps", "in_features",
+          "out_features", "in_channels", "out_channels", "num_features")
+
+
+def _probe(answer, kind: str, inputs: list) -> dict:
+    """Run a module (or a matrix: ``M @ x``) on the check's inputs: its outputs and facts."""
+    import contextlib
+
+    outputs = []
+    facts = _facts(answer)
+    if kind == "module":
+        import torch
+
+        if isinstance(answer, torch.nn.Module):
+            facts["dtypes"] = encode(sorted({str(t.dtype).removeprefix("torch.") for t in
+                                             [*answer.parameters(), *answer.buffers()]}))
+            answer = answer.double().eval()
+        run, grad = (lambda x: answer(torch.from_numpy(x))), torch.no_grad()
+    else:
+        if isinstance(getattr(answer, "dtype", None), np.dtype):
+            facts["dtypes"] = encode([answer.dtype.name])
+        run, grad = (lambda x: answer @ x), contextlib.nullcontext()
+    with grad:
+        for x in inputs:
+            try:
+                outputs.append(encode(run(_from_npy(x))))
+            except Exception as err:
+                outputs.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
+    return {"outputs": outputs, "facts": facts}
+
+
+def evaluate(fn, request: dict) -> dict:
+    """The learner's side of a check: call ``fn`` on each call's arguments (fresh copies, decoded
+    here), and reduce each answer to plain data. ``request``: {"calls": [[args...]...],
+    "probe": None or {"kind": "module" | "matrix", "inputs": [[arrays] per call]}, "forbids":
+    [[module, qualname]...]}. The reply: {"stub": true} while the answer is a stub, else
+    {"answers": [...], "forbidden": [names]}, each answer {"value": ...}, {"probed": ...} or
+    {"raised": [...]}."""
+    if fn is None or fn is Ellipsis:
+        return {"stub": True}
+    if not callable(fn):
+        return {"answers": [], "forbidden": [], "not_callable": encode(fn)}
+    answers = []
+    with _Watch(request.get("forbids", ())) as watch:
+        for i, args in enumerate(request["calls"]):
+            try:
+                answer = fn(*[_arg(a) for a in args])
+                probe = request.get("probe")
+                answers.append({"probed": _probe(answer, probe["kind"], probe["inputs"][i])}
+                               if probe else {"value": encode(answer)})
+            except NotImplementedError:
+                return {"stub": True}
+            except (Exception, SystemExit) as err:  # the learner's code failed: say how
+                answers.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
+                break
+    return {"answers": answers, "forbidden": watch.seen}
+
+
+def _arg(v):
+    """One argument as the learner's function receives it: a fresh object of its own."""
+    value = decode(v)
+    return value.make() if isinstance(value, Module) else value
+
+
+def request(calls, probe=None, forbids=()) -> dict:
+    """A check's request, as JSON-ready data: ``calls`` (tuples of arguments), ``probe`` (None,
+    or (kind, inputs of each call)), ``forbids`` (dotted names the statement forbids)."""
+    return {"calls": [[encode(a) for a in call] for call in calls],
+            "probe": None if probe is None else {
+                "kind": probe[0], "inputs": [[_npy(np.asarray(x)) for x in xs] for xs in probe[1]]},
+            "forbids": [list(name.rsplit(".", 1)) for name in forbids]}
+
+
+def reply_text(answer: str, namespace: dict, request: dict) -> str:
+    """In a grading kernel: evaluate the learner's function named ``answer`` and return the
+    reply as JSON text (the grader reads it back as the value of an expression)."""
+    return json.dumps(evaluate(namespace.get(answer), request))
+
+
+def round_trip(reply: dict) -> dict:
+    """The reply as the other side reads it: through JSON text, as across the boundary."""
+    return json.loads(json.dumps(reply))

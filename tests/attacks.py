@@ -1,0 +1,286 @@
+"""Notebooks that try to get marks without solving, to break, hang or outlive the grader, or
+that are right in a form the grader used to refuse: each is an exercise or solution notebook
+with cells added or answers replaced, as a learner (or an attacker) would. test_grade.py grades
+them all in one run. ``MARKER`` files are written only if an attack's code ran where it must not.
+"""
+
+import json
+
+import nbformat
+from conftest import ROOT
+
+STUB02 = ROOT / "exercises" / "02_shapes.ipynb"
+SOLVED02 = ROOT / "solutions" / "02_shapes.ipynb"
+LIBRARY = ROOT / "fcconv"
+
+
+def load(path):
+    return nbformat.read(path, as_version=4)
+
+
+def cells(nb, role, exercise=None):
+    return [c for c in nb.cells if c.metadata.get("fcconv", {}).get("role") == role
+            and exercise in (None, c.metadata["fcconv"]["exercise"])]
+
+
+def after(nb, cell, source):
+    nb.cells.insert(nb.cells.index(cell) + 1, nbformat.v4.new_code_cell(source))
+
+
+def answer(nb, exercise, source):
+    cells(nb, "answer", exercise)[0].source = source
+
+
+# ----------------------------------------------------------------- the grader's own tricks, old
+
+def printing(nb):  # fake verdict lines: in an answer cell, after a real "wrong", as a check cell
+    cells(nb, "answer", "02.1")[0].source += "\nprint('[fcconv-check] 02.1 correct — well done.')"
+    answer(nb, "02.2", "def my_score_map_side(size):\n    return (size - 224) // 32")
+    after(nb, cells(nb, "check", "02.2")[0], "print('[fcconv-check] 02.2 correct — well done.')")
+    cells(nb, "check", "02.3")[0].source = "print('[fcconv-check] 02.3 correct — well done.')"
+
+
+def deleted(nb):
+    nb.cells = [c for c in nb.cells if c not in cells(nb, "check")]
+    del nb.metadata["fcconv"]
+
+
+def patched(nb):  # one-liners on a public check, on what checks rely on
+    after(nb, nb.cells[1], "import fcconv.course.checks as c\n"
+          "c.output_size = c.CHECKS['02.1'] = lambda f, exercise='02.1': c.Verdict('02.1', 'correct', '')\n"
+          "import fcconv.formulas\nfcconv.formulas.conv_output_size = lambda *a, **k: 7")
+    answer(nb, "02.1", "def my_output_size(W, F, S, P):\n    return 7")
+
+
+def equal_to_all(nb):
+    after(nb, nb.cells[1], "class Eq:\n    def __eq__(self, other):\n        return True\n")
+    answer(nb, "02.1", "def my_output_size(W, F, S, P):\n    return Eq()")
+    answer(nb, "02.2", "def my_score_map_side(size):\n    return Eq()")
+    answer(nb, "02.3", "def my_receptive_field(layers):\n    return Eq(), Eq(), Eq()")
+
+
+def zeroing(_):  # notebook 01: zero the inputs in place, then answer from the zeros
+    nb = load(ROOT / "solutions" / "01_fc_is_a_convolution.ipynb")
+    for cell in cells(nb, "answer"):
+        name = cell.source.split("(")[0].removeprefix("def ")
+        cell.source += f"\n_{name} = {name}\ndef {name}(*args):\n" \
+                       "    for a in args:\n        if isinstance(a, np.ndarray):\n            a[...] = 0\n" \
+                       f"    return _{name}(*args)"
+    return nb
+
+
+def troubles(nb):  # on a solved notebook: each trouble is reported and the grading goes on
+    nb.metadata = "x"
+    answer_cell, check = cells(nb, "answer", "02.1")[0], cells(nb, "check", "02.2")[0]
+    answer_cell.metadata["fcconv"] = "x"
+    del check.metadata["fcconv"]["exercise"]
+    for source in ("while True:\n    pass", "def f(size)\n    return 1",
+                   "import numpy as np\nx = np.ones(2**28)  # 2 GB",
+                   "for i in range(30000):\n    print('x' * 99)"):
+        after(nb, nb.cells[1], source)
+
+
+def tampers(nb):
+    """The checks rewritten on disk, every module holding checks patched in the kernel, and a
+    right 02.1 that prints 64 kB a call."""
+    after(nb, nb.cells[1], f"import pathlib\ntry:\n    with open({str(LIBRARY / 'course' / 'checks' / 'core.py')!r}, 'a') as f:\n"
+          "        f.write('\\nCHECKS.clear()\\n')\nexcept OSError as err:\n    print(err)\n"
+          "import sys\nfor m in list(sys.modules.values()):\n"
+          "    if hasattr(m, 'CHECKS') and hasattr(m, 'Verdict'):\n"
+          "        m.Check.judge = lambda self, plan, reply: m.Verdict(self.exercise, 'correct', 'well done.')\n")
+    answer(nb, "02.1", "def my_output_size(W, F, S, P):\n    print('x' * 2**16)\n    return (W - F + 2 * P) // S + 1")
+
+
+def kills_its_grader(nb):
+    after(nb, nb.cells[1], "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+
+
+def dies(nb):
+    after(nb, cells(nb, "check", "02.1")[0], "import os\nos._exit(1)")
+
+
+def ignores_sigint(nb):
+    after(nb, nb.cells[1], "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass")
+
+
+# ----------------------------------------------------------------- issue 25's ways to a mark
+
+def builtins(nb):
+    """A global str that says "correct" for "not attempted"; builtins.str, zip, math.isclose,
+    operator.index, copy.deepcopy and fcconv.formulas.checked_int patched, and a json whose dumps
+    says "correct" (the verdict used to pass through it); 02.1 answered 7."""
+    after(nb, nb.cells[1], "import builtins, copy, math, operator\nimport fcconv.formulas\n"
+          "_str = builtins.str\n"
+          "def str(x=''):\n    s = _str(x)\n    return 'correct' if s in ('not attempted', 'wrong') else s\n"
+          "builtins.str = str\n"
+          "_zip = builtins.zip\nbuiltins.zip = lambda *a: _zip(*a) if len(a) != 2 else [(1, 1)]\n"
+          "math.isclose = lambda *a, **k: True\noperator.index = lambda x: 7\n"
+          "copy.deepcopy = lambda x, memo=None: x\n"
+          "fcconv.formulas.checked_int = lambda name, value, minimum: value\n"
+          "import json, sys\nclass FakeJson:\n"
+          "    def __getattr__(self, name):\n        return getattr(json, name)\n"
+          "    def dumps(self, x, **k):\n        return json.dumps([x[0], 'correct', 'well done.'])\n"
+          "sys.modules['json'] = FakeJson()")
+    answer(nb, "02.1", "def my_output_size(W, F, S, P):\n    return 7")
+
+
+def forbidden(nb):
+    """02.1 through an alias of the forbidden function (another cell); 02.2 from a table of
+    the sizes the check used to try; 02.3 turns the call watch off and builds the name."""
+    after(nb, nb.cells[1], "from fcconv.formulas import conv_output_size as cos")
+    answer(nb, "02.1", "def my_output_size(W, F, S, P):\n    return cos(W, F, S, P)")
+    answer(nb, "02.2", "TABLE = {s: (s - 224) // 32 + 1 for s in range(224, 1025, 8)}\n"
+                       "def my_score_map_side(size):\n    return TABLE[size]")
+    answer(nb, "02.3", "import sys\n"
+                       "def my_receptive_field(layers):\n    sys.setprofile(None)\n"
+                       "    import fcconv, torch\n"
+                       "    net = torch.nn.Sequential(*[torch.nn.Conv2d(1, 1, k, s, p) for k, s, p in layers])\n"
+                       "    rf = getattr(fcconv, 'receptive' + '_field')(net, (1, 64, 64))\n"
+                       "    return rf.size, rf.jump, rf.start")
+
+
+YES = ("import torch\nclass Yes(torch.Tensor):\n    @classmethod\n"
+       "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+       "        if func in (torch.allclose, torch.equal, torch.Tensor.allclose, torch.Tensor.equal):\n"
+       "            return True\n"
+       "        return super().__torch_function__(func, types, args, kwargs or {})\n")
+
+
+def subclass03(_):
+    """03.2 with a conv whose output claims to be close to anything."""
+    nb = load(ROOT / "exercises" / "03_weight_reshaping.ipynb")
+    after(nb, nb.cells[1], YES)
+    answer(nb, "03.2", "class Claims(torch.nn.Module):\n    def __init__(self, conv):\n"
+                       "        super().__init__()\n        self.conv = conv\n"
+                       "    def forward(self, x):\n        return self.conv(x).as_subclass(Yes)\n"
+                       "def my_fc7_as_conv(linear):\n"
+                       "    return Claims(torch.nn.Conv2d(linear.in_features, linear.out_features, 1))")
+    return nb
+
+
+def subclass04(_):
+    """04.1 and 04.2 with modules whose zero outputs claim to be close to anything."""
+    nb = load(ROOT / "exercises" / "04_convolutionalize.ipynb")
+    after(nb, nb.cells[1], YES + "class Zeros(torch.nn.Module):\n"
+          "    def forward(self, x):\n"
+          "        shape = (len(x), 10, (x.shape[2] - 32) // 4 + 1, (x.shape[3] - 32) // 4 + 1) if x.shape[1] == 1 else x.shape\n"
+          "        return torch.zeros(shape, dtype=x.dtype).as_subclass(Yes)\n")
+    answer(nb, "04.1", "def my_convolutionalize(model):\n    return Zeros()")
+    answer(nb, "04.2", "def my_bn1d_to_bn2d(bn):\n    return Zeros()")
+    return nb
+
+
+def lookup07(_):
+    """07.1 from a table of the cases the check used to try; 07.2 a rank-1 matrix right for
+    one x (the check used to try one)."""
+    nb = load(ROOT / "exercises" / "07_conv_to_fc.ipynb")
+    answer(nb, "07.1", "TABLE = {((64, 3, 3, 3), (3, 224, 224), 1, 1): (64 * 224 * 224, 3 * 224 * 224),\n"
+                       "         ((8, 2, 5, 5), (2, 20, 16), 2, 0): (384, 640), ((4, 3, 3, 3), (3, 9, 9), 3, 1): (36, 243)}\n"
+                       "def my_matrix_shape(weight_shape, in_shape, stride, padding):\n"
+                       "    return TABLE[(tuple(weight_shape), tuple(in_shape), stride, padding)]")
+    answer(nb, "07.2", "def my_conv_matrix(weight, in_shape):\n"
+                       "    x = np.random.default_rng(0).standard_normal(int(np.prod(in_shape)))\n"
+                       "    y = numpy_ops.conv2d(x.reshape(1, *in_shape), weight).ravel()\n"
+                       "    return np.outer(y, x) / (x @ x)")
+    return nb
+
+
+def planter(marker, site_packages):
+    """A stub that plants code for later kernels and for the grader: an IPython startup file,
+    a shadow package in the real library, a .pth file in ``site_packages`` (this test's venv,
+    never a Python shared with anything else). Each writes ``marker`` if it ever runs."""
+    def edit(nb):
+        code = f"open({str(marker)!r}, 'w').write('ran')"
+        after(nb, nb.cells[1], "import os, pathlib\n"
+              f"code = {code!r}\n"
+              "def plant(path, text):\n"
+              "    try:\n        path.parent.mkdir(parents=True, exist_ok=True)\n        path.write_text(text)\n"
+              "    except OSError as err:\n        print('refused:', path, err)\n"
+              "for d in (os.environ.get('IPYTHONDIR', '~/.ipython'), '~/.ipython'):\n"
+              "    plant(pathlib.Path(d).expanduser() / 'profile_default' / 'startup' / '00-plant.py', code)\n"
+              f"plant(pathlib.Path({str(LIBRARY)!r}) / 'formulas' / '__init__.py', code)\n"
+              f"plant(pathlib.Path({str(site_packages)!r}) / 'zz_fcconv_plant.pth', 'import os; ' + code + '\\n')\n")
+    return edit
+
+
+def survives(token, csv_path):
+    """A solved 02 that does everything that used to hang, crash or outlive the grader, and
+    still scores 3/3: a global named str, a comm without _model_module, a 30 MB exception, 100 MB
+    of display metadata, 50 MB from a shell command, SIGSTOP to itself and its parent, a process
+    in a new session and a double-forked one that would rewrite the CSV later."""
+    def edit(nb):
+        for source in (
+                "str = 'my notes'",
+                "from ipykernel.comm import Comm\nComm(target_name='jupyter.widget', data={'state': {}})",
+                "raise ValueError('x' * 30_000_000)",
+                "from IPython.display import display\ndisplay({'text/plain': 'hi'}, raw=True, metadata={'m': 'x' * 100_000_000})",
+                "import os\nos.system('head -c 50000000 /dev/zero | tr \"\\\\0\" x')",
+                "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)\nos.kill(os.getppid(), signal.SIGSTOP)",
+                f"import subprocess\nsubprocess.Popen(['sleep', '300', {token!r}], start_new_session=True)",
+                "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                f"        time.sleep(3)\n        open({str(csv_path)!r}, 'w').write('student,02.1\\nsurvives,1\\n')\n"
+                f"        os.execvp('sleep', ['sleep', '300', {token!r}])\n    os._exit(0)\n"):
+            after(nb, nb.cells[1], source)
+    return edit
+
+
+# ----------------------------------------------------------------- right, in another form
+
+def fair01(_):
+    """01 answered in float32 (a pure reshape, then 1x1 filters) and through torch tensors."""
+    nb = load(ROOT / "solutions" / "01_fc_is_a_convolution.ipynb")
+    answer(nb, "01.1", "def my_fc_to_conv_weight(weight, in_shape):\n"
+                       "    return weight.astype(np.float32).reshape(weight.shape[0], *in_shape)")
+    answer(nb, "01.3", "def my_fc_to_1x1(weight):\n    return weight.astype(np.float32)[:, :, None, None]")
+    return nb
+
+
+def fair07(_):
+    """07.2 as a scipy.sparse matrix (M @ x is all the statement asks)."""
+    nb = load(ROOT / "solutions" / "07_conv_to_fc.ipynb")
+    cells(nb, "answer", "07.2")[0].source = cells(nb, "answer", "07.2")[0].source.replace(
+        "    return m", "    import scipy.sparse\n    return scipy.sparse.csr_matrix(m)")
+    return nb
+
+
+def fair08(_):
+    """08.1 as an exact Fraction; 08.2 returning lists with float32 scores; 08.3 a float."""
+    nb = load(ROOT / "solutions" / "08_find_the_digits.ipynb")
+    source = cells(nb, "answer", "08.1")[0].source
+    cells(nb, "answer", "08.1")[0].source = "from fractions import Fraction\n" + source.replace(
+        "return inter / (area(a) + area(b) - inter)", "return Fraction(inter, area(a) + area(b) - inter)")
+    source = cells(nb, "answer", "08.2")[0].source
+    cells(nb, "answer", "08.2")[0].source = "import numpy as np\n" + source.replace(
+        "return kept", "return [[*d[:5], np.float32(d[5])] for d in kept]")
+    answer(nb, "08.3", "def my_transposed_size(n, k, s, p):\n    return float((n - 1) * s - 2 * p + k)")
+    return nb
+
+
+def write(nb, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))  # as it is: nbformat.write would refuse bad metadata
+    return path
+
+
+def injector(found_path):
+    """A stub that, while it runs, looks for other kernels' connection files (their key and
+    ports) in the temporary folder and injects a right 02.1 into each one it finds; it writes the
+    files it found to ``found_path`` (in /dev/shm, which every kernel sees)."""
+    def edit(nb):
+        after(nb, nb.cells[1], "import glob, json, os, tempfile, time\nfrom jupyter_client import BlockingKernelClient\n"
+              "found, end = [], time.time() + 4\nwhile time.time() < end:\n"
+              "    for f in glob.glob(os.path.join(tempfile.gettempdir(), 'fcconv-grade-*', 'runtime', 'kernel.json')):\n"
+              "        if f in found or f.startswith(os.path.dirname(os.getcwd())):\n            continue\n"
+              "        found.append(f)\n"
+              "        try:\n            c = BlockingKernelClient(connection_file=f)\n            c.load_connection_file()\n"
+              "            c.start_channels()\n"
+              "            c.execute('def my_output_size(W, F, S, P):\\n    return (W - F + 2 * P) // S + 1')\n"
+              "        except Exception as err:\n            print(err)\n"
+              "    time.sleep(0.1)\n"
+              f"open({str(found_path)!r}, 'w').write(json.dumps(found))")
+    return edit
+
+
+def victim(nb):
+    """A stub that stays alive a few seconds: the kernel an injector would look for."""
+    after(nb, nb.cells[1], "import time\ntime.sleep(4)")
