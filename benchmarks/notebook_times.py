@@ -6,7 +6,7 @@
 
 Each notebook runs from a fresh checkout of the committed tree (``git archive HEAD`` into a
 temporary folder: no file an earlier run left behind can help) with a course cache of its own,
-set up as `make venv` sets it up (VGG16's weights built by ``python -m
+set up as `make venv` and `make pretrained` set it up (VGG16's weights built by ``python -m
 fcconv.course.weight_cache``, not timed), one after another, as `make test` runs them. Time:
 from starting the kernel to the last cell's output (what a learner waits for after Run All).
 Peak memory: the kernel's VmHWM (memory-mapped weights included), read by one extra cell at the
@@ -54,6 +54,22 @@ def fresh_tree() -> pathlib.Path:
     return tmp
 
 
+def set_up_cache(folder: pathlib.Path) -> None:
+    """A course cache as set-up leaves it (make venv, make pretrained), for the kernels to
+    inherit: VGG16's weights built, MTCNN's nets copied from this user's cache (fetched only if
+    they are not there: set-up, not notebook time, and offline when they are)."""
+    from fcconv.course.folders import cache_dir
+
+    mine = cache_dir() / "mtcnn"
+    os.environ["FCCONV_CACHE_DIR"] = str(folder)
+    if mine.is_dir():
+        shutil.copytree(mine, folder / "mtcnn")
+    else:
+        subprocess.run([sys.executable, "-m", "fcconv.course.fetch"], check=True)
+    subprocess.run([sys.executable, "-m", "fcconv.course.weight_cache"], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def run(path: pathlib.Path) -> tuple[float, float, float]:
     """(seconds, peak MB, kernel CPU seconds) of one notebook in a fresh kernel."""
     nb = nbformat.read(path, as_version=4)
@@ -77,9 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--write", action="store_true", help="write the table into RESULTS.md")
     args = p.parse_args(argv)
     tree = fresh_tree()
-    os.environ["FCCONV_CACHE_DIR"] = str(tree / ".cache")  # the kernels inherit it
-    subprocess.run([sys.executable, "-m", "fcconv.course.weight_cache"], check=True,
-                   stdout=subprocess.DEVNULL)  # what make venv builds: set-up, not notebook time
+    set_up_cache(tree / ".cache")
     paths = sorted((tree / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
         paths = [q for q in paths if q.name[:2] in args.notebooks]
