@@ -99,7 +99,11 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, CropToWindows) or super().is_leaf_module(m, qualname)
+        """PyTorch's layers are leaves, and so are subclasses that keep their forward
+        (class MyLinear(nn.Linear): pass is a Linear); containers are followed inside."""
+        inherited = type(m).forward.__module__.startswith("torch.nn.modules.") and \
+            not isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        return isinstance(m, CropToWindows) or inherited or super().is_leaf_module(m, qualname)
 
 
 def _constant_arguments(model: nn.Module) -> dict | None:

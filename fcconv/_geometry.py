@@ -16,7 +16,20 @@ from torch import fx
 
 from ._field import padding_mode_leaves_window, side, sizes_vary, union
 from ._fx import BATCH, where
-from ._graph import AXES, MAPS, Geo, Step, channel_index, kind_text, spatial_dims, unknown, whole_map
+from ._graph import (
+    AXES,
+    BATCH_KEY,
+    FIXED,
+    MAPS,
+    Geo,
+    Step,
+    channel_index,
+    dim_keys,
+    kind_text,
+    spatial_dims,
+    unknown,
+    whole_map,
+)
 from .formulas import conv_output_size, format_shape
 
 
@@ -96,7 +109,8 @@ def pad(step: Step, g: Geo, amounts) -> Geo:
 
 
 def reshape(step: Step, g: Geo, x, y) -> Geo:
-    """flatten / view / reshape: a map folded into vectors (N, C*H*W), or nothing changed."""
+    """flatten / view / reshape: a map folded into vectors (N, C*H*W), or nothing changed
+    (whether it stays so on a larger image is ``_notes.fixed_reshape``'s question)."""
     if tuple(x.shape) == tuple(y.shape):
         return g
     per_example = y.dim() == 2 and y.shape[0] == x.shape[0] == BATCH
@@ -106,9 +120,32 @@ def reshape(step: Step, g: Geo, x, y) -> Geo:
         return Geo("flat", g.field, tuple(x.shape[1:]), AXES.get(x.dim() - 2, ""))
     if g.kind in ("flat", "vector") and per_example:
         return g
+    if g.kind == "vector" and tuple(x.shape[1:]) == (1,) and y.dim() == 1:
+        return g                  # (N, 1) scores -> (N,): the one class, picked
     return unknown(f"{where(step.node)} reshapes {shape_text(x)} to {shape_text(y)}: that "
                    "moves values between positions or examples, so the pixels a cell sees are "
                    "no longer one window")
+
+
+def squeeze(step: Step, g: Geo, x, dim, y) -> Geo:
+    """x.squeeze(d): a map's spatial axes of length 1 dropped is the map folded into features,
+    as by a flatten (on a larger image they are longer: the converted net drops the squeeze
+    with the flatten); (N, 1) scores squeezed to (N,) pick the one class; (N, 1, H, W) to
+    (N, H, W) the one channel."""
+    nd = x.dim()
+    dims = range(nd) if dim is None else dim if isinstance(dim, (tuple, list)) else (dim,)
+    gone = {d % nd for d in dims if x.shape[d % nd] == 1} - {0}
+    if not gone:
+        return g
+    if g.kind == "map" and gone <= set(range(2, nd)):
+        return Geo("flat", g.field, tuple(x.shape[1:]), AXES.get(nd - 2, ""))
+    if g.kind == "map" and gone == {1}:
+        return Geo("plane", g.field)
+    if g.kind == "flat" or g.kind == "vector" and gone == {1} and nd == 2:
+        return g
+    return unknown(f"{where(step.node)} squeezes dims {sorted(gone)} of {kind_text(g.kind)} "
+                   f"{shape_text(x)}: fcconv follows squeezing a map's 1x1 spatial axes "
+                   "(x.squeeze(-1).squeeze(-1)) or the one class of (N, 1) scores")
 
 
 def permute(step: Step, g: Geo, x, y, order: list[int]) -> Geo:
@@ -149,15 +186,17 @@ def reduce(step: Step, g: Geo, x, dim, y) -> Geo:
         one = (1,) * len(k)
         f = g.field.step(k, one, (0,) * len(k), one, None, where(step.node))
         return Geo("map", f) if y.dim() == nd else Geo("vector", f)
-    if g.kind in ("flat", "vector") and dims == {1}:
-        return unknown(f"{where(step.node)} sums the features away")
+    if g.kind == "vector" and dims == {1}:   # over the classes of one cell's scores
+        return g
+    if g.kind == "flat" and dims == {1}:     # over every feature of the map: the whole window
+        return whole_map(g)
     return unknown(f"{where(step.node)} reduces {kind_text(g.kind)} {shape_text(x)} over dims "
                    f"{sorted(dims)}: fcconv cannot say which pixels its cells see")
 
 
-def linear(step: Step, g: Geo, out_features: int) -> Geo:
-    if g.kind == "flat":  # the first Linear after a flatten: a kernel as big as the map
-        return whole_map(g)
+def linear(step: Step, g: Geo, x, out_features: int) -> Geo:
+    if g.kind == "flat" and x.dim() == 2:  # the first Linear after a flatten: a kernel as big
+        return whole_map(g)                # as the map
     if g.kind == "vector":
         return g
     if g.kind == "permuted" and g.order[-1] == "c":  # channels last: a 1x1 conv
@@ -202,9 +241,15 @@ def merge(step: Step, operands: list[Step], y, cat_dim: int | None,
     on the jump, on how they were flattened, and on their sizes at every larger input."""
     n = step.node
     tensors = [s for s in operands if s.out is not None]
-    geos = [s.geo for s in tensors]
-    if not geos:
+    live = [s for s in tensors if s.geo.kind != "other"]
+    if not live:
         return Geo("other")
+    if cat_dim is None and len(live) < len(tensors):   # x * gamma, (x - mean) / std
+        bad = constants_fit(step, live[0].geo, [s.out for s in tensors if s not in live], y)
+        if bad:
+            return unknown(bad)
+        tensors = live
+    geos = [s.geo for s in tensors]
     kinds = {g.kind for g in geos}
     if len(kinds) > 1 or kinds <= {"other"}:
         return unknown(f"{where(n)} combines {' and '.join(sorted(map(kind_text, kinds)))}: "
@@ -247,6 +292,27 @@ def merge(step: Step, operands: list[Step], y, cat_dim: int | None,
             "the branches the same padding arithmetic (e.g. padding=1 on the 3x3 conv, or a "
             "pool with the same stride and padding)")
     return Geo(kind, merged, shape, geos[0].order)
+
+
+def constants_fit(step: Step, g: Geo, shapes: list[tuple], y) -> str:
+    """'' if constants of these shapes combine with ``g`` the same way on every input size:
+    one value per channel (or per class of scores), never per position or per example; else
+    why not. On a map a (C, 1, 1) constant broadcasts the same way at any size; a (C,) one
+    meets the width, and a (1, 1, 3, 3) one meets positions that a larger image has more of."""
+    keys = dim_keys(g, y)
+    for shape in shapes:
+        if len(shape) > len(keys):
+            return (f"{where(step.node)} combines {kind_text(g.kind)} with a constant of shape "
+                    f"{tuple(shape)} that has more axes: it changes what the tensor is")
+        for d, c in zip(range(len(keys) - len(shape), len(keys)), shape):
+            if c != 1 and keys[d] != FIXED:
+                what = "examples" if keys[d] == BATCH_KEY else "positions (or flattened features)"
+                return (f"{where(step.node)} combines {kind_text(g.kind)} {shape_text(y)} with "
+                        f"a constant of shape {tuple(shape)}, which holds {c} values along dim "
+                        f"{d}: that dim counts {what}, so on a larger image the constant no "
+                        "longer lines up; give it one value per channel (shape (C, 1, 1) on "
+                        "a map), or apply it after the first Linear")
+    return ""
 
 
 def getitem(step: Step, g: Geo, source: Step | None, x, index) -> Geo:

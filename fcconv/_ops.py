@@ -50,6 +50,7 @@ WINDOW_FUNCS = {
 ADAPTIVE_FUNCS = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
                   F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d}
 RESHAPES = {torch.flatten, torch.reshape, "flatten", "view", "reshape"}
+SQUEEZES = {torch.squeeze, "squeeze"}
 PERMUTES = {torch.permute, torch.transpose, torch.swapaxes, "permute", "transpose", "swapaxes"}
 REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin"}
 # Dropout functions -> whether they drop by default (F.dropout's training=True: even in eval).

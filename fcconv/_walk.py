@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,7 @@ from ._ops import (
     SIZES,
     SOFTMAX,
     SOFTMAX_FUNCS,
+    SQUEEZES,
     WINDOW_FUNCS,
     ZERO_PAD,
     bind,
@@ -136,8 +138,9 @@ class _Walk(fx.Interpreter):
         if n.op != "output":
             self.steps[n] = step
             step.geo = self.geo(step, args, kwargs, out)
-            step.varies = notes.varies(step, args, kwargs, self.steps)
+            step.measure = notes.measure(step, args, kwargs, self.steps)
             notes.sizes(step, self.steps)
+            notes.fixed_reshape(step, self.steps)
             self.cost(step, args)
         return out
 
@@ -186,7 +189,7 @@ class _Walk(fx.Interpreter):
         if isinstance(mod, nn.Flatten):
             return geometry.reshape(step, g, x, _tensor(out))
         if isinstance(mod, nn.Linear):
-            return geometry.linear(step, g, mod.out_features)
+            return geometry.linear(step, g, x, mod.out_features)
         if isinstance(mod, SOFTMAX):
             return geometry.softmax(step, g, mod.dim, x)
         if isinstance(mod, nn.LayerNorm):
@@ -195,6 +198,8 @@ class _Walk(fx.Interpreter):
             return unknown(f"{where(n, step.name)} normalises across dim 1, which is not the "
                            f"channel axis of {g.kind} tensors: it would mix positions")
         notes.state(step, mod, g)
+        if "batch_stats" in step.notes and g.field is not None:  # every pixel of the batch
+            g = replace(g, field=replace(g.field, odd=g.field.odd or step.notes["batch_stats"]))
         if isinstance(mod, POINTWISE):
             return g
         return unknown(f"{where(n, step.name)}: fcconv does not know how this layer moves "
@@ -231,6 +236,9 @@ class _Walk(fx.Interpreter):
             return geometry.pad(step, g, a["pad"])
         if t in RESHAPES:
             return geometry.reshape(step, g, x, _tensor(out))
+        if t in SQUEEZES:
+            dim = bind(("input", "dim"), args, kwargs).get("dim")
+            return geometry.squeeze(step, g, x, dim, _tensor(out))
         if t in PERMUTES:
             return geometry.permute(step, g, x, _tensor(out), _permutation(t, x, args, kwargs))
         if t in SIZES or t is getattr or _tensor(out) is None:
@@ -240,7 +248,7 @@ class _Walk(fx.Interpreter):
             return geometry.reduce(step, g, x, a.get("dim"), _tensor(out))
         if t in LINEAR_FUNCS:
             step.layer = True
-            return geometry.linear(step, g, bind(("input", "weight"), args, kwargs)["weight"]
+            return geometry.linear(step, g, x, bind(("input", "weight"), args, kwargs)["weight"]
                                    .shape[0])
         if t in SOFTMAX_FUNCS:
             return geometry.softmax(step, g, bind(("input", "dim"), args, kwargs).get("dim"), x)
@@ -249,10 +257,10 @@ class _Walk(fx.Interpreter):
             return geometry.layer_norm(step, g, len(per_axis(shape, 1)))
         if t in DROPOUT_FUNCS:
             notes.dropout(step, t, args, kwargs)
-        if t in POINTWISE_FUNCS:
+        if t in POINTWISE_FUNCS and len(n.all_input_nodes) == 1:
             return g
-        if t in BINARY or t in CATS:
-            operands = list(n.args[0]) if t in CATS else list(n.args)
+        if t in BINARY or t in CATS or t in POINTWISE_FUNCS:  # clamp(x, min=lo): like x and lo
+            operands = list(n.args[0]) if t in CATS else list(n.all_input_nodes)
             steps = [self.steps[a] for a in operands if isinstance(a, fx.Node) and a in self.steps]
             dim = bind(("tensors", "dim"), args, kwargs).get("dim", 0) if t in CATS else None
             y = _tensor(out)

@@ -28,14 +28,19 @@ def expect(obj, cls, name: str) -> None:
 
 def expect_input(model: nn.Module, x: torch.Tensor, name: str = "model") -> None:
     """ValueError when ``x`` cannot go through ``model``: a real tensor for a model on the meta
-    device (shapes, no weights), or another dtype or device than its weights."""
-    w = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
-    if w is None or x.is_meta:
+    device (shapes, no weights; every parameter and buffer is looked at), or another dtype or
+    device than its weights."""
+    tensors = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers())
+               if t is not None and t.is_floating_point()]
+    if not tensors or x.is_meta:
         return
-    if w.is_meta:
-        raise ValueError(f"{name} is on the meta device: it has shapes but no weights, so it "
-                         "cannot score a real image (fcconv.trace works on it); build it on the "
-                         "CPU (device='cpu')")
+    meta = [n for n, t in tensors if t.is_meta]
+    if meta:
+        some = "" if len(meta) == len(tensors) else f" (in part: {', '.join(meta[:3])})"
+        raise ValueError(f"{name} is on the meta device{some}: it has shapes but no weights, so "
+                         "it cannot score a real image (fcconv.trace works on it); build it on "
+                         "the CPU (device='cpu')")
+    w = tensors[0][1]
     if not x.is_floating_point():
         raise TypeError(f"the image must hold floating-point values; got {x.dtype} "
                         f"(image.to({w.dtype}) converts it)")
@@ -62,6 +67,9 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw") -> nn.Module
     For (C, L): "chw" (C then L) or "hwc" (L then C).
     """
     expect(linear, nn.Linear, "linear")
+    if type(linear).forward is not nn.Linear.forward:
+        raise ValueError(f"linear is a {type(linear).__name__}, whose forward is its own, not "
+                         "nn.Linear's: a conv holding its weight would compute something else")
     shape = checked_shape("in_shape", in_shape)
     numpy_ops.check_order(order)
     if linear.in_features != math.prod(shape):

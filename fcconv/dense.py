@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._crop import CropToWindows
+from ._notes import in_training
 from ._ops import SPATIAL_DIMS
 from ._walk import analyse
 from .conversions import expect, expect_input
@@ -41,6 +42,9 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     image = _batch(image, nsp, model)
     window, stride = _sizes("window", window, nsp), _sizes("stride", stride, nsp)
     expect_input(model, image)
+    why = _in_training(model, (image.shape[1], *window))
+    if why:
+        raise ValueError(f"sliding_windows cannot give the reference here: {why}")
     if nsp == 1:  # one axis: a height of 1, and the model gets (B, C, L) crops
         maps = _slide(model, image.unsqueeze(2), (1, *window), (1, *stride), batch_size, True)
         return tuple(m.squeeze(2) for m in maps) if isinstance(maps, tuple) else maps.squeeze(2)
@@ -73,6 +77,19 @@ def _slide(model, image: torch.Tensor, window, stride, batch_size: int, one_axis
             scores.append(p.reshape(len(idx), -1))
     maps = tuple(torch.cat(s).reshape(n, rows, cols, -1).permute(0, 3, 1, 2) for s in heads)
     return maps if several else maps[0]
+
+
+def _in_training(model: nn.Module, crop: tuple[int, ...]) -> str:
+    """Why the model's scores depend on more than each crop ('' if they do not): a layer in
+    training mode, or F.dropout that drops (found by the walk, where it can follow forward)."""
+    why = in_training(model)
+    if why:
+        return why
+    try:
+        graph = analyse(model, crop)
+    except ValueError:
+        return ""   # what the walk cannot follow, the crops still run as they are
+    return next((s.notes["random"] for s in graph.steps.values() if "random" in s.notes), "")
 
 
 def _score(model, batch: torch.Tensor, first: bool):

@@ -15,9 +15,11 @@ import warnings
 
 from torch import nn
 
-from . import _rewrite, _walk
+from . import _head, _rewrite, _walk
+from ._model import check_model, copied, has_meta
+from ._model import input_shape as input_shape_of
 from .conversions import expect
-from .formulas import checked_bool, checked_shape
+from .formulas import checked_bool
 
 
 class ApproximateWarning(UserWarning):
@@ -49,17 +51,18 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True) -> nn.Mo
     borders where the larger image has pixels (the course measures that difference).
     """
     expect(model, nn.Module, "model")
-    shape = checked_shape("input_shape", input_shape, (2, 3))
+    check_model(model)
+    shape = input_shape_of(model, input_shape)
     checked_bool("exact", exact)
+    meta = has_meta(model)
     # The Linears' weights are not copied: the head's are read once into new conv weights (in
     # VGG16 they are 494 MB of its 553 MB; copying them first made the peak 1 GB higher).
     linears = {id(p): p for m in model.modules() if isinstance(m, nn.Linear)
                for p in m.parameters(recurse=False)}
-    graph = _walk.analyse(copy.deepcopy(model, memo=dict(linears)), shape)
-    meta = any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    graph = _walk.analyse(copied(model, dict(linears)), shape)
     flats, approximate = _rewrite.refuse_what_cannot_slide(graph, exact, meta)
     changes = _rewrite.simplify_trunk(graph)
-    _rewrite.convert_head(graph, flats)
+    _head.convert_head(graph, flats)
     net = _rewrite.finish(graph, flats, isinstance(model, nn.Sequential))
     for module in net.modules():  # a Linear left as it was (not on the head): now copy it
         for name, p in module.named_parameters(recurse=False):

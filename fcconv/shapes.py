@@ -25,9 +25,10 @@ from torch import nn
 from . import _graph
 from ._field import Field
 from ._fx import model_dtype, run_on_meta
-from ._ops import CONV, SPATIAL_DIMS
+from ._model import check_model
+from ._model import input_shape as input_shape_of
 from ._walk import analyse
-from .formulas import checked_int, checked_shape, conv_output_size, format_shape
+from .formulas import checked_int, conv_output_size, format_shape
 
 Shape = tuple[int, ...]
 
@@ -208,33 +209,10 @@ def _rf_text(v) -> str:
     return str(v) if isinstance(v, int) else "x".join(map(str, v))
 
 
-
-
-def _normalize_input_shape(model: nn.Module, input_shape) -> Shape:
-    """Accept 224, (224, 224), (3, 224, 224) or (N, 3, 224, 224); return (C, H, W) (or (C, L)).
-
-    How many axes an input has comes from the first layer that says (a Conv1d, a MaxPool3d):
-    (5, 8, 8, 8) is (C, D, H, W) for a Conv3d net, (N, C, H, W) for a Conv2d one.
-    """
-    first = next((m for m in model.modules() if type(m) in SPATIAL_DIMS), None)
-    nsp = SPATIAL_DIMS[type(first)] if first is not None else 2
-    channels = next((m.in_channels for m in model.modules() if isinstance(m, CONV)), None)
-    if not isinstance(input_shape, (str, bytes)) and not hasattr(input_shape, "__iter__"):
-        input_shape = (checked_int("input_shape", input_shape, 1),) * nsp   # 224: 224x224
-    shape = checked_shape("input_shape", input_shape, (1, 2, 3, 4, 5))
-    if len(shape) == nsp and channels is not None:
-        return (channels, *shape)
-    if len(shape) == nsp + 2:
-        return shape[1:]
-    if len(shape) == 5:
-        raise ValueError(f"input_shape {shape} has 5 sizes, but the model's first layer "
-                         f"({type(first).__name__}) takes {nsp} spatial axes")
-    return shape
-
-
 def _check_model(model) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {model!r} ({type(model).__name__})")
+    check_model(model)
 
 
 def _field(f: Field | None) -> ReceptiveField | None:
@@ -246,7 +224,7 @@ def _field(f: Field | None) -> ReceptiveField | None:
 
 def _analyse(model: nn.Module, input_shape, explain: bool) -> _graph.Graph:
     _check_model(model)
-    shape = _normalize_input_shape(model, input_shape)
+    shape = input_shape_of(model, input_shape)
     try:
         return analyse(model, shape, explain)
     except ValueError as err:
