@@ -64,7 +64,7 @@ def window(step: Step, g: Geo, x, kernel, stride, padding, dilation, ceil: bool,
             "pass over a larger image a whole one, so the dense map differs from the crops")
     elif ceil:
         step.notes["ceil_fits"] = "ceil_mode=True, but every window fits"
-    f = g.field.step(kernel, stride, padding, dilation, total, label, [a for a, _ in partial])
+    f = g.field.step(kernel, stride, padding, dilation, step.out[2:], total)
     if mode != "zeros" and any(padding) and f.gaps() and not f.odd:
         f = replace(f, odd=f"{label} pads with padding_mode={mode!r} and its cells skip pixels "
                            "(gaps): a copied border pixel can land in a gap, so they do not see "
@@ -86,7 +86,7 @@ def adaptive(step: Step, g: Geo, x, y) -> Geo:
     step.notes["adaptive"] = f"pools {side(before)} to {side(after)}"
     if all(i % o == 0 for i, o in zip(before, after)):
         k = tuple(i // o for i, o in zip(before, after))
-        return Geo("map", g.field.step(k, k, (0,) * nsp, (1,) * nsp, None, label))
+        return Geo("map", g.field.step(k, k, (0,) * nsp, (1,) * nsp, after))
     return unknown(f"{label} pools {side(before)} to {side(after)}: windows of unequal sizes, "
                    "so no single (size, jump, start) describes its cells")
 
@@ -105,7 +105,7 @@ def pad(step: Step, g: Geo, amounts) -> Geo:
     left = tuple(amounts[2 * (nsp - 1 - a)] if nsp - 1 - a < pairs else 0 for a in range(nsp))
     right = tuple(amounts[2 * (nsp - 1 - a) + 1] if nsp - 1 - a < pairs else 0
                   for a in range(nsp))
-    return Geo("map", g.field.shifted(left, right, label))
+    return Geo("map", g.field.shifted(left, right, step.out[2:]))
 
 
 def reshape(step: Step, g: Geo, x, y) -> Geo:
@@ -184,7 +184,7 @@ def reduce(step: Step, g: Geo, x, dim, y) -> Geo:
             "window-sized pool (nn.AvgPool2d with the map's size) before the flatten")
         k = tuple(x.shape[2:])
         one = (1,) * len(k)
-        f = g.field.step(k, one, (0,) * len(k), one, None, where(step.node))
+        f = g.field.step(k, one, (0,) * len(k), one, one)
         return Geo("map", f) if y.dim() == nd else Geo("vector", f)
     if g.kind == "vector" and dims == {1}:   # over the classes of one cell's scores
         return g
@@ -245,9 +245,14 @@ def merge(step: Step, operands: list[Step], y, cat_dim: int | None,
     if not live:
         return Geo("other")
     if cat_dim is None and len(live) < len(tensors):   # x * gamma, (x - mean) / std
-        bad = constants_fit(step, live[0].geo, [s.out for s in tensors if s not in live], y)
-        if bad:
-            return unknown(bad)
+        shapes = [s.out for s in tensors if s not in live]
+        if any(len(c) > y.dim() for c in shapes):
+            return unknown(f"{where(n)} combines {kind_text(live[0].geo.kind)} with a constant "
+                           f"of shape {max(shapes, key=len)}, which has more axes: it changes "
+                           "what the tensor is")
+        bad = constants_fit(step, live[0].geo, shapes, y)
+        if bad:   # the field is still exact here; only a converted net would differ
+            step.notes["constant"] = bad
         tensors = live
     geos = [s.geo for s in tensors]
     kinds = {g.kind for g in geos}
@@ -301,9 +306,6 @@ def constants_fit(step: Step, g: Geo, shapes: list[tuple], y) -> str:
     meets the width, and a (1, 1, 3, 3) one meets positions that a larger image has more of."""
     keys = dim_keys(g, y)
     for shape in shapes:
-        if len(shape) > len(keys):
-            return (f"{where(step.node)} combines {kind_text(g.kind)} with a constant of shape "
-                    f"{tuple(shape)} that has more axes: it changes what the tensor is")
         for d, c in zip(range(len(keys) - len(shape), len(keys)), shape):
             if c != 1 and keys[d] != FIXED:
                 what = "examples" if keys[d] == BATCH_KEY else "positions (or flattened features)"

@@ -31,7 +31,7 @@ BATCH_KEY, FIXED, MOVING, OTHER = "batch", "fixed", "moving", "other"
 
 # Notes on a Step that convolutionalize refuses (the others it can fix).
 REFUSALS = ("size_arg", "global", "ceil_partial", "adaptive", "size_varies", "batch_stats",
-            "size_scalar", "random", "per_position", "fixed_reshape")
+            "size_scalar", "random", "per_position", "fixed_reshape", "constant")
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def whole_map(g: Geo) -> Geo:
     window as big as the map."""
     k = g.map_shape[1:]
     one = (1,) * len(k)
-    return Geo("vector", g.field.step(k, one, (0,) * len(k), one))
+    return Geo("vector", g.field.step(k, one, (0,) * len(k), one, one))
 
 
 def channel_index(index, ndim: int):

@@ -156,7 +156,7 @@ class _Walk(fx.Interpreter):
         if n.op == "placeholder":
             if out.dim() < 3:
                 return unknown("the input is a plain vector: it has no pixels to slide over")
-            return Geo("map", Field.pixel(out.dim() - 2))
+            return Geo("map", Field.pixel(tuple(out.shape[2:])))
         if n.op == "get_attr":
             return Geo("other")
         inputs = [self.steps[a].geo for a in n.all_input_nodes if a in self.steps]
