@@ -8,9 +8,11 @@ only: no data, no compute. ``where`` names a call and its line in ``forward`` fo
 
 from __future__ import annotations
 
+import builtins
 import copy
 import inspect
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -86,7 +88,8 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
     tracer = _Tracer()
     tracer.record_stack_traces = lines
     try:
-        graph = tracer.trace(model, concrete_args=_constant_arguments(model))
+        with _len_reads_the_size(model):
+            graph = tracer.trace(model, concrete_args=_constant_arguments(model))
     except Exception as err:  # fx raises many kinds; say what it means for the learner
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"fcconv follows forward() with torch.fx, which cannot trace this model "
@@ -95,6 +98,38 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
     if any([_keywords_to_positions(gm, node) for node in gm.graph.nodes]):
         gm.recompile()
     return gm
+
+
+@contextmanager
+def _len_reads_the_size(model: nn.Module):
+    """While fx traces: len(x) on a traced tensor is x.size(0), as it is for a tensor (fx
+    refuses len of a traced value); len(x.shape) is x.dim(). Everything else gets the builtin.
+    Set in the globals of each forward the model has, and put back after."""
+    spaces = {id(g): g for g in (getattr(type(m).forward, "__globals__", None)
+                                 for m in model.modules()) if g is not None}
+    saved = {key: g.get("len", _MISSING) for key, g in spaces.items()}
+    for g in spaces.values():
+        g["len"] = _traced_len
+    try:
+        yield
+    finally:
+        for key, g in spaces.items():
+            if saved[key] is _MISSING:
+                g.pop("len", None)
+            else:
+                g["len"] = saved[key]
+
+
+_MISSING = object()
+
+
+def _traced_len(obj):
+    if not isinstance(obj, fx.Proxy):
+        return builtins.len(obj)
+    node = obj.node
+    if node.op == "call_function" and node.target is getattr and node.args[1] == "shape":
+        return obj.tracer.create_proxy("call_method", "dim", (node.args[0],), {})
+    return obj.size(0)
 
 
 class _Tracer(fx.Tracer):

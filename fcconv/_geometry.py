@@ -178,6 +178,11 @@ def reduce(step: Step, g: Geo, x, dim, y) -> Geo:
         return g if y.dim() == nd else Geo("plane", g.field)
     if g.kind == "map" and dims == spatial:
         step.layer = True
+        if all(side == 1 for side in x.shape[2:]):   # over a 1x1 map: nothing is pooled
+            if y.dim() == nd:
+                step.notes["adaptive_identity"] = "an identity at this size"
+                return g
+            return Geo("flat", g.field, tuple(x.shape[1:]), AXES.get(nd - 2, ""))  # a flatten
         step.notes["global"] = (
             f"{where(step.node)} {step.kind}s over {_axes(nd)}: that is global pooling; on a "
             "larger image it takes the whole map, it does not slide. Remove it, or use a "
@@ -317,6 +322,49 @@ def constants_fit(step: Step, g: Geo, shapes: list[tuple], y) -> str:
     return ""
 
 
+def pieces(step: Step, g: Geo, x, dim, keeps: bool) -> Geo:
+    """split / chunk (``keeps`` the dim) or unbind / max(dim) / min(dim) (drop it) along the
+    classes of scores or the channels of a map: each piece still has its cells (the Geo of
+    each piece; ``getitem`` takes it from the tuple)."""
+    nd = x.dim()
+    if dim is not None and not isinstance(dim, (tuple, list)) and dim % nd == 1 and \
+            g.kind in ("vector", "map"):
+        step.notes["pieces"] = "a tuple of pieces along dim 1"
+        return g if keeps or g.kind == "vector" else Geo("plane", g.field)
+    what = "takes one value of every example and position" if dim is None else \
+        f"cuts it along dim {dim}"
+    return unknown(f"{where(step.node)} on {kind_text(g.kind)} {shape_text(x)} {what}: fcconv "
+                   "follows pieces (or a max) along the classes (dim 1) of scores or the "
+                   "channels of a map")
+
+
+def select(step: Step, g: Geo, x, dim) -> Geo:
+    """x.select(1, k): class k of scores, channel k of a map (as x[:, k])."""
+    if dim % x.dim() == 1 and g.kind in ("vector", "map"):
+        return Geo("plane", g.field) if g.kind == "map" else g
+    return unknown(f"{where(step.node)} selects along dim {dim} of {kind_text(g.kind)} "
+                   f"{shape_text(x)}: fcconv follows picking a class or channel (dim 1)")
+
+
+def stack(step: Step, operands: list[Step], y, dim, input_size) -> Geo:
+    """torch.stack of picked classes (N,) along dim 1: (N, m) scores again (on the score map:
+    (N, H, W) planes stacked into (N, m, H, W)); of planes, a map."""
+    geos = [s.geo for s in operands]
+    kinds = {g.kind for g in geos}
+    if dim % y.dim() == 1 and (kinds == {"vector"} and y.dim() == 2 or kinds == {"plane"}):
+        fields = [g.field for g in geos]
+        merged = union(fields) if all(f is not None for f in fields) else None
+        if isinstance(merged, str):
+            return unknown(f"{where(step.node)} stacks paths that {merged}")
+        vary = sizes_vary(fields, input_size) if kinds == {"plane"} else ""
+        if vary:
+            step.notes["size_varies"] = f"{where(step.node)} stacks maps whose sizes differ " \
+                                        f"on larger images ({vary})"
+        return Geo("vector" if kinds == {"vector"} else "map", merged)
+    return unknown(f"{where(step.node)} stacks {' and '.join(sorted(map(kind_text, kinds)))} "
+                   f"along dim {dim}: fcconv follows stacking picked classes (N,) along dim 1")
+
+
 def getitem(step: Step, g: Geo, source: Step | None, x, index) -> Geo:
     """x[...]: the values of a max pool with indices, or some channels (classes) of a map or a
     vector; anything else picks positions or flattened features, which fcconv does not follow."""
@@ -324,6 +372,8 @@ def getitem(step: Step, g: Geo, source: Step | None, x, index) -> Geo:
         if index == 0:
             return source.geo
         return unknown(f"{where(step.node)} takes the pooling indices: positions, not pixels")
+    if source is not None and "pieces" in source.notes:
+        return source.geo               # one piece of a split (or max's values or indices)
     if not isinstance(x, torch.Tensor):
         return Geo("other")
     pick = channel_index(index, x.dim())

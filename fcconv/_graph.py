@@ -74,6 +74,7 @@ class Graph:
     gm: fx.GraphModule
     steps: dict[fx.Node, Step]
     input_shape: Shape
+    lines: bool = False   # the nodes know their source lines (for messages)
 
     def has_news(self) -> bool:
         """Whether some step has something to explain: an unknown geometry or a note."""

@@ -22,14 +22,19 @@ from ._fx import where
 from ._ops import (
     BATCH_NORM,
     BINARY,
+    CATS,
     LINEAR_FUNCS,
+    MAXMIN,
+    PIECES,
     POINTWISE,
     POINTWISE_FUNCS,
     REDUCTIONS,
     RESHAPES,
+    SELECTS,
     SOFTMAX,
     SOFTMAX_FUNCS,
     SQUEEZES,
+    STACKS,
     bind,
 )
 from .conversions import linear_to_conv, spelled
@@ -85,15 +90,18 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo]) -> None:
                              f"flattened {format_shape(flat.map_shape)} features before the "
                              "first Linear: only dropout and elementwise activations act on "
                              "each feature alone there")
-        elif _is(node, SOFTMAX_FUNCS | REDUCTIONS):
-            _over_channels(node)
-        elif _is(node, {operator.getitem}) and graph.steps[node].tensor:
+        elif _dim_at(graph, node) is not None:
+            _over_channels(node, _dim_at(graph, node))
+        elif _is(node, {operator.getitem}) and graph.steps[node.args[0]].tensor:
             _pick_channels(graph, node)
-        elif not _is(node, POINTWISE_FUNCS | BINARY):
+        elif _is(node, {operator.getitem}):
+            pass   # one piece of a split (or max's values): already a map
+        elif not _is(node, POINTWISE_FUNCS | BINARY | MAXMIN):
             raise ValueError(f"convolutionalize cannot carry {where(node)} over the "
                              "classifier head: only Linear, BatchNorm1d, dropout, elementwise "
-                             "activations, constants per class, softmax and reductions over "
-                             "the classes and picking classes (x[:, k]) are supported there")
+                             "activations, constants per class, softmax, reductions, splits "
+                             "and stacks over the classes and picking classes (x[:, k]) are "
+                             "supported there")
         if flat is None:
             _constants_per_channel(graph, node, nsp)
         else:
@@ -161,11 +169,22 @@ def _attr(gm: nn.Module, target: str) -> torch.Tensor:
     return getattr(gm.get_submodule(parent) if parent else gm, name)
 
 
-def _over_channels(node: fx.Node) -> None:
-    """A softmax or a reduction over the classes of (N, K) scores (the walk refused any other
-    dim): over dim 1, the channels, of the score map (dim=-1 would be its width)."""
-    if len(node.args) > 1:
-        node.update_arg(1, 1)
+def _dim_at(graph: _graph.Graph, node: fx.Node) -> int | None:
+    """Where an op over the classes takes its dim (softmax, mean, split, select, stack, ...);
+    None for any other op (torch.max(a, b) of two tensors included)."""
+    if not _is(node, SOFTMAX_FUNCS | REDUCTIONS | PIECES.keys() | SELECTS | STACKS | CATS):
+        return None
+    second = node.args[1] if len(node.args) > 1 else None
+    if isinstance(second, fx.Node) and graph.steps[second].out is not None:
+        return None
+    return PIECES[node.target].index("dim") if node.target in PIECES else 1
+
+
+def _over_channels(node: fx.Node, at: int) -> None:
+    """An op over the classes of (N, K) scores (the walk refused any other dim): over dim 1,
+    the channels, of the score map (dim=-1 would be its width)."""
+    if len(node.args) > at:
+        node.update_arg(at, 1)
     else:
         node.update_kwarg("dim", 1)
 

@@ -53,6 +53,16 @@ RESHAPES = {torch.flatten, torch.reshape, "flatten", "view", "reshape"}
 SQUEEZES = {torch.squeeze, "squeeze"}
 PERMUTES = {torch.permute, torch.transpose, torch.swapaxes, "permute", "transpose", "swapaxes"}
 REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin"}
+# Ops that cut a tensor into a tuple of pieces along ``dim``, by their parameters' order (and
+# torch.max / torch.min with a dim: (values, indices)); the defaults of dim are 0, the batch.
+PIECES = {torch.split: ("tensor", "split_size_or_sections", "dim"),
+          torch.chunk: ("input", "chunks", "dim"), torch.unbind: ("input", "dim"),
+          "split": ("self", "split_size", "dim"), "chunk": ("self", "chunks", "dim"),
+          "unbind": ("self", "dim"), torch.max: ("input", "dim"), torch.min: ("input", "dim"),
+          "max": ("self", "dim"), "min": ("self", "dim")}
+MAXMIN = {torch.max, torch.min, "max", "min"}  # with a second tensor: elementwise
+SELECTS = {torch.select, "select"}   # (input, dim, index): one index along dim
+STACKS = {torch.stack}               # (tensors, dim)
 # Dropout functions -> whether they drop by default (F.dropout's training=True: even in eval).
 DROPOUT_FUNCS = {F.dropout: True, F.dropout1d: True, F.dropout2d: True, F.dropout3d: True,
                  F.alpha_dropout: False, F.feature_alpha_dropout: False, torch.dropout: None}

@@ -38,16 +38,20 @@ from ._ops import (
     DROPOUT_FUNCS,
     LAYER_FUNCS,
     LINEAR_FUNCS,
+    MAXMIN,
     PERMUTES,
+    PIECES,
     POINTWISE,
     POINTWISE_FUNCS,
     POOL,
     REDUCTIONS,
     RESHAPES,
+    SELECTS,
     SIZES,
     SOFTMAX,
     SOFTMAX_FUNCS,
     SQUEEZES,
+    STACKS,
     WINDOW_FUNCS,
     ZERO_PAD,
     bind,
@@ -62,21 +66,25 @@ TWINNED = (*CONV, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX, nn.Linear, 
            nn.Flatten, CropToWindows)
 
 
-def analyse(model: nn.Module, input_shape: Shape, explain: bool = True) -> Graph:
+def analyse(model: nn.Module, input_shape: Shape, explain: bool = True,
+            lines: bool = False) -> Graph:
     """Walk ``model`` at ``input_shape`` (no batch dim): a Step for every node.
 
     Recording source lines costs milliseconds per node, so the walk runs without them and, if
     ``explain``, runs again with them only when it has something to explain (an unknown op, a
-    refusal note, an error), so that the messages can quote the line of ``forward``.
+    refusal note, an error), so that the messages can quote the line of ``forward``. ``lines``:
+    record them from the start (for a caller with something to explain of its own).
     """
     try:
-        graph = _analyse(symbolic_trace(model), input_shape)
+        graph = _analyse(symbolic_trace(model, lines=lines), input_shape)
     except ValueError:
-        if not explain:
+        if not explain or lines:
             raise
         graph = _analyse(symbolic_trace(model, lines=True), input_shape)  # raises, with lines
-    if explain and graph.has_news():
+    if explain and not lines and graph.has_news():
         graph = _analyse(symbolic_trace(model, lines=True), input_shape)
+        graph.lines = True
+    graph.lines = graph.lines or lines
     return graph
 
 
@@ -89,7 +97,7 @@ def _analyse(gm: fx.GraphModule, input_shape: Shape) -> Graph:
     walk = _Walk(gm, tuple(input_shape[1:]))
     try:
         walk.run(torch.empty((BATCH, *input_shape), device="meta", dtype=dtype))
-    except (RuntimeError, TypeError, IndexError) as err:
+    except (RuntimeError, TypeError, IndexError, AttributeError) as err:
         first = str(err).strip().splitlines()[0]
         raise ValueError(f"the model cannot run on input {input_shape}: {first}") from None
     return Graph(gm, walk.steps, tuple(input_shape))
@@ -246,6 +254,16 @@ class _Walk(fx.Interpreter):
         if t in REDUCTIONS:
             a = bind(("input", "dim", "keepdim"), args, kwargs)
             return geometry.reduce(step, g, x, a.get("dim"), _tensor(out))
+        if t in PIECES and not (t in MAXMIN and _two_tensors(args)):
+            dim = bind(PIECES[t], args, kwargs).get("dim", None if t in MAXMIN else 0)
+            return geometry.pieces(step, g, x, dim, t in ("split", "chunk", torch.split,
+                                                          torch.chunk))
+        if t in SELECTS:
+            return geometry.select(step, g, x, bind(("input", "dim"), args, kwargs)["dim"])
+        if t in STACKS:
+            operands = [self.steps[a] for a in n.args[0] if isinstance(a, fx.Node)]
+            dim = bind(("tensors", "dim"), args, kwargs).get("dim", 0)
+            return geometry.stack(step, operands, _tensor(out), dim, self.input_size)
         if t in LINEAR_FUNCS:
             step.layer = True
             return geometry.linear(step, g, x, bind(("input", "weight"), args, kwargs)["weight"]
@@ -259,7 +277,8 @@ class _Walk(fx.Interpreter):
             notes.dropout(step, t, args, kwargs)
         if t in POINTWISE_FUNCS and len(n.all_input_nodes) == 1:
             return g
-        if t in BINARY or t in CATS or t in POINTWISE_FUNCS:  # clamp(x, min=lo): like x and lo
+        if t in BINARY or t in CATS or t in POINTWISE_FUNCS or t in MAXMIN:
+            # clamp(x, min=lo), torch.max(x, y): like x and lo
             operands = list(n.args[0]) if t in CATS else list(n.all_input_nodes)
             steps = [self.steps[a] for a in operands if isinstance(a, fx.Node) and a in self.steps]
             dim = bind(("tensors", "dim"), args, kwargs).get("dim", 0) if t in CATS else None
@@ -312,6 +331,10 @@ def _tensor(out) -> torch.Tensor | None:
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
     return None
+
+
+def _two_tensors(args) -> bool:
+    return len(args) > 1 and isinstance(args[1], torch.Tensor)
 
 
 def _permutation(target, x, args, kwargs) -> list[int]:

@@ -59,11 +59,12 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True) -> nn.Mo
     # VGG16 they are 494 MB of its 553 MB; copying them first made the peak 1 GB higher).
     linears = {id(p): p for m in model.modules() if isinstance(m, nn.Linear)
                for p in m.parameters(recurse=False)}
-    graph = _walk.analyse(copied(model, dict(linears)), shape)
-    flats, approximate = _rewrite.refuse_what_cannot_slide(graph, exact, meta)
-    changes = _rewrite.simplify_trunk(graph)
-    _head.convert_head(graph, flats)
-    net = _rewrite.finish(graph, flats, isinstance(model, nn.Sequential))
+    try:
+        net, changes, approximate = _convert(copied(model, dict(linears)), shape, exact, meta,
+                                             isinstance(model, nn.Sequential), False)
+    except ValueError:  # say it again with the line of forward() (recording lines costs time)
+        _convert(copied(model, dict(linears)), shape, exact, meta, False, True)
+        raise
     for module in net.modules():  # a Linear left as it was (not on the head): now copy it
         for name, p in module.named_parameters(recurse=False):
             if id(p) in linears:
@@ -74,3 +75,12 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True) -> nn.Mo
         warnings.warn(f"convolutionalize(exact=False): the dense net is approximate: "
                       f"{net.approximate}", ApproximateWarning, stacklevel=2)
     return net
+
+
+def _convert(model: nn.Module, shape, exact: bool, meta: bool, sequential: bool, lines: bool):
+    """The steps of convolutionalize on a copy of the model: (net, changes, approximate)."""
+    graph = _walk.analyse(model, shape, lines=lines)
+    flats, approximate = _rewrite.refuse_what_cannot_slide(graph, exact, meta)
+    changes = _rewrite.simplify_trunk(graph)
+    _head.convert_head(graph, flats)
+    return _rewrite.finish(graph, flats, sequential), changes, approximate

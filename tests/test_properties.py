@@ -320,7 +320,9 @@ def walk_sizes(spec: dict, size: int):
         elif op[0] == "crop":
             size -= 2 * op[1]
         elif op[0] == "mean":
+            yield op, size, 1
             size = 1
+            continue
         yield op, size, size
 
 
@@ -336,7 +338,7 @@ def must_refuse(spec: dict, values: bool = True) -> str:
             _, _, k, s, p, ceil, _ = op
             if ceil and after != floor_size(before, k, s, p):
                 return "ceil_mode"
-        elif op[0] in ("mean", "size"):
+        elif op[0] == "size" or op[0] == "mean" and before > 1:  # (a mean over 1x1: nothing)
             return op[0]
         elif values and op[0] == "bn" and op[1] or values and op[0] == "dropout" and \
                 op[1] > 0 and op[2]:
