@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import weakref
 
 import torch
 from torch import nn
@@ -96,15 +97,30 @@ def _what_image(nsp: int) -> str:
 
 def _in_training(model: nn.Module, crop: tuple[int, ...]) -> str:
     """Why the model's scores depend on more than each crop ('' if they do not): a layer in
-    training mode, or F.dropout that drops (found by the walk, where it can follow forward)."""
+    training mode, or F.dropout that drops (found by the walk, where it can follow forward).
+
+    The walk takes milliseconds, as much as scoring a few crops: its answer is kept for the
+    model as long as its layers keep their modes and plain attributes (a dropout rate, a flag
+    forward reads), so that timing the reference times the crops.
+    """
     why = in_training(model)
     if why:
         return why
-    try:
-        graph = analyse(model, crop)
-    except ValueError:
-        return ""   # what the walk cannot follow, the crops still run as they are
-    return next((s.notes["random"] for s in graph.steps.values() if "random" in s.notes), "")
+    key = (crop, tuple((m.training, tuple((k, v) for k, v in vars(m).items()
+                                          if isinstance(v, (bool, int, float, str))))
+                       for m in model.modules()))
+    answers = _WALKED.setdefault(model, {})
+    if key not in answers:
+        try:
+            graph = analyse(model, crop)
+            answers[key] = next((s.notes["random"] for s in graph.steps.values()
+                                 if "random" in s.notes), "")
+        except ValueError:
+            answers[key] = ""   # what the walk cannot follow, the crops still run as they are
+    return answers[key]
+
+
+_WALKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> {key: answer}
 
 
 def _score(model, batch: torch.Tensor, first: bool):

@@ -1424,3 +1424,25 @@ def test_conv_to_linear_for_groups_same_padding_and_every_padding_mode(conv, sha
     conv = seeded(conv)
     x = torch.randn(3, *shape, dtype=torch.float64)
     assert rel_err(conv_to_linear(conv, shape)(x.flatten(1)), conv(x).flatten(1)) < 1e-12
+
+
+class DropoutRate(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p, self.c, self.fc = p, nn.Conv2d(1, 2, 3), nn.Linear(32, 2)
+
+    def forward(self, x):
+        return self.fc(F.dropout(self.c(x), self.p).flatten(1))
+
+
+def test_sliding_windows_checks_again_when_a_rate_or_a_mode_changes():
+    """The walk's answer is kept (timing the reference times the crops), but not past a change."""
+    model, image = DropoutRate(0.0).eval(), torch.randn(1, 1, 12, 12)
+    assert sliding_windows(model, image, 6, 2).shape == (1, 2, 4, 4)
+    model.p = 0.5
+    with pytest.raises(ValueError, match=r"drops values at random \(p=0.5"):
+        sliding_windows(model, image, 6, 2)
+    model.p = 0.0
+    model.c = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Dropout(0.3))   # a new layer, in training
+    with pytest.raises(ValueError, match=r"Dropout 'c.1' is in training mode"):
+        sliding_windows(model, image, 6, 2)
