@@ -12,6 +12,8 @@ import builtins
 import copy
 import inspect
 import re
+import threading
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,14 +89,16 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
                          "follow: pass the un-scripted nn.Module it was made from")
     tracer = _Tracer()
     tracer.record_stack_traces = lines
+    draws: list[str] = []
     try:
-        with _len_reads_the_size(model):
+        with _len_reads_the_size(model), _random_draws_seen(draws):
             graph = tracer.trace(model, concrete_args=_constant_arguments(model))
     except Exception as err:  # fx raises many kinds; say what it means for the learner
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"fcconv follows forward() with torch.fx, which cannot trace this model "
                          f"({first}); rewrite the data-dependent part of forward()") from None
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    gm.meta["random_draws"] = draws
     if any([_keywords_to_positions(gm, node) for node in gm.graph.nodes]):
         gm.recompile()
     return gm
@@ -121,6 +125,42 @@ def _len_reads_the_size(model: nn.Module):
 
 
 _MISSING = object()
+
+# Random draws that fx runs once while tracing (torch.randn(2, 1, 1): no traced value in its
+# arguments) and keeps as a constant: the model draws other numbers on every call.
+_RANDOM_TORCH = ("rand", "randn", "randint", "rand_like", "randn_like", "randint_like",
+                 "bernoulli", "normal", "multinomial", "randperm", "poisson")
+_RANDOM_METHODS = ("bernoulli", "bernoulli_", "uniform_", "normal_", "random_", "exponential_",
+                   "geometric_", "cauchy_", "log_normal_")
+
+
+@contextmanager
+def _random_draws_seen(draws: list[str]):
+    """While fx traces: each random draw made outright is written into ``draws`` (with the
+    line of the model's code that made it); the functions are put back after."""
+    saved = [(owner, name, getattr(owner, name)) for owner, names in
+             ((torch, _RANDOM_TORCH), (torch.Tensor, _RANDOM_METHODS)) for name in names]
+    for owner, name, real in saved:
+        setattr(owner, name, _recorded(real, name, draws))
+    try:
+        yield
+    finally:
+        for owner, name, real in saved:
+            setattr(owner, name, real)
+
+
+def _recorded(real, name: str, draws: list[str]):
+    tracing = threading.get_ident()   # another thread's draws are not the model's
+
+    def draw(*args, **kwargs):
+        if threading.get_ident() == tracing and \
+                not any(isinstance(a, fx.Proxy) for a in (*args, *kwargs.values())):
+            own = [f for f in traceback.extract_stack()[:-1] if _TORCH_DIR not in f.filename]
+            line = f" (line {own[-1].lineno} of {own[-1].name}: {own[-1].line})" \
+                if own and own[-1].line else ""
+            draws.append(f"torch.{name}{line}")
+        return real(*args, **kwargs)
+    return draw
 
 
 def _traced_len(obj):

@@ -69,6 +69,24 @@ def dropout(step: Step, fn, args, kwargs) -> None:
             f"{where(step.node)} drops values at random (p={p}, training=True): no dense "
             "pass can equal the crops; pass training=self.training and call model.eval()")
 
+def random(step: Step) -> None:
+    """torch.rand and its kin in forward: every call draws other numbers."""
+    step.notes["random"] = (
+        f"{where(step.node)} draws random numbers on every call (noise, a random mask): no two "
+        "passes agree, so no dense pass can equal the crops; draw them only in training "
+        "(if self.training: ...) and call model.eval()")
+
+
+def drawn(step: Step, draws) -> None:
+    """Random numbers forward drew while fx traced it (kept as a constant by fx, drawn anew
+    by the model on every call)."""
+    if draws:
+        step.notes["random"] = (
+            f"forward draws random numbers ({draws[0]}) on every call: no two passes agree, so "
+            "no dense pass can equal the crops; draw them only in training (if self.training: "
+            "...) and call model.eval()")
+
+
 def measure(step: Step, args, kwargs, steps: dict[fx.Node, Step]):
     """For a size read off a tensor (x.shape, x.size(2), and numbers computed from them): what
     it measures, per item of a shape; None for a tensor."""

@@ -78,6 +78,11 @@ BINARY = {operator.add, operator.sub, operator.mul, operator.truediv, operator.i
 SOFTMAX_FUNCS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "softmax",
                  "log_softmax"}
 CATS = {torch.cat, torch.concat}
+# Random numbers drawn in forward (a stochastic-depth mask, noise): no two passes agree.
+RANDOM_FUNCS = {torch.rand, torch.randn, torch.rand_like, torch.randn_like, torch.randint,
+                torch.randint_like, torch.bernoulli, torch.normal, torch.multinomial,
+                torch.randperm, torch.poisson, "bernoulli", "bernoulli_", "uniform_", "normal_",
+                "random_", "exponential_", "geometric_", "cauchy_", "log_normal_"}
 LINEAR_FUNCS = {F.linear}
 LAYER_FUNCS = {*WINDOW_FUNCS, *ADAPTIVE_FUNCS, *LINEAR_FUNCS}  # rows of ``trace``
 # Tensor methods and functions whose result is a size read off a tensor, not its values.

@@ -44,6 +44,7 @@ from ._ops import (
     POINTWISE,
     POINTWISE_FUNCS,
     POOL,
+    RANDOM_FUNCS,
     REDUCTIONS,
     RESHAPES,
     SELECTS,
@@ -162,6 +163,7 @@ class _Walk(fx.Interpreter):
         if _tensor(out) is None and n.op != "call_function":
             return Geo("other")
         if n.op == "placeholder":
+            notes.drawn(step, self.module.meta.get("random_draws", ()))
             if out.dim() < 3:
                 return unknown("the input is a plain vector: it has no pixels to slide over")
             return Geo("map", Field.pixel(tuple(out.shape[2:])))
@@ -249,7 +251,9 @@ class _Walk(fx.Interpreter):
             return geometry.squeeze(step, g, x, dim, _tensor(out))
         if t in PERMUTES:
             return geometry.permute(step, g, x, _tensor(out), _permutation(t, x, args, kwargs))
-        if t in SIZES or t is getattr or _tensor(out) is None:
+        if t in RANDOM_FUNCS:
+            notes.random(step)
+        if t in SIZES or t is getattr or _tensor(out) is None or t in RANDOM_FUNCS:
             return Geo("other")
         if t in REDUCTIONS:
             a = bind(("input", "dim", "keepdim"), args, kwargs)

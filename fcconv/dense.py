@@ -50,7 +50,8 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     if any(w > s for w, s in zip(window, sides)):
         raise ValueError(f"window {'x'.join(map(str, window))} does not fit in the "
                          f"{'x'.join(map(str, sides))} {_what_image(nsp)}")
-    why = _in_training(model, (image.shape[1], *window))
+    first = image[(slice(0, 1), slice(None), *(slice(0, w) for w in window))]
+    why = _in_training(model, first)
     if why:
         raise ValueError(f"sliding_windows cannot give the reference here: {why}")
     # A stride past the last window gives the one window either way (and unfold takes no more).
@@ -95,29 +96,51 @@ def _what_image(nsp: int) -> str:
     return {1: "sequence", 2: "image", 3: "volume"}[nsp]
 
 
-def _in_training(model: nn.Module, crop: tuple[int, ...]) -> str:
+def _in_training(model: nn.Module, crop: torch.Tensor) -> str:
     """Why the model's scores depend on more than each crop ('' if they do not): a layer in
-    training mode, or F.dropout that drops (found by the walk, where it can follow forward).
+    training mode, or random numbers in forward (F.dropout that drops, torch.rand): found by
+    the walk, or, where the walk cannot follow forward, by scoring ``crop`` twice.
 
-    The walk takes milliseconds, as much as scoring a few crops: its answer is kept for the
-    model as long as its layers keep their modes and plain attributes (a dropout rate, a flag
-    forward reads), so that timing the reference times the crops.
+    That takes milliseconds, as much as scoring a few crops: the answer is kept for the model
+    as long as its layers keep their modes and plain attributes (a dropout rate, a flag forward
+    reads), so that timing the reference times the crops.
     """
     why = in_training(model)
     if why:
         return why
-    key = (crop, tuple((m.training, tuple((k, v) for k, v in vars(m).items()
-                                          if isinstance(v, (bool, int, float, str))))
-                       for m in model.modules()))
+    key = (tuple(crop.shape[1:]), tuple(
+        (m.training, tuple((k, v) for k, v in vars(m).items()
+                           if isinstance(v, (bool, int, float, str)))) for m in model.modules()))
     answers = _WALKED.setdefault(model, {})
     if key not in answers:
         try:
-            graph = analyse(model, crop)
+            graph = analyse(model, tuple(crop.shape[1:]))
             answers[key] = next((s.notes["random"] for s in graph.steps.values()
                                  if "random" in s.notes), "")
         except ValueError:
-            answers[key] = ""   # what the walk cannot follow, the crops still run as they are
+            answers[key] = _differs_twice(model, crop)
     return answers[key]
+
+
+def _differs_twice(model: nn.Module, crop: torch.Tensor, copies: int = 32) -> str:
+    """'' if the model gives a batch of ``copies`` copies of ``crop`` the same scores twice (or
+    cannot score it: the crops say why); else that it draws random numbers. A mask that keeps
+    an example with probability 0.8 is the same in both calls for all 32 copies with
+    probability 0.68**32, about 4e-6."""
+    batch = crop.repeat(copies, *(1,) * (crop.dim() - 1))
+    try:
+        first, second = _parts(model(batch)), _parts(model(batch))
+    except Exception:  # noqa: BLE001  (the first batch of crops reports it, with the layer)
+        return ""
+    same = all(torch.equal(p, q) for p, q in zip(first, second)
+               if isinstance(p, torch.Tensor) and isinstance(q, torch.Tensor))
+    return "" if same else ("the model gives other scores each time it scores the same crop "
+                            "(random numbers in forward: dropout, noise, stochastic depth); call "
+                            "model.eval(), or draw them only in training")
+
+
+def _parts(out) -> tuple:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
 _WALKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> {key: answer}

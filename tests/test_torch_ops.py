@@ -1446,3 +1446,31 @@ def test_sliding_windows_checks_again_when_a_rate_or_a_mode_changes():
     model.c = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Dropout(0.3))   # a new layer, in training
     with pytest.raises(ValueError, match=r"Dropout 'c.1' is in training mode"):
         sliding_windows(model, image, 6, 2)
+
+
+class Noisy(nn.Module):
+    """Random numbers in forward: noise fx can follow, or a stochastic-depth mask it cannot."""
+
+    def __init__(self, traceable):
+        super().__init__()
+        self.traceable, self.c, self.fc = traceable, nn.Conv2d(1, 2, 3), nn.Linear(32, 2)
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.traceable:
+            y = y + torch.randn(2, 1, 1) * 0.1
+        else:   # torch.rand of a size read off the tensor: fx cannot trace it
+            y = y * (torch.rand(y.shape[0], 1, 1, 1) > 0.2).to(y.dtype)
+        return self.fc(y.flatten(1))
+
+
+@pytest.mark.parametrize("traceable", [True, False])
+def test_random_numbers_in_forward_are_refused_by_both_ways(traceable):
+    torch.manual_seed(0)   # (32 masks drawn twice agree with probability 4e-6; not with seed 0)
+    model, image = Noisy(traceable).eval(), torch.randn(1, 1, 12, 12)
+    with pytest.raises(ValueError, match="draws random numbers" if traceable else
+                       "cannot trace this model"):
+        convolutionalize(model, (1, 6, 6))
+    with pytest.raises(ValueError, match="draws random numbers" if traceable else
+                       "other scores each time it scores the same crop"):
+        sliding_windows(model, image, 6, 2)
