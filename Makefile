@@ -7,13 +7,13 @@ STAMP  := $(VENV)/.fcconv-installed
 # JupyterLab refuses to run as root unless told; containers and CI often are root.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint venv clean-venv notebooks-clean exercises present slides handouts weights
+.PHONY: lab test lint venv pretrained clean-venv notebooks-clean exercises present slides handouts weights
 
 # The course's own Jupyter settings (etc/jupyter): no news pop-up, no update or news fetch, a
 # read-only extension manager. Nothing leaves the machine.
 COURSE_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/etc/jupyter"
 
-lab: $(STAMP)
+lab: $(STAMP) pretrained
 	$(COURSE_CONFIG) $(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
 		--LabApp.default_url=/lab/tree/notebooks/00_setup_check.ipynb
 
@@ -25,11 +25,11 @@ slides: $(STAMP)
 	$(COURSE_CONFIG) $(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
 		--LabApp.default_url=/lab/tree/$$nb
 
-test: $(STAMP)
+test: $(STAMP) pretrained
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-venv: $(STAMP)
+venv: $(STAMP) pretrained
 
 # Present one walkthrough as a Voila app (code hidden, widgets live, offline): make present NB=05
 # With no NB, an index page links every walkthrough. The "fcconv" template loads nothing from a CDN.
@@ -45,6 +45,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
+
+# MTCNN's trained nets (notebook 09, python -m fcconv faces): taken once from the facenet-pytorch
+# wheel on the package index into the course cache, checked against trained/pretrained.json's
+# sha256. When they are there and intact this does nothing (no network); notebooks never fetch.
+pretrained: $(STAMP)
+	$(BIN)/python -m fcconv.course.fetch
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -62,7 +68,7 @@ handouts: $(STAMP)
 # Retrain the shipped models (face and digit classifiers) from their fixed seeds and rewrite
 # fcconv/course/trained/*.pt and the checksums in its weights.json. Notebooks only load them.
 weights: $(STAMP)
-	$(BIN)/python -m fcconv.course.weights
+	$(BIN)/python -m fcconv.course.retrain
 
 # exercises/ is generated from solutions/ (never edit it by hand).
 exercises: $(STAMP)

@@ -1,4 +1,6 @@
-"""Command line: ``python -m fcconv trace vgg16 --input 384 [--convolutionalized]``."""
+"""Command line: ``python -m fcconv trace vgg16 --input 384 [--convolutionalized]``,
+``python -m fcconv faces PHOTO [--json] [--out annotated.png]``,
+``python -m fcconv grade NOTEBOOK...``."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ import importlib.util
 import sys
 
 if importlib.util.find_spec("torch") is None:  # say so, not a traceback from the imports below
-    raise SystemExit("python -m fcconv (trace, grade) needs PyTorch, which is not installed here: "
-                     "install the course with `make venv` (the NumPy half works without it).")
+    raise SystemExit("python -m fcconv (trace, faces, grade) needs PyTorch, which is not installed "
+                     "here: install the course with `make venv` (the NumPy half works without it).")
 
 from .models import MODELS, build  # noqa: E402  (after the check above)
 from .shapes import trace
@@ -32,6 +34,31 @@ def _trace(args) -> int:
     print(f"{args.model}{' (convolutionalized)' if args.convolutionalized else ''} "
           f"at {size}x{size}x{train_shape[0]}")
     print(table)
+    return 0
+
+
+def _faces(args) -> int:
+    import json
+
+    from .course import mtcnn
+
+    try:
+        image = mtcnn.read_photo(args.photo)
+        found = mtcnn.detect(image, min_face=args.min_face).faces
+        if args.out:
+            mtcnn.save_png(mtcnn.annotated(image, found), args.out)
+    except (ValueError, OSError) as err:  # a bad photo, missing weights, an unwritable --out
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(mtcnn.as_records(found), indent=1))
+    else:
+        for x0, y0, x1, y1, _label, p in found:
+            print(f"{x0} {y0} {x1} {y1} {p:.4f}")
+    h, w = image.shape[:2]
+    print(f"{len(found)} face{'s' * (len(found) != 1)} in {args.photo} ({w}x{h}; MTCNN, faces of "
+          f"{args.min_face:g} px and up){f', drawn in {args.out}' if args.out else ''}",
+          file=sys.stderr)
     return 0
 
 
@@ -76,6 +103,18 @@ def _side(text: str) -> int:
     return value
 
 
+def _min_face(text: str) -> float:
+    """An argparse type for faces' --min-face: a finite number of pixels > 0 (mtcnn says why one
+    under P-Net's 12 px window cannot work)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels, got {text}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text}")
+    return value
+
+
 def _csv(text: str) -> str:
     from .course.grade import check_csv
 
@@ -96,6 +135,15 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--convolutionalized", action="store_true",
                    help="trace the fully convolutional version (a score map on larger inputs)")
     t.set_defaults(run=_trace)
+    f = sub.add_parser("faces", help="find faces in a photo with MTCNN: one line per face, "
+                                     "x0 y0 x1 y1 probability (pixels, inclusive)")
+    f.add_argument("photo", help="a JPEG or PNG file")
+    f.add_argument("--json", action="store_true",
+                   help="print a JSON list of {x0, y0, x1, y1, probability} instead")
+    f.add_argument("--out", help="also write the photo with the boxes drawn on it (PNG)")
+    f.add_argument("--min-face", type=_min_face, default=20.0,
+                   help="smallest face looked for, in pixels (default 20; larger is faster)")
+    f.set_defaults(run=_faces)
     g = sub.add_parser("grade", help="run exercise notebooks and print a score per exercise")
     g.add_argument("notebooks", nargs="+")
     g.add_argument("--timeout", type=_limit(int, "--timeout"), default=60,

@@ -1,7 +1,8 @@
 """Real data that ships with installed packages (nothing is downloaded): photos and canvases.
 
 ``photo`` gives a scikit-image sample photo as a (3, S, S) float tensor in [0, 1], ``grey_photo``
-any of them as a (H, W) grey array;
+any of them (and matplotlib's ``grace_hopper``) as a (H, W) grey array, ``rgb_photo`` as the
+(H, W, 3) uint8 pixels;
 ``imagenet_normalize`` applies the mean/std VGG was trained with.
 """
 
@@ -36,18 +37,40 @@ def photo(name: str = "astronaut", size: int = 384) -> torch.Tensor:
                          align_corners=False)[0].clamp(0, 1)
 
 
-def grey_photo(name: str) -> np.ndarray:
-    """Any bundled scikit-image photo (``skimage.data.<name>()``), grey: (H, W) float32 in [0, 1].
+# Photos that do not come with scikit-image: name -> matplotlib's bundled sample file.
+MATPLOTLIB_PHOTOS = {"grace_hopper": "grace_hopper.jpg"}
 
-    Colour is averaged with ``rgb2gray``'s luminance weights; an alpha channel is dropped.
-    """
-    import skimage.color
+
+def _loaded(name: str) -> np.ndarray:
+    """A bundled photo as its package stores it: ``skimage.data.<name>()``, or one of matplotlib's
+    sample photos (MATPLOTLIB_PHOTOS). (H, W), (H, W, 3) or (H, W, 4); uint8, bool or float."""
+    if name in MATPLOTLIB_PHOTOS:
+        import matplotlib.cbook
+        from PIL import Image
+
+        with Image.open(matplotlib.cbook.get_sample_data(MATPLOTLIB_PHOTOS[name])) as im:
+            return np.asarray(im.convert("RGB"))
     import skimage.data
 
     loader = getattr(skimage.data, name, None)
     if loader is None or name.startswith("_") or not callable(loader):
-        raise ValueError(f"skimage.data has no photo {name!r}")
+        raise ValueError(f"skimage.data has no photo {name!r} (nor is it one of matplotlib's: "
+                         f"{', '.join(MATPLOTLIB_PHOTOS)})")
     img = np.asarray(loader())
+    if img.ndim not in (2, 3):
+        raise ValueError(f"skimage.data.{name}() is not a photo: shape {img.shape}")
+    return img
+
+
+def grey_photo(name: str) -> np.ndarray:
+    """Any bundled scikit-image photo (``skimage.data.<name>()``), or matplotlib's
+    ``grace_hopper``, grey: (H, W) float32 in [0, 1].
+
+    Colour is averaged with ``rgb2gray``'s luminance weights; an alpha channel is dropped.
+    """
+    import skimage.color
+
+    img = _loaded(name)
     if img.dtype == bool:
         img = img.astype(np.float32)
     elif img.dtype == np.uint8:
@@ -57,6 +80,19 @@ def grey_photo(name: str) -> np.ndarray:
     if img.ndim != 2:
         raise ValueError(f"skimage.data.{name}() is not a photo: shape {img.shape}")
     return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def rgb_photo(name: str) -> np.ndarray:
+    """The same bundled photos in colour: (H, W, 3) uint8, the pixels as stored. A grey or
+    black-and-white photo is repeated on the three channels; an alpha channel is dropped."""
+    img = _loaded(name)
+    if img.dtype == bool:
+        img = img.astype(np.uint8) * 255
+    elif img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3])
 
 
 def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:

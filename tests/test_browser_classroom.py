@@ -48,6 +48,7 @@ KEYBOARD = {
     "06_efficiency.ipynb": ("EfficiencyExplorer(", "image size", "ArrowRight"),
     "07_conv_to_fc.ipynb": ("ConvMatrixExplorer(", "kernel", "ArrowRight"),
     "08_find_the_digits.ipynb": ("DigitDetectorExplorer(", "digits", "ArrowLeft"),
+    "09_mtcnn.ipynb": ("CascadeExplorer(", "scale", "ArrowRight"),
 }
 DARK = "JupyterLab Dark"
 

@@ -5,6 +5,7 @@ The wrong answers here are written as a learner would write them, not taken from
 grader, across its process boundary, is tested in test_grade.py; nbgrader in test_nbgrader.py."""
 
 import copy
+import math
 import re
 import sys
 from fractions import Fraction
@@ -30,7 +31,7 @@ def test_exercises_are_up_to_date_with_the_generator(capsys):
 
 
 def test_every_walkthrough_has_an_exercise_notebook_with_3_to_6_exercises():
-    walkthroughs = {p.name[:2] for p in (ROOT / "notebooks").glob("0[1-8]_*.ipynb")}
+    walkthroughs = {p.name[:2] for p in (ROOT / "notebooks").glob("0[1-9]_*.ipynb")}
     assert {p.name[:2] for p in SOLUTIONS} >= walkthroughs
     for path in SOLUTIONS:
         ids = exercises.exercise_ids(nbformat.read(path, as_version=4))
@@ -218,6 +219,51 @@ def _linear_via_conv_alt(x, w, b):
     return numpy_ops.conv2d(x, w.reshape(k, *x.shape[1:])).reshape(n, k) + b
 
 
+def _regress_exclusive(box, offsets):
+    """09.1 as a learner might write it, with the width counted x1 - x0."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    return tuple(round(v) for v in (x0 + offsets[0] * w, y0 + offsets[1] * h,
+                                    x1 + offsets[2] * w, y1 + offsets[3] * h))
+
+
+def _regress_alt(box, offsets):
+    """09.1 right, with NumPy: edges plus offsets times (w, h, w, h), rounded, as an array."""
+    b = np.array(box, dtype=np.float64)
+    size = np.array([b[2] - b[0] + 1, b[3] - b[1] + 1] * 2)
+    return np.rint(b + np.array(offsets) * size).astype(np.int64)
+
+
+def _whc_alt(w, c, h, wd):
+    """09.2 right, element by element: the conv tap (k, ch, y, x) is input (x * H + y) * C + ch."""
+    out = np.empty((len(w), c, h, wd))
+    for ch in range(c):
+        for y in range(h):
+            for x in range(wd):
+                out[:, ch, y, x] = w[:, (x * h + y) * c + ch]
+    return out
+
+
+def _pyramid_sides(height, width, step=1.0):
+    """The levels (h, w) of MTCNN's pyramid, scales multiplied step by step (not 0.6 * 0.709**k)."""
+    import math
+
+    s, out = 0.6, []
+    while min(height, width) * s >= 12:
+        out.append((math.ceil(height * s), math.ceil(width * s)))
+        s *= 0.709
+    return out
+
+
+def _windows_stride_1(height, width):
+    return sum((h - 11) * (w - 11) for h, w in _pyramid_sides(height, width))
+
+
+def _windows_alt(height, width):
+    return sum(len(range(0, h - 11, 2)) * len(range(0, w - 11, 2))
+               for h, w in _pyramid_sides(height, width))
+
+
 CASES = {  # check: (plausible wrong answer, hint it must give, correct answer written differently)
     "fc_to_conv_weight": (_hwc, "channels last", _conv_via_loops),
     "linear_via_conv": (lambda x, w, b: x.reshape(len(x), -1) @ w.T, "forgot the bias", _linear_via_conv_alt),
@@ -256,6 +302,9 @@ CASES = {  # check: (plausible wrong answer, hint it must give, correct answer w
     "cell_box": (lambda r, c, j, w, s: (c * j, r * j, c * j + w - 1, r * j + w - 1), "pixels of the shrunk photo",
                  lambda r, c, j, w, s: tuple(int(np.floor(v + 0.5)) for v in
                                              (np.array([c, r, c, r]) * j + [0, 0, w, w]) / s - [0, 0, 1, 1])),
+    "box_regression": (_regress_exclusive, "x1 - x0 + 1 pixels wide", _regress_alt),
+    "whc_weight": (lambda w, c, h, wd: w.reshape(len(w), c, h, wd), "(W, H, C)", _whc_alt),
+    "pnet_windows": (_windows_stride_1, "2 px apart", _windows_alt),
 }
 
 
@@ -478,6 +527,20 @@ MISTAKES = [
     ("iou", _iou_floor, "not //", "Inclusive"),
     ("transposed_size", lambda n, k, s, p: (n - 1) * s + k, "forgot the padding", "you gave"),
     ("transposed_size", lambda n, k, s, p: (n - 1) * s - p + k, "not p", "you gave"),
+    # 09: each mistake a learner makes gets its own hint
+    ("box_regression", lambda b, o: tuple(round(b[i] + o[i] * (b[3 - i % 2] - b[1 - i % 2] + 1)) for i in range(4)),
+     "you swapped them", "you gave"),
+    ("box_regression", lambda b, o: tuple(int(b[i] + o[i] * (b[2 + i % 2] - b[i % 2] + 1)) for i in range(4)),
+     "int() and math.floor() cut", "you gave"),
+    ("box_regression", lambda b, o: tuple(round(b[i] + o[i]) for i in range(4)), "fractions of the box's size", "you gave"),
+    ("whc_weight", lambda w, c, h, wd: w.reshape(len(w), h, wd, c).transpose(0, 3, 1, 2), "Keras's (H, W, C)", "input number"),
+    ("whc_weight", lambda w, c, h, wd: w.reshape(len(w), wd, h, c).transpose(0, 3, 1, 2), "(K, C, W, H)", "input number"),
+    ("pnet_windows", lambda H, W: sum(((math.floor(H * 0.6 * 0.709**k) - 12) // 2 + 1) *
+                                      ((math.floor(W * 0.6 * 0.709**k) - 12) // 2 + 1)
+                                      for k in range(40) if min(H, W) * 0.6 * 0.709**k >= 12),
+     "rounded up", "you gave"),
+    ("pnet_windows", lambda H, W: ((math.ceil(H * 0.6) - 12) // 2 + 1) * ((math.ceil(W * 0.6) - 12) // 2 + 1)
+     if min(H, W) * 0.6 >= 12 else 0, "first level only", "you gave"),
 ]
 
 

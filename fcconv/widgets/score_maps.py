@@ -34,17 +34,26 @@ def cell_view(level: faces.Level, cell) -> dict:
 def overlay(image: np.ndarray, level: faces.Level) -> np.ndarray:
     """The grey photo (H, W) with the level's face probabilities painted (``plots.probability_rgba``:
     viridis, clear at 0) over the part of the photo nearest each window's centre: (H, W, 3) uint8."""
-    rows, cols = level.probs.shape
-    sy, sx = level.scale
-    half = faces.WINDOW / 2 - faces.JUMP / 2
-    r = np.floor((np.arange(image.shape[0]) * sy - half) / faces.JUMP).astype(int)
-    c = np.floor((np.arange(image.shape[1]) * sx - half) / faces.JUMP).astype(int)
+    return paint(image, level.probs.numpy(), level.scale, faces.WINDOW, faces.JUMP)
+
+
+def paint(image: np.ndarray, probs: np.ndarray, scale, window: int, jump: int) -> np.ndarray:
+    """A photo, grey (H, W) or RGB (H, W, 3), floats in [0, 1] or uint8, with a map of
+    probabilities (rows, cols) painted (``plots.probability_rgba``: viridis, clear at 0) where
+    each cell's window is centred; the map was computed on the photo resized by ``scale`` =
+    (sy, sx), cells ``jump`` px apart, each a ``window`` px square there: (H, W, 3) uint8."""
+    rows, cols = probs.shape
+    sy, sx = scale
+    half = window / 2 - jump / 2
+    r = np.floor((np.arange(image.shape[0]) * sy - half) / jump).astype(int)
+    c = np.floor((np.arange(image.shape[1]) * sx - half) / jump).astype(int)
     inside = ((r >= 0) & (r < rows))[:, None] & ((c >= 0) & (c < cols))[None, :]
-    heat = level.probs.numpy()[r.clip(0, rows - 1)][:, c.clip(0, cols - 1)]
+    heat = probs[r.clip(0, rows - 1)][:, c.clip(0, cols - 1)]
     rgba = plots.probability_rgba(heat)
     alpha = np.where(inside, rgba[..., 3], 0)[..., None]   # the photo shows where nothing fires
-    grey = np.repeat(image[..., None], 3, axis=2)
-    mixed = (1 - alpha) * grey + alpha * rgba[..., :3]
+    photo = image / 255.0 if image.dtype == np.uint8 else image
+    base = photo if photo.ndim == 3 else np.repeat(photo[..., None], 3, axis=2)
+    mixed = (1 - alpha) * base + alpha * rgba[..., :3]
     return (mixed * 255).round().astype(np.uint8)
 
 

@@ -1,0 +1,357 @@
+"""MTCNN, a face detector built from the course's idea (Zhang, Zhang, Li, Qiao, "Joint Face
+Detection and Alignment using Multi-task Cascaded Convolutional Networks", IEEE SPL 2016), with the
+trained weights that facenet-pytorch 2.6.0 ships (MIT licence; ``python -m fcconv.course.fetch``).
+
+Three face classifiers of growing size, each with a second head that nudges the box:
+1. **P-Net**, a 12x12 classifier that is already fully convolutional, slides over an image pyramid
+   (the photo shrunk by 0.709 at a time): one dense pass per scale, a cell every 2 px.
+2. **R-Net** (24x24) rescores P-Net's proposals, each cut out and resized.
+3. **O-Net** (48x48) rescores R-Net's survivors.
+Between stages: a threshold (0.6, 0.7, 0.7), non-maximum suppression, box regression, squaring.
+
+Images are (H, W, 3) uint8 RGB; boxes are (x0, y0, x1, y1) with inclusive pixel bounds in the
+photo; detections add (label, probability) with label 1 = face, as ``detect.nms`` expects.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models import ONet, PNet, RNet
+from . import weights
+from .detect import iou, nms, one_thread
+from .faces import FACE_BOXES, cell_box
+
+MIN_FACE = 20             # px: the smallest face looked for (facenet-pytorch's default)
+FACTOR = 0.709            # each pyramid level is the last one shrunk by this (about 1/sqrt(2))
+THRESHOLDS = (0.6, 0.7, 0.7)
+WINDOWS = (12, 24, 48)    # the input side each net was trained on
+PNET_JUMP = 2             # P-Net's one 2x2 pool: cells 2 px apart
+NMS_PER_SCALE, NMS_STAGE = 0.5, 0.7
+
+
+@functools.cache
+def nets() -> tuple[PNet, RNet, ONet]:
+    """The three nets with their trained weights, read once from the course cache (sha256
+    checked; a missing file raises FileNotFoundError saying how to fetch it)."""
+    return (weights.load_pretrained(PNet(), "pnet"), weights.load_pretrained(RNet(), "rnet"),
+            weights.load_pretrained(ONet(), "onet"))
+
+
+# --------------------------------------------------------------------------- pixels
+
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 pixel values 0-255."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB photo, (H, W, 3) uint8; got {image.shape} {image.dtype}")
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()  # a copy: writable
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixel values 0-255 -> what the nets were trained on: (x - 127.5) / 128."""
+    return (pixels - 127.5) / 128
+
+
+def scales(height: int, width: int, min_face: float = MIN_FACE, factor: float = FACTOR) -> list[float]:
+    """The pyramid: the first scale makes a ``min_face`` face 12 px (P-Net's window), each next
+    one is ``factor`` times the last, down to where the shorter side would drop below 12 px."""
+    if not 0 < factor < 1:
+        raise ValueError(f"factor must be between 0 and 1; got {factor}")
+    if min_face < WINDOWS[0]:
+        raise ValueError(f"min_face must be at least P-Net's window, {WINDOWS[0]} px; got {min_face}")
+    first = WINDOWS[0] / min_face
+    count = 0
+    while min(height, width) * first * factor ** count >= WINDOWS[0]:
+        count += 1
+    return [first * factor ** k for k in range(count)]
+
+
+def resize(pixels: torch.Tensor, scale: float) -> tuple[torch.Tensor, tuple[float, float]]:
+    """(1, 3, H, W) -> (1, 3, h, w) with h = ceil(H * scale) (area averaging, as facenet-pytorch),
+    and the exact (scale_y, scale_x) = (h/H, w/W)."""
+    _, _, height, width = pixels.shape
+    h, w = math.ceil(height * scale), math.ceil(width * scale)
+    return F.interpolate(pixels, size=(h, w), mode="area"), (h / height, w / width)
+
+
+# --------------------------------------------------------------------------- boxes
+
+def regress(box, offsets) -> tuple[int, int, int, int]:
+    """Move a box's edges by the net's offsets, in units of its width and height (the second
+    head's output): x0 + dx0 * w, y0 + dy0 * h, x1 + dx1 * w, y1 + dy1 * h, rounded."""
+    x0, y0, x1, y1 = box[:4]
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    dx0, dy0, dx1, dy1 = (float(o) for o in offsets)
+    return round(x0 + dx0 * w), round(y0 + dy0 * h), round(x1 + dx1 * w), round(y1 + dy1 * h)
+
+
+def square(box) -> tuple[int, int, int, int]:
+    """The square with the box's centre and its longer side (the next net's input is square)."""
+    x0, y0, x1, y1 = box[:4]
+    side = max(x1 - x0, y1 - y0) + 1
+    left, top = round((x0 + x1 - side + 1) / 2), round((y0 + y1 - side + 1) / 2)
+    return left, top, left + side - 1, top + side - 1
+
+
+def crops(pixels: torch.Tensor, boxes, size: int) -> torch.Tensor:
+    """Cut each box out of (1, 3, H, W) pixels (zeros outside the photo) and resize it to
+    ``size`` x ``size`` (area averaging): (N, 3, size, size), pixel values 0-255."""
+    _, _, height, width = pixels.shape
+    out = []
+    for x0, y0, x1, y1 in (b[:4] for b in boxes):
+        (left, right, lo_x, hi_x), (top, bottom, lo_y, hi_y) = (
+            inside(x0, x1, width), inside(y0, y1, height))
+        patch = F.pad(pixels[:, :, lo_y:hi_y, lo_x:hi_x], (left, right, top, bottom))
+        out.append(F.interpolate(patch, size=(size, size), mode="area"))
+    return torch.cat(out) if out else pixels.new_zeros(0, 3, size, size)
+
+
+def inside(first: int, last: int, length: int) -> tuple[int, int, int, int]:
+    """Pixels first..last (inclusive) of an axis of ``length``: how many lie before the image,
+    how many after, and the slice [lo, hi) of the image they cover (empty when none do)."""
+    lo, hi = min(max(first, 0), length), max(min(last + 1, length), 0)
+    hi = max(hi, lo)
+    before = max(0, min(last + 1, 0) - first)
+    return before, (last + 1 - first) - before - (hi - lo), lo, hi
+
+
+# --------------------------------------------------------------------------- the stages
+
+@dataclass
+class Level:
+    """One pyramid level: the scale asked for, the exact (scale_y, scale_x) of the resized photo
+    (h, w) = ``size``, P-Net's face probability map (rows, cols) and box offsets (4, rows, cols)."""
+
+    scale: float
+    exact: tuple[float, float]
+    size: tuple[int, int]
+    probs: torch.Tensor
+    offsets: torch.Tensor
+
+
+@torch.no_grad()
+def pnet_level(pnet: PNet, pixels: torch.Tensor, scale: float) -> Level:
+    """One dense pass of P-Net over the photo resized by ``scale``."""
+    small, exact = resize(pixels, scale)
+    probs, offsets = pnet(normalize(small))
+    return Level(scale, exact, tuple(small.shape[2:]), probs[0], offsets[0])
+
+
+def pyramid(pnet: PNet, image: np.ndarray, min_face: float = MIN_FACE) -> list[Level]:
+    """P-Net over every level of the pyramid of an (H, W, 3) uint8 photo: one dense pass each, on
+    one torch thread (small convs: on a busy machine two threads that wait for each other at
+    every layer are slower, as ``faces.pyramid`` measured)."""
+    pixels = as_tensor(image)
+    with one_thread():
+        return [pnet_level(pnet, pixels, s) for s in scales(*image.shape[:2], min_face)]
+
+
+def proposals(level: Level, threshold: float = THRESHOLDS[0]) -> list[tuple]:
+    """The cells of one level above ``threshold``, each as its 12x12 window in the photo, after
+    NMS within the level: [(x0, y0, x1, y1, 1, p, offsets (4,))]."""
+    rows, cols = torch.nonzero(level.probs > threshold, as_tuple=True)
+    cands = [(*cell_box(r, c, PNET_JUMP, WINDOWS[0], level.exact), 1, float(level.probs[r, c]),
+              level.offsets[:, r, c].numpy())
+             for r, c in zip(rows.tolist(), cols.tolist())]
+    return nms(cands, NMS_PER_SCALE)
+
+
+def propose(levels: list[Level], threshold: float = THRESHOLDS[0]) -> list[tuple]:
+    """P-Net's step: every level's proposals, NMS across levels, then regressed and squared."""
+    return next_boxes(nms([d for lv in levels for d in proposals(lv, threshold)], NMS_STAGE))
+
+
+def regressed(kept: list[tuple]) -> list[tuple]:
+    """Each detection with its box regression applied: [(x0, y0, x1, y1, 1, p)]. A box that the
+    offsets turn inside out (x1 < x0 or y1 < y0: no pixel left) is dropped."""
+    moved = [(*regress(d, d[6]), 1, d[5]) for d in kept]
+    return [d for d in moved if d[2] >= d[0] and d[3] >= d[1]]
+
+
+def next_boxes(kept: list[tuple]) -> list[tuple]:
+    """Apply each detection's box regression, then make it square: what the next net looks at."""
+    return [(*square(d), 1, d[5]) for d in regressed(kept)]
+
+
+@torch.no_grad()
+def score(net, pixels: torch.Tensor, boxes: list[tuple], size: int, batch: int = 256) -> list[tuple]:
+    """Run R-Net or O-Net on each box, cut out and resized to ``size`` (as crops, one per box):
+    [(x0, y0, x1, y1, 1, p, offsets (4,))], the box with the net's face probability."""
+    scored = []
+    for start in range(0, len(boxes), batch):
+        chunk = boxes[start:start + batch]
+        probs, offsets = net(normalize(crops(pixels, chunk, size)))[:2]
+        scored += [(*b[:4], 1, float(p), o.numpy()) for b, p, o in zip(chunk, probs, offsets)]
+    return scored
+
+
+def above(scored: list[tuple], threshold: float) -> list[tuple]:
+    """The detections whose probability exceeds ``threshold``."""
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be at least 0 and below 1; got {threshold}")
+    return [d for d in scored if d[5] > threshold]
+
+
+def refine(scored: list[tuple], threshold: float) -> list[tuple]:
+    """R-Net's step: keep the boxes above ``threshold``, NMS, then regress and square them."""
+    return next_boxes(nms(above(scored, threshold), NMS_STAGE))
+
+
+def finish(scored: list[tuple], threshold: float) -> list[tuple]:
+    """O-Net's step: keep the boxes above ``threshold``, regress them, NMS: the faces."""
+    return nms(regressed(above(scored, threshold)), NMS_STAGE)
+
+
+@dataclass
+class Cascade:
+    """What each stage gave on one photo: the pyramid levels, P-Net's proposals (squared boxes),
+    R-Net's survivors (squared), the faces O-Net keeps, and seconds per stage; with R-Net's and
+    O-Net's probability for every box they looked at (``score``), so that another threshold is
+    a filter (``refine``, ``finish``), not a new pass."""
+
+    levels: list[Level]
+    proposals: list[tuple]
+    refined: list[tuple]
+    faces: list[tuple]
+    seconds: dict = field(default_factory=dict)
+    rnet_scores: list[tuple] = field(default_factory=list)
+    onet_scores: list[tuple] = field(default_factory=list)
+
+
+def detect(image: np.ndarray, min_face: float = MIN_FACE,
+           thresholds: tuple[float, float, float] = THRESHOLDS) -> Cascade:
+    """The whole cascade on an (H, W, 3) uint8 RGB photo; ``.faces`` are
+    [(x0, y0, x1, y1, 1, p)], best first. Runs on one torch thread (small nets: two threads
+    that wait for each other at every layer are slower on a busy machine)."""
+    pnet, rnet, onet = nets()
+    pixels = as_tensor(image)
+    times = {}
+    with one_thread():
+        start = time.perf_counter()
+        levels = pyramid(pnet, image, min_face)
+        stage1 = propose(levels, thresholds[0])
+        times["P-Net"] = time.perf_counter() - start
+        start = time.perf_counter()
+        rnet_scores = score(rnet, pixels, stage1, WINDOWS[1])
+        stage2 = refine(rnet_scores, thresholds[1])
+        times["R-Net"] = time.perf_counter() - start
+        start = time.perf_counter()
+        onet_scores = score(onet, pixels, stage2, WINDOWS[2])
+        stage3 = finish(onet_scores, thresholds[2])
+        times["O-Net"] = time.perf_counter() - start
+    return Cascade(levels, stage1, stage2, stage3, times, rnet_scores, onet_scores)
+
+
+# --------------------------------------------------------------------------- dense vs crops
+
+def dense_cost(fcn, pixels: torch.Tensor, levels: list[Level]) -> dict:
+    """A convolutionalized R-Net or O-Net (``fcn.window``, ``fcn.jump``) as one dense pass per
+    pyramid level where its window fits: MACs (``trace``), windows scored, seconds (one thread)."""
+    from ..shapes import trace
+
+    usable = [lv for lv in levels if min(lv.size) >= fcn.window]
+    inputs = [normalize(resize(pixels, lv.scale)[0]) for lv in usable]
+    with torch.no_grad(), one_thread():
+        start = time.perf_counter()
+        maps = [fcn(x)[0] for x in inputs]
+        seconds = time.perf_counter() - start
+    return {"macs": sum(trace(fcn, (3, *lv.size)).total_macs for lv in usable),
+            "windows": sum(m.numel() for m in maps), "seconds": seconds, "levels": len(usable)}
+
+
+def crop_cost(net, pixels: torch.Tensor, boxes: list[tuple], window: int) -> dict:
+    """R-Net or O-Net on each box as the cascade runs it (``score``): MACs, seconds (one thread),
+    and the seconds spent only cutting the boxes out and resizing them."""
+    from ..shapes import trace
+
+    with one_thread():
+        start = time.perf_counter()
+        score(net, pixels, boxes, window)
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        crops(pixels, boxes, window)
+        cutting = time.perf_counter() - start
+    per_crop = trace(net, (3, window, window)).total_macs
+    return {"macs": len(boxes) * per_crop, "per_crop": per_crop, "seconds": seconds,
+            "cutting": cutting, "boxes": len(boxes)}
+
+
+def top_iou(faces: list[tuple], truth) -> float:
+    """IoU of the most probable detection with the marked face (0 when nothing was found)."""
+    return iou(faces[0][:4], truth) if faces else 0.0
+
+
+def face_iou(name: str, faces: list[tuple]) -> float:
+    """``top_iou`` against the face marked in bundled photo ``name`` (faces.FACE_BOXES)."""
+    return top_iou(faces, FACE_BOXES[name])
+
+
+# --------------------------------------------------------------------------- your own photo
+
+def read_photo(path) -> np.ndarray:
+    """A JPEG, PNG (or any image Pillow reads) as (H, W, 3) uint8 RGB, turned upright as its EXIF
+    orientation says. A path that is missing, a folder, unreadable, or not an image raises
+    ValueError with a sentence saying which."""
+    from pathlib import Path
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no such file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an image file")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except UnidentifiedImageError:
+        raise ValueError(f"{path} is not an image Pillow can read (JPEG, PNG, ...)") from None
+    except PermissionError:
+        raise ValueError(f"{path} cannot be read: permission denied") from None
+    except (OSError, SyntaxError) as err:   # truncated or damaged image data
+        raise ValueError(f"{path} could not be decoded as an image: {err}") from None
+
+
+def annotated(image: np.ndarray, faces: list[tuple], truth=None):
+    """The photo (H, W, 3) uint8 with each face's box and probability drawn on it (orange) and,
+    when given, the marked face ``truth`` (blue): a Pillow image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ..plots import OKABE_ITO
+
+    img = Image.fromarray(image)
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(min(img.size) / 200))
+    font = ImageFont.load_default(size=max(12, round(min(img.size) / 40)))
+    if truth is not None:
+        draw.rectangle(truth[:4], outline=OKABE_ITO[1], width=width)
+    for x0, y0, x1, y1, _label, p in faces:
+        draw.rectangle((x0, y0, x1, y1), outline=OKABE_ITO[0], width=width)
+        label = f"{p:.3f}"
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        y = y0 - bottom - width if y0 - bottom - width >= 0 else y0 + width  # above, or inside
+        draw.rectangle((x0, y, x0 + right + 2, y + bottom), fill=OKABE_ITO[0])
+        draw.text((x0 + 1, y), label, fill="black", font=font)
+    return img
+
+
+def save_png(img, path) -> None:
+    """Write a Pillow image as PNG; ValueError saying why when the file cannot be written."""
+    try:
+        img.save(path, format="PNG")
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def as_records(faces: list[tuple]) -> list[dict]:
+    """Detections as plain dicts {x0, y0, x1, y1, probability} (what --json prints)."""
+    return [{"x0": x0, "y0": y0, "x1": x1, "y1": y1, "probability": round(p, 6)}
+            for x0, y0, x1, y1, _label, p in faces]
