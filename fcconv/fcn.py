@@ -29,7 +29,8 @@ class ApproximateWarning(UserWarning):
 def convolutionalize(model: nn.Module, input_shape, exact: bool = True) -> nn.Module:
     """The classifier as a fully convolutional network (the original is left untouched).
 
-    input_shape: the (C, H, W) (or (C, L)) it was trained on. Result: x (N, C, H, W) ->
+    input_shape: the (C, H, W) (or (C, L)) it was trained on; as for ``trace``, (H, W) or 224
+    take C from the first conv. Result: x (N, C, H, W) ->
     (N, K, 1, 1) at that size; (N, K, rows, cols) on larger inputs, rows = (H - window) // jump + 1,
     exactly the windows sliding_windows scores. The result's ``.window`` is the (H, W) it slides
     and ``.jump`` its stride. Works on nn.Sequential and on custom forwards (torch.fx) that
@@ -40,8 +41,11 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True) -> nn.Mo
     it comes back with ``.window`` and ``.jump``, its ceil-mode pools set to floor where every
     window fits, so that it scores exactly the windows that fit in the image. ``.changes`` says
     what changed in the trunk, and why (one sentence each). BatchNorm on batch statistics and
-    dropout that drops are refused on a model with weights (call model.eval()); a model on the
-    meta device converts for its shapes, and the result refuses a real image.
+    dropout or other random numbers are refused on a model with weights (call model.eval()); a
+    model on the meta device converts for its shapes, and the result refuses a real image (one
+    only partly on the meta device is refused). So are forward hooks (fx does not see them), a
+    view that keeps a map's shape only at input_shape (x.view(-1, 1, 28, 28)) and constants per
+    position; constants per channel or per class, F.linear and splits of the scores convert.
 
     exact: a pool with ceil_mode=True whose last window hangs over the edge of the map at
     input_shape pools a partial window in each crop but a whole one in the dense pass, so the
