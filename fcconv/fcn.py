@@ -63,12 +63,15 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True) -> nn.Mo
     # VGG16 they are 494 MB of its 553 MB; copying them first made the peak 1 GB higher).
     linears = {id(p): p for m in model.modules() if isinstance(m, nn.Linear)
                for p in m.parameters(recurse=False)}
+    failure = None
     try:
         net, changes, approximate = _convert(copied(model, dict(linears)), shape, exact, meta,
                                              isinstance(model, nn.Sequential), False)
-    except ValueError:  # say it again with the line of forward() (recording lines costs time)
+    except ValueError as err:
+        failure = err
+    if failure is not None:  # said again with the line of forward() (recording lines costs time)
         _convert(copied(model, dict(linears)), shape, exact, meta, False, True)
-        raise
+        raise failure
     for module in net.modules():  # a Linear left as it was (not on the head): now copy it
         for name, p in module.named_parameters(recurse=False):
             if id(p) in linears:
