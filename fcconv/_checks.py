@@ -84,10 +84,14 @@ def operands(step: Step, args, steps: dict[fx.Node, Step]) -> None:
     try:
         torch.broadcast_shapes(*(t.shape for _, t in tensors))
     except RuntimeError:
-        what = " and ".join(f"{steps[a].geo.kind if a in steps else 'other'} {shape_text(t)}"
-                            for a, t in tensors)
+        live = [a in steps and steps[a].geo.kind != "other" for a, _ in tensors]
+        what = " and ".join(f"{steps[a].geo.kind} {shape_text(t)}" if is_live else
+                            f"a constant of shape {tuple(t.shape)}"
+                            for (a, t), is_live in zip(tensors, live))
+        advice = "flatten maps of the same shape, the same way" if all(live) else \
+            "give the constant one value per channel (or per class of the scores)"
         raise ValueError(f"{where(step.node)} combines tensors that do not line up ({what}): "
-                         "flatten maps of the same shape, the same way") from None
+                         f"{advice}") from None
 
 
 def nonempty(step: Step) -> None:

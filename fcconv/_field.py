@@ -1,15 +1,18 @@
 """Receptive fields carried through a network, axis by axis (private; plain Python).
 
-Output cell i of a layer sees input pixels [start + i*jump, start + i*jump + size - 1]: the
-classic recurrence (``formulas.field_step``), one window op at a time. Within that span a cell
-may skip pixels: a dilated tap, or a stride, can leave gaps, so each axis also keeps the runs of
-pixels a cell really sees. ``_walk`` calls ``Field.step`` once per conv or pool and
-``Field.shifted`` once per padding (or crop); branches that meet take the ``union``.
+Output cell i of a layer has the span [start + i*jump, start + i*jump + size - 1]: the classic
+recurrence (``formulas.field_step``), one window op at a time. A cell whose windows lie inside
+every layer's map sees exactly that span, less the gaps a dilated tap or a stride can leave
+(``spans``, the runs of pixels it sees). A cell at the border can see less: a tap on zero
+padding, or a ceil-mode window hanging off a map, reads no pixel. For those the field keeps
+its ``trail`` (each op with the sizes of the maps it read), and ``seen`` follows one cell back
+through it to the pixels it depends on. ``_walk`` calls ``Field.step`` once per conv or pool
+and ``Field.shifted`` once per padding (or crop); branches that meet take the ``union``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .formulas import field_step
 
@@ -20,15 +23,28 @@ MAX_RUNS = 4096
 Runs = tuple[tuple[int, int], ...]
 
 
+@dataclass(frozen=True, eq=False)
+class Trail:
+    """How a map was made from the input, one op per node, for following a cell back: "pixel"
+    (the input), "window" (``args``: (kernel, stride, left padding, dilation) per axis),
+    "pad" (left padding per axis, negative for a crop) or "union" (branches that meet).
+    ``cells``: the map's length per axis at the input the walk ran on."""
+
+    op: str
+    cells: tuple[int, ...]
+    args: tuple = ()
+    parents: tuple[Trail, ...] = ()
+
+
 @dataclass(frozen=True)
 class Field:
-    """Receptive field per spatial axis: cell i sees [start + i*jump, start + i*jump + size - 1].
+    """Receptive field per spatial axis: cell i spans [start + i*jump, start + i*jump + size - 1].
 
     ``spans``: per axis, the runs of pixels (first, last), counted from ``start``, that a cell
-    really sees: one run (0, size - 1) for a window, several where a dilated tap or a stride
-    leaves gaps. ``offset``: per axis, the map has floor((n + offset) / jump) cells on an
-    n-pixel input (what branches must agree on at every size, not only this one). ``cut``: per
-    axis, whether a crop (negative padding) removed cells on the (left, right) side.
+    inside the map really sees: one run (0, size - 1) for a window, several where a dilated tap
+    or a stride leaves gaps. ``offset``: per axis, the map has floor((n + offset) / jump) cells
+    on an n-pixel input (what branches must agree on at every size, not only this one).
+    ``trail``: how the map was made (``seen`` follows a border cell back through it).
     """
 
     size: tuple[int, ...]
@@ -37,18 +53,17 @@ class Field:
     spans: tuple[Runs, ...] = ()
     offset: tuple[int, ...] = ()
     odd: str = ""   # why cells do not see a window of pixels at all (set once, carried on)
-    cut: tuple[tuple[bool, bool], ...] = ()
+    trail: Trail | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def pixel(cls, n: int) -> Field:
+    def pixel(cls, sizes: tuple[int, ...]) -> Field:
+        n = len(sizes)
         return cls((1,) * n, (1,) * n, (0,) * n, (((0, 0),),) * n, (0,) * n, "",
-                   ((False, False),) * n)
+                   Trail("pixel", tuple(sizes)))
 
-    def step(self, kernel, stride, padding, dilation, total_pad=None, label: str = "",
-             hangs=()) -> Field:
-        """After a window op; ``total_pad`` (left + right per axis) defaults to 2 * padding.
-        ``label`` names the op in a message (which layer made the field odd); ``hangs``: the
-        axes where a ceil-mode window hangs off the end (like padding, past a crop)."""
+    def step(self, kernel, stride, padding, dilation, cells, total_pad=None) -> Field:
+        """After a window op whose map has ``cells`` per axis; ``total_pad`` (left + right per
+        axis) defaults to 2 * padding."""
         total_pad = total_pad or tuple(2 * p for p in padding)
         axes = [field_step(*f, k, s, p, d) for f, k, s, p, d in
                 zip(zip(self.size, self.jump, self.start), kernel, stride, padding, dilation)]
@@ -57,30 +72,19 @@ class Field:
         # floor((floor((n + a) / J) + tp - span + s) / s) = floor((n + a + J*(tp - span + s)) / (J*s))
         offset = tuple(a + j * (tp - (d * (k - 1) + 1) + s) for a, j, tp, k, s, d in
                        zip(self.offset, self.jump, total_pad, kernel, stride, dilation))
-        right = tuple(tp - p + (a in hangs) for a, (tp, p) in enumerate(zip(total_pad, padding)))
-        odd = self.odd or _too_many_runs(spans) or self._pads_a_crop(label, padding, right)
+        odd = self.odd or _too_many_runs(spans)
         spans = tuple(runs or ((0, a[0] - 1),) for runs, a in zip(spans, axes))
-        return Field(*(tuple(a[i] for a in axes) for i in range(3)), spans, offset, odd, self.cut)
+        trail = Trail("window", tuple(cells), tuple(zip(kernel, stride, padding, dilation)),
+                      (self.trail,))
+        return Field(*(tuple(a[i] for a in axes) for i in range(3)), spans, offset, odd, trail)
 
-    def shifted(self, left: tuple[int, ...], right: tuple[int, ...], label: str = "") -> Field:
+    def shifted(self, left: tuple[int, ...], right: tuple[int, ...], cells) -> Field:
         """After zero padding (cells, per axis): the first cell starts earlier, the map grows.
-        A negative amount crops: it is remembered, because padding after a crop puts zeros
-        where a border cell's window says pixels."""
-        odd = self.odd or self._pads_a_crop(label, left, right)
-        cut = tuple((cl or lt < 0, cr or r < 0) for (cl, cr), lt, r in zip(self.cut, left, right))
+        A negative amount crops."""
         return replace(self, start=tuple(s - p * j for s, p, j in zip(self.start, left, self.jump)),
                        offset=tuple(a + (lt + r) * j for a, lt, r, j in
-                                    zip(self.offset, left, right, self.jump)), odd=odd, cut=cut)
-
-    def _pads_a_crop(self, label: str, left, right) -> str:
-        for axis, ((cl, cr), lt, r) in enumerate(zip(self.cut, left, right)):
-            side = "first" if cl and lt > 0 else "last" if cr and r > 0 else ""
-            if side:
-                return (f"{label} pads the {side} cells of axis {axis} (or hangs a ceil-mode "
-                        "window over them) after a crop (negative padding) removed cells there: "
-                        "the cells at that border see less than the pixels their window says, "
-                        "so no (size, jump, start) describes them")
-        return ""
+                                    zip(self.offset, left, right, self.jump)),
+                       trail=Trail("pad", tuple(cells), tuple(left), (self.trail,)))
 
     def gaps(self) -> str:
         """'' when a cell sees every pixel of its span; else which pixels it skips, per axis."""
@@ -89,8 +93,8 @@ class Field:
             if len(runs) > 1:
                 holes = [f"{a[1] + 1}..{b[0] - 1}" if b[0] - a[1] > 2 else str(a[1] + 1)
                          for a, b in zip(runs, runs[1:])]
-                seen = ", ".join(f"{lo}..{hi}" if hi > lo else str(lo) for lo, hi in runs)
-                parts.append(f"along axis {axis} a cell sees pixels {seen} of its "
+                seen_ = ", ".join(f"{lo}..{hi}" if hi > lo else str(lo) for lo, hi in runs)
+                parts.append(f"along axis {axis} a cell sees pixels {seen_} of its "
                              f"{self.size[axis]}-pixel span, not {', '.join(holes)} (from the "
                              "span's first pixel)")
         return "; ".join(parts)
@@ -111,21 +115,86 @@ def taps(runs: Runs, k: int, spacing: int) -> Runs:
     """The pixels a cell sees after a kernel of ``k`` taps ``spacing`` pixels apart: the union
     of k copies of ``runs`` shifted by 0, spacing, ..., (k - 1) * spacing; () beyond MAX_RUNS.
 
-    Without listing every copy of a huge kernel (a global pool over 3e7 samples): once a copy
-    falls inside the last run and lengthens it by exactly ``spacing``, every later copy does the
-    same (each is the one before, shifted by ``spacing``), so the last run's end follows.
+    By doubling, not copy by copy (a global pool over 3e7 samples has 3e7 taps): 2^m copies
+    are two blocks of 2^(m-1), the second shifted by 2^(m-1) spacings, and k copies are the
+    blocks of k's binary digits side by side: about 2*log2(k) unions in all.
     """
-    out = runs
-    for t in range(1, k):
-        before = out
-        out = merge_runs(out + tuple((lo + t * spacing, hi + t * spacing) for lo, hi in runs))
-        if len(out) > MAX_RUNS:
+    out: Runs = ()
+    block, copies, at = runs, 1, 0
+    while k:
+        if k & 1:
+            out = merge_runs(out + _shift(block, at))
+            at += copies * spacing
+        k >>= 1
+        if k:
+            block = merge_runs(block + _shift(block, copies * spacing))
+            copies *= 2
+        if len(out) > MAX_RUNS or len(block) > MAX_RUNS:
             return ()
-        if len(out) == len(before) and out[:-1] == before[:-1] and \
-                out[-1] == (before[-1][0], before[-1][1] + spacing) and \
-                runs[0][0] + t * spacing >= out[-1][0]:
-            return out[:-1] + ((out[-1][0], out[-1][1] + (k - 1 - t) * spacing),)
     return out
+
+
+def _shift(runs: Runs, by: int) -> Runs:
+    return tuple((lo + by, hi + by) for lo, hi in runs)
+
+
+def seen(trail: Trail, axis: int, cell: int) -> Runs | None:
+    """The input pixels (runs) that ``cell`` of the map ``trail`` made depends on along
+    ``axis``, border cells included: each op maps the cells it must read back to its input,
+    dropping what lies outside that map (zero padding, a window hanging off the end). None
+    where some map's cells come in more than MAX_RUNS runs."""
+    order = _topological(trail)
+    need: dict[int, Runs] = {id(trail): ((cell, cell),)}
+    for node in order:
+        cells = need.pop(id(node), ())
+        if node.op == "pixel":
+            return cells
+        if node.op == "window":
+            k, s, p, d = node.args[axis]
+            cells = _window_back(cells, k, s, p, d)
+        elif node.op == "pad":
+            cells = _shift(cells, -node.args[axis])
+        if cells is None:
+            return None
+        for parent in node.parents:
+            inside = _clip(cells, parent.cells[axis])
+            need[id(parent)] = merge_runs(need.get(id(parent), ()) + inside)
+    return ()
+
+
+def _window_back(cells: Runs, k: int, s: int, p: int, d: int) -> Runs | None:
+    """The input cells a window op's output ``cells`` read (padding included, for the caller
+    to clip): for a run a..b of outputs, the taps of one window repeated b - a + 1 times,
+    ``s`` apart, from a*s - p."""
+    window = taps(((0, 0),), k, d)
+    found: list[tuple[int, int]] = []
+    for a, b in cells:
+        reach = taps(window, b - a + 1, s) if window else ()
+        if not reach:
+            return None
+        found += _shift(reach, a * s - p)
+    merged = merge_runs(found)
+    return merged if len(merged) <= MAX_RUNS else None
+
+
+def _clip(runs: Runs, n: int) -> Runs:
+    return tuple((max(lo, 0), min(hi, n - 1)) for lo, hi in runs if hi >= 0 and lo < n)
+
+
+def _topological(trail: Trail) -> list[Trail]:
+    """The trail's nodes, each before the nodes it was made from (reverse DFS postorder)."""
+    done: set[int] = set()
+    post: list[Trail] = []
+    stack = [(trail, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            post.append(node)
+        elif id(node) not in done:
+            done.add(id(node))
+            stack.append((node, True))
+            stack += [(p, False) for p in node.parents if id(p) not in done]
+    return post[::-1]
 
 
 def _too_many_runs(spans) -> str:
@@ -150,23 +219,27 @@ def union(fields: list[Field]) -> Field | str:
         start.append(lo)
         size.append(max(f.start[a] - lo + f.size[a] for f in fields))
         spans.append(runs)
-    cut = tuple((any(f.cut[a][0] for f in fields), any(f.cut[a][1] for f in fields))
-                for a in range(len(first.size)))
+    trail = None
+    if all(f.trail is not None for f in fields):
+        trail = Trail("union", first.trail.cells, (), tuple(f.trail for f in fields))
     return Field(tuple(size), first.jump, tuple(start), tuple(spans), first.offset,
-                 next((f.odd for f in fields if f.odd), "") or _too_many_runs(spans), cut)
+                 next((f.odd for f in fields if f.odd), "") or _too_many_runs(spans), trail)
 
 
 def sizes_vary(fields: list[Field], input_size: tuple[int, ...]) -> str:
     """'' if maps with these fields have the same size on every input at least ``input_size``;
-    else the first input side where they differ. The difference of floor((n + a) / J) for two
-    offsets a repeats every J pixels, so J sizes settle it."""
+    else the first input side where they differ. floor((n + a) / J) for two offsets a < b
+    differ at every n with n + a one short of a multiple of J (and nowhere if a = b): the
+    first such n from the input's side on, in closed form."""
     for axis, n0 in enumerate(input_size):
         j = fields[0].jump[axis]
-        for n in range(n0, n0 + j):
-            sides = {(n + f.offset[axis]) // j for f in fields}
-            if len(sides) > 1:
-                return (f"along axis {axis}, at an input side of {n} the paths give maps of "
-                        f"{' and '.join(map(str, sorted(sides)))} cells")
+        low = min(f.offset[axis] for f in fields)
+        if all(f.offset[axis] == low for f in fields):
+            continue
+        n = n0 + (-1 - low - n0) % j
+        sides = sorted({(n + f.offset[axis]) // j for f in fields})
+        return (f"along axis {axis}, at an input side of {n} the paths give maps of "
+                f"{' and '.join(map(str, sides))} cells")
     return ""
 
 

@@ -8,9 +8,13 @@ only: no data, no compute. ``where`` names a call and its line in ``forward`` fo
 
 from __future__ import annotations
 
+import builtins
 import copy
 import inspect
 import re
+import threading
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -85,21 +89,96 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
                          "follow: pass the un-scripted nn.Module it was made from")
     tracer = _Tracer()
     tracer.record_stack_traces = lines
+    draws: list[str] = []
     try:
-        graph = tracer.trace(model, concrete_args=_constant_arguments(model))
+        with _len_reads_the_size(model), _random_draws_seen(draws):
+            graph = tracer.trace(model, concrete_args=_constant_arguments(model))
     except Exception as err:  # fx raises many kinds; say what it means for the learner
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"fcconv follows forward() with torch.fx, which cannot trace this model "
                          f"({first}); rewrite the data-dependent part of forward()") from None
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    gm.meta["random_draws"] = draws
     if any([_keywords_to_positions(gm, node) for node in gm.graph.nodes]):
         gm.recompile()
     return gm
 
 
+@contextmanager
+def _len_reads_the_size(model: nn.Module):
+    """While fx traces: len(x) on a traced tensor is x.size(0), as it is for a tensor (fx
+    refuses len of a traced value); len(x.shape) is x.dim(). Everything else gets the builtin.
+    Set in the globals of each forward the model has, and put back after."""
+    spaces = {id(g): g for g in (getattr(type(m).forward, "__globals__", None)
+                                 for m in model.modules()) if g is not None}
+    saved = {key: g.get("len", _MISSING) for key, g in spaces.items()}
+    for g in spaces.values():
+        g["len"] = _traced_len
+    try:
+        yield
+    finally:
+        for key, g in spaces.items():
+            if saved[key] is _MISSING:
+                g.pop("len", None)
+            else:
+                g["len"] = saved[key]
+
+
+_MISSING = object()
+
+# Random draws that fx runs once while tracing (torch.randn(2, 1, 1): no traced value in its
+# arguments) and keeps as a constant: the model draws other numbers on every call.
+_RANDOM_TORCH = ("rand", "randn", "randint", "rand_like", "randn_like", "randint_like",
+                 "bernoulli", "normal", "multinomial", "randperm", "poisson")
+_RANDOM_METHODS = ("bernoulli", "bernoulli_", "uniform_", "normal_", "random_", "exponential_",
+                   "geometric_", "cauchy_", "log_normal_")
+
+
+@contextmanager
+def _random_draws_seen(draws: list[str]):
+    """While fx traces: each random draw made outright is written into ``draws`` (with the
+    line of the model's code that made it); the functions are put back after."""
+    saved = [(owner, name, getattr(owner, name)) for owner, names in
+             ((torch, _RANDOM_TORCH), (torch.Tensor, _RANDOM_METHODS)) for name in names]
+    for owner, name, real in saved:
+        setattr(owner, name, _recorded(real, name, draws))
+    try:
+        yield
+    finally:
+        for owner, name, real in saved:
+            setattr(owner, name, real)
+
+
+def _recorded(real, name: str, draws: list[str]):
+    tracing = threading.get_ident()   # another thread's draws are not the model's
+
+    def draw(*args, **kwargs):
+        if threading.get_ident() == tracing and \
+                not any(isinstance(a, fx.Proxy) for a in (*args, *kwargs.values())):
+            own = [f for f in traceback.extract_stack()[:-1] if _TORCH_DIR not in f.filename]
+            line = f" (line {own[-1].lineno} of {own[-1].name}: {own[-1].line})" \
+                if own and own[-1].line else ""
+            draws.append(f"torch.{name}{line}")
+        return real(*args, **kwargs)
+    return draw
+
+
+def _traced_len(obj):
+    if not isinstance(obj, fx.Proxy):
+        return builtins.len(obj)
+    node = obj.node
+    if node.op == "call_function" and node.target is getattr and node.args[1] == "shape":
+        return obj.tracer.create_proxy("call_method", "dim", (node.args[0],), {})
+    return obj.size(0)
+
+
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, CropToWindows) or super().is_leaf_module(m, qualname)
+        """PyTorch's layers are leaves, and so are subclasses that keep their forward
+        (class MyLinear(nn.Linear): pass is a Linear); containers are followed inside."""
+        inherited = type(m).forward.__module__.startswith("torch.nn.modules.") and \
+            not isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        return isinstance(m, CropToWindows) or inherited or super().is_leaf_module(m, qualname)
 
 
 def _constant_arguments(model: nn.Module) -> dict | None:

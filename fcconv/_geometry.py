@@ -16,7 +16,20 @@ from torch import fx
 
 from ._field import padding_mode_leaves_window, side, sizes_vary, union
 from ._fx import BATCH, where
-from ._graph import AXES, MAPS, Geo, Step, channel_index, kind_text, spatial_dims, unknown, whole_map
+from ._graph import (
+    AXES,
+    BATCH_KEY,
+    FIXED,
+    MAPS,
+    Geo,
+    Step,
+    channel_index,
+    dim_keys,
+    kind_text,
+    spatial_dims,
+    unknown,
+    whole_map,
+)
 from .formulas import conv_output_size, format_shape
 
 
@@ -51,7 +64,7 @@ def window(step: Step, g: Geo, x, kernel, stride, padding, dilation, ceil: bool,
             "pass over a larger image a whole one, so the dense map differs from the crops")
     elif ceil:
         step.notes["ceil_fits"] = "ceil_mode=True, but every window fits"
-    f = g.field.step(kernel, stride, padding, dilation, total, label, [a for a, _ in partial])
+    f = g.field.step(kernel, stride, padding, dilation, step.out[2:], total)
     if mode != "zeros" and any(padding) and f.gaps() and not f.odd:
         f = replace(f, odd=f"{label} pads with padding_mode={mode!r} and its cells skip pixels "
                            "(gaps): a copied border pixel can land in a gap, so they do not see "
@@ -73,7 +86,7 @@ def adaptive(step: Step, g: Geo, x, y) -> Geo:
     step.notes["adaptive"] = f"pools {side(before)} to {side(after)}"
     if all(i % o == 0 for i, o in zip(before, after)):
         k = tuple(i // o for i, o in zip(before, after))
-        return Geo("map", g.field.step(k, k, (0,) * nsp, (1,) * nsp, None, label))
+        return Geo("map", g.field.step(k, k, (0,) * nsp, (1,) * nsp, after))
     return unknown(f"{label} pools {side(before)} to {side(after)}: windows of unequal sizes, "
                    "so no single (size, jump, start) describes its cells")
 
@@ -92,11 +105,12 @@ def pad(step: Step, g: Geo, amounts) -> Geo:
     left = tuple(amounts[2 * (nsp - 1 - a)] if nsp - 1 - a < pairs else 0 for a in range(nsp))
     right = tuple(amounts[2 * (nsp - 1 - a) + 1] if nsp - 1 - a < pairs else 0
                   for a in range(nsp))
-    return Geo("map", g.field.shifted(left, right, label))
+    return Geo("map", g.field.shifted(left, right, step.out[2:]))
 
 
 def reshape(step: Step, g: Geo, x, y) -> Geo:
-    """flatten / view / reshape: a map folded into vectors (N, C*H*W), or nothing changed."""
+    """flatten / view / reshape: a map folded into vectors (N, C*H*W), or nothing changed
+    (whether it stays so on a larger image is ``_notes.fixed_reshape``'s question)."""
     if tuple(x.shape) == tuple(y.shape):
         return g
     per_example = y.dim() == 2 and y.shape[0] == x.shape[0] == BATCH
@@ -106,9 +120,32 @@ def reshape(step: Step, g: Geo, x, y) -> Geo:
         return Geo("flat", g.field, tuple(x.shape[1:]), AXES.get(x.dim() - 2, ""))
     if g.kind in ("flat", "vector") and per_example:
         return g
+    if g.kind == "vector" and tuple(x.shape[1:]) == (1,) and y.dim() == 1:
+        return g                  # (N, 1) scores -> (N,): the one class, picked
     return unknown(f"{where(step.node)} reshapes {shape_text(x)} to {shape_text(y)}: that "
                    "moves values between positions or examples, so the pixels a cell sees are "
                    "no longer one window")
+
+
+def squeeze(step: Step, g: Geo, x, dim, y) -> Geo:
+    """x.squeeze(d): a map's spatial axes of length 1 dropped is the map folded into features,
+    as by a flatten (on a larger image they are longer: the converted net drops the squeeze
+    with the flatten); (N, 1) scores squeezed to (N,) pick the one class; (N, 1, H, W) to
+    (N, H, W) the one channel."""
+    nd = x.dim()
+    dims = range(nd) if dim is None else dim if isinstance(dim, (tuple, list)) else (dim,)
+    gone = {d % nd for d in dims if x.shape[d % nd] == 1} - {0}
+    if not gone:
+        return g
+    if g.kind == "map" and gone <= set(range(2, nd)):
+        return Geo("flat", g.field, tuple(x.shape[1:]), AXES.get(nd - 2, ""))
+    if g.kind == "map" and gone == {1}:
+        return Geo("plane", g.field)
+    if g.kind == "flat" or g.kind == "vector" and gone == {1} and nd == 2:
+        return g
+    return unknown(f"{where(step.node)} squeezes dims {sorted(gone)} of {kind_text(g.kind)} "
+                   f"{shape_text(x)}: fcconv follows squeezing a map's 1x1 spatial axes "
+                   "(x.squeeze(-1).squeeze(-1)) or the one class of (N, 1) scores")
 
 
 def permute(step: Step, g: Geo, x, y, order: list[int]) -> Geo:
@@ -141,23 +178,30 @@ def reduce(step: Step, g: Geo, x, dim, y) -> Geo:
         return g if y.dim() == nd else Geo("plane", g.field)
     if g.kind == "map" and dims == spatial:
         step.layer = True
+        if all(side == 1 for side in x.shape[2:]):   # over a 1x1 map: nothing is pooled
+            if y.dim() == nd:
+                step.notes["adaptive_identity"] = "an identity at this size"
+                return g
+            return Geo("flat", g.field, tuple(x.shape[1:]), AXES.get(nd - 2, ""))  # a flatten
         step.notes["global"] = (
             f"{where(step.node)} {step.kind}s over {_axes(nd)}: that is global pooling; on a "
             "larger image it takes the whole map, it does not slide. Remove it, or use a "
             "window-sized pool (nn.AvgPool2d with the map's size) before the flatten")
         k = tuple(x.shape[2:])
         one = (1,) * len(k)
-        f = g.field.step(k, one, (0,) * len(k), one, None, where(step.node))
+        f = g.field.step(k, one, (0,) * len(k), one, one)
         return Geo("map", f) if y.dim() == nd else Geo("vector", f)
-    if g.kind in ("flat", "vector") and dims == {1}:
-        return unknown(f"{where(step.node)} sums the features away")
+    if g.kind == "vector" and dims == {1}:   # over the classes of one cell's scores
+        return g
+    if g.kind == "flat" and dims == {1}:     # over every feature of the map: the whole window
+        return whole_map(g)
     return unknown(f"{where(step.node)} reduces {kind_text(g.kind)} {shape_text(x)} over dims "
                    f"{sorted(dims)}: fcconv cannot say which pixels its cells see")
 
 
-def linear(step: Step, g: Geo, out_features: int) -> Geo:
-    if g.kind == "flat":  # the first Linear after a flatten: a kernel as big as the map
-        return whole_map(g)
+def linear(step: Step, g: Geo, x, out_features: int) -> Geo:
+    if g.kind == "flat" and x.dim() == 2:  # the first Linear after a flatten: a kernel as big
+        return whole_map(g)                # as the map
     if g.kind == "vector":
         return g
     if g.kind == "permuted" and g.order[-1] == "c":  # channels last: a 1x1 conv
@@ -202,9 +246,20 @@ def merge(step: Step, operands: list[Step], y, cat_dim: int | None,
     on the jump, on how they were flattened, and on their sizes at every larger input."""
     n = step.node
     tensors = [s for s in operands if s.out is not None]
-    geos = [s.geo for s in tensors]
-    if not geos:
+    live = [s for s in tensors if s.geo.kind != "other"]
+    if not live:
         return Geo("other")
+    if cat_dim is None and len(live) < len(tensors):   # x * gamma, (x - mean) / std
+        shapes = [s.out for s in tensors if s not in live]
+        if any(len(c) > y.dim() for c in shapes):
+            return unknown(f"{where(n)} combines {kind_text(live[0].geo.kind)} with a constant "
+                           f"of shape {max(shapes, key=len)}, which has more axes: it changes "
+                           "what the tensor is")
+        bad = constants_fit(step, live[0].geo, shapes, y)
+        if bad:   # the field is still exact here; only a converted net would differ
+            step.notes["constant"] = bad
+        tensors = live
+    geos = [s.geo for s in tensors]
     kinds = {g.kind for g in geos}
     if len(kinds) > 1 or kinds <= {"other"}:
         return unknown(f"{where(n)} combines {' and '.join(sorted(map(kind_text, kinds)))}: "
@@ -249,6 +304,67 @@ def merge(step: Step, operands: list[Step], y, cat_dim: int | None,
     return Geo(kind, merged, shape, geos[0].order)
 
 
+def constants_fit(step: Step, g: Geo, shapes: list[tuple], y) -> str:
+    """'' if constants of these shapes combine with ``g`` the same way on every input size:
+    one value per channel (or per class of scores), never per position or per example; else
+    why not. On a map a (C, 1, 1) constant broadcasts the same way at any size; a (C,) one
+    meets the width, and a (1, 1, 3, 3) one meets positions that a larger image has more of."""
+    keys = dim_keys(g, y)
+    for shape in shapes:
+        for d, c in zip(range(len(keys) - len(shape), len(keys)), shape):
+            if c != 1 and keys[d] != FIXED:
+                what = "examples" if keys[d] == BATCH_KEY else "positions (or flattened features)"
+                return (f"{where(step.node)} combines {kind_text(g.kind)} {shape_text(y)} with "
+                        f"a constant of shape {tuple(shape)}, which holds {c} values along dim "
+                        f"{d}: that dim counts {what}, so on a larger image the constant no "
+                        "longer lines up; give it one value per channel (shape (C, 1, 1) on "
+                        "a map), or apply it after the first Linear")
+    return ""
+
+
+def pieces(step: Step, g: Geo, x, dim, keeps: bool) -> Geo:
+    """split / chunk (``keeps`` the dim) or unbind / max(dim) / min(dim) (drop it) along the
+    classes of scores or the channels of a map: each piece still has its cells (the Geo of
+    each piece; ``getitem`` takes it from the tuple)."""
+    nd = x.dim()
+    if dim is not None and not isinstance(dim, (tuple, list)) and dim % nd == 1 and \
+            g.kind in ("vector", "map"):
+        step.notes["pieces"] = "a tuple of pieces along dim 1"
+        return g if keeps or g.kind == "vector" else Geo("plane", g.field)
+    what = "takes one value of every example and position" if dim is None else \
+        f"cuts it along dim {dim}"
+    return unknown(f"{where(step.node)} on {kind_text(g.kind)} {shape_text(x)} {what}: fcconv "
+                   "follows pieces (or a max) along the classes (dim 1) of scores or the "
+                   "channels of a map")
+
+
+def select(step: Step, g: Geo, x, dim) -> Geo:
+    """x.select(1, k): class k of scores, channel k of a map (as x[:, k])."""
+    if dim % x.dim() == 1 and g.kind in ("vector", "map"):
+        return Geo("plane", g.field) if g.kind == "map" else g
+    return unknown(f"{where(step.node)} selects along dim {dim} of {kind_text(g.kind)} "
+                   f"{shape_text(x)}: fcconv follows picking a class or channel (dim 1)")
+
+
+def stack(step: Step, operands: list[Step], y, dim, input_size) -> Geo:
+    """torch.stack of picked classes (N,) along dim 1: (N, m) scores again (on the score map:
+    (N, H, W) planes stacked into (N, m, H, W)); of planes, a map."""
+    geos = [s.geo for s in operands]
+    kinds = {g.kind for g in geos}
+    if dim % y.dim() == 1 and (kinds == {"vector"} and y.dim() == 2 or kinds == {"plane"}):
+        fields = [g.field for g in geos]
+        merged = union(fields) if all(f is not None for f in fields) else None
+        if isinstance(merged, str):
+            return unknown(f"{where(step.node)} stacks paths that {merged}")
+        vary = sizes_vary(fields, input_size) if kinds == {"plane"} else ""
+        if vary:
+            step.notes["size_varies"] = f"{where(step.node)} stacks maps whose sizes differ " \
+                                        f"on larger images ({vary})"
+        return Geo("vector" if kinds == {"vector"} else "map", merged)
+    return unknown(f"{where(step.node)} stacks {' and '.join(sorted(map(kind_text, kinds)))} "
+                   f"along dim {dim}: fcconv follows stacking picked classes (N,) along dim 1")
+
+
 def getitem(step: Step, g: Geo, source: Step | None, x, index) -> Geo:
     """x[...]: the values of a max pool with indices, or some channels (classes) of a map or a
     vector; anything else picks positions or flattened features, which fcconv does not follow."""
@@ -256,6 +372,8 @@ def getitem(step: Step, g: Geo, source: Step | None, x, index) -> Geo:
         if index == 0:
             return source.geo
         return unknown(f"{where(step.node)} takes the pooling indices: positions, not pixels")
+    if source is not None and "pieces" in source.notes:
+        return source.geo               # one piece of a split (or max's values or indices)
     if not isinstance(x, torch.Tensor):
         return Geo("other")
     pick = channel_index(index, x.dim())

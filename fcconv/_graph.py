@@ -21,9 +21,17 @@ Shape = tuple[int, ...]
 AXES = {1: "cl", 2: "chw", 3: "cdhw"}
 MAPS = ("map", "permuted", "plane")  # kinds whose tensor still has the spatial axes
 
+# What a size read off a tensor measures (``Step.measure``), and what each dim of a tensor is:
+# the batch; a length that stays the same on every input ("fixed": the channels, the classes,
+# a constant); spatial axis ``a`` of a map whose field has that jump and offset ("axis", a,
+# jump, offset): the same length wherever the tuple is the same; some other length that grows
+# with the input ("moving": a flattened map's, a product of sides); or a number that stays the
+# same but is none of those ("other": N * 2).
+BATCH_KEY, FIXED, MOVING, OTHER = "batch", "fixed", "moving", "other"
+
 # Notes on a Step that convolutionalize refuses (the others it can fix).
 REFUSALS = ("size_arg", "global", "ceil_partial", "adaptive", "size_varies", "batch_stats",
-            "size_scalar", "random", "per_position")
+            "size_scalar", "random", "per_position", "fixed_reshape", "constant")
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class Step:
     out: Shape | None          # first tensor output, with the batch dim
     geo: Geo
     tensor: bool = False       # the output is one tensor (not a tuple holding some)
-    varies: bool | tuple = False  # a size that changes with the input's (per item of a shape)
+    measure: object = None     # for a size read off a tensor: what it measures (_notes.measure)
     macs: int = 0
     params: int = 0
     layer: bool = False        # a row in ``trace``: a module, or a conv/pool written as a function
@@ -66,6 +74,7 @@ class Graph:
     gm: fx.GraphModule
     steps: dict[fx.Node, Step]
     input_shape: Shape
+    lines: bool = False   # the nodes know their source lines (for messages)
 
     def has_news(self) -> bool:
         """Whether some step has something to explain: an unknown geometry or a note."""
@@ -111,12 +120,37 @@ def spatial_dims(g: Geo, ndim: int) -> list[int]:
     return list(range(2 if g.kind == "map" else 1, ndim))
 
 
+def dim_keys(g: Geo, x) -> tuple:
+    """What each dim of ``x`` measures (see ``BATCH_KEY``...), from what x is."""
+    nd = x.dim() if hasattr(x, "dim") else 0
+    if g.kind == "other":
+        return (FIXED,) * nd
+    keys = [BATCH_KEY] + [FIXED] * (nd - 1)
+    if g.kind in MAPS and g.field is not None:
+        for a, d in enumerate(spatial_dims(g, nd)):
+            keys[d] = ("axis", a, g.field.jump[a], g.field.offset[a])
+    elif g.kind == "flat":
+        keys[1:] = [MOVING] * (nd - 1)   # on the converted net the flatten is gone
+    elif g.kind not in ("vector",):
+        keys[1:] = [MOVING] * (nd - 1)   # unknown: assume the worst
+    return tuple(keys[:nd])
+
+
+def moves(m) -> bool:
+    """Whether a measure (or any item of a shape's) changes with the input's size."""
+    if isinstance(m, tuple) and m and m[0] == "axis":
+        return True
+    if isinstance(m, tuple):
+        return any(moves(k) for k in m)
+    return m == MOVING
+
+
 def whole_map(g: Geo) -> Geo:
     """A flattened map mixed into every output (a Linear, a softmax over the features): one
     window as big as the map."""
     k = g.map_shape[1:]
     one = (1,) * len(k)
-    return Geo("vector", g.field.step(k, one, (0,) * len(k), one))
+    return Geo("vector", g.field.step(k, one, (0,) * len(k), one, one))
 
 
 def channel_index(index, ndim: int):

@@ -50,8 +50,19 @@ WINDOW_FUNCS = {
 ADAPTIVE_FUNCS = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
                   F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d}
 RESHAPES = {torch.flatten, torch.reshape, "flatten", "view", "reshape"}
+SQUEEZES = {torch.squeeze, "squeeze"}
 PERMUTES = {torch.permute, torch.transpose, torch.swapaxes, "permute", "transpose", "swapaxes"}
 REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin"}
+# Ops that cut a tensor into a tuple of pieces along ``dim``, by their parameters' order (and
+# torch.max / torch.min with a dim: (values, indices)); the defaults of dim are 0, the batch.
+PIECES = {torch.split: ("tensor", "split_size_or_sections", "dim"),
+          torch.chunk: ("input", "chunks", "dim"), torch.unbind: ("input", "dim"),
+          "split": ("self", "split_size", "dim"), "chunk": ("self", "chunks", "dim"),
+          "unbind": ("self", "dim"), torch.max: ("input", "dim"), torch.min: ("input", "dim"),
+          "max": ("self", "dim"), "min": ("self", "dim")}
+MAXMIN = {torch.max, torch.min, "max", "min"}  # with a second tensor: elementwise
+SELECTS = {torch.select, "select"}   # (input, dim, index): one index along dim
+STACKS = {torch.stack}               # (tensors, dim)
 # Dropout functions -> whether they drop by default (F.dropout's training=True: even in eval).
 DROPOUT_FUNCS = {F.dropout: True, F.dropout1d: True, F.dropout2d: True, F.dropout3d: True,
                  F.alpha_dropout: False, F.feature_alpha_dropout: False, torch.dropout: None}
@@ -67,6 +78,11 @@ BINARY = {operator.add, operator.sub, operator.mul, operator.truediv, operator.i
 SOFTMAX_FUNCS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "softmax",
                  "log_softmax"}
 CATS = {torch.cat, torch.concat}
+# Random numbers drawn in forward (a stochastic-depth mask, noise): no two passes agree.
+RANDOM_FUNCS = {torch.rand, torch.randn, torch.rand_like, torch.randn_like, torch.randint,
+                torch.randint_like, torch.bernoulli, torch.normal, torch.multinomial,
+                torch.randperm, torch.poisson, "bernoulli", "bernoulli_", "uniform_", "normal_",
+                "random_", "exponential_", "geometric_", "cauchy_", "log_normal_"}
 LINEAR_FUNCS = {F.linear}
 LAYER_FUNCS = {*WINDOW_FUNCS, *ADAPTIVE_FUNCS, *LINEAR_FUNCS}  # rows of ``trace``
 # Tensor methods and functions whose result is a size read off a tensor, not its values.

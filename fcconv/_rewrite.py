@@ -5,7 +5,6 @@ Works on the ``_graph.Graph`` of a deep copy of the model, so the original is ne
 
 from __future__ import annotations
 
-import math
 import operator
 from collections import OrderedDict
 
@@ -15,8 +14,8 @@ from torch import fx, nn
 from . import _graph
 from ._crop import CropToWindows
 from ._fx import run_on_meta, where
-from ._ops import BATCH_NORM, BINARY, POINTWISE, POINTWISE_FUNCS, SOFTMAX, SOFTMAX_FUNCS, WINDOW_FUNCS
-from .conversions import expect_input, linear_to_conv, spelled
+from ._ops import WINDOW_FUNCS
+from .conversions import expect_input, spelled
 from .formulas import format_shape
 
 Shape = tuple[int, ...]
@@ -162,180 +161,12 @@ def _ceil_off(step: _graph.Step) -> None:
         node.update_kwarg("ceil_mode", False)
 
 
-# --------------------------------------------------------------------------- the head
-
-def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo],
-                 share_weights: bool = False) -> None:
-    """Walk forward from each flatten and rewrite every op on the head so that it works on maps
-    (``share_weights``: each Linear's conv views the Linear's weights instead of copying them).
-
-    ``pending`` holds nodes whose value is still a flattened map (the flatten, and dropout or
-    activations on it): the Linear that consumes one takes the whole map as its kernel.
-    """
-    if not flats:
-        return
-    gm = graph.gm
-    nsp = len(next(iter(flats.values())).map_shape) - 1
-    pending = dict(flats)
-    on_head = set(flats)
-    originals: dict[str, nn.Module] = {}  # a module called twice is converted for each call
-    placed: dict[tuple, str] = {}
-    for node in list(gm.graph.nodes):
-        inputs = [a for a in node.all_input_nodes if a in on_head]
-        if node in on_head or not inputs or node.op == "output":
-            continue
-        on_head.add(node)
-        flat = pending.get(inputs[0])
-        if node.op == "call_module":
-            mod = originals.setdefault(node.target, gm.get_submodule(node.target))
-            if flat is not None and not isinstance(mod, (nn.Linear,) + POINTWISE):
-                raise ValueError(f"{type(mod).__name__} ({node.target!r}) acts on the flattened "
-                                 f"{format_shape(flat.map_shape)} features before the first "
-                                 "Linear; convolutionalize supports only dropout and "
-                                 "activations there")
-            if flat is not None and not isinstance(mod, nn.Linear) and _per_feature(mod):
-                raise ValueError(f"{type(mod).__name__} ({node.target!r}) has one parameter per "
-                                 f"feature of the flattened {format_shape(flat.map_shape)} map, "
-                                 "before the first Linear: on a map those would be per pixel, "
-                                 "not per channel; move it after the first Linear or before "
-                                 "the flatten")
-            _place(gm, node, *_head_module(node, mod, flat, nsp, share_weights), placed)
-            if isinstance(mod, nn.Linear):
-                flat = None
-        elif flat is not None and not _is(node, POINTWISE_FUNCS | BINARY):
-            raise ValueError(f"convolutionalize cannot carry {where(node)} over the "
-                             f"flattened {format_shape(flat.map_shape)} features before the "
-                             "first Linear: only dropout and elementwise activations act on "
-                             "each feature alone there")
-        elif _is(node, SOFTMAX_FUNCS):
-            _softmax_over_channels(node)
-        elif _is(node, {operator.getitem}) and graph.steps[node].tensor:
-            _pick_channels(graph, node)
-        elif graph.steps.get(node) is not None and graph.steps[node].out is None:
-            pass  # sizes and shapes (x.size(0)): they go with the flatten that used them
-        elif not _is(node, POINTWISE_FUNCS | BINARY):
-            raise ValueError(f"convolutionalize cannot carry {where(node)} over the "
-                             "classifier head: only Linear, BatchNorm1d, dropout, elementwise "
-                             "activations, softmax over the classes and picking classes "
-                             "(x[:, k]) are supported there")
-        if flat is not None:
-            pending[node] = flat
-    for node in flats:  # the flatten itself goes: the map stays a map (in C, H, W order)
-        node.replace_all_uses_with(_map_before(graph, node))
-        gm.graph.erase_node(node)
-
-
-def _per_feature(mod: nn.Module) -> bool:
-    """Whether a module has weights or statistics per feature (BatchNorm1d, PReLU(n > 1))."""
-    return isinstance(mod, BATCH_NORM) or \
-        any(t.numel() > 1 for t in [*mod.parameters(), *mod.buffers()])
-
-
-def _map_before(graph: _graph.Graph, flat: fx.Node) -> fx.Node:
-    """The (N, C, H, W) map a flatten folded; a permuted map (channels last) is permuted back,
-    after whatever ran on it (a LayerNorm over its channels stays where it was)."""
-    node = flat.args[0]
-    geo = graph.steps[node].geo
-    if geo.kind != "permuted":
-        return node
-    if len(node.users) == 1 and graph.steps[node.args[0]].geo.kind == "map":
-        return node.args[0]  # x.permute(...).flatten(1): the permute goes with the flatten
-    with graph.gm.graph.inserting_before(flat):
-        back = (0, *(1 + geo.order.index(a) for a in _graph.AXES[len(geo.order) - 1]))
-        return graph.gm.graph.call_method("permute", (node, *back))
-
-
-def _pick_channels(graph: _graph.Graph, node: fx.Node) -> None:
-    """x[:, k] on the head's (N, K) scores picks class k; written out as x[:, k], it picks
-    channel k of the (N, K, H, W) score map (x[..., k] would pick a column)."""
-    ndim = len(graph.steps[node.args[0]].out)
-    node.update_arg(1, (slice(None), _graph.channel_index(node.args[1], ndim)))
-
-
-def _is(node: fx.Node, targets) -> bool:
-    return node.op in ("call_function", "call_method") and node.target in targets
-
-
-_ORDERS_1D = {"cl": "chw", "lc": "hwc"}  # linear_to_conv's names for a (C, L) map's two orders
-
-
-def _head_module(node: fx.Node, mod: nn.Module, flat: _graph.Geo | None, nsp: int,
-                 share_weights: bool = False):
-    """(the map version of one head module, what it was made for); (None, None) if it works
-    on maps as it is. ``share_weights``: a Linear's conv views its weights."""
-    if isinstance(mod, nn.Linear):
-        # Right after the flatten: the kernel is the whole map. Anywhere later: 1x1 (or 1).
-        shape = flat.map_shape if flat is not None else (mod.in_features, *(1,) * nsp)
-        if mod.in_features != math.prod(shape):
-            raise ValueError(f"Linear {node.target!r} expects {mod.in_features} inputs but the "
-                             f"feature map is {spelled(shape)}")
-        order = _ORDERS_1D.get(flat.order, flat.order) if flat is not None else "chw"
-        return linear_to_conv(mod, shape, order, share_weights=share_weights), (shape, order)
-    if isinstance(mod, nn.BatchNorm1d) and nsp == 2:  # per feature = per channel of the map
-        bn = nn.BatchNorm2d(mod.num_features, mod.eps, mod.momentum, mod.affine,
-                            mod.track_running_stats, device=_device_of(mod), dtype=_dtype_of(mod))
-        bn.load_state_dict(mod.state_dict())
-        bn.train(mod.training)
-        return bn, "2d"
-    if isinstance(mod, SOFTMAX):  # over the classes (the walk refused any other dim)
-        return type(mod)(dim=1), "dim 1"
-    if not isinstance(mod, POINTWISE) or isinstance(mod, nn.LocalResponseNorm):
-        raise ValueError(f"convolutionalize cannot carry {type(mod).__name__} ({node.target!r}) "
-                         "over the classifier head")
-    return None, None
-
-
-def _place(gm: fx.GraphModule, node: fx.Node, new: nn.Module | None, made_for, placed) -> None:
-    """Put ``new`` where the module ``node`` calls was; a module called twice for different
-    inputs (one Linear on the flattened map, then on a vector) gets a second name."""
-    if new is None:
-        return
-    name = placed.get((node.target, made_for))
-    if name is None:
-        name, k = node.target, 1
-        while any(target == name for target, _ in placed) or \
-                (k > 1 and _has_submodule(gm, name)):
-            k += 1
-            name = f"{node.target}_call{k}"
-        _replace_module(gm, name, new)
-        placed[(node.target, made_for)] = name
-    node.target = name
-
-
-def _has_submodule(gm: nn.Module, target: str) -> bool:
-    try:
-        gm.get_submodule(target)
-    except AttributeError:
-        return False
-    return True
-
-
-def _softmax_over_channels(node: fx.Node) -> None:
-    """A softmax over the classes of (N, K) scores (the walk refused any other dim): over dim 1,
-    the channels, of the score map (dim=-1 would be its width)."""
-    if len(node.args) > 1:
-        node.update_arg(1, 1)
-    else:
-        node.update_kwarg("dim", 1)
-
-
-def _replace_module(gm: fx.GraphModule, target: str, new: nn.Module) -> None:
-    parent, _, name = target.rpartition(".")
-    setattr(gm.get_submodule(parent) if parent else gm, name, new)
-
-
-def _device_of(mod: nn.Module):
-    return next((t.device for t in mod.state_dict().values()), None)
-
-
-def _dtype_of(mod: nn.Module):
-    return next((t.dtype for t in mod.parameters()), None)
-
-
 # --------------------------------------------------------------------------- finish
 
 class SizeGuard:
     """Checks an input is at least the training size, with the arithmetic in the message."""
+
+    fcconv_checks_only = True  # it changes no value: a converted net may be converted again
 
     def __init__(self, input_shape: Shape, flat_shape: Shape | None):
         self.input_shape, self.flat_shape = input_shape, flat_shape
@@ -369,6 +200,7 @@ def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.delete_all_unused_submodules()
+    _delete_unused_attributes(gm)
     gm.recompile()
     window, nsp = shape[1:], len(shape) - 1
     jumps = {graph.steps[n].geo.field.jump for n in graph.outputs()}
@@ -395,6 +227,15 @@ def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     flat_shape = next(iter(flats.values())).map_shape if flats else None
     net.register_forward_pre_hook(SizeGuard(shape, flat_shape))
     return net
+
+
+def _delete_unused_attributes(gm: fx.GraphModule) -> None:
+    """The model's own parameters and buffers that no node reads any more (the weight of an
+    F.linear that became a conv) go, so that the net holds only what it computes with."""
+    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    for name, _ in [*gm.named_parameters(recurse=False), *gm.named_buffers(recurse=False)]:
+        if name not in used:
+            delattr(gm, name)
 
 
 def _heads(out) -> tuple:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -37,15 +38,21 @@ from ._ops import (
     DROPOUT_FUNCS,
     LAYER_FUNCS,
     LINEAR_FUNCS,
+    MAXMIN,
     PERMUTES,
+    PIECES,
     POINTWISE,
     POINTWISE_FUNCS,
     POOL,
+    RANDOM_FUNCS,
     REDUCTIONS,
     RESHAPES,
+    SELECTS,
     SIZES,
     SOFTMAX,
     SOFTMAX_FUNCS,
+    SQUEEZES,
+    STACKS,
     WINDOW_FUNCS,
     ZERO_PAD,
     bind,
@@ -60,21 +67,25 @@ TWINNED = (*CONV, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX, nn.Linear, 
            nn.Flatten, CropToWindows)
 
 
-def analyse(model: nn.Module, input_shape: Shape, explain: bool = True) -> Graph:
+def analyse(model: nn.Module, input_shape: Shape, explain: bool = True,
+            lines: bool = False) -> Graph:
     """Walk ``model`` at ``input_shape`` (no batch dim): a Step for every node.
 
     Recording source lines costs milliseconds per node, so the walk runs without them and, if
     ``explain``, runs again with them only when it has something to explain (an unknown op, a
-    refusal note, an error), so that the messages can quote the line of ``forward``.
+    refusal note, an error), so that the messages can quote the line of ``forward``. ``lines``:
+    record them from the start (for a caller with something to explain of its own).
     """
     try:
-        graph = _analyse(symbolic_trace(model), input_shape)
+        graph = _analyse(symbolic_trace(model, lines=lines), input_shape)
     except ValueError:
-        if not explain:
+        if not explain or lines:
             raise
         graph = _analyse(symbolic_trace(model, lines=True), input_shape)  # raises, with lines
-    if explain and graph.has_news():
+    if explain and not lines and graph.has_news():
         graph = _analyse(symbolic_trace(model, lines=True), input_shape)
+        graph.lines = True
+    graph.lines = graph.lines or lines
     return graph
 
 
@@ -87,7 +98,7 @@ def _analyse(gm: fx.GraphModule, input_shape: Shape) -> Graph:
     walk = _Walk(gm, tuple(input_shape[1:]))
     try:
         walk.run(torch.empty((BATCH, *input_shape), device="meta", dtype=dtype))
-    except (RuntimeError, TypeError, IndexError) as err:
+    except (RuntimeError, TypeError, IndexError, AttributeError) as err:
         first = str(err).strip().splitlines()[0]
         raise ValueError(f"the model cannot run on input {input_shape}: {first}") from None
     return Graph(gm, walk.steps, tuple(input_shape))
@@ -136,8 +147,9 @@ class _Walk(fx.Interpreter):
         if n.op != "output":
             self.steps[n] = step
             step.geo = self.geo(step, args, kwargs, out)
-            step.varies = notes.varies(step, args, kwargs, self.steps)
+            step.measure = notes.measure(step, args, kwargs, self.steps)
             notes.sizes(step, self.steps)
+            notes.fixed_reshape(step, self.steps)
             self.cost(step, args)
         return out
 
@@ -151,9 +163,10 @@ class _Walk(fx.Interpreter):
         if _tensor(out) is None and n.op != "call_function":
             return Geo("other")
         if n.op == "placeholder":
+            notes.drawn(step, self.module.meta.get("random_draws", ()))
             if out.dim() < 3:
                 return unknown("the input is a plain vector: it has no pixels to slide over")
-            return Geo("map", Field.pixel(out.dim() - 2))
+            return Geo("map", Field.pixel(tuple(out.shape[2:])))
         if n.op == "get_attr":
             return Geo("other")
         inputs = [self.steps[a].geo for a in n.all_input_nodes if a in self.steps]
@@ -186,7 +199,7 @@ class _Walk(fx.Interpreter):
         if isinstance(mod, nn.Flatten):
             return geometry.reshape(step, g, x, _tensor(out))
         if isinstance(mod, nn.Linear):
-            return geometry.linear(step, g, mod.out_features)
+            return geometry.linear(step, g, x, mod.out_features)
         if isinstance(mod, SOFTMAX):
             return geometry.softmax(step, g, mod.dim, x)
         if isinstance(mod, nn.LayerNorm):
@@ -195,6 +208,8 @@ class _Walk(fx.Interpreter):
             return unknown(f"{where(n, step.name)} normalises across dim 1, which is not the "
                            f"channel axis of {g.kind} tensors: it would mix positions")
         notes.state(step, mod, g)
+        if "batch_stats" in step.notes and g.field is not None:  # every pixel of the batch
+            g = replace(g, field=replace(g.field, odd=g.field.odd or step.notes["batch_stats"]))
         if isinstance(mod, POINTWISE):
             return g
         return unknown(f"{where(n, step.name)}: fcconv does not know how this layer moves "
@@ -231,16 +246,31 @@ class _Walk(fx.Interpreter):
             return geometry.pad(step, g, a["pad"])
         if t in RESHAPES:
             return geometry.reshape(step, g, x, _tensor(out))
+        if t in SQUEEZES:
+            dim = bind(("input", "dim"), args, kwargs).get("dim")
+            return geometry.squeeze(step, g, x, dim, _tensor(out))
         if t in PERMUTES:
             return geometry.permute(step, g, x, _tensor(out), _permutation(t, x, args, kwargs))
-        if t in SIZES or t is getattr or _tensor(out) is None:
+        if t in RANDOM_FUNCS:
+            notes.random(step)
+        if t in SIZES or t is getattr or _tensor(out) is None or t in RANDOM_FUNCS:
             return Geo("other")
         if t in REDUCTIONS:
             a = bind(("input", "dim", "keepdim"), args, kwargs)
             return geometry.reduce(step, g, x, a.get("dim"), _tensor(out))
+        if t in PIECES and not (t in MAXMIN and _two_tensors(args)):
+            dim = bind(PIECES[t], args, kwargs).get("dim", None if t in MAXMIN else 0)
+            return geometry.pieces(step, g, x, dim, t in ("split", "chunk", torch.split,
+                                                          torch.chunk))
+        if t in SELECTS:
+            return geometry.select(step, g, x, bind(("input", "dim"), args, kwargs)["dim"])
+        if t in STACKS:
+            operands = [self.steps[a] for a in n.args[0] if isinstance(a, fx.Node)]
+            dim = bind(("tensors", "dim"), args, kwargs).get("dim", 0)
+            return geometry.stack(step, operands, _tensor(out), dim, self.input_size)
         if t in LINEAR_FUNCS:
             step.layer = True
-            return geometry.linear(step, g, bind(("input", "weight"), args, kwargs)["weight"]
+            return geometry.linear(step, g, x, bind(("input", "weight"), args, kwargs)["weight"]
                                    .shape[0])
         if t in SOFTMAX_FUNCS:
             return geometry.softmax(step, g, bind(("input", "dim"), args, kwargs).get("dim"), x)
@@ -249,10 +279,11 @@ class _Walk(fx.Interpreter):
             return geometry.layer_norm(step, g, len(per_axis(shape, 1)))
         if t in DROPOUT_FUNCS:
             notes.dropout(step, t, args, kwargs)
-        if t in POINTWISE_FUNCS:
+        if t in POINTWISE_FUNCS and len(n.all_input_nodes) == 1:
             return g
-        if t in BINARY or t in CATS:
-            operands = list(n.args[0]) if t in CATS else list(n.args)
+        if t in BINARY or t in CATS or t in POINTWISE_FUNCS or t in MAXMIN:
+            # clamp(x, min=lo), torch.max(x, y): like x and lo
+            operands = list(n.args[0]) if t in CATS else list(n.all_input_nodes)
             steps = [self.steps[a] for a in operands if isinstance(a, fx.Node) and a in self.steps]
             dim = bind(("tensors", "dim"), args, kwargs).get("dim", 0) if t in CATS else None
             y = _tensor(out)
@@ -304,6 +335,10 @@ def _tensor(out) -> torch.Tensor | None:
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
     return None
+
+
+def _two_tensors(args) -> bool:
+    return len(args) > 1 and isinstance(args[1], torch.Tensor)
 
 
 def _permutation(target, x, args, kwargs) -> list[int]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
@@ -28,14 +30,24 @@ def expect(obj, cls, name: str) -> None:
 
 def expect_input(model: nn.Module, x: torch.Tensor, name: str = "model") -> None:
     """ValueError when ``x`` cannot go through ``model``: a real tensor for a model on the meta
-    device (shapes, no weights), or another dtype or device than its weights."""
-    w = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
-    if w is None or x.is_meta:
+    device (shapes, no weights; every parameter and buffer is looked at), or another dtype or
+    device than its weights."""
+    tensors = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers())
+               if t is not None and t.is_floating_point()]
+    if not tensors:
         return
-    if w.is_meta:
-        raise ValueError(f"{name} is on the meta device: it has shapes but no weights, so it "
-                         "cannot score a real image (fcconv.trace works on it); build it on the "
-                         "CPU (device='cpu')")
+    meta = [n for n, t in tensors if t.is_meta]
+    if x.is_meta:
+        if len(meta) < len(tensors):
+            raise ValueError(f"the image is on the meta device (a shape, no values) but {name} "
+                             "has weights: pass a real image (fcconv.trace follows shapes)")
+        return
+    if meta:
+        some = "" if len(meta) == len(tensors) else f" (in part: {', '.join(meta[:3])})"
+        raise ValueError(f"{name} is on the meta device{some}: it has shapes but no weights, so "
+                         "it cannot score a real image (fcconv.trace works on it); build it on "
+                         "the CPU (device='cpu')")
+    w = tensors[0][1]
     if not x.is_floating_point():
         raise TypeError(f"the image must hold floating-point values; got {x.dtype} "
                         f"(image.to({w.dtype}) converts it)")
@@ -69,6 +81,11 @@ def _onednn_back(module, args, output) -> None:
     torch.backends.mkldnn.enabled = _onednn_was.pop()
 
 
+# fcconv's walk follows forward() only and refuses a layer with hooks unless they change no value
+# (fcconv_checks_only): these two change only which kernel computes the same numbers.
+_onednn_off.fcconv_checks_only = _onednn_back.fcconv_checks_only = True
+
+
 def without_onednn(conv: nn.Module) -> nn.Module:
     """``conv`` (in place), made to run without oneDNN: no copy of its weight at each call."""
     conv.register_forward_pre_hook(_onednn_off)
@@ -89,6 +106,9 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
     copy: a change to one shows in the other); by default they are copies.
     """
     expect(linear, nn.Linear, "linear")
+    if type(linear).forward is not nn.Linear.forward:
+        raise ValueError(f"linear is a {type(linear).__name__}, whose forward is its own, not "
+                         "nn.Linear's: a conv holding its weight would compute something else")
     shape = checked_shape("in_shape", in_shape)
     numpy_ops.check_order(order)
     if linear.in_features != math.prod(shape):
@@ -128,21 +148,36 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
 def conv_to_linear(conv: nn.Conv2d, in_shape) -> nn.Linear:
     """Any Conv2d on a fixed (C, H, W) input as one Linear: its dense, weight-shared matrix.
 
-    x.flatten(1) (N, C*H*W) -> (N, K*H'*W'), equal to conv(x).flatten(1).
+    x.flatten(1) (N, C*H*W) -> (N, K*H'*W'), equal to conv(x).flatten(1). Groups, stride,
+    dilation, padding='same' or 'valid', and every padding_mode: a padded pixel that copies an
+    image pixel (reflect, replicate, circular) adds its weight to that pixel's column.
     """
     expect(conv, nn.Conv2d, "conv")
     c, h, w = checked_shape("in_shape", in_shape, (3,))
     if conv.in_channels != c:
         raise ValueError(f"conv expects {conv.in_channels} input channels but in_shape has {c}")
-    if conv.groups != 1 or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
-        raise ValueError("conv_to_linear handles groups=1 with numeric zero padding; got "
-                         f"groups={conv.groups}, padding={conv.padding!r}, "
-                         f"padding_mode={conv.padding_mode!r}")
     if conv.weight.is_meta:
         raise ValueError("conv is on the meta device: it has shapes but no weights to put in a "
                          "matrix; build it on the CPU (device='cpu')")
-    weight = conv.weight.detach().cpu().double().numpy()
-    m = numpy_ops.conv_matrix(weight, (c, h, w), conv.stride, conv.padding, conv.dilation)
+    weight = _ungrouped(conv).numpy()
+    (top, bottom), (left, right) = _pads(conv)
+    if conv.padding_mode == "zeros" and (top, left) == (bottom, right):
+        m = numpy_ops.conv_matrix(weight, (c, h, w), conv.stride, (top, left), conv.dilation)
+    else:  # pad an image of pixel numbers the same way: each padded cell says whose copy it is
+        numbers = torch.arange(1, c * h * w + 1, dtype=torch.float64).reshape(1, c, h, w)
+        mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+        try:
+            padded = F.pad(numbers, (left, right, top, bottom), mode=mode)[0]
+        except (RuntimeError, ValueError) as err:  # reflect / circular beyond the input's side
+            raise ValueError(f"conv cannot pad a {h}x{w} input with padding_mode="
+                             f"{conv.padding_mode!r} by {conv.padding}: "
+                             f"{str(err).strip().splitlines()[0]}") from None
+        source = padded.reshape(-1).long().numpy() - 1          # -1: zero padding
+        m_padded = numpy_ops.conv_matrix(weight, tuple(padded.shape), conv.stride, 0,
+                                         conv.dilation)   # (it checks its size; m is smaller)
+        m = np.zeros((m_padded.shape[0], c * h * w), dtype=weight.dtype)
+        inside = source >= 0
+        np.add.at(m, (slice(None), source[inside]), m_padded[:, inside])
     positions = m.shape[0] // conv.out_channels
     fc = nn.Linear(m.shape[1], m.shape[0], bias=conv.bias is not None,
                    device=conv.weight.device, dtype=conv.weight.dtype)
@@ -151,3 +186,28 @@ def conv_to_linear(conv: nn.Conv2d, in_shape) -> nn.Linear:
         if conv.bias is not None:  # one bias per channel, repeated at every position
             fc.bias.copy_(conv.bias.repeat_interleave(positions))
     return fc
+
+
+def _ungrouped(conv: nn.Conv2d) -> torch.Tensor:
+    """The weight as (K, C, kh, kw) in float64, zeros where a filter does not see a channel
+    (groups: filter k sees only the channels of its group)."""
+    weight = conv.weight.detach().cpu().double()
+    if conv.groups == 1:
+        return weight
+    k, per, *kernel = weight.shape
+    full = torch.zeros(k, per * conv.groups, *kernel, dtype=torch.float64)
+    out_per = k // conv.groups
+    for g in range(conv.groups):
+        full[g * out_per:(g + 1) * out_per, g * per:(g + 1) * per] = \
+            weight[g * out_per:(g + 1) * out_per]
+    return full
+
+
+def _pads(conv: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) as PyTorch pads: 'same' puts the odd one on the right."""
+    if conv.padding == "valid":
+        return (0, 0), (0, 0)
+    if conv.padding == "same":
+        totals = [d * (k - 1) for k, d in zip(conv.kernel_size, conv.dilation)]
+        return tuple((t // 2, t - t // 2) for t in totals)
+    return tuple((p, p) for p in conv.padding)

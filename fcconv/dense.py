@@ -9,12 +9,15 @@ whose window hangs off the image) is defined in ``_crop`` and re-exported here.
 from __future__ import annotations
 
 import itertools
+import math
 import numbers
+import weakref
 
 import torch
 from torch import nn
 
 from ._crop import CropToWindows
+from ._notes import in_training
 from ._ops import SPATIAL_DIMS
 from ._walk import analyse
 from .conversions import expect, expect_input
@@ -31,9 +34,11 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     image (N, C, H, W) or (C, H, W) -> scores (N, K, rows, cols), rows = (H - window) // stride + 1,
     K the number of values the model gives per crop. A model that returns a tuple of heads
     (MTCNN's nets: face probability, box offsets) gives a tuple of such maps.
-    For a model whose first layer is 1-D (Conv1d, MaxPool1d, ...): sequence (N, C, L) or (C, L),
-    window and stride ints -> (N, K, cols). Crops are cut and scored ``batch_size`` at a time:
-    memory holds one batch, never every crop.
+    For a model whose first layer is 1-D (Conv1d, MaxPool1d, ...): sequence (N, C, L) or (C, L)
+    -> (N, K, cols); 3-D (Conv3d, ...): volume (N, C, D, H, W) -> (N, K, D', rows, cols). Window
+    and stride: an int, or one per axis. Crops are cut and scored ``batch_size`` at a time:
+    memory holds one batch, never every crop. A model whose scores depend on more than each
+    crop (BatchNorm in training mode, dropout that drops) is refused: it has no reference.
     """
     expect(model, nn.Module, "model")
     batch_size = checked_int("batch_size", batch_size, 1)
@@ -41,26 +46,36 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     image = _batch(image, nsp, model)
     window, stride = _sizes("window", window, nsp), _sizes("stride", stride, nsp)
     expect_input(model, image)
-    if nsp == 1:  # one axis: a height of 1, and the model gets (B, C, L) crops
-        maps = _slide(model, image.unsqueeze(2), (1, *window), (1, *stride), batch_size, True)
-        return tuple(m.squeeze(2) for m in maps) if isinstance(maps, tuple) else maps.squeeze(2)
-    return _slide(model, image, window, stride, batch_size, False)
+    sides = tuple(image.shape[2:])
+    if any(w > s for w, s in zip(window, sides)):
+        raise ValueError(f"window {'x'.join(map(str, window))} does not fit in the "
+                         f"{'x'.join(map(str, sides))} {_what_image(nsp)}")
+    first = image[(slice(0, 1), slice(None), *(slice(0, w) for w in window))]
+    why = _in_training(model, first)
+    if why:
+        raise ValueError(f"sliding_windows cannot give the reference here: {why}")
+    # A stride past the last window gives the one window either way (and unfold takes no more).
+    stride = tuple(min(st, s) for st, s in zip(stride, sides))
+    return _slide(model, image, window, stride, batch_size)
 
 
-def _slide(model, image: torch.Tensor, window, stride, batch_size: int, one_axis: bool):
-    (wh, ww), (sh, sw) = window, stride
-    n, c, h, w = image.shape
-    if wh > h or ww > w:
-        raise ValueError(f"window {wh}x{ww} does not fit in the {h}x{w} image" if h > 1 or wh > 1
-                         else f"window {ww} does not fit in the sequence of length {w}")
-    rows, cols = score_map_side(h, wh, sh), score_map_side(w, ww, sw)
-    crops = image.unfold(2, wh, sh).unfold(3, ww, sw)  # a view (N, C, rows, cols, wh, ww): no copy
+def _slide(model, image: torch.Tensor, window, stride, batch_size: int):
+    n, c, *sides = image.shape
+    counts = [score_map_side(s, w, st) for s, w, st in zip(sides, window, stride)]
+    crops = image
+    for axis, (w, st) in enumerate(zip(window, stride)):  # a view (N, C, *counts, *window)
+        crops = crops.unfold(2 + axis, w, st)
+    per_image = math.prod(counts)
     heads, several = None, False
-    for first in range(0, n * rows * cols, batch_size):
-        idx = torch.arange(first, min(first + batch_size, n * rows * cols))
-        b, r, col = idx // (rows * cols), idx // cols % rows, idx % cols
-        batch = crops[b, :, r, col]                     # (B, C, wh, ww): only this batch copied
-        out = _score(model, batch.squeeze(2) if one_axis else batch, first == 0)
+    for first in range(0, n * per_image, batch_size):
+        idx = torch.arange(first, min(first + batch_size, n * per_image))
+        at, rest = [idx // per_image], idx % per_image
+        for k in range(len(counts)):                       # the crop's position along each axis
+            inner = math.prod(counts[k + 1:])
+            at.append(rest // inner)
+            rest = rest % inner
+        batch = crops[(at[0], slice(None), *at[1:])]       # (B, C, *window): only this batch copied
+        out = _score(model, batch, first == 0)
         several = isinstance(out, (tuple, list))
         parts = tuple(out) if several else (out,)
         if not parts or not all(isinstance(p, torch.Tensor) and p.dim() >= 1 and
@@ -71,8 +86,64 @@ def _slide(model, image: torch.Tensor, window, stride, batch_size: int, one_axis
         heads = heads or [[] for _ in parts]
         for scores, p in zip(heads, parts):
             scores.append(p.reshape(len(idx), -1))
-    maps = tuple(torch.cat(s).reshape(n, rows, cols, -1).permute(0, 3, 1, 2) for s in heads)
+    nsp = len(counts)
+    maps = tuple(torch.cat(s).reshape(n, *counts, -1).permute(0, nsp + 1, *range(1, nsp + 1))
+                 for s in heads)
     return maps if several else maps[0]
+
+
+def _what_image(nsp: int) -> str:
+    return {1: "sequence", 2: "image", 3: "volume"}[nsp]
+
+
+def _in_training(model: nn.Module, crop: torch.Tensor) -> str:
+    """Why the model's scores depend on more than each crop ('' if they do not): a layer in
+    training mode, or random numbers in forward (F.dropout that drops, torch.rand): found by
+    the walk, or, where the walk cannot follow forward, by scoring ``crop`` twice.
+
+    That takes milliseconds, as much as scoring a few crops: the answer is kept for the model
+    as long as its layers keep their modes and plain attributes (a dropout rate, a flag forward
+    reads), so that timing the reference times the crops.
+    """
+    why = in_training(model)
+    if why:
+        return why
+    key = (tuple(crop.shape[1:]), tuple(
+        (m.training, tuple((k, v) for k, v in vars(m).items()
+                           if isinstance(v, (bool, int, float, str)))) for m in model.modules()))
+    answers = _WALKED.setdefault(model, {})
+    if key not in answers:
+        try:
+            graph = analyse(model, tuple(crop.shape[1:]))
+            answers[key] = next((s.notes["random"] for s in graph.steps.values()
+                                 if "random" in s.notes), "")
+        except ValueError:
+            answers[key] = _differs_twice(model, crop)
+    return answers[key]
+
+
+def _differs_twice(model: nn.Module, crop: torch.Tensor, copies: int = 32) -> str:
+    """'' if the model gives a batch of ``copies`` copies of ``crop`` the same scores twice (or
+    cannot score it: the crops say why); else that it draws random numbers. A mask that keeps
+    an example with probability 0.8 is the same in both calls for all 32 copies with
+    probability 0.68**32, about 4e-6."""
+    batch = crop.repeat(copies, *(1,) * (crop.dim() - 1))
+    try:
+        first, second = _parts(model(batch)), _parts(model(batch))
+    except Exception:  # noqa: BLE001  (the first batch of crops reports it, with the layer)
+        return ""
+    same = all(torch.equal(p, q) for p, q in zip(first, second)
+               if isinstance(p, torch.Tensor) and isinstance(q, torch.Tensor))
+    return "" if same else ("the model gives other scores each time it scores the same crop "
+                            "(random numbers in forward: dropout, noise, stochastic depth); call "
+                            "model.eval(), or draw them only in training")
+
+
+def _parts(out) -> tuple:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+_WALKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> {key: answer}
 
 
 def _score(model, batch: torch.Tensor, first: bool):
@@ -108,10 +179,10 @@ def _what(out) -> str:
 
 
 def spatial_axes(model: nn.Module) -> int:
-    """1 for a model whose first layer with a dimensionality is 1-D (Conv1d, MaxPool1d, ...),
-    else 2: what its input's trailing axes are."""
+    """How many spatial axes the model's input has: those of its first layer that says (1 for
+    Conv1d or MaxPool1d, 3 for Conv3d), else 2."""
     first = next((m for m in model.modules() if type(m) in SPATIAL_DIMS), None)
-    return 1 if first is not None and SPATIAL_DIMS[type(first)] == 1 else 2
+    return SPATIAL_DIMS[type(first)] if first is not None else 2
 
 
 def _batch(image, nsp: int, model: nn.Module) -> torch.Tensor:
@@ -121,7 +192,8 @@ def _batch(image, nsp: int, model: nn.Module) -> torch.Tensor:
         image = image.unsqueeze(0)
     if image.dim() != nsp + 2:
         first = next((type(m).__name__ for m in model.modules() if type(m) in SPATIAL_DIMS), "")
-        want = "a sequence (C, L) or (N, C, L)" if nsp == 1 else "(C, H, W) or (N, C, H, W)"
+        want = {1: "a sequence (C, L) or (N, C, L)", 2: "(C, H, W) or (N, C, H, W)",
+                3: "a volume (C, D, H, W) or (N, C, D, H, W)"}[nsp]
         because = f"the model's first layer is a {first}, so " if first else ""
         raise ValueError(f"{because}image must be {want}; got shape {tuple(image.shape)}")
     if image.shape[0] == 0:
@@ -135,7 +207,7 @@ def _sizes(name: str, v, nsp: int) -> tuple[int, ...]:
     if len(sizes) != nsp or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) or
                                 p < 1 for p in sizes):
         one = "a positive int for a 1-D model (one axis)" if nsp == 1 else \
-            "a positive int or a pair of them"
+            f"a positive int or {nsp} of them (one per axis)"
         raise ValueError(f"{name} must be {one}; got {v!r}")
     return tuple(int(p) for p in sizes)
 
@@ -145,26 +217,26 @@ def stitch_passes(jump: int, step: int) -> int:
     return stitch_factor(jump, step) ** 2
 
 
-def _window_and_jump(fcn: nn.Module, nsp: int) -> tuple[tuple[int, ...], int]:
-    """The window a convolutionalized net slides and the jump between its windows (its own
-    ``.window`` and ``.jump``, recorded by convolutionalize)."""
+def _window_and_jump(fcn: nn.Module, nsp: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The window a convolutionalized net slides and the jump between its windows, per axis
+    (its own ``.window`` and ``.jump``, recorded by convolutionalize)."""
     window, jump = getattr(fcn, "window", None), getattr(fcn, "jump", None)
     if window is None or jump is None:
         raise ValueError("fcn has no .window: pass a net made by fcconv.convolutionalize, which "
                          "records the window it slides and the jump between windows")
-    if not isinstance(jump, int):
-        raise ValueError(f"the network's jump differs between height and width: {jump}")
-    return _sizes("fcn.window", window, nsp), jump
+    return _sizes("fcn.window", window, nsp), _sizes("fcn.jump", jump, nsp)
 
 
 @torch.no_grad()
-def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step: int) -> torch.Tensor:
+def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step) -> torch.Tensor:
     """A score map at stride ``step`` < jump, from (jump/step)^2 passes over shifted inputs.
 
     image (N, C, H, W) -> (N, K, rows, cols) with rows = (H - window) // step + 1: equal to
     ``sliding_windows(model, image, window, step)`` for a net without zero padding (a tuple of
     maps for a net with several heads; (N, C, L) -> (N, K, cols) and jump/step passes for a 1-D
-    net). Pass (dy, dx) drops the first dy*step rows and dx*step columns; its cell (i, j) is
+    net). ``step``: an int, or one per axis; it must divide the jump along each axis (a net
+    whose jump differs between height and width takes (jump_h/step_h) * (jump_w/step_w)
+    passes). Pass (dy, dx) drops the first dy*step rows and dx*step columns; its cell (i, j) is
     the window at (i*jump + dy*step, j*jump + dx*step), which goes to row i*f + dy, column j*f + dx.
     """
     expect(fcn, nn.Module, "fcn")
@@ -172,18 +244,19 @@ def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step: int) -> torch.Te
     window, jump = _window_and_jump(fcn, nsp)
     image = _batch(image, nsp, fcn)
     expect_input(fcn, image, "fcn")
-    step = checked_int("step", step, 1)
-    f = stitch_factor(jump, step)
-    sides = [score_map_side(s, w, step) for s, w in zip(image.shape[2:], window)]
+    steps = _sizes("step", step, nsp)
+    f = [stitch_factor(j, st) for j, st in zip(jump, steps)]
+    sides = [score_map_side(s, w, st) for s, w, st in zip(image.shape[2:], window, steps)]
     outs, several = None, False
-    for shift in itertools.product(*(range(min(f, n)) for n in sides)):
-        p = fcn(image[(slice(None), slice(None), *(slice(d * step, None) for d in shift))])
+    for shift in itertools.product(*(range(min(fa, n)) for fa, n in zip(f, sides))):
+        p = fcn(image[(slice(None), slice(None),
+                       *(slice(d * st, None) for d, st in zip(shift, steps)))])
         several = isinstance(p, (tuple, list))
         parts = tuple(p) if several else (p,)
         if outs is None:
             outs = [q.new_empty(*q.shape[:-nsp], *sides) for q in parts]
         for out, q in zip(outs, parts):
-            target = out[(..., *(slice(d, None, f) for d in shift))]
+            target = out[(..., *(slice(d, None, fa) for d, fa in zip(shift, f)))]
             if q.shape[-nsp:] != target.shape[-nsp:]:
                 raise ValueError(f"pass {shift} gave a {tuple(q.shape[-nsp:])} map where "
                                  f"{tuple(target.shape[-nsp:])} windows fit: fcn is not the "

@@ -15,9 +15,11 @@ import warnings
 
 from torch import nn
 
-from . import _rewrite, _walk
+from . import _head, _rewrite, _walk
+from ._model import check_model, copied, has_meta
+from ._model import input_shape as input_shape_of
 from .conversions import expect
-from .formulas import checked_bool, checked_shape
+from .formulas import checked_bool
 
 
 class ApproximateWarning(UserWarning):
@@ -28,7 +30,8 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True,
                      share_weights: bool = False) -> nn.Module:
     """The classifier as a fully convolutional network (the original is left untouched).
 
-    input_shape: the (C, H, W) (or (C, L)) it was trained on. Result: x (N, C, H, W) ->
+    input_shape: the (C, H, W) (or (C, L)) it was trained on; as for ``trace``, (H, W) or 224
+    take C from the first conv. Result: x (N, C, H, W) ->
     (N, K, 1, 1) at that size; (N, K, rows, cols) on larger inputs, rows = (H - window) // jump + 1,
     exactly the windows sliding_windows scores. The result's ``.window`` is the (H, W) it slides
     and ``.jump`` its stride. Works on nn.Sequential and on custom forwards (torch.fx) that
@@ -39,8 +42,11 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True,
     it comes back with ``.window`` and ``.jump``, its ceil-mode pools set to floor where every
     window fits, so that it scores exactly the windows that fit in the image. ``.changes`` says
     what changed in the trunk, and why (one sentence each). BatchNorm on batch statistics and
-    dropout that drops are refused on a model with weights (call model.eval()); a model on the
-    meta device converts for its shapes, and the result refuses a real image.
+    dropout or other random numbers are refused on a model with weights (call model.eval()); a
+    model on the meta device converts for its shapes, and the result refuses a real image (one
+    only partly on the meta device is refused). So are forward hooks (fx does not see them), a
+    view that keeps a map's shape only at input_shape (x.view(-1, 1, 28, 28)) and constants per
+    position; constants per channel or per class, F.linear and splits of the scores convert.
 
     exact: a pool with ceil_mode=True whose last window hangs over the edge of the map at
     input_shape pools a partial window in each crop but a whole one in the dense pass, so the
@@ -54,20 +60,27 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True,
     in the other. By default every weight is a copy.
     """
     expect(model, nn.Module, "model")
-    shape = checked_shape("input_shape", input_shape, (2, 3))
+    check_model(model)
+    shape = input_shape_of(model, input_shape)
     checked_bool("exact", exact)
+    meta = has_meta(model)
     # The Linears' weights are not copied: the head's are read once into new conv weights (in
     # VGG16 they are 494 MB of its 553 MB; copying them first made the peak 1 GB higher).
     linears = {id(p): p for m in model.modules() if isinstance(m, nn.Linear)
                for p in m.parameters(recurse=False)}
     # Shared: the copy of the model's structure keeps every tensor of the original itself.
     kept = {id(t): t for t in (*model.parameters(), *model.buffers())} if share_weights else {}
-    graph = _walk.analyse(copy.deepcopy(model, memo={**linears, **kept}), shape)
-    meta = any(t.is_meta for t in (*model.parameters(), *model.buffers()))
-    flats, approximate = _rewrite.refuse_what_cannot_slide(graph, exact, meta)
-    changes = _rewrite.simplify_trunk(graph)
-    _rewrite.convert_head(graph, flats, share_weights)
-    net = _rewrite.finish(graph, flats, isinstance(model, nn.Sequential))
+    memo = {**linears, **kept}
+    failure = None
+    try:
+        net, changes, approximate = _convert(copied(model, dict(memo)), shape, exact, meta,
+                                             isinstance(model, nn.Sequential), False,
+                                             share_weights)
+    except ValueError as err:
+        failure = err
+    if failure is not None:  # said again with the line of forward() (recording lines costs time)
+        _convert(copied(model, dict(memo)), shape, exact, meta, False, True, share_weights)
+        raise failure
     for module in ([] if share_weights else net.modules()):  # a Linear left as it was: copy it
         for name, p in module.named_parameters(recurse=False):
             if id(p) in linears:
@@ -78,3 +91,13 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True,
         warnings.warn(f"convolutionalize(exact=False): the dense net is approximate: "
                       f"{net.approximate}", ApproximateWarning, stacklevel=2)
     return net
+
+
+def _convert(model: nn.Module, shape, exact: bool, meta: bool, sequential: bool, lines: bool,
+             share_weights: bool = False):
+    """The steps of convolutionalize on a copy of the model: (net, changes, approximate)."""
+    graph = _walk.analyse(model, shape, lines=lines)
+    flats, approximate = _rewrite.refuse_what_cannot_slide(graph, exact, meta)
+    changes = _rewrite.simplify_trunk(graph)
+    _head.convert_head(graph, flats, share_weights)
+    return _rewrite.finish(graph, flats, sequential), changes, approximate

@@ -112,6 +112,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     if x.shape[1] != weight.shape[1]:
         raise ValueError(f"weight expects {weight.shape[1]} input channels but x has {x.shape[1]} "
                          f"(x {x.shape}, weight {weight.shape})")
+    if x.shape[1] == 0:  # PyTorch answers an empty (N, 0, H', W'), not K maps of the bias
+        raise ValueError(f"x has no channels (shape {x.shape}): a convolution over 0 channels "
+                         "has nothing to sum, and PyTorch gives no output channels for it")
     (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
     (n, c, h, w), (k, _, kh, kw) = x.shape, weight.shape
     oh, ow = _out_size(h, kh, sh, ph, "height"), _out_size(w, kw, sw, pw, "width")

@@ -23,11 +23,12 @@ from html import escape
 from torch import nn
 
 from . import _graph
-from ._field import Field
+from ._field import MAX_RUNS, Field, Trail, seen
 from ._fx import model_dtype, run_on_meta
-from ._ops import CONV, SPATIAL_DIMS
+from ._model import check_model
+from ._model import input_shape as input_shape_of
 from ._walk import analyse
-from .formulas import checked_int, checked_shape, conv_output_size, format_shape
+from .formulas import checked_int, conv_output_size, format_shape
 
 Shape = tuple[int, ...]
 
@@ -41,13 +42,16 @@ __all__ = ["ReceptiveField", "Row", "Trace", "conv_output_size", "format_shape",
 class ReceptiveField:
     """Output cell i covers input pixels [start + i*jump, start + i*jump + size - 1].
 
-    ``start < 0`` means the first window begins in the zero padding. Each field is an int when
-    all spatial axes agree, else a tuple with one entry per axis (H, W). ``gaps``: '' when a
-    cell sees every pixel of that span; else which pixels inside it the cell skips (a dilated
-    or strided tap spacing larger than the field before it), e.g. "along axis 0 a cell sees
-    pixels 0, 4 of its 5-pixel span, not 1..3". The span is what the receptive-field
-    literature reports for dilated nets, and a window of that size is what sliding_windows and
-    shift_and_stitch need.
+    That span (``window``) is the classic recurrence: ``start < 0`` means the first window
+    begins in the zero padding, and a window may reach past the image's last pixel. Each field
+    is an int when all spatial axes agree, else a tuple with one entry per axis (H, W). A cell
+    whose windows lie inside every layer's map depends on exactly its span, less ``gaps``: ''
+    when it sees every pixel of it; else which pixels it skips (a dilated or strided tap
+    spacing larger than the field before it), e.g. "along axis 0 a cell sees pixels 0, 4 of its
+    5-pixel span, not 1..3". The span is what the receptive-field literature reports for
+    dilated nets, and a window of that size is what sliding_windows and shift_and_stitch need.
+    A cell at the border can depend on less (a tap on zero padding, a ceil-mode window hanging
+    off a map, a crop): ``pixels`` lists exactly the pixels each cell depends on.
     """
 
     size: int | tuple[int, ...]
@@ -55,27 +59,46 @@ class ReceptiveField:
     start: int | tuple[int, ...]
     gaps: str = ""
     runs: tuple = field(default=(), repr=False, compare=False)  # per axis: (first, last) seen
+    trail: Trail | None = field(default=None, repr=False, compare=False)  # how cells were made
 
     def __repr__(self) -> str:
         gaps = f", gaps={self.gaps!r}" if self.gaps else ""
         return f"ReceptiveField(size={self.size}, jump={self.jump}, start={self.start}{gaps})"
 
     def window(self, i: int, axis: int = 0) -> tuple[int, int]:
-        """Inclusive input-pixel range ``(first, last)`` seen by output cell ``i`` on ``axis``."""
-        i, axis = checked_int("i", i, 0), checked_int("axis", axis, 0)
-        axes = 3 if isinstance(self.size, int) else len(self.size)  # an int: the same on each
-        if axis >= axes:
-            raise ValueError(f"axis must be below {axes} (one per spatial axis); got {axis}")
+        """The span ``(first, last)`` of output cell ``i`` on ``axis``, inclusive: the formula
+        start + i*jump .. start + i*jump + size - 1 (it may begin in the padding, < 0)."""
+        i, axis = checked_int("i", i, 0), self._axis(axis)
         size, jump, start = (v if isinstance(v, int) else v[axis]
                              for v in (self.size, self.jump, self.start))
         return start + i * jump, start + i * jump + size - 1
 
     def pixels(self, i: int, axis: int = 0) -> list[int]:
-        """The input pixels output cell ``i`` sees along ``axis``: its window, less the gaps."""
+        """The input pixels output cell ``i`` depends on along ``axis``, exactly, border cells
+        included: its span less its gaps inside the map; at the border, less the taps that
+        fall on padding or off a map as well."""
         first, last = self.window(i, axis)
-        if not self.runs:
-            return list(range(first, last + 1))
-        return [first + p for lo, hi in self.runs[axis] for p in range(lo, hi + 1)]
+        if self.trail is None:  # a field made by hand: the formula
+            return [first + p for lo, hi in self.runs[axis] for p in range(lo, hi + 1)] \
+                if self.runs else list(range(first, last + 1))
+        axis = self._axis(axis)
+        cells = self.trail.cells[axis]
+        if i >= cells:
+            raise ValueError(f"cell {i} does not exist: at the input this field was computed "
+                             f"for, the output has {cells} cells along axis {axis}")
+        runs = seen(self.trail, axis, i)
+        if runs is None:
+            raise ValueError(f"cell {i} depends on pixels in more than {MAX_RUNS:,} separate "
+                             "runs: fcconv does not list them")
+        return [p for lo, hi in runs for p in range(lo, hi + 1)]
+
+    def _axis(self, axis: int) -> int:
+        axis = checked_int("axis", axis, 0)
+        axes = len(self.trail.cells) if self.trail is not None else \
+            3 if isinstance(self.size, int) else len(self.size)  # an int: the same on each
+        if axis >= axes:
+            raise ValueError(f"axis must be below {axes} (one per spatial axis); got {axis}")
+        return axis
 
 
 def _squeeze(values: tuple[int, ...]) -> int | tuple[int, ...]:
@@ -208,45 +231,22 @@ def _rf_text(v) -> str:
     return str(v) if isinstance(v, int) else "x".join(map(str, v))
 
 
-
-
-def _normalize_input_shape(model: nn.Module, input_shape) -> Shape:
-    """Accept 224, (224, 224), (3, 224, 224) or (N, 3, 224, 224); return (C, H, W) (or (C, L)).
-
-    How many axes an input has comes from the first layer that says (a Conv1d, a MaxPool3d):
-    (5, 8, 8, 8) is (C, D, H, W) for a Conv3d net, (N, C, H, W) for a Conv2d one.
-    """
-    first = next((m for m in model.modules() if type(m) in SPATIAL_DIMS), None)
-    nsp = SPATIAL_DIMS[type(first)] if first is not None else 2
-    channels = next((m.in_channels for m in model.modules() if isinstance(m, CONV)), None)
-    if not isinstance(input_shape, (str, bytes)) and not hasattr(input_shape, "__iter__"):
-        input_shape = (checked_int("input_shape", input_shape, 1),) * nsp   # 224: 224x224
-    shape = checked_shape("input_shape", input_shape, (1, 2, 3, 4, 5))
-    if len(shape) == nsp and channels is not None:
-        return (channels, *shape)
-    if len(shape) == nsp + 2:
-        return shape[1:]
-    if len(shape) == 5:
-        raise ValueError(f"input_shape {shape} has 5 sizes, but the model's first layer "
-                         f"({type(first).__name__}) takes {nsp} spatial axes")
-    return shape
-
-
 def _check_model(model) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {model!r} ({type(model).__name__})")
+    check_model(model)
 
 
 def _field(f: Field | None) -> ReceptiveField | None:
     if f is None or f.odd:  # not a window: no (size, jump, start) to show
         return None
     return ReceptiveField(_squeeze(f.size), _squeeze(f.jump), _squeeze(f.start), f.gaps(),
-                          f.spans if f.gaps() else ())
+                          f.spans if f.gaps() else (), f.trail)
 
 
 def _analyse(model: nn.Module, input_shape, explain: bool) -> _graph.Graph:
     _check_model(model)
-    shape = _normalize_input_shape(model, input_shape)
+    shape = input_shape_of(model, input_shape)
     try:
         return analyse(model, shape, explain)
     except ValueError as err:

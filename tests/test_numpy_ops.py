@@ -149,6 +149,9 @@ def test_conv_matrix_refuses_a_huge_matrix():
     (lambda: npo.fc_to_conv_weight(np.ones((2, 18)), (True, 3, 6)), TypeError,
      "in_shape[0] must be an int; got True (bool)"),
     (lambda: npo.conv_matrix(np.ones((1, 1, 1, 1)), 3), TypeError, "in_shape must be a tuple"),
+    # PyTorch gives (2, 0, 4, 4) here, not 4 maps: no answer to agree with, so a refusal
+    (lambda: npo.conv2d(np.ones((2, 0, 6, 6)), np.ones((4, 0, 3, 3))), ValueError,
+     "x has no channels (shape (2, 0, 6, 6)): a convolution over 0 channels has nothing to sum"),
 ])
 def test_bad_arguments_get_a_clear_error(call, error, text):
     with pytest.raises(error) as info:

@@ -1,14 +1,18 @@
 """1,000 random small architectures: convolutionalize equals sliding windows, or refuses clearly;
-receptive_field equals what autograd says reaches a cell, or refuses clearly.
+receptive_field equals what autograd says reaches each cell, border cells included, or refuses
+clearly.
 
 Each architecture mixes what tutorials write: nn.Sequential with one ReLU object reused, custom
 forwards with F.conv2d / F.max_pool2d / F.avg_pool2d, residual blocks, stride, padding, dilation
 (fields with gaps), ceil_mode, Conv1d nets, crops (negative padding), a conv called twice or two
 convs with one weight, channels-last blocks (permute, LayerNorm or Linear over the channels,
 permute back), tensors passed by keyword, numbers read off the input's size, dropout left in
-training mode, flatten as nn.Flatten / x.flatten(1) / x.view / channels-last or (W, H, C)
-permutes, a softmax on the flattened features, and two heads returned as a tuple; some are built
-on the meta device. A refusal is allowed only where the architecture has something that cannot
+training mode, BatchNorm on batch statistics, views that keep the map's shape (read off the
+tensor, or written as numbers that fold the batch on a larger image), constants per channel (a
+normalisation) or per position, forward hooks and pre-hooks, flatten as nn.Flatten /
+x.flatten(1) / x.view / channels-last or (W, H, C) permutes, a softmax on the flattened features,
+a constant per class on the scores, and two heads returned as a tuple; some are built on the
+meta device, some only partly. A refusal is allowed only where the architecture has something that cannot
 slide (``must_refuse``) or has no field (``field_refused``), and must say so at length; anything
 else must convert, and match the reference in float64. Nets and images are tiny.
 """
@@ -91,7 +95,8 @@ class RandomNet(nn.Module):
             elif kind == "dropout" and not probe:
                 self.ops.append(("mod", self._add(nn.Dropout(op[1])), False))
                 self.mods[-1].stay_in_training = op[2]
-            elif kind == "bn" and not probe:  # op[1]: left in training mode (batch statistics)
+            elif kind == "bn" and (not probe or op[1]):  # op[1]: left in training mode (batch
+                # statistics: every value after it depends on every pixel of the batch)
                 bn = (nn.BatchNorm1d, nn.BatchNorm2d)[self.nd - 1](c)
                 bn.stay_in_training = op[1]
                 self.ops.append(("mod", self._add(bn), False))
@@ -100,6 +105,15 @@ class RandomNet(nn.Module):
             elif kind == "adaptive":
                 pool = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)[self.nd - 1](op[1])
                 self.ops.append(("mod", self._add(pool), False))
+            elif kind == "view":   # the same shape, read off the tensor or as fixed numbers
+                self.ops.append(("view", i, op[1]))
+            elif kind == "const":  # (x - a) / b, per channel or per input position
+                shape = (c, *(1,) * self.nd) if op[1] == "channel" else \
+                    (1, 1, *(spec["size"],) * self.nd)
+                self.register_buffer(f"a{i}", torch.rand(shape))
+                self.register_buffer(f"b{i}", torch.rand(shape) + 0.5)
+                self.ops.append(("const", f"a{i}", f"b{i}"))
+        self.fixed: dict[int, tuple] = {}   # a view's numbers, read at the training size
         self.channels_out = c
         self.head = None
 
@@ -114,6 +128,8 @@ class RandomNet(nn.Module):
         dims = [math.prod(fmap), *self.spec["hidden"], self.spec["classes"]]
         self.head = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
         self.second = nn.Linear(dims[-2], 2) if self.spec["heads"] == "two" else None
+        self.register_buffer("class_scale", torch.rand(dims[-1]) + 0.5)  # one per class
+        self.register_buffer("class_bias", torch.randn(dims[-1]))
         return self
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,6 +165,17 @@ class RandomNet(nn.Module):
                     x.clamp(max=n / 10) if op[1] == "clamp" else F.leaky_relu(x, 1 / n)
             elif op[0] == "mean":
                 x = x.mean(tuple(range(2, 2 + nd)), keepdim=True)
+            elif op[0] == "view":
+                _, i, pinned = op
+                if pinned:
+                    x = x.view(x.size(0), x.size(1), *(x.size(d) for d in range(2, 2 + nd)))
+                else:  # numbers: on a larger map, -1 folds the extra pixels into the batch
+                    if i not in self.fixed:   # (read once, at the training size)
+                        self.fixed[i] = tuple(x.shape[1:])
+                    x = x.view(-1, *self.fixed[i])
+            elif op[0] == "const":
+                a, b = getattr(self, op[1]), getattr(self, op[2])
+                x = x * b if self.probe else (x - a) / b
         return x
 
     def forward(self, x: torch.Tensor):
@@ -174,6 +201,8 @@ class RandomNet(nn.Module):
             x = fc(x)
             if i < len(self.head) - 1 and not self.probe:
                 x = F.relu(x)
+        if self.spec["class_const"]:
+            x = x * self.class_scale + self.class_bias
         if self.spec["heads"] == "two":
             return x, self.second(hidden)
         if self.spec["heads"] == "pick":  # MTCNN: the face probability, and the box
@@ -199,8 +228,8 @@ def random_spec(rng: random.Random) -> dict:
         if r < 0.36:
             k = rng.randint(1, 3)
             trunk.append(("conv", rng.randint(1, 3), k, rng.choice([1, 1, 2]),
-                          rng.choice([0, 0, 0, 1]), rng.choice([1, 1, 2]), rng.random() < 0.4,
-                          rng.random() < 0.2))
+                          rng.choice([0, 0, 0, 1, 2]), rng.choice([1, 1, 2, 3]),
+                          rng.random() < 0.4, rng.random() < 0.2))
         elif r < 0.58:
             k = rng.randint(1, 3)
             trunk.append(("pool", rng.choice(["max", "avg"]), k, rng.randint(1, 3),
@@ -217,7 +246,9 @@ def random_spec(rng: random.Random) -> dict:
             trunk.append(("last", rng.random() < 0.5))
     extras = [("bn", 0.06, lambda: ("bn", rng.random() < 0.5)),
               ("size", 0.04, lambda: ("size", rng.choice(["clamp", "leaky", "scale"]))),
-              ("dropout", 0.05, lambda: ("dropout", rng.choice([0.0, 0.5]), rng.random() < 0.7))]
+              ("dropout", 0.05, lambda: ("dropout", rng.choice([0.0, 0.5]), rng.random() < 0.7)),
+              ("view", 0.06, lambda: ("view", rng.random() < 0.5)),
+              ("const", 0.05, lambda: ("const", "channel"))]
     for _, p, make in extras:
         if rng.random() < p:
             trunk.insert(rng.randint(0, len(trunk)), make())
@@ -225,13 +256,19 @@ def random_spec(rng: random.Random) -> dict:
         trunk.append(("mean",))
     if rng.random() < 0.04:
         trunk.append(("adaptive", rng.randint(1, 2)))
+    if rng.random() < 0.03:
+        trunk.insert(0, ("const", "position"))
     flattens = ["module", "view", "hwc", "function", "keyword"] + (["whc"] if nd == 2 else [])
     heads = rng.choice(["one"] * 8 + ["two", "pick"])
     return {"nd": nd, "channels": rng.randint(1, 2), "trunk": trunk,
             "flatten": rng.choice(flattens), "softmax_flat": rng.random() < 0.04,
             "hidden": [rng.randint(2, 4)] if rng.random() < 0.6 else [],
             "classes": rng.randint(2 if heads == "pick" else 1, 3), "heads": heads,
-            "meta": rng.random() < 0.08, "size": rng.randint(4, 12), "extra": rng.randint(0, 9)}
+            "meta": rng.choice([True, "part"]) if rng.random() < 0.1 else False,
+            "class_const": rng.random() < 0.06,
+            "hook": rng.choice(["pre", "post"]) if rng.random() < 0.03 else "",
+            "hook_on_layer": rng.random() < 0.5,
+            "size": rng.randint(4, 12), "extra": rng.randint(0, 9)}
 
 
 def build(spec: dict, probe: bool, seed: int, device: str = "cpu"):
@@ -252,6 +289,13 @@ def build(spec: dict, probe: bool, seed: int, device: str = "cpu"):
     for p in net.parameters():
         with torch.no_grad():
             p.uniform_(0.1, 1.0) if probe else p.normal_(0, 0.5)
+    if spec["hook"]:   # it changes nothing, but fcconv cannot know that: refused
+        layer = net.mods[0] if spec["hook_on_layer"] and len(net.mods) else net
+        layer.register_forward_pre_hook(lambda m, a: None) if spec["hook"] == "pre" else \
+            layer.register_forward_hook(lambda m, a, out: None)
+    if device == "meta" and spec["meta"] == "part":
+        net.head.to(device)   # only some weights have no values
+        return net, shape
     return net.to(device), shape
 
 
@@ -276,13 +320,17 @@ def walk_sizes(spec: dict, size: int):
         elif op[0] == "crop":
             size -= 2 * op[1]
         elif op[0] == "mean":
+            yield op, size, 1
             size = 1
+            continue
         yield op, size, size
 
 
 def must_refuse(spec: dict, values: bool = True) -> str:
     """What the spec has that cannot slide at its size ('' if nothing). ``values``: the model
     has weights (not the meta device), so randomness and batch statistics matter."""
+    if spec["hook"]:
+        return "hook"
     for op, before, after in walk_sizes(spec, spec["size"]):
         if after < 1:
             return "empty"  # a crop past a small map: the input is too small for it
@@ -290,13 +338,17 @@ def must_refuse(spec: dict, values: bool = True) -> str:
             _, _, k, s, p, ceil, _ = op
             if ceil and after != floor_size(before, k, s, p):
                 return "ceil_mode"
-        elif op[0] in ("mean", "size"):
+        elif op[0] == "size" or op[0] == "mean" and before > 1:  # (a mean over 1x1: nothing)
             return op[0]
         elif values and op[0] == "bn" and op[1] or values and op[0] == "dropout" and \
                 op[1] > 0 and op[2]:
             return "training mode"
         elif op[0] == "adaptive" and op[1] != before:
             return "adaptive"
+        elif op[0] == "view" and not op[1]:
+            return "view"      # -1 and fixed numbers: the batch folds on a larger image
+        elif op == ("const", "position"):
+            return "constant"  # one value per input pixel: a larger image has more
     return "softmax" if spec["softmax_flat"] else ""
 
 
@@ -307,19 +359,20 @@ def floor_size(size, k, s, p) -> int:
 
 def field_refused(spec: dict, size: int) -> str:
     """What makes the trunk's cells see no single span on a ``size`` input ('' if nothing):
-    padding (or a ceil-mode window hanging off) after a crop, an adaptive pool with windows of
-    unequal sizes."""
-    cropped = False
-    for op, before, after in walk_sizes(spec, size):
+    a hook, BatchNorm on batch statistics, an adaptive pool with windows of unequal sizes; a
+    view or a per-position constant written for the training size, on a larger one."""
+    if spec["hook"]:
+        return "hook"
+    trained = walk_sizes(spec, spec["size"])
+    for (op, before, after), (_, then, _) in zip(walk_sizes(spec, size), trained):
         if after < 1:
             return "empty"
-        cropped = cropped or op[0] == "crop"
-        padded = op[0] in ("conv", "pool") and op[4] > 0 or op[0] == "res" and op[3] or \
-            op[0] == "pool" and after != floor_size(before, *op[2:5])  # a window hangs off
-        if cropped and padded:
-            return "crop"
         if op[0] == "adaptive" and before % op[1]:
             return "adaptive"
+        if op[0] == "bn" and op[1]:
+            return "batch statistics"
+        if before != then and (op[0] == "view" and not op[1] or op == ("const", "position")):
+            return "written for the training size"
     return ""
 
 
@@ -355,6 +408,11 @@ def check_dense(spec, seed) -> str:
     except ValueError as err:
         assert why, f"refused a net that can slide: {err}\n{spec}"
         assert len(str(err)) > 30
+        if why == "training mode" and spec["nd"] == 2:  # the reference itself: crops in a batch
+            # differ from each crop alone, or at random
+            crop = torch.zeros(1, *shape, dtype=torch.float64)
+            with pytest.raises(ValueError, match="training mode.*model.eval()"):
+                sliding_windows(model, crop, shape[1:], 1)
         check_meta(spec, seed, None)
         return "refused"
     assert not why, f"accepted a net that cannot slide ({why}): {spec}"
@@ -389,11 +447,12 @@ def check_meta(spec, seed, dense) -> None:
     if not spec["meta"]:
         return
     model, shape = build(spec, False, seed, device="meta")
-    why = must_refuse(spec, values=False)
+    why = must_refuse(spec, values=False) or ("partly meta" if spec["meta"] == "part" else "")
     try:
         fcn = convolutionalize(model, shape)
     except ValueError as err:
         assert why and len(str(err)) > 30, (err, spec)
+        assert why != "partly meta" or "partly on the meta device" in str(err), (err, spec)
         return
     assert not why, spec
     size = (s + spec["extra"] + i for i, s in enumerate(shape[1:]))
@@ -430,35 +489,33 @@ def check_field(spec, seed) -> str:
     assert not why, f"a field for a trunk that has none ({why}): {spec}"
     x = torch.rand(1, *shape, dtype=torch.float64, requires_grad=True)
     y = trunk(x)
-    for cell in ((0,) * spec["nd"], tuple(s - 1 for s in y.shape[2:])):
-        x.grad = None
-        y[(0, 0, *cell)].backward(retain_graph=True)
-        seen_by(x.grad[0], rf, cell, shape, spec)
+    middle = [s // 2 for s in y.shape[2:]]
+    for axis, n in enumerate(y.shape[2:]):   # every cell along each axis, border cells too
+        for i in range(n):
+            cell = (*middle[:axis], i, *middle[axis + 1:])
+            grad, = torch.autograd.grad(y[(0, 0, *cell)], x, retain_graph=True)
+            seen_by(grad[0], rf, cell, spec)
     if spec["softmax_flat"] or spec["heads"] != "one" or spec["flatten"] in ("hwc", "whc") or \
-            seed % 4 == 0:  # the whole model on a quarter, and on every head it could get wrong
-        check_whole_model(built[0], built[1], spec)
+            spec["class_const"] or seed % 4 == 0:  # the whole model on a quarter, and on every
+        check_whole_model(built[0], built[1], spec)  # head it could get wrong
     return "exact"
 
 
-def seen_by(grad, rf, cell, shape, spec) -> None:
-    """The pixels autograd says reach ``cell`` are the field's pixels (its span less its gaps),
-    all of them where the span lies inside the image."""
+def seen_by(grad, rf, cell, spec) -> None:
+    """The pixels autograd says reach ``cell`` are exactly those ``rf.pixels`` lists along each
+    axis, and lie in the span ``rf.window`` gives; a cell that sees no pixel along one axis
+    (only zero padding) sees none at all."""
     reach = grad.abs().sum(0)
+    said = [rf.pixels(i, axis) for axis, i in enumerate(cell)]
+    if not all(said):
+        assert not reach.any(), (spec, rf, cell, said)
+        return
     for axis, i in enumerate(cell):
         others = tuple(a for a in range(spec["nd"]) if a != axis)
         hit = torch.nonzero(reach.sum(others) if others else reach).flatten().tolist()
+        assert hit == said[axis], (spec, rf, cell, hit, said[axis])
         first, last = rf.window(i, axis)
-        if not hit:  # a cell computed from zero padding alone (a padded 1x1 conv's border)
-            assert first < 0 or last >= shape[1 + axis], (spec, rf, cell)
-            continue
-        assert set(hit) <= set(rf.pixels(i, axis)), (spec, rf, cell, hit)
-        if 0 <= first and last < shape[1 + axis]:  # its span less its gaps (at the border
-            # a path through zero padding can be missing: those cells see less)
-            assert hit == rf.pixels(i, axis), (spec, rf, cell, hit)
-        if first >= 0:  # tight where the window's ends lie in the image
-            assert min(hit) == first, (spec, rf, cell, hit)
-        if last < shape[1 + axis]:
-            assert max(hit) == last, (spec, rf, cell, hit)
+        assert first <= hit[0] and hit[-1] <= last, (spec, rf, cell, hit)
 
 
 def check_whole_model(model, shape, spec) -> None:
@@ -473,7 +530,7 @@ def check_whole_model(model, shape, spec) -> None:
     for head in heads(model(x)):
         x.grad = None
         head.reshape(-1)[0].backward(retain_graph=True)
-        seen_by(x.grad[0], rf, (0,) * spec["nd"], shape, spec)
+        seen_by(x.grad[0], rf, (0,) * spec["nd"], spec)
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))

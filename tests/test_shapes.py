@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -210,18 +211,16 @@ def test_receptive_field_matches_autograd(spec, size, data):
     y[0, 0, i, j].backward()
     rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten().tolist()
     cols = torch.nonzero(x.grad[0, 0].abs().sum(0)).flatten().tolist()
-    for idx, hit in ((i, rows), (j, cols)):
+    said = [rf.pixels(i, 0), rf.pixels(j, 1)]
+    if not all(said):  # a cell that sees only zero padding along one axis sees no pixel at all
+        assert rows == cols == [], (spec, rf, i, j)
+        return
+    for idx, hit, pixels in ((i, rows, said[0]), (j, cols, said[1])):
+        assert hit == pixels, (spec, rf, idx)   # exactly: inside the map and at the border
         first, last = rf.window(idx)
-        assert set(hit) <= set(rf.pixels(idx))  # inside the stated window, never in a gap
-        if not rows:  # the cell sees only zero padding along one axis: nothing to be tight about
-            continue
-        if 0 <= first and last < size:  # inside the image: every pixel it says, no other
-            assert hit == rf.pixels(idx)
+        assert first <= min(hit) and max(hit) <= last  # inside the span the formula gives
+        if 0 <= first and last < size:  # inside the image: the span less its gaps
             assert bool(rf.gaps) == (hit != list(range(first, last + 1)))
-        if 0 <= first < size:
-            assert min(hit) == first  # ...and tight where the window's ends lie in the image
-        if 0 <= last < size:
-            assert max(hit) == last
 
 
 def seen_by_cell(net, size, cell):
@@ -460,18 +459,21 @@ def test_case9_a_layer_norm_over_positions_has_no_field():
 
 
 @pytest.mark.parametrize("crop,pad", [(-1, 1), (-2, 1), (-1, 2)])
-def test_case8_padding_after_a_crop_is_refused_a_crop_alone_is_exact(crop, pad):
+def test_case8_padding_after_a_crop_border_cells_see_exactly_their_pixels(crop, pad):
+    """The span formula holds for every cell (DESIGN's contract); a border cell whose taps land
+    on padding after a crop depends on fewer pixels, and pixels() lists exactly those."""
     cropped = positive(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ZeroPad2d(crop), nn.Conv2d(1, 1, 3)))
     rf = receptive_field(cropped, (1, 12, 12))
     assert autograd_rows(cropped, (1, 12, 12), (0, 0, 0)) == list(range(*rf.window(0))) + \
         [rf.window(0)[1]]
     padded = positive(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ZeroPad2d(crop),
                                     nn.Conv2d(1, 1, 3, padding=pad)))
-    with pytest.raises(ValueError, match=r"'2' \(Conv2d\) pads the first cells of axis 0 .*after "
-                                         r"a crop \(negative padding\) removed cells there"):
-        receptive_field(padded, (1, 12, 12))
-    first = rf.window(0)[0]   # autograd: the border cell does not see the pixels its window says
-    assert autograd_rows(padded, (1, 12, 12), (0, 0, 0))[0] >= first > 0
+    rf = receptive_field(padded, (1, 12, 12))
+    assert rf.window(0) == (-crop - pad, -crop - pad + 2)
+    for cell in range(padded(torch.zeros(1, 1, 12, 12, dtype=torch.float64)).shape[2]):
+        assert autograd_rows(padded, (1, 12, 12), (0, cell, cell)) == rf.pixels(cell)
+    first = rf.window(0)[0]   # the border cell does not see every pixel of its span
+    assert rf.pixels(0)[0] > max(first, 0)
 
 
 def test_memory_trace_of_a_conv1d_net_on_30_million_samples():
@@ -543,3 +545,74 @@ def test_input_shape_forms_follow_the_first_layer():
     assert trace(nn.Sequential(nn.Conv1d(3, 4, 3)), 20).rows[-1].out_shape == (4, 18)
     assert trace(nn.Sequential(nn.Conv3d(5, 2, 3)), (1, 5, 8, 8, 8)).rows[-1].out_shape == \
         (2, 6, 6, 6)
+    lenet = fcconv.lenet5(device="meta")
+    for same in (torch.tensor(32), np.int64(32), torch.tensor([1, 32, 32])):   # 0-d: one side
+        assert trace(lenet, same).output_shape == trace(lenet, 32).output_shape
+
+
+# --------------------------------------------------------------------------- issue 22, review 2
+
+def test_batch_statistics_have_no_field_and_eval_mode_has_one():
+    """Fresh from its constructor a net is in training mode: BatchNorm then normalises with the
+    batch's statistics, and every output depends on every pixel of every example (autograd)."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Conv2d(2, 2, 3))
+    x = torch.randn(2, 1, 12, 12, requires_grad=True)
+    net(x)[0, 0, 0, 0].backward()
+    assert bool((x.grad != 0).all())
+    with pytest.raises(ValueError, match=r"BatchNorm2d '1' is in training mode: .*every pixel of "
+                                         r"every example in the batch.*call model.eval\(\) first"):
+        receptive_field(net, (1, 12, 12))
+    assert [r.rf_size for r in trace(net, (1, 12, 12))] == [3, None, None]   # '-' in the table
+    assert receptive_field(net.eval(), (1, 12, 12)) == fcconv.ReceptiveField(5, 1, 0)
+
+
+@pytest.mark.parametrize("net,length", [
+    (nn.Sequential(nn.Conv1d(1, 1, 3), nn.Conv1d(1, 1, 2, dilation=3, padding=1)), 7),
+    (nn.Sequential(nn.Conv1d(1, 1, 4, stride=2), nn.AvgPool1d(3, 2, ceil_mode=True)), 23),
+    (nn.Sequential(nn.Conv1d(1, 1, 3, padding=2, dilation=2), nn.ZeroPad1d(-2),
+                   nn.Conv1d(1, 1, 3, stride=2, padding=3, dilation=3)), 13),
+    (nn.Sequential(nn.Conv1d(1, 1, 1, stride=3), nn.AvgPool1d(3, 2, padding=1, ceil_mode=True),
+                   nn.Conv1d(1, 1, 2, padding=1)), 20)])
+def test_border_cells_see_exactly_the_pixels_pixels_lists(net, length):
+    """The span is the formula (it may reach into padding or past the end); pixels() is what
+    autograd says, cell by cell, at the border too (average pools: every pixel of a window
+    gets a gradient)."""
+    net = positive(net)
+    rf = receptive_field(net, (1, length))
+    x = torch.rand(1, 1, length, dtype=torch.float64, requires_grad=True)
+    y = net(x)
+    for cell in range(y.shape[2]):
+        grad, = torch.autograd.grad(y[0, 0, cell], x, retain_graph=True)
+        hit = torch.nonzero(grad[0, 0]).flatten().tolist()
+        assert hit == rf.pixels(cell), (cell, rf)
+        first, last = rf.window(cell)
+        assert not hit or first <= hit[0] and hit[-1] <= last
+    with pytest.raises(ValueError, match=f"cell {y.shape[2]} does not exist"):
+        rf.pixels(y.shape[2])
+
+
+def test_closed_forms_take_a_few_unions_whatever_the_stride_or_the_number_of_taps(monkeypatch):
+    """Branches meeting after a stride of 10**12, and dilated taps under a global pool over
+    5 * 10**11 cells: the walk merges runs of pixels a few dozen times (loops once per jump or
+    once per tap would run for days)."""
+    import fcconv._field as field_module
+
+    merges = []
+    real = field_module.merge_runs
+    monkeypatch.setattr(field_module, "merge_runs", lambda runs: merges.append(1) or real(runs))
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 1, 1, stride=10**12), nn.Conv2d(1, 1, 1, stride=10**12)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    assert receptive_field(Two(), (1, 5, 5)).jump == 10**12
+    pooled = nn.Sequential(nn.Conv1d(1, 1, 2, dilation=3), nn.Conv1d(1, 1, 1, stride=2),
+                           nn.AdaptiveAvgPool1d(1))
+    rf = trace(pooled, (1, 10**12 + 1)).rows[-1].rf
+    assert rf.size == 10**12 and rf.gaps.endswith("not 1, 999999999998 (from the span's first "
+                                                  "pixel)")   # 3 + 2*(n - 1) is odd
+    assert len(merges) < 300, len(merges)
