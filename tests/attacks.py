@@ -265,7 +265,7 @@ def write(nb, path):
 def injector(nb):
     """A stub that, while it runs, looks for other kernels: their connection files (key and
     ports) in the temporary folder, listening TCP ports and Unix sockets it can see; it injects a
-    right 02.1 into each kernel it can reach and listens on every socket for 5 s. What it found is
+    right 02.1 into each kernel it can reach and listens on every socket for 3 s. What it found is
     the message of the error its cell ends with (the report's line)."""
     after(nb, nb.cells[1], "import glob, json, os, tempfile, time, zmq\nfrom jupyter_client import BlockingKernelClient\n"
           "def listening():\n    out = set()\n"
@@ -276,7 +276,7 @@ def injector(nb):
           "            elif not table.endswith('unix') and f[3] == '0A':\n"
           "                out.add('tcp://127.0.0.1:%d' % int(f[1].split(':')[1], 16))\n"
           "    return out\n"
-          "mine = listening()\nfound, heard, ctx, socks = [], 0, zmq.Context(), []\nend = time.time() + 5\n"
+          "mine = listening()\nfound, heard, ctx, socks = [], 0, zmq.Context(), []\nend = time.time() + 3\n"
           "while time.time() < end:\n"
           "    for f in glob.glob(os.path.join(tempfile.gettempdir(), 'fcconv-grade-*', '*', 'kernel.json')):\n"
           "        if f in found:\n            continue\n"

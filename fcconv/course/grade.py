@@ -569,6 +569,7 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
     be boxed, one notebook is graded at a time whatever ``jobs`` says: a kernel running as this
     user beside another could reach it."""
     check_options(cell_timeout, memory_gb, output_mb, jobs, deadline)
+    sandbox.trusted_program(sys.executable)  # ValueError, before anything runs, if not
     limits = dict(cell_timeout=cell_timeout, memory_gb=memory_gb, output_mb=output_mb,
                   deadline=deadline)
     mode, why = (isolate, "") if isinstance(isolate, str) else \
@@ -585,6 +586,7 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
     sandbox.become_subreaper()
     sandbox.not_traceable()  # (a kernel without namespaces runs as this user)
     running, done, started, given, stop = {}, {}, 0, 0, None
+    users = sandbox.user_ids(jobs)  # root mode: each kernel running at once has a user of its own
     suspects: dict[int, list] = {}  # notebooks running when a watched file was found changed
     try:
         while given < len(preps):
@@ -593,8 +595,8 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
                     preps[started].report.problems.append(stop)
                     done[started] = _unchecked(preps[started])
                 else:
-                    slot = min(set(range(jobs)) - {s for *_, s in running.values()})
-                    running.update(_start(ctx, started, preps[started], done, slot))
+                    user = min(set(users) - {u for *_, u in running.values()})
+                    running.update(_start(ctx, started, preps[started], done, user))
                 started += 1
             ready = wait(list(running), timeout=1) if running else []
             now, table = time.monotonic(), sandbox.process_table()
@@ -636,10 +638,10 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
         sandbox.not_traceable(False)
 
 
-def _start(ctx, i: int, prep: Prepared, done: dict, slot: int) -> dict:
+def _start(ctx, i: int, prep: Prepared, done: dict, user: int) -> dict:
     """Start grading one notebook in a process of its own; {reader: (i, process, hard end,
-    slot)}, or {} with its report in ``done`` when there is nothing to run or no process could
-    start."""
+    the kernel's user)}, or {} with its report in ``done`` when there is nothing to run or no
+    process could start."""
     job = prep.job
     if job is None:
         done[i] = prep.report
@@ -648,7 +650,7 @@ def _start(ctx, i: int, prep: Prepared, done: dict, slot: int) -> dict:
         len(job.checks) * (job.check_timeout + 15) + 60
     reader, writer = ctx.Pipe(duplex=False)
     try:
-        prep.job = job = dataclasses.replace(job, folder=sandbox.mkdtemp(), slot=slot)
+        prep.job = job = dataclasses.replace(job, folder=sandbox.mkdtemp(), user=user)
         proc = ctx.Process(target=sandbox.run, args=(job, writer), daemon=True)
         proc.start()
     except Exception as err:
@@ -658,7 +660,7 @@ def _start(ctx, i: int, prep: Prepared, done: dict, slot: int) -> dict:
         return {}
     finally:
         writer.close()  # the child holds its own end: its death is an EOF here
-    return {reader: (i, proc, hard_end, slot)}
+    return {reader: (i, proc, hard_end, user)}
 
 
 def _finish(conn, proc, prep: Prepared, timed_out: bool, stopped: bool) -> Report:

@@ -53,7 +53,7 @@ MEMORY_LOOK = 0.25  # seconds between two looks at a kernel's memory
 CHECK_REQUEST = "fcconv_check_request"  # the message the grader's handler in the kernel answers
 ISOLATE_SOURCE = Path(isolate.__file__).read_text(encoding="utf-8")  # run as python -c, as read now
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
-KERNEL_UID = 2_147_480_000  # root mode: kernel k runs as user KERNEL_UID + k (no other user has it)
+KERNEL_UID = 1_800_000_000  # root mode: kernels run as users from here on (``user_ids``)
 _PR_SET_CHILD_SUBREAPER, _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 36, 1, 4
 _KEEP_ENV = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 _INSIDE = {"home": "/tmp/home", "work": "/tmp/work", "run": "/tmp/.fcconv", "lib": "/fcconv/lib"}
@@ -77,7 +77,7 @@ class Job:
     site: dict  # {"prefix", "exec_prefix", "folders": [(site-packages, [.pth texts])]}, read first
     python: str = sys.executable  # the Python the kernel runs (checked by ``trusted_program``)
     expose: tuple = ()  # folders of the machine a boxed kernel sees, read-only (the installation)
-    slot: int = 0  # which of the notebooks graded at once (root mode: the kernel's user)
+    user: int = KERNEL_UID  # root mode: the kernel's user id (one per kernel running at once)
 
 
 def _prctl(option: int, value: int) -> None:
@@ -198,7 +198,7 @@ def isolation(expose=(), python: str = sys.executable) -> tuple[str | None, str]
         folder = Path(mkdtemp())
         try:
             plan = _plan(mode, folder, expose, python, [python, "-S", "-c", "pass"], {}, 2**24,
-                         slot=0, files={}, output=False)
+                         user=user_ids(64)[-1], files={}, output=False)
             proc, pid, notes = _launch(plan, timeout=60)
             if proc is not None:
                 code = proc.wait(60)
@@ -217,19 +217,26 @@ def isolation(expose=(), python: str = sys.executable) -> tuple[str | None, str]
     return None, f"kernels cannot be boxed here: {why}"
 
 
+def user_ids(count: int) -> list[int]:
+    """Root mode: a user id for each of ``count`` kernels at once, chosen for this run (two runs
+    at once do not share the process limit of a user)."""
+    base = KERNEL_UID + (os.getpid() % 100_000) * 64
+    return [base + i for i in range(min(count, 64))]
+
+
 def mkdtemp() -> str:
     import tempfile
     return tempfile.mkdtemp(prefix="fcconv-grade-")
 
 
 def _plan(mode: str, folder: Path, expose, python: str, argv: list, env: dict, size: int,
-          slot: int, files: dict, output: bool) -> dict:
+          user: int, files: dict, output: bool) -> dict:
     """What the launcher builds (see fcconv.course.isolate)."""
     (folder / "stage").mkdir(exist_ok=True)
     (folder / "lib").mkdir(exist_ok=True)
     os.chmod(folder / "lib", 0o755)
     if mode == "root":
-        uid = gid = KERNEL_UID + slot
+        uid = gid = user
         owner = [uid, gid]
     else:
         uid, gid, owner = os.getuid() or 1000, os.getgid() or 1000, None
@@ -328,7 +335,7 @@ class Kernel:
                  "/.fcconv/kernel.json": (json.dumps(connection), 0o600)}
         if self.boxed:
             plan = _plan(job.isolate, folder, job.expose, job.python, argv, env, job.memory,
-                         job.slot, files, output=False)
+                         job.user, files, output=False)
             self.proc, self.kernel_pid, notes = _launch(plan, timeout=60)
             if self.proc is None:
                 self.dead = f"the kernel's box could not be built: {notes[0]}"
