@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--write", action="store_true", help="write the table into RESULTS.md")
     args = p.parse_args(argv)
-    isolated = sandbox.isolation(grade.readonly_paths())[0] is not None
+    isolated = sandbox.isolation(grade.python_paths())[0] is not None
     load = os.getloadavg()[0]
     rows = [(folder, *run(folder)) for folder in ("solutions", "exercises")]
     lines = ["## Grading the course's notebooks (python -m fcconv grade)", "",

@@ -262,25 +262,201 @@ def write(nb, path):
     return path
 
 
-def injector(found_path):
-    """A stub that, while it runs, looks for other kernels' connection files (their key and
-    ports) in the temporary folder and injects a right 02.1 into each one it finds; it writes the
-    files it found to ``found_path`` (in /dev/shm, which every kernel sees)."""
-    def edit(nb):
-        after(nb, nb.cells[1], "import glob, json, os, tempfile, time\nfrom jupyter_client import BlockingKernelClient\n"
-              "found, end = [], time.time() + 4\nwhile time.time() < end:\n"
-              "    for f in glob.glob(os.path.join(tempfile.gettempdir(), 'fcconv-grade-*', 'runtime', 'kernel.json')):\n"
-              "        if f in found or f.startswith(os.path.dirname(os.getcwd())):\n            continue\n"
-              "        found.append(f)\n"
-              "        try:\n            c = BlockingKernelClient(connection_file=f)\n            c.load_connection_file()\n"
-              "            c.start_channels()\n"
-              "            c.execute('def my_output_size(W, F, S, P):\\n    return (W - F + 2 * P) // S + 1')\n"
-              "        except Exception as err:\n            print(err)\n"
-              "    time.sleep(0.1)\n"
-              f"open({str(found_path)!r}, 'w').write(json.dumps(found))")
-    return edit
+def injector(nb):
+    """A stub that, while it runs, looks for other kernels: their connection files (key and
+    ports) in the temporary folder, listening TCP ports and Unix sockets it can see; it injects a
+    right 02.1 into each kernel it can reach and listens on every socket for 3 s. What it found is
+    the message of the error its cell ends with (the report's line)."""
+    after(nb, nb.cells[1], "import glob, json, os, tempfile, time, zmq\nfrom jupyter_client import BlockingKernelClient\n"
+          "def listening():\n    out = set()\n"
+          "    for table in ('/proc/net/tcp', '/proc/net/tcp6', '/proc/net/unix'):\n"
+          "        try:\n            rows = open(table).read().splitlines()[1:]\n        except OSError:\n            continue\n"
+          "        for f in (r.split() for r in rows):\n"
+          "            if table.endswith('unix') and len(f) > 7 and f[7].startswith('/'):\n                out.add('ipc://' + f[7])\n"
+          "            elif not table.endswith('unix') and f[3] == '0A':\n"
+          "                out.add('tcp://127.0.0.1:%d' % int(f[1].split(':')[1], 16))\n"
+          "    return out\n"
+          "mine = listening()\nfound, heard, ctx, socks = [], 0, zmq.Context(), []\nend = time.time() + 3\n"
+          "while time.time() < end:\n"
+          "    for f in glob.glob(os.path.join(tempfile.gettempdir(), 'fcconv-grade-*', '*', 'kernel.json')):\n"
+          "        if f in found:\n            continue\n"
+          "        found.append(f)\n"
+          "        try:\n            c = BlockingKernelClient(connection_file=f)\n            c.load_connection_file()\n"
+          "            c.start_channels()\n"
+          "            c.execute('def my_output_size(W, F, S, P):\\n    return (W - F + 2 * P) // S + 1')\n"
+          "        except Exception as err:\n            print(err)\n"
+          "    for url in listening() - mine - set(found):\n"
+          "        found.append(url)\n        s = ctx.socket(zmq.SUB)\n        s.setsockopt(zmq.SUBSCRIBE, b'')\n"
+          "        s.connect(url)\n        socks.append(s)\n"
+          "    for s in socks:\n        while s.poll(0):\n            s.recv_multipart()\n            heard += 1\n"
+          "    time.sleep(0.1)\n"
+          "raise RuntimeError(f'injector found {json.dumps(found)} and heard {heard} messages')")
 
 
 def victim(nb):
     """A stub that stays alive a few seconds: the kernel an injector would look for."""
     after(nb, nb.cells[1], "import time\ntime.sleep(4)")
+
+
+# ----------------------------------------------------------------- the box (issue 25, second round)
+
+def prober(writes, reads, port):
+    """A stub whose cells each end with an error saying what its kernel could do: write the
+    paths ``writes`` (in the worktree and the test's temporary folder only, never a system path),
+    read ``reads``, connect to ``port`` on the grader's loopback or to the outside, its user and
+    capabilities, how many processes it could start, whether it could make a namespace."""
+    probes = (  # (a path is written only where its folder exists: in the box, /tmp is the kernel's own)
+        f"WRITES = {writes!r}\n"
+        "import os\nwrote = []\nfor p in WRITES:\n    try:\n"
+        "        with open(p, 'w') as f:\n            f.write('escaped')\n        wrote.append(p)\n"
+        "    except OSError:\n        pass\nraise RuntimeError(f'probe wrote {wrote}')",
+        f"READS = {reads!r}\n"
+        "import os\nread = [p for p in READS if os.path.exists(p)]\nraise RuntimeError(f'probe read {read}')",
+        f"PORT = {port}\n"
+        "import socket\nreached = []\nfor host, port in (('127.0.0.1', PORT), ('1.1.1.1', 53)):\n    try:\n"
+        "        socket.create_connection((host, port), timeout=2).close()\n        reached.append(host)\n"
+        "    except OSError:\n        pass\nraise RuntimeError(f'probe reached {reached}')",
+        "import os\nstatus = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l)\n"
+        "raise RuntimeError(f\"probe user {os.getuid()} caps {status['CapEff'].strip()} nnp {status['NoNewPrivs'].strip()}\")",
+        "import os, time\nstarted = 0\nfor _ in range(1000):  # bounded, whatever the limit\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(3)\n        os._exit(0)\n    started += 1\n"
+        "raise RuntimeError(f'probe forked {started}')",
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "made = [n for n, flag in (('user', 0x10000000), ('mount', 0x00020000)) if libc.unshare(flag) == 0]\n"
+        "raise RuntimeError(f'probe unshared {made}')",
+    )
+
+    def edit(nb):
+        for source in reversed(probes):
+            after(nb, nb.cells[1], source)
+    return edit
+
+
+def launders(nb):
+    """02 through the grader's own code and the library's private helpers: 02.1 numpy_ops'
+    _out_size (it calls conv_output_size), 02.2 the check's own reference, 02.3 the forbidden
+    receptive_field called in a thread started before the check, under a name built at run time."""
+    answer(nb, "02.1", "from fcconv.numpy_ops import _out_size\n"
+                       "def my_output_size(W, F, S, P):\n    return _out_size(W, F, S, P, 'x')")
+    answer(nb, "02.2", "def my_score_map_side(size):\n    return checks.CHECKS['02.2'].plan().want(size)")
+    answer(nb, "02.3", "import fcconv, torch\nfrom concurrent.futures import ThreadPoolExecutor\n"
+                       "pool = ThreadPoolExecutor(1)\npool.submit(int).result()  # its thread runs before the check\n"
+                       "f = getattr(fcconv, 'receptive' + '_field')\n"
+                       "def my_receptive_field(layers):\n"
+                       "    net = torch.nn.Sequential(*[torch.nn.Conv2d(1, 1, k, s, p) for k, s, p in layers])\n"
+                       "    rf = pool.submit(f, net, (1, 64, 64)).result()\n"
+                       "    return rf.size, rf.jump, rf.start")
+
+
+def hides_calls(nb):
+    """02 calling the forbidden functions where the old watch did not look: 02.1 through a %time
+    line and a torch decorator, 02.2 from a namespace named like numpy's, 02.3 in another process."""
+    answer(nb, "02.1", "import fcconv, torch\n%time f = fcconv.conv_output_size\n"
+                       "def my_output_size(W, F, S, P):\n    return torch.no_grad()(f)(W, F, S, P)")
+    answer(nb, "02.2", "__name__ = 'numpy.mine'\nimport fcconv.formulas as fm\n"
+                       "g = getattr(fm, 'score_map' + '_side')\n"
+                       "def my_score_map_side(size):\n    return g(size, 224, 32)")
+    answer(nb, "02.3", "import json, subprocess, sys\n"
+                       "CODE = 'import json, sys; from fcconv.formulas import field_step as s\\n' \\\n"
+                       "       'r = (1, 1, 0)\\nfor k, st, p in json.loads(sys.argv[1]): r = s(*r, k, st, p)\\nprint(json.dumps(r))'\n"
+                       "def my_receptive_field(layers):\n"
+                       "    out = subprocess.run([sys.executable, '-c', CODE, json.dumps(layers)], capture_output=True, text=True)\n"
+                       "    return tuple(json.loads(out.stdout))")
+
+
+def bf16(_):
+    """04 with modules that carry a bfloat16 buffer (it used to widen the tolerance): 04.1 zeros
+    of the right shape, 04.2 a BatchNorm2d without bn's eps."""
+    nb = load(ROOT / "exercises" / "04_convolutionalize.ipynb")
+    answer(nb, "04.1", "class Zeros(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                       "        self.register_buffer('lie', torch.zeros(1, dtype=torch.bfloat16))\n"
+                       "    def forward(self, x):\n"
+                       "        return torch.zeros(x.shape[0], 10, (x.shape[2] - 32) // 4 + 1, (x.shape[3] - 32) // 4 + 1, dtype=x.dtype)\n"
+                       "def my_convolutionalize(model):\n    return Zeros()")
+    answer(nb, "04.2", "def my_bn1d_to_bn2d(bn):\n    new = nn.BatchNorm2d(bn.num_features)\n"
+                       "    new.load_state_dict(bn.state_dict())\n"
+                       "    new.register_buffer('lie', torch.zeros(1, dtype=torch.bfloat16))\n    return new")
+    return nb
+
+
+def not_a_matrix(_):
+    """07.2 as a LinearOperator that multiplies right (a convolution written out) but has no
+    entries; the other answers solved."""
+    nb = load(ROOT / "solutions" / "07_conv_to_fc.ipynb")
+    answer(nb, "07.2", "from scipy.sparse.linalg import LinearOperator\n"
+                       "def my_conv_matrix(weight, in_shape):\n    K, C, kh, kw = weight.shape\n    _, H, W = in_shape\n"
+                       "    oh, ow = H - kh + 1, W - kw + 1\n"
+                       "    def times(x):\n        x = x.reshape(C, H, W)\n"
+                       "        return np.array([[[np.sum(weight[k] * x[:, y:y + kh, i:i + kw]) for i in range(ow)]\n"
+                       "                          for y in range(oh)] for k in range(K)]).ravel()\n"
+                       "    return LinearOperator((K * oh * ow, C * H * W), matvec=times, dtype=float)")
+    return nb
+
+
+def impulses(_):
+    """07.2 with the right entries, from conv2d on every basis image: the convolution the
+    statement forbids."""
+    nb = load(ROOT / "solutions" / "07_conv_to_fc.ipynb")
+    answer(nb, "07.2", "def my_conv_matrix(weight, in_shape):\n    c, h, w = in_shape\n"
+                       "    eye = np.eye(c * h * w).reshape(-1, c, h, w)\n"
+                       "    return numpy_ops.conv2d(eye, weight).reshape(c * h * w, -1).T")
+    return nb
+
+
+def named_like(base):
+    """Right answers whose own helpers and variables are named like the functions the statements
+    forbid (a local ``linear``, a ``def conv_output_size`` of the learner's, ``my_iou = iou``
+    after their own ``def iou`` ...): full marks."""
+    sources = {
+        "01": {"01.2": "def my_linear_via_conv(x, weight, bias):\n    filters = weight.reshape(weight.shape[0], *x.shape[1:])\n"
+                       "    linear = numpy_ops.conv2d(x, filters, bias)[:, :, 0, 0]\n    return linear"},
+        "02": {"02.1": "def conv_output_size(W, F, S, P):\n    return (W - F + 2 * P) // S + 1\n\n"
+                       "def my_output_size(W, F, S, P):\n    return conv_output_size(W, F, S, P)",
+               "02.2": "def my_score_map_side(size):\n    score_map_side = (size - 224) // 32 + 1\n    return score_map_side",
+               "02.3": "def field_step(size, jump, start, kernel, stride, padding):\n"
+                       "    return size + (kernel - 1) * jump, jump * stride, start - padding * jump\n\n"
+                       "def my_receptive_field(layers):\n    receptive_field = (1, 1, 0)\n    for layer in layers:\n"
+                       "        receptive_field = field_step(*receptive_field, *layer)\n    return receptive_field"},
+        "05": {"05.1": "def cell_window(row, col, jump, window):\n"
+                       "    return row * jump, col * jump, row * jump + window - 1, col * jump + window - 1\n\n"
+                       "my_window_of = cell_window",
+               "05.2": "def my_passes(jump, step):\n    stitch_factor = jump // step\n    return stitch_factor ** 2"},
+        "08": {"08.1": "def iou(a, b):\n    w = min(a[2], b[2]) - max(a[0], b[0]) + 1\n    h = min(a[3], b[3]) - max(a[1], b[1]) + 1\n"
+                       "    inter = max(w, 0) * max(h, 0)\n    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)\n"
+                       "    return inter / (area(a) + area(b) - inter)\n\nmy_iou = iou",
+               "08.3": "def my_transposed_size(n, k, s, p):\n    transposed_output_size = (n - 1) * s - 2 * p + k\n"
+                       "    return transposed_output_size"},
+    }
+
+    def edit(_):
+        nb = load(next((ROOT / "solutions").glob(f"{base}_*.ipynb")))
+        for exercise, source in sources[base].items():
+            answer(nb, exercise, source)
+        if base == "08":  # and an (n, 6) array of the kept detections
+            cell = cells(nb, "answer", "08.2")[0]
+            cell.source = "import numpy as np\n" + cell.source.replace("return kept", "return np.array(kept)")
+        return nb
+    return edit
+
+
+def resets(nb):
+    """A solved 02 that clears its namespace first (%reset -f) and names a global ``globals``
+    last: the grader's side of the checks is not in the namespace, so full marks."""
+    after(nb, nb.cells[1], "%reset -f\nfrom fcconv.course import checks")
+    nb.cells.append(nbformat.v4.new_code_cell("globals = 'my notes'"))
+
+
+def floods(nb):
+    """60 MB printed in one cell: more than a message may hold, and so over the output cap."""
+    after(nb, nb.cells[1], "for _ in range(60):\n    print('x' * (1 << 20))")
+
+
+def shared_memory(name):
+    """A stub that takes memory where the per-process cap does not count: a 1 GiB anonymous shared
+    mapping touched page by page, or a 300 MB file in /dev/shm named ``name``."""
+    sources = {"mmap": "import mmap\nm = mmap.mmap(-1, 1 << 30)\nfor i in range(0, 1 << 30, 4096):\n    m[i] = 1",
+               "shm": f"with open('/dev/shm/{name}', 'wb') as f:\n    for _ in range(300):\n        f.write(b'x' * (1 << 20))"}
+
+    def edit(nb):
+        after(nb, nb.cells[1], sources["mmap" if name == "mmap" else "shm"])
+    return edit

@@ -178,9 +178,16 @@ def _conv_matrix_flipped(weight, in_shape):
 
 
 def _conv_matrix_alt(weight, in_shape):
-    c, h, w = in_shape
-    eye = np.eye(c * h * w).reshape(-1, c, h, w)      # conv of each basis image = one column
-    return numpy_ops.conv2d(eye, weight).reshape(c * h * w, -1).T
+    k, c, kh, kw = weight.shape                     # each filter tap placed at once, no conv called
+    _, h, w = in_shape
+    oh, ow = h - kh + 1, w - kw + 1
+    m = np.zeros((k, oh, ow, c, h, w))
+    for y in range(oh):
+        for x in range(ow):
+            for dy in range(kh):
+                for dx in range(kw):
+                    m[:, y, x, :, y + dy, x + dx] = weight[:, :, dy, dx]
+    return m.reshape(k * oh * ow, c * h * w)
 
 
 def _rf_alt(layers):

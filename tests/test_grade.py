@@ -9,6 +9,7 @@ import json
 import math
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from attacks import (
     LIBRARY,
     SOLVED02,
     STUB02,
+    bf16,
     builtins,
     deleted,
     dies,
@@ -27,15 +29,24 @@ from attacks import (
     fair01,
     fair07,
     fair08,
+    floods,
     forbidden,
+    hides_calls,
     ignores_sigint,
+    impulses,
     injector,
     kills_its_grader,
+    launders,
     load,
     lookup07,
+    named_like,
+    not_a_matrix,
     patched,
     planter,
     printing,
+    prober,
+    resets,
+    shared_memory,
     subclass03,
     subclass04,
     survives,
@@ -54,7 +65,9 @@ from fcconv.course.checks import CHECKS, wire
 # The time limit scales with how busy this machine is (tests/speed.py): a loaded machine must not
 # stop an honest cell.
 LIMITS = {"cell_timeout": math.ceil(scaled(5)), "memory_gb": 1.5, "output_mb": 1}
-ISOLATED = sandbox.isolation(grade.readonly_paths())[0] is not None
+MODE = sandbox.isolation(grade.python_paths())[0]  # "root", "user" or None: how kernels are boxed
+ISOLATED = MODE is not None
+COUNTED = MODE == "root" or (MODE == "user" and os.geteuid() != 0)  # the process limit applies
 
 
 def _processes_with(token: str) -> list[int]:
@@ -88,13 +101,28 @@ def _remove_plants() -> list[str]:
     return left
 
 
+def _escapes(root: Path) -> list[str]:
+    """Where the prober tries to write: the course folder, the library, this venv's site-packages
+    and a root-owned folder standing for /usr/local/sbin (in the test's temporary folder): the
+    worktree and the temporary folder only, never a system path."""
+    planted_bin = root / "usr-local-sbin"
+    planted_bin.mkdir(exist_ok=True)
+    return [str(ROOT / ".fcconv-escape-probe"), str(LIBRARY / "escape_probe.py"),
+            os.path.join(_site_packages(), "zz_fcconv_escape.pth"), str(planted_bin / "unshare")]
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Every attack notebook graded in one run, two at a time, each in its own student folder;
     the reports, the CSV and what the attacks would have left behind."""
+    import socket
     root = tmp_path_factory.mktemp("submissions")
     marker, token, csv_path = root / "planted-ran", f"fcconv-test-{secrets.token_hex(4)}", root / "grades.csv"
-    found = Path("/dev/shm") / f"{token}-found"  # every kernel sees /dev/shm: where the injector reports
+    listener = socket.create_server(("127.0.0.1", 0))  # the grader's loopback: no kernel may reach it
+    escapes = _escapes(root)
+    (root / "secret.txt").write_text("another student's work")
+    reads = [str(ROOT / "solutions" / "02_shapes.ipynb"), str(ROOT / "tests" / "test_exercises.py"),
+             str(root / "secret.txt"), *(str(p) for p in Path.home().iterdir() if p.is_file())]
     attacks = {  # name: (the notebook it starts from, what it does to it)
         "tampers": (STUB02, tampers), "kills_its_grader": (SOLVED02, kills_its_grader),
         "printing": (STUB02, printing), "deleted": (STUB02, deleted), "patched": (STUB02, patched),
@@ -105,7 +133,12 @@ def graded(tmp_path_factory):
         "planter": (STUB02, planter(marker, _site_packages())), "survives": (SOLVED02, survives(token, csv_path)),
         "fair01": (None, fair01), "fair07": (None, fair07), "fair08": (None, fair08),
         "solved04": (ROOT / "solutions" / "04_convolutionalize.ipynb", lambda nb: None),
-        "injector": (STUB02, injector(found)), "victim": (STUB02, victim),
+        "launders": (STUB02, launders), "hides_calls": (STUB02, hides_calls), "bf16": (None, bf16),
+        "not_a_matrix": (None, not_a_matrix), "impulses": (None, impulses),
+        **{f"named_like{b}": (None, named_like(b)) for b in ("01", "02", "05", "08")},
+        "resets": (SOLVED02, resets), "floods": (STUB02, floods),
+        "prober": (STUB02, prober(escapes, reads, listener.getsockname()[1])),
+        "injector": (STUB02, injector), "victim": (STUB02, victim),
     }
     paths = []
     for name, (base, edit) in attacks.items():
@@ -114,7 +147,10 @@ def graded(tmp_path_factory):
         notebook = {"zeroing": "01_fc_is_a_convolution", "subclass03": "03_weight_reshaping",
                     "subclass04": "04_convolutionalize", "lookup07": "07_conv_to_fc",
                     "fair01": "01_fc_is_a_convolution", "fair07": "07_conv_to_fc",
-                    "fair08": "08_find_the_digits", "solved04": "04_convolutionalize"}.get(name, "02_shapes")
+                    "fair08": "08_find_the_digits", "solved04": "04_convolutionalize",
+                    "bf16": "04_convolutionalize", "not_a_matrix": "07_conv_to_fc",
+                    "impulses": "07_conv_to_fc", "named_like01": "01_fc_is_a_convolution",
+                    "named_like05": "05_score_maps", "named_like08": "08_find_the_digits"}.get(name, "02_shapes")
         paths.append(write(nb, root / name / f"{notebook}.ipynb"))
     library = {p: p.read_bytes() for p in LIBRARY.rglob("*") if p.is_file()}
     children = set(sandbox.children(os.getpid()))
@@ -122,12 +158,14 @@ def graded(tmp_path_factory):
         reports = list(grade.grade_all(paths, jobs=2, **LIMITS))
     finally:
         left = _remove_plants()
+        escaped = [p for p in escapes if os.path.lexists(p)]
+        for p in escaped:
+            os.unlink(p)
+        listener.close()
     grade.write_csv(reports, csv_path)
     time.sleep(4)  # a detached process of "survives" would have rewritten the CSV by now
-    injected = json.loads(found.read_text()) if found.exists() else None
-    found.unlink(missing_ok=True)
     return {"reports": {r.path.parent.name: r for r in reports}, "csv": csv_path, "marker": marker,
-            "token": token, "library": library, "children": children, "injected": injected, "left": left}
+            "token": token, "library": library, "children": children, "left": left, "escaped": escaped}
 
 
 def statuses(report):
@@ -137,8 +175,8 @@ def statuses(report):
 # ----------------------------------------------------------------- no way to a mark
 
 NO_MARKS = ["victim", "injector", "printing", "deleted", "patched", "equal_to_all", "ignores_sigint", "zeroing",
-            "builtins", "forbidden", "subclass03", "subclass04", "lookup07", "planter", "kills_its_grader",
-            "dies"]
+            "builtins", "forbidden", "subclass03", "subclass04", "lookup07", "planter",
+            "dies", "launders", "hides_calls", "bf16", "prober", "floods"]
 
 
 @pytest.mark.parametrize("name", NO_MARKS)
@@ -198,7 +236,7 @@ def test_a_tensor_that_claims_to_be_close_scores_nothing(graded):
 def test_a_lookup_table_and_a_rank_1_matrix_score_nothing(graded):
     r = graded["reports"]["lookup07"].results
     assert r["07.1"][0] == "wrong" and "KeyError" in r["07.1"][1]
-    assert r["07.2"][0] == "wrong" and "M @ x differs" in r["07.2"][1]
+    assert r["07.2"][0] == "wrong"
 
 
 def test_rewriting_the_checks_or_patching_them_in_the_kernel_scores_nothing(graded):
@@ -218,9 +256,14 @@ def test_code_planted_for_later_kernels_or_the_grader_never_runs(graded):
     assert graded["reports"]["planter"].score == 0
 
 
-@pytest.mark.skipif(not ISOLATED, reason="needs user namespaces (hidden folders)")
-def test_a_kernel_cannot_find_another_kernels_connection_key(graded):
-    assert graded["injected"] == [], graded["injected"]  # it ran (the file exists) and found none
+@pytest.mark.skipif(not ISOLATED, reason="needs a box (namespaces)")
+def test_a_kernel_cannot_find_another_kernel_its_key_or_its_traffic(graded):
+    """The injector ran beside the victim (two at a time) and found no connection file, no port
+    and no socket of another kernel: each has its own network namespace and talks to the grader
+    over Unix sockets in its own tmpfs."""
+    said = [p for p in graded["reports"]["injector"].problems if "injector found" in p]
+    assert len(said) == 1 and said[0].endswith("RuntimeError: injector found [] and heard 0 messages"), \
+        graded["reports"]["injector"].problems
     assert graded["reports"]["victim"].score == 0
 
 
@@ -230,6 +273,115 @@ def test_no_process_outlives_the_run_and_the_csv_is_not_rewritten_after_it(grade
     assert all(b"multiprocessing" in open(f"/proc/{p}/cmdline", "rb").read() for p in new), new
     rows = {row["student"]: row for row in csv.DictReader(graded["csv"].open())}
     assert rows["survives"]["total"] == "3"
+
+
+# ----------------------------------------------------------------- the box
+
+def _probe(graded, what: str) -> str | None:
+    """What the prober's cell named ``what`` said (the message of the error it ends with)."""
+    for p in graded["reports"]["prober"].problems:
+        if f"RuntimeError: probe {what} " in p:
+            return p.split(f"probe {what} ", 1)[1]
+    return None
+
+
+boxed = pytest.mark.skipif(not ISOLATED, reason="needs a box (Linux namespaces)")
+
+
+@boxed
+def test_a_kernel_writes_nothing_outside_its_own_tmpfs(graded):
+    """Not the course folder, the library, the venv, nor a root-owned folder of the machine (a
+    stand-in for /usr/local/sbin, where a planted unshare once ran as root in later runs)."""
+    assert graded["escaped"] == []
+    assert _probe(graded, "wrote") == "[]"
+
+
+@boxed
+def test_a_kernel_sees_no_solution_no_home_and_no_other_folder(graded):
+    assert _probe(graded, "read") == "[]"
+
+
+@boxed
+def test_a_kernel_has_no_network_not_even_the_graders_loopback(graded):
+    assert _probe(graded, "reached") == "[]"
+
+
+@boxed
+def test_a_kernel_runs_unprivileged_and_makes_no_namespace(graded):
+    user, caps, nnp = _probe(graded, "user").split()[::2]
+    assert caps == "0000000000000000" and nnp == "1"
+    if MODE == "root":
+        assert int(user) >= sandbox.KERNEL_UID  # a user id of its own, not root
+    assert _probe(graded, "unshared") == "[]"
+
+
+@pytest.mark.skipif(not COUNTED, reason="the process limit needs a box with an unprivileged user")
+def test_a_kernel_starts_a_bounded_number_of_processes(graded):
+    assert 0 < int(_probe(graded, "forked")) < sandbox.PROCESSES
+
+
+def test_the_graders_own_code_and_the_librarys_private_helpers_give_no_mark(graded):
+    r = graded["reports"]["launders"].results
+    assert r["02.1"][0] == "wrong" and "not to call fcconv.formulas.conv_output_size" in r["02.1"][1]
+    assert r["02.2"][0] == "wrong"  # the checks are not in the kernel
+    assert r["02.3"][0] == "wrong" and "not to call fcconv.shapes.receptive_field" in r["02.3"][1]
+
+
+def test_a_forbidden_call_is_seen_through_a_magic_a_decorator_a_module_name_or_a_process(graded):
+    r = graded["reports"]["hides_calls"].results
+    assert "not to call fcconv.formulas.conv_output_size" in r["02.1"][1]
+    assert "not to call fcconv.formulas.score_map_side" in r["02.2"][1]
+    assert r["02.3"][0] == "wrong" and "another process" in r["02.3"][1]
+
+
+def test_a_bfloat16_buffer_buys_no_tolerance(graded):
+    r = graded["reports"]["bf16"].results
+    assert r["04.1"][0] == "wrong" and r["04.2"][0] == "wrong" and "eps was not copied" in r["04.2"][1]
+
+
+def test_07_2_wants_the_entries_built_without_a_convolution(graded):
+    r = graded["reports"]["not_a_matrix"].results
+    assert r["07.2"][0] == "wrong" and "return the matrix itself" in r["07.2"][1]
+    assert r["07.1"][0] == r["07.3"][0] == "correct"
+    r = graded["reports"]["impulses"].results
+    assert r["07.2"][0] == "wrong" and "not to call fcconv.numpy_ops.conv2d" in r["07.2"][1]
+
+
+@pytest.mark.parametrize("name", ["named_like01", "named_like02", "named_like05", "named_like08", "resets"])
+def test_a_learners_own_names_never_cost_a_mark(graded, name):
+    """Helpers and variables named like forbidden functions, an (n, 6) array of detections, a
+    %reset -f, a global named globals: full marks."""
+    r = graded["reports"][name]
+    assert r.passed, (r.results, r.problems)
+
+
+def test_output_dropped_for_its_size_still_counts_as_output(graded):
+    assert any("printed more than 1 MB" in p for p in graded["reports"]["floods"].problems)
+
+
+@pytest.fixture(scope="module")
+def squeezed(tmp_path_factory):
+    """Shared memory taken under --memory 0.25: an anonymous shared mapping, a /dev/shm file."""
+    root = tmp_path_factory.mktemp("squeezed")
+    name = f"fcconv-test-{secrets.token_hex(4)}"
+    paths = [write(load(STUB02), root / kind / "02_shapes.ipynb") for kind in ("mmap", "shm")]
+    for path, kind in zip(paths, ("mmap", name)):
+        nb = load(path)
+        shared_memory(kind)(nb)
+        write(nb, path)
+    reports = list(grade.grade_all(paths, jobs=2, cell_timeout=LIMITS["cell_timeout"], memory_gb=0.25,
+                                   output_mb=1))
+    left = Path("/dev/shm", name).exists()
+    Path("/dev/shm", name).unlink(missing_ok=True)
+    return {r.path.parent.name: r for r in reports}, left
+
+
+@boxed
+def test_shared_memory_counts_against_the_memory_cap_and_is_gone_after(squeezed):
+    reports, left = squeezed
+    assert any("over the cap" in p for p in reports["mmap"].problems), reports["mmap"].problems
+    assert any("No space left" in p for p in reports["shm"].problems), reports["shm"].problems
+    assert not left
 
 
 # ----------------------------------------------------------------- never crash, never hang
@@ -244,9 +396,14 @@ def test_a_notebook_that_survives_everything_still_scores_full_marks(graded):
     assert len("".join(r.problems)) < 2000
 
 
-def test_a_notebook_that_kills_its_grading_process_loses_only_its_own_marks(graded):
+def test_a_notebook_cannot_kill_its_grading_process_or_loses_only_its_own_marks(graded):
+    """Boxed, the kernel is process 1 of its namespace: its parent is not there to kill (the
+    solved notebook keeps its marks). Unboxed (the fallback run) it kills it and scores 0."""
     r = graded["reports"]["kills_its_grader"]
-    assert r.score == 0 and any("died" in p for p in r.problems), r.problems
+    if ISOLATED:
+        assert r.passed, (r.results, r.problems)
+    else:
+        assert r.score == 0 and any("died" in p for p in r.problems), r.problems
     assert graded["reports"]["troubles"].passed  # graded after it, in the same run
 
 
@@ -439,6 +596,79 @@ def test_the_command_refuses_a_bad_option_before_grading_and_without_a_traceback
         grade.check_options(timeout=60, memory_gb=float("inf"), output_mb=1, jobs=1, deadline=600)
 
 
+def test_the_grader_runs_no_program_it_finds_on_path(tmp_path):
+    """Programs named like those a grader might start (unshare, sh, mount, python ...) first on
+    PATH run nowhere: the grader starts only its own Python, by its absolute path, checked once."""
+    fake, marker = tmp_path / "bin", tmp_path / "ran"
+    fake.mkdir()
+    for name in ("unshare", "sh", "mount", "umount", "setpriv", "python", "python3", "env", "true"):
+        (fake / name).write_text(f"#!/bin/sh\necho {name} >> {marker}\nexit 1\n")
+        (fake / name).chmod(0o755)
+    run = subprocess.run([sys.executable, "-m", "fcconv", "grade", str(SOLVED02)], capture_output=True,
+                         text=True, timeout=600, cwd=ROOT, env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    assert not marker.exists(), marker.read_text()
+    assert "score 3/3" in run.stdout, (run.stdout, run.stderr)
+
+
+def test_a_program_others_could_have_replaced_is_not_trusted(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    planted = shared / "python"
+    planted.write_text("#!/bin/sh\n")
+    with pytest.raises(ValueError, match="writable by other users"):
+        sandbox.trusted_program(str(planted))
+    assert sandbox.trusted_program(sys.executable) == os.path.realpath(sys.executable)
+
+
+def test_a_notebook_without_cell_ids_is_graded_without_a_warning(tmp_path):
+    nb = json.loads(STUB02.read_text())
+    nb["nbformat_minor"] = 4
+    for cell in nb["cells"]:
+        cell.pop("id", None)
+    path = tmp_path / "old" / "02_shapes.ipynb"
+    path.parent.mkdir()
+    path.write_text(json.dumps(nb))
+    run = _cli(path, timeout=600)
+    assert "score 0/3" in run.stdout and "Warning" not in run.stderr, run.stderr
+
+
+def _with_token(token: str) -> list[int]:
+    """Processes whose command line or environment holds ``token``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if any(token.encode() in open(f"/proc/{pid}/{part}", "rb").read() for part in ("cmdline", "environ")):
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_every_kernel_and_process_at_once_without_a_traceback(tmp_path, sig):
+    """SIGTERM to the grader, or Ctrl-C (SIGINT to its whole process group), while a cell runs:
+    every kernel, grading process and the fork server end at once; one line says so."""
+    token = f"fcconv-test-{secrets.token_hex(4)}"
+    nb = load(SOLVED02)
+    nb.cells.insert(2, __import__("nbformat").v4.new_code_cell(
+        f"import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', {token!r}])\ntime.sleep(300)"))
+    path = write(nb, tmp_path / "slow" / "02_shapes.ipynb")
+    proc = subprocess.Popen([sys.executable, "-m", "fcconv", "grade", str(path), "--timeout", "600"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "FCCONV_TEST_TOKEN": token})
+    end = time.monotonic() + scaled(300)
+    while not any(b"time.sleep" in open(f"/proc/{p}/cmdline", "rb").read() for p in _with_token(token)):
+        assert proc.poll() is None and time.monotonic() < end, proc.communicate()
+        time.sleep(0.5)
+    os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)
+    out, err = proc.communicate(timeout=scaled(60))
+    assert proc.returncode == 128 + sig, (out, err)
+    assert f"stopped by {signal.Signals(sig).name}" in err and "Traceback" not in out + err, err
+    assert _with_token(token) == []
+
+
 def test_the_csv_is_written_once_atomically_and_is_safe_in_a_spreadsheet(tmp_path):
     reports = [grade.Report(tmp_path / "=cmd()" / "02_shapes.ipynb", {"02.1": ("correct", "")}, ["-x"])]
     grade.write_csv(reports, tmp_path / "g.csv")
@@ -530,3 +760,64 @@ def test_a_forbidden_name_in_the_answers_source_is_found_through_the_cells_it_us
     assert grade.forbidden_in_source(cells, "my_output_size", forbids) == ["fcconv.formulas.conv_output_size"]
     honest = cells[:1] + ["def my_output_size(W, F, S, P):\n    return (W - F + 2 * P) // S + 1", cells[3]]
     assert grade.forbidden_in_source(honest, "my_output_size", forbids) == []
+
+
+@pytest.mark.parametrize("cells, answer, exercise", [
+    (["def conv_output_size(W, F, S, P):\n    return (W - F + 2 * P) // S + 1",
+      "def my_output_size(W, F, S, P):\n    return conv_output_size(W, F, S, P)"], "my_output_size", "02.1"),
+    (["from fcconv import conv_output_size", "def conv_output_size(W, F, S, P):\n    return (W - F) // S + 1",
+      "my_output_size = conv_output_size"], "my_output_size", "02.1"),
+    (["from fcconv import numpy_ops\ndef my_linear_via_conv(x, w, b):\n    linear = numpy_ops.conv2d(x, w)\n"
+      "    return linear"], "my_linear_via_conv", "01.2"),
+    (["def my_receptive_field(layers):\n    receptive_field = (1, 1, 0)\n    return receptive_field"],
+     "my_receptive_field", "02.3"),
+    (["def my_conv_matrix(weight, in_shape):\n    conv_matrix = m = [[0]]\n    return m"], "my_conv_matrix", "07.2"),
+    (["def iou(a, b):\n    return 0.5", "my_iou = iou"], "my_iou", "08.1"),
+    (["import fcconv.formulas\nclass Net:\n    def conv_output_size(self):\n        return 1\n"
+      "def my_output_size(W, F, S, P):\n    return Net().conv_output_size()"], "my_output_size", "02.1"),
+])
+def test_a_name_counts_only_when_it_resolves_to_the_forbidden_function(cells, answer, exercise):
+    assert grade.forbidden_in_source(cells, answer, CHECKS[exercise].forbids) == []
+
+
+@pytest.mark.parametrize("cells", [
+    ["import fcconv\n%time f = fcconv.conv_output_size", "def my_output_size(W, F, S, P):\n    return f(W, F, S, P)"],
+    ["%%time\nfrom fcconv.formulas import conv_output_size as c", "def my_output_size(W, F, S, P):\n    return c(W, F, S, P)"],
+    ["import fcconv.formulas as fm\ng = getattr(fm, 'conv_output_size')", "def my_output_size(*a):\n    return g(*a)"],
+    ["from fcconv import conv_output_size", "def conv_output_size(*a):\n    return 1",
+     "from fcconv import conv_output_size", "def my_output_size(*a):\n    return conv_output_size(*a)"],
+])
+def test_a_forbidden_function_is_found_through_magics_getattr_and_the_last_binding(cells):
+    assert grade.forbidden_in_source(cells, "my_output_size", CHECKS["02.1"].forbids) == \
+        ["fcconv.formulas.conv_output_size"]
+
+
+def test_float16_buys_no_tolerance_and_a_matrix_is_its_entries():
+    def linear_f16(x, w, b):  # right, in float16: too few digits
+        return (x.reshape(len(x), -1) @ w.T + b).astype(np.float16)
+    verdict = CHECKS["01.2"](linear_f16)
+    assert verdict.status == "wrong" and "float16" in verdict.message
+    from scipy.sparse.linalg import LinearOperator
+
+    def operator(weight, in_shape):
+        n = int(np.prod(in_shape))
+        return LinearOperator((1, n), matvec=lambda x: x[:1], dtype=float)
+    verdict = CHECKS["07.2"](operator)
+    assert verdict.status == "wrong" and "return the matrix itself" in verdict.message
+
+
+@pytest.mark.parametrize("form", ["np.array(kept)", "torch.tensor(kept)", "tuple(kept)",
+                                  "[np.array(d) for d in kept]", "[list(d) for d in kept]",
+                                  "np.array(kept, dtype=np.float32).reshape(-1, 6)"])
+def test_nms_takes_any_sequence_of_six_numbers_per_detection(form):
+    import torch
+
+    def my_nms(detections, overlap):
+        from fcconv.course.detect import iou
+        kept = []
+        for d in sorted(detections, key=lambda d: -d[5]):
+            if all(iou(d[:4], k[:4]) <= overlap for k in kept):
+                kept.append(d)
+        return eval(form, {"np": np, "torch": torch, "kept": kept})
+    verdict = CHECKS["08.2"](my_nms)
+    assert verdict.status == "correct", verdict

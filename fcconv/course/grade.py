@@ -31,7 +31,6 @@ cannot prevent is in docs/instructor.md.
 
 from __future__ import annotations
 
-import ast
 import csv
 import dataclasses
 import io
@@ -40,11 +39,13 @@ import math
 import multiprocessing
 import os
 import secrets
+import signal
 import site
 import stat
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from multiprocessing import forkserver
 from multiprocessing.connection import wait
@@ -56,6 +57,7 @@ import numpy as np
 from . import sandbox
 from .checks import CHECKS, core, wire
 from .folders import course_dir
+from .scan import forbidden_in_source
 
 LIBRARY = Path(__file__).resolve().parent.parent  # the installed fcconv package (its own files)
 WIRE_SOURCE = Path(wire.__file__).read_text(encoding="utf-8")  # sent to each kernel as text
@@ -202,7 +204,15 @@ def _parse(text: str, problems: list[str]):
             problems.append(f"{where}: its metadata is {owner['metadata']!r:.60}, not a mapping "
                             "(ignored)")
             owner["metadata"] = {}
-    return nbformat.reads(json.dumps(raw), as_version=4)
+    return _reads(json.dumps(raw))
+
+
+def _reads(text: str):
+    """A notebook from its JSON text, without nbformat's warnings (a notebook without cell ids
+    is fine to grade: nothing is written back)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nbformat.reads(text, as_version=4)
 
 
 def _meta_problems(nb) -> list[str]:
@@ -230,53 +240,6 @@ def _check_cell_status(nb, ex: Exercise) -> str:
                 (isinstance(ng, dict) and ng.get("grade_id") == f"ex{ex.id.replace('.', '_')}_check"):
             return "edited"
     return "deleted"
-
-
-# --------------------------------------------------------------------------- the statements' rules
-
-def _bound(node: ast.stmt) -> list[str]:
-    """The names a top-level statement binds."""
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return [node.name]
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return [(a.asname or a.name).split(".")[0] for a in node.names]
-    targets = node.targets if isinstance(node, ast.Assign) else \
-        [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
-    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-
-
-def forbidden_in_source(sources: list[str], answer: str, forbids) -> list[str]:
-    """The forbidden functions (dotted names) that the learner's answer names in its source: the
-    answer's definition and every top-level definition it uses, followed by name."""
-    short = {name.rsplit(".", 1)[1]: name for name in forbids}
-    if not short:
-        return []
-    bindings: dict[str, list[ast.stmt]] = {}
-    for source in sources:
-        python = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
-                           for line in source.splitlines())
-        try:
-            tree = ast.parse(python)
-        except (SyntaxError, ValueError):
-            continue
-        for node in tree.body:
-            for name in _bound(node):
-                bindings.setdefault(name, []).append(node)
-    found, seen, todo = [], set(), [answer]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        for node in bindings.get(name, []):
-            for sub in ast.walk(node):
-                ident = sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(
-                    sub, ast.Attribute) else sub.name if isinstance(sub, ast.alias) else None
-                if ident in short and short[ident] not in found:
-                    found.append(short[ident])
-                if isinstance(sub, ast.Name):
-                    todo.append(sub.id)
-    return found
 
 
 # --------------------------------------------------------------------------- one notebook, prepared
@@ -319,7 +282,7 @@ def _prepare(prepared: Prepared, limits: dict, isolate, watch: Watch) -> None:
         report.problems.append(f"no exercise notebook {path.name} in {reference_path.parent} "
                                f"({why}): cannot tell which exercises to grade")
         return
-    exercises = reference_exercises(nbformat.reads(reference, as_version=4))
+    exercises = reference_exercises(_reads(reference))
     for ex in exercises:  # 0 until a check says otherwise
         report.results[ex.id] = ("error", "not checked")
     text, why = read_regular(path)
@@ -342,46 +305,50 @@ def _prepare(prepared: Prepared, limits: dict, isolate, watch: Watch) -> None:
                                              "from a fresh exercises/ notebook)")
     cells = [(i + 1, s) for i, s in sources if not any(_same(s, ex.check_source) for ex in exercises)]
     rng = np.random.default_rng(secrets.randbits(128))  # this process's secret: never sent
-    requests, modules = [], {"numpy", "fcconv.course.checks"}  # what check cells import
+    requests, modules, forbids = [], {"numpy", "fcconv"}, []  # what check cells import
     for ex in present:
         check = CHECKS[ex.id]
         plan = check.plan(rng)
         forbidden = forbidden_in_source([s for _, s in cells], ex.answer, check.forbids)
         prepared.plans[ex.id] = (check, plan, forbidden)
         requests.append((ex.id, ex.answer, check.request(plan)))
+        forbids += [f for f in check.forbids if f not in forbids]
         if check.needs_torch:
             modules.add("torch")
         modules |= {a.build.rsplit(".", 1)[0] for call in plan.calls for a in call
                     if isinstance(a, wire.Module)}
     memory = int(limits["memory_gb"] * 2**30)
     prepared.job = sandbox.Job(
-        cells=cells, checks=requests, setup=_setup_code(sorted(modules), memory),
+        cells=cells, checks=requests, setup=_setup_code(sorted(modules), forbids, memory),
         library=watch.library, timeout=limits["cell_timeout"],
         check_timeout=limits["cell_timeout"] + CHECK_ALLOWANCE, deadline=limits["deadline"],
         memory=memory, output=int(limits["output_mb"] * 2**20), isolate=isolate, site=watch.site,
-        folder="")
+        folder="", expose=tuple(map(str, python_paths())))
 
 
-def _setup_code(modules: list[str], memory: int) -> str:
+def _setup_code(modules: list[str], forbids: list[str], memory: int) -> str:
     """The grader's first cell in a kernel, before any of the learner's: the learner's side of
-    the checks (wire.py, from the text this process read) and the imports the checks need, then
-    the memory cap: ``memory`` bytes on top of what the grader's own imports took."""
+    the checks (wire.py, from the text this process read) installed as a message handler of the
+    kernel (``wire.serve``: no name is left in the learner's namespace), the imports its checks
+    need and the functions they forbid, resolved now; then the memory cap: ``memory`` bytes on
+    top of what the grader's own imports took."""
     return f"""\
-def _fcconv_setup(source, modules, memory):
+def _fcconv_setup(source, modules, forbids, memory):
     import importlib, resource, sys, types
     wire = types.ModuleType("fcconv_grader_wire")
     sys.modules[wire.__name__] = wire  # (dataclasses looks its module up while it loads)
     exec(compile(source, "<fcconv grader: wire.py>", "exec"), wire.__dict__)
+    del sys.modules[wire.__name__]
     for name in modules:
         importlib.import_module(name)
+    wire.serve(get_ipython(), forbids)
     try:
         with open("/proc/self/status") as f:
             used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
     except (OSError, StopIteration, ValueError):
         used = 0
     resource.setrlimit(resource.RLIMIT_DATA, (used + memory, used + memory))
-    return wire
-_fcconv_grader = _fcconv_setup({WIRE_SOURCE!r}, {modules!r}, {memory})
+_fcconv_setup({WIRE_SOURCE!r}, {modules!r}, {forbids!r}, {memory})
 del _fcconv_setup"""
 
 
@@ -479,10 +446,15 @@ class Watch:
                  p.parent == Path(f)]) for f in dict.fromkeys(folders)]}
 
     def _library(self) -> dict[str, tuple[bytes, int]]:
-        """The fcconv package as it was before any kernel ran: {relative path: (bytes, mtime)}."""
-        return {str(p.relative_to(LIBRARY)): (content, self.mtimes[p])
-                for p, (kind, content, _) in self.before.items()
-                if kind == "file" and p.is_relative_to(LIBRARY)}
+        """The fcconv package as it was before any kernel ran, without the grader: {relative
+        path: (bytes, mtime)}. The checks (what they compare with, how they plan) and the
+        grading machinery stay out of the kernel; ``fcconv.course.checks`` is there only as
+        ``KERNEL_CHECKS``, so that a notebook's ``from fcconv.course import checks`` works."""
+        out = {str(p.relative_to(LIBRARY)): (content, self.mtimes[p])
+               for p, (kind, content, _) in self.before.items()
+               if kind == "file" and p.is_relative_to(LIBRARY) and not _grader_file(p)}
+        out["course/checks/__init__.py"] = (KERNEL_CHECKS.encode(), 0)
+        return out
 
     def restore(self) -> list[str]:
         now = self._scan()
@@ -528,27 +500,57 @@ def _install_signature() -> dict[str, tuple]:
     return out
 
 
+def _grader_file(path: Path) -> bool:
+    """A file of the grader itself (the checks, the grading machinery), bytecode included."""
+    rel = path.relative_to(LIBRARY).parts
+    return rel[:2] == ("course", "checks") or (rel[0] == "course" and path.name.split(".")[0] in
+                                              ("grade", "sandbox", "scan", "isolate"))
+
+
+# What a grading kernel imports as fcconv.course.checks: nothing of the checks.
+KERNEL_CHECKS = \
+    '''"""Not here: while a notebook is graded, the grader plans and judges every exercise in its own
+process (fcconv.course.grade), and the checks stay there. A check cell is not run while grading;
+a check called anyway says so."""
+
+
+class _NotHere:
+    def __init__(self, name):
+        self.name = name
+
+    def __bool__(self):
+        return True
+
+    def __repr__(self):
+        return f"{self.name}: checked by the grader, not in this kernel"
+
+    __str__ = __repr__
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return lambda *args, **kwargs: _NotHere(name)
+'''
+
+
 # --------------------------------------------------------------------------- the run
 
-def readonly_paths() -> list[Path]:
-    """What a kernel sees read-only where namespaces allow it: the Python installation (venv
-    and base), the fcconv package, the course folder and the grading user's home; never a
-    folder that holds the temporary folders the kernels work in."""
-    paths = [Path(sys.prefix), Path(sys.base_prefix), LIBRARY, Path(os.path.expanduser("~"))]
+def python_paths() -> list[Path]:
+    """The folders of the Python installation a boxed kernel sees, read-only (with the system
+    folders): this Python's prefixes and folder, and the site-packages it reads; never the
+    course folder or the folder the library comes from (an editable install puts it on the
+    path), which the kernel does not need."""
+    paths = {Path(p) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix)}
+    paths.add(Path(os.path.realpath(sys.executable)).parent.parent)
+    paths |= {Path(p) for p in {*site.getsitepackages(), site.getusersitepackages()} if p in sys.path}
+    away = [LIBRARY.parent]
     try:
-        paths.append(course_dir())
+        away.append(course_dir())
     except FileNotFoundError:
         pass
-    try:
-        import pwd
-
-        paths.append(Path(pwd.getpwuid(os.getuid()).pw_dir))
-    except (ImportError, KeyError):
-        pass
-    tmp = Path(tempfile.gettempdir()).resolve()
     found = {p.resolve() for p in paths if p.is_dir()}
-    found = {p for p in found if p != Path("/") and not tmp.is_relative_to(p)
-             and not p.is_relative_to(tmp)}
+    found = {p for p in found if p != Path("/") and not any(p == a.resolve() for a in away)}
     return sorted(p for p in found if not any(p != q and p.is_relative_to(q) for q in found))
 
 
@@ -562,19 +564,21 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
               output_mb: float = 10.0, jobs: int = 1, deadline: float = 600, isolate=None):
     """Reports for every notebook, in the order given (a generator), ``jobs`` graded at once.
 
-    isolate: True, False, or None (namespaces where the system allows them; see sandbox). Where
-    kernels cannot be isolated, one notebook is graded at a time whatever ``jobs`` says: a kernel
-    running as this user beside another could reach it."""
+    isolate: None (a box for each kernel where the system allows one; see sandbox), True (a box,
+    or RuntimeError), False (no box), or a mode ``sandbox.isolation`` found. Where kernels cannot
+    be boxed, one notebook is graded at a time whatever ``jobs`` says: a kernel running as this
+    user beside another could reach it."""
     check_options(cell_timeout, memory_gb, output_mb, jobs, deadline)
+    sandbox.trusted_program(sys.executable)  # ValueError, before anything runs, if not
     limits = dict(cell_timeout=cell_timeout, memory_gb=memory_gb, output_mb=output_mb,
                   deadline=deadline)
-    prefix, why = sandbox.isolation(readonly_paths()) if isolate in (None, True) else (None, "")
-    if isolate and prefix is None:
-        raise RuntimeError(f"kernels cannot be isolated here: {why}")
-    jobs = jobs if prefix is not None else 1
-    readonly = prefix is not None and prefix[1] is not None  # the installation is read-only to kernels
-    watch = Watch(install=not readonly)
-    preps = [prepare(p, limits, prefix, watch) for p in paths]  # all read before any kernel
+    mode, why = (isolate, "") if isinstance(isolate, str) else \
+        sandbox.isolation(python_paths()) if isolate in (None, True) else (None, "")
+    if isolate is True and mode is None:
+        raise RuntimeError(why)
+    jobs = jobs if mode is not None else 1
+    watch = Watch(install=mode is None)  # boxed, a kernel cannot write the installation
+    preps = [prepare(p, limits, mode, watch) for p in paths]  # all read before any kernel
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["fcconv.course.sandbox"])
     forkserver.ensure_running()
@@ -582,6 +586,7 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
     sandbox.become_subreaper()
     sandbox.not_traceable()  # (a kernel without namespaces runs as this user)
     running, done, started, given, stop = {}, {}, 0, 0, None
+    users = sandbox.user_ids(jobs)  # root mode: each kernel running at once has a user of its own
     suspects: dict[int, list] = {}  # notebooks running when a watched file was found changed
     try:
         while given < len(preps):
@@ -590,30 +595,31 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
                     preps[started].report.problems.append(stop)
                     done[started] = _unchecked(preps[started])
                 else:
-                    running.update(_start(ctx, started, preps[started], done))
+                    user = min(set(users) - {u for *_, u in running.values()})
+                    running.update(_start(ctx, started, preps[started], done, user))
                 started += 1
             ready = wait(list(running), timeout=1) if running else []
             now, table = time.monotonic(), sandbox.process_table()
-            for conn, (i, proc, end) in list(running.items()):
+            for conn, (i, proc, end, _) in list(running.items()):
                 stopped = table.get(proc.pid, (0, "?"))[1] in ("T", "t")
                 if conn not in ready and now < end and not stopped:
                     continue
                 del running[conn]
                 done[i] = _finish(conn, proc, preps[i], conn not in ready, stopped)
-                sandbox.end_descendants(skip=keep | {p.pid for _, p, _ in running.values()})
+                sandbox.end_descendants(skip=keep | {p.pid for _, p, _, _ in running.values()})
                 _remove_folder(preps[i])
                 changed = watch.restore()
                 if changed:  # done by this notebook or by one graded beside it: name them all
                     note = ("a notebook graded now changed files the grader reads (restored): "
                             + ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else ""))
-                    for j in [i, *(k for k, _, _ in running.values())]:
+                    for j in [i, *(k for k, *_ in running.values())]:
                         suspects.setdefault(j, []).append(note)
                 installed = watch.install_changed()
                 if installed and not stop:  # kernels started from now on would run that code
                     stop = ("not graded: a notebook graded before it changed the Python "
                             f"installation ({', '.join(installed[:3])}): reinstall it (make venv) "
                             "and grade the rest again")
-                    for j in [i, *(k for k, _, _ in running.values())]:
+                    for j in [i, *(k for k, *_ in running.values())]:
                         suspects.setdefault(j, []).append(
                             f"a notebook graded now changed the Python installation: "
                             f"{', '.join(installed[:3])}")
@@ -622,7 +628,7 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
                 yield done.pop(given)
                 given += 1
     finally:
-        for _, proc, _ in running.values():  # the consumer stopped early: stop what is left
+        for _, proc, _, _ in running.values():  # stopped early (the consumer, a signal): end the rest
             proc.kill()
             proc.join()
         sandbox.end_descendants(skip=keep)
@@ -632,9 +638,10 @@ def grade_all(paths: list, cell_timeout: int = 60, memory_gb: float = 4.0,
         sandbox.not_traceable(False)
 
 
-def _start(ctx, i: int, prep: Prepared, done: dict) -> dict:
-    """Start grading one notebook in a process of its own; {reader: (i, process, hard end)},
-    or {} with its report in ``done`` when there is nothing to run or no process could start."""
+def _start(ctx, i: int, prep: Prepared, done: dict, user: int) -> dict:
+    """Start grading one notebook in a process of its own; {reader: (i, process, hard end,
+    the kernel's user)}, or {} with its report in ``done`` when there is nothing to run or no
+    process could start."""
     job = prep.job
     if job is None:
         done[i] = prep.report
@@ -643,7 +650,7 @@ def _start(ctx, i: int, prep: Prepared, done: dict) -> dict:
         len(job.checks) * (job.check_timeout + 15) + 60
     reader, writer = ctx.Pipe(duplex=False)
     try:
-        prep.job = job = dataclasses.replace(job, folder=tempfile.mkdtemp(prefix="fcconv-grade-"))
+        prep.job = job = dataclasses.replace(job, folder=sandbox.mkdtemp(), user=user)
         proc = ctx.Process(target=sandbox.run, args=(job, writer), daemon=True)
         proc.start()
     except Exception as err:
@@ -653,7 +660,7 @@ def _start(ctx, i: int, prep: Prepared, done: dict) -> dict:
         return {}
     finally:
         writer.close()  # the child holds its own end: its death is an EOF here
-    return {reader: (i, proc, hard_end)}
+    return {reader: (i, proc, hard_end, user)}
 
 
 def _finish(conn, proc, prep: Prepared, timed_out: bool, stopped: bool) -> Report:
@@ -740,25 +747,52 @@ def write_csv(reports: list[Report], path: str | Path) -> None:
         raise
 
 
+class Stopped(Exception):
+    """The grader was told to stop (SIGTERM, SIGHUP, Ctrl-C)."""
+
+
+def _stop(signum, _frame):
+    for sig in _STOP_SIGNALS:  # once: the clean-up itself is not interrupted
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signal.Signals(signum).name)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, output_mb: float = 10.0,
          csv_path: str | None = None, jobs: int = 1, deadline: float = 600) -> int:
     """Grade every notebook (one fresh kernel each, ``jobs`` at a time); print reports and the
     total; write the CSV once, at the end. 0 only when every exercise of every notebook is
-    correct."""
+    correct. SIGTERM, SIGHUP or Ctrl-C end every kernel and grading process at once, say how
+    far it got (no CSV), and exit 128 + the signal's number."""
     check_options(cell_timeout, memory_gb, output_mb, jobs, deadline)
     if csv_path:
         check_csv(csv_path)
-    prefix, why = sandbox.isolation(readonly_paths())
-    if prefix is None:
-        print(f"note: kernels run without their own namespaces here ({why}): one notebook at a "
-              "time, and a notebook could still signal the grader itself; see docs/instructor.md",
-              file=sys.stderr)
+    mode, why = sandbox.isolation(python_paths())
+    if mode is None:
+        print(f"note: kernels run without a box of their own here ({why}): one notebook at a "
+              "time, as this user (a notebook could still signal the grader itself, or write "
+              "what this user may write); see docs/instructor.md", file=sys.stderr)
     elif why:
         print(f"note: {why}; see docs/instructor.md", file=sys.stderr)
     reports = []
-    for report in grade_all(paths, cell_timeout, memory_gb, output_mb, jobs, deadline):
-        reports.append(report)
-        print(format_report(report), flush=True)
+    old = {sig: signal.signal(sig, _stop) for sig in _STOP_SIGNALS}
+    graded = grade_all(paths, cell_timeout, memory_gb, output_mb, jobs, deadline,
+                       isolate=mode or False)
+    try:
+        for report in graded:
+            reports.append(report)
+            print(format_report(report), flush=True)
+    except Stopped as why:
+        graded.close()  # every kernel and grading process ended, their folders removed
+        print(f"stopped by {why}: {len(reports)} of {len(paths)} notebooks graded; no CSV "
+              "written", file=sys.stderr, flush=True)
+        return 128 + int(getattr(signal, str(why)))
+    finally:
+        _stop_forkserver()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     score = sum(r.score for r in reports)
     total = sum(len(r.results) for r in reports)
     print(f"total {score}/{total} ({100 * score / total if total else 0:.0f}%)")
@@ -766,3 +800,11 @@ def main(paths: list[str], cell_timeout: int = 60, memory_gb: float = 4.0, outpu
         write_csv(reports, csv_path)
         print(f"wrote {csv_path}")
     return 0 if reports and all(r.passed for r in reports) else 1
+
+
+def _stop_forkserver() -> None:
+    """multiprocessing's fork server, which started the grading processes: ended with the run."""
+    try:
+        forkserver._forkserver._stop()
+    except (AttributeError, OSError):  # another Python's multiprocessing: it ends with us
+        pass

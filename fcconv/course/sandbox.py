@@ -4,49 +4,59 @@ of ``wire.evaluate`` (see fcconv.course.checks.wire). Nothing here judges anythi
 
 ``run(job, conn)`` is the body of one grading process (the grader forks one per notebook):
 
-- A fresh temporary folder holds all the kernel may write: ``work/`` (its working folder),
-  ``home/`` (its HOME, IPython and Jupyter folders, caches) and ``lib/fcconv`` (a copy of the
-  library, first on its path): no startup file, shadow package or cache of one notebook is seen
-  by the next.
-- Where the system allows it (``unshare``), the kernel runs in its own user, PID and mount
-  namespaces: it sees only its own processes (it cannot signal, stop or trace the grader), cannot
-  raise its limits, the paths the grader names (the Python installation, the course) are
-  read-only to it, and every process it starts dies with it. Everywhere, this process is a child
-  subreaper and ends every descendant before it returns, detached or in a new session.
-- The kernel starts without Python's site set-up: site-packages and their .pth files are those
-  the grader read before any kernel ran.
+- Where the system allows it, the kernel runs in a box (``fcconv.course.isolate``): its own
+  mount, network, IPC and PID namespaces, a root of its own where the system folders, the Python
+  installation and a copy of the library are read-only and nothing else of the machine exists (no
+  course folder, no home, no other kernel's folder), no network, one size-capped tmpfs for all it
+  may write (/tmp, HOME, its working folder, /dev/shm), an unprivileged user that may create no
+  namespace, and a limit on its processes. The grader reaches it over Unix sockets in that tmpfs.
+- Elsewhere (``isolate`` is None) the kernel runs as the grading user, in a fresh temporary
+  folder with its own HOME and library copy, and the grader watches what it could change.
+- Everywhere, this process is a child subreaper and ends every descendant before it returns,
+  detached or in a new session; the kernel starts without Python's site set-up (site-packages
+  and their .pth files are those the grader read before any kernel ran); the grader's side of the
+  checks is a message handler of the kernel, not a name in the learner's namespace.
 - Limits: a time limit per cell (an interrupt, then a kill), a deadline for all of the learner's
   cells, a memory cap set after the grader's own imports (its own work is not charged to the
-  learner), a cap on each message from the kernel (zmq drops a bigger one) and on the output
-  counted; a kernel that dies or is stopped (SIGSTOP) is dead.
+  learner) and a watch on the memory of all the kernel's processes (shared memory and files in
+  its tmpfs included), a cap on each message from the kernel (zmq drops a bigger one) and on the
+  output counted; a kernel that dies or is stopped (SIGSTOP) is dead.
 """
 
 from __future__ import annotations
 
-import ast
 import ctypes
 import json
 import os
 import resource
 import secrets
+import select
 import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-from jupyter_client.connect import write_connection_file
 from jupyter_client.session import Session
+
+from . import isolate
 
 MESSAGE_CAP = 32 * 2**20  # bytes of one message from the kernel, at least (zmq drops bigger ones)
 TEXT = 300  # characters kept of an error message from the kernel
+PROCESSES = 128  # processes and threads a boxed kernel may have at once (it has about 20 idle)
+FILES = 1024  # open files of a kernel process
+MEMORY_LOOK = 0.25  # seconds between two looks at a kernel's memory
+CHECK_REQUEST = "fcconv_check_request"  # the message the grader's handler in the kernel answers
+ISOLATE_SOURCE = Path(isolate.__file__).read_text(encoding="utf-8")  # run as python -c, as read now
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
+KERNEL_UID = 1_800_000_000  # root mode: kernels run as users from here on (``user_ids``)
 _PR_SET_CHILD_SUBREAPER, _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 36, 1, 4
-_KEEP_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
+_KEEP_ENV = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
+_INSIDE = {"home": "/tmp/home", "work": "/tmp/work", "run": "/tmp/.fcconv", "lib": "/fcconv/lib"}
 
 
 @dataclass(frozen=True)
@@ -55,16 +65,19 @@ class Job:
 
     cells: list  # [(cell number, source)], the learner's code cells in order
     checks: list  # [(exercise, answer name, request)]
-    setup: str  # the grader's first cell (wire's source, the imports its checks need)
+    setup: str  # the grader's first cell (wire's source, the imports and forbids its checks need)
     library: dict  # the fcconv package the kernel imports: {relative path: (bytes, mtime_ns)}
     timeout: float  # seconds per learner cell
     check_timeout: float  # seconds per check (the learner's function and the grader's share)
     deadline: float  # seconds for all of the learner's cells
-    memory: int  # bytes the learner's code may allocate
+    memory: int  # bytes the learner's code may allocate (and write in its tmpfs)
     output: int  # bytes of output counted before the rest is dropped
-    isolate: tuple | None  # how the kernel is isolated (``isolation``), or None
+    isolate: str | None  # "root", "user" (see ``isolation``) or None: not boxed
     folder: str  # an empty folder of its own (the grader made it, and removes it after)
     site: dict  # {"prefix", "exec_prefix", "folders": [(site-packages, [.pth texts])]}, read first
+    python: str = sys.executable  # the Python the kernel runs (checked by ``trusted_program``)
+    expose: tuple = ()  # folders of the machine a boxed kernel sees, read-only (the installation)
+    user: int = KERNEL_UID  # root mode: the kernel's user id (one per kernel running at once)
 
 
 def _prctl(option: int, value: int) -> None:
@@ -82,6 +95,11 @@ def become_subreaper() -> None:
 
 def stop_being_subreaper() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 0)
+
+
+def not_traceable(yes: bool = True) -> None:
+    """No process of the same (unprivileged) user may trace this one or read its memory."""
+    _prctl(_PR_SET_DUMPABLE, 0 if yes else 1)
 
 
 def process_table() -> dict[int, tuple[int, str]]:
@@ -146,56 +164,123 @@ def end_descendants(skip=()) -> int:
     return len(ended)
 
 
-# The outer namespace makes each path read-only and hides every other notebook's folder (a fresh
-# tmpfs over the temporary folder, with only this notebook's folder put back); then the inner
-# one, a new user namespace, locks those mounts: the kernel inside can neither write there, nor
-# remount them writable, nor uncover another kernel's folder (and its connection key).
-_OUTER = r"""
-tmp=$1 own=$2; shift 2
-while [ "$1" != "--" ]; do mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 1; shift; done
-shift
-for hold in /mnt /media /srv /opt /var; do [ -d "$hold" ] && break; done
-mount --bind "$own" "$hold" && mount -t tmpfs -o mode=1777,size=1g tmpfs "$tmp" && mkdir -p "$own" &&
-  mount --bind "$hold" "$own" && umount "$hold" || exit 1
-exec "$@"
-"""
+# --------------------------------------------------------------------------- the box
+
+def trusted_program(path: str) -> str:
+    """``path`` resolved to the file it names, if no other user could have put it there: a
+    regular file, owned by root or by this user, that neither it nor any folder above it is
+    writable by anyone else (a sticky folder excepted). ValueError naming what is wrong."""
+    real = os.path.realpath(path)
+    me = os.getuid()
+    for p in dict.fromkeys([real, *Path(real).parents, *Path(os.path.abspath(path)).parents]):
+        info = os.stat(p)
+        if info.st_uid not in (0, me):
+            raise ValueError(f"{real}: {p} belongs to user {info.st_uid}, not root or this user")
+        if info.st_mode & 0o022 and not (stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX):
+            raise ValueError(f"{real}: {p} is writable by other users")
+    if not stat.S_ISREG(os.stat(real).st_mode):
+        raise ValueError(f"{real}: not a regular file")
+    return real
 
 
-def command(isolate: tuple | None, folder: Path) -> list[str]:
-    """The command line a kernel whose folder is ``folder`` starts under (see ``isolation``)."""
-    if isolate is None:
-        return []
-    user, readonly = isolate
-    inner = ["unshare", "--user", user, "--pid", "--fork", "--kill-child", "--mount-proc"]
-    if readonly is None:
-        return inner
-    return ["unshare", "--user", user, "--mount", "sh", "-c", _OUTER, "sh",
-            str(folder.parent), str(folder), *map(str, readonly), "--", *inner]
-
-
-def isolation(readonly=()) -> tuple[tuple | None, str]:
-    """How kernels are isolated here: (the user-namespace mapping, the read-only paths), where
-    the system allows user, PID and mount namespaces with read-only paths and hidden folders;
-    (mapping, None) where it allows the namespaces only; None where it allows neither. And a
-    note on what could not be had ("" when all could)."""
-    why = "unshare is not installed"
-    probe = Path(tempfile.mkdtemp(prefix="fcconv-grade-probe-"))
+def isolation(expose=(), python: str = sys.executable) -> tuple[str | None, str]:
+    """How kernels are boxed here: "root" (this process runs as root), "user" (unprivileged user
+    namespaces), or None where neither works (not Linux, namespaces forbidden); and a note on
+    what could not be had ("" when the box is complete). Found by starting a box for real."""
+    why = "not Linux" if not sys.platform.startswith("linux") else ""
+    if why:
+        return None, why
     try:
-        for user in ("--map-current-user", "--map-root-user"):
-            for level in ((user, tuple(map(str, readonly))), (user, None)):
-                try:
-                    run = subprocess.run([*command(level, probe), sys.executable, "-c", "pass"],
-                                         capture_output=True, text=True, timeout=30)
-                except (OSError, subprocess.SubprocessError) as err:
-                    why = f"unshare failed: {err}"
-                    continue
-                if run.returncode == 0:
-                    return level, "" if level[1] is not None else \
-                        "the kernels' namespaces work, but read-only views of the course do not"
-                why = f"unshare failed: {run.stderr.strip()[-200:]}"
-    finally:
-        shutil.rmtree(probe, ignore_errors=True)
-    return None, why
+        trusted_program(python)
+    except (OSError, ValueError) as err:
+        return None, f"the Python to run kernels with is not trusted ({err})"
+    for mode in (["root"] if os.geteuid() == 0 else []) + ["user"]:
+        folder = Path(mkdtemp())
+        try:
+            plan = _plan(mode, folder, expose, python, [python, "-S", "-c", "pass"], {}, 2**24,
+                         user=user_ids(64)[-1], files={}, output=False)
+            proc, pid, notes = _launch(plan, timeout=60)
+            if proc is not None:
+                code = proc.wait(60)
+                if code == 0:
+                    if mode == "user" and os.geteuid() == 0:
+                        notes.append("as root without privileged namespaces, the kernels' "
+                                     "process limit does not apply")
+                    return mode, "; ".join(notes)
+                why = f"a boxed Python exited with {code}"
+            else:
+                why = notes[0] if notes else "the box did not start"
+        except (OSError, ValueError, subprocess.SubprocessError) as err:
+            why = f"{type(err).__name__}: {err}"
+        finally:
+            remove(folder)
+    return None, f"kernels cannot be boxed here: {why}"
+
+
+def user_ids(count: int) -> list[int]:
+    """Root mode: a user id for each of ``count`` kernels at once, chosen for this run (two runs
+    at once do not share the process limit of a user)."""
+    base = KERNEL_UID + (os.getpid() % 100_000) * 64
+    return [base + i for i in range(min(count, 64))]
+
+
+def mkdtemp() -> str:
+    import tempfile
+    return tempfile.mkdtemp(prefix="fcconv-grade-")
+
+
+def _plan(mode: str, folder: Path, expose, python: str, argv: list, env: dict, size: int,
+          user: int, files: dict, output: bool) -> dict:
+    """What the launcher builds (see fcconv.course.isolate)."""
+    (folder / "stage").mkdir(exist_ok=True)
+    (folder / "lib").mkdir(exist_ok=True)
+    os.chmod(folder / "lib", 0o755)
+    if mode == "root":
+        uid = gid = user
+        owner = [uid, gid]
+    else:
+        uid, gid, owner = os.getuid() or 1000, os.getgid() or 1000, None
+    return {"parent": os.getpid(), "mode": mode, "uid": uid, "gid": gid, "owner": owner,
+            "stage": str(folder / "stage"), "size": int(size),
+            "expose": sorted({*SYSTEM, *map(str, expose)}, key=len),
+            "folders": ["/home", "/work", "/.fcconv", "/.shm"], "shm": "/.shm", "files": files,
+            "binds": {_INSIDE["lib"]: str(folder / "lib")},
+            "rlimits": {"RLIMIT_NPROC": PROCESSES, "RLIMIT_NOFILE": FILES, "RLIMIT_FSIZE": int(size),
+                        "RLIMIT_CORE": 0, "RLIMIT_MSGQUEUE": 0},
+            "cwd": _INSIDE["work"], "argv": argv, "env": env, "output": output}
+
+
+def _launch(plan: dict, timeout: float):
+    """Start the launcher on ``plan``: (its process, the kernel's pid, notes) once the box is
+    built, or (None, None, [why]) when it could not be."""
+    proc = subprocess.Popen([plan["argv"][0], "-I", "-S", "-c", ISOLATE_SOURCE],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    proc.stdin.write(json.dumps(plan).encode())
+    proc.stdin.close()
+    pid, end, buffer = None, time.monotonic() + timeout, b""
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        chunk = os.read(proc.stdout.fileno(), 4096) if ready else b""
+        if ready and not chunk:
+            break
+        buffer += chunk
+        for line in buffer.decode(errors="replace").splitlines():
+            if line.startswith("pid "):
+                pid = int(line.split()[1])
+            elif line.startswith("ok") and pid:
+                proc.stdout.close()
+                proc.stderr.close()
+                return proc, pid, json.loads(line[2:] or "[]")
+            elif line.startswith("failed"):
+                break
+    proc.kill()
+    proc.wait()
+    err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+    said = [line for line in buffer.decode(errors="replace").splitlines() if line.startswith("failed")]
+    proc.stdout.close()
+    proc.stderr.close()
+    return None, None, [(said or err or ["the box did not start in time"])[-1][:300]]
 
 
 def clean(text) -> str:
@@ -207,45 +292,72 @@ def clean(text) -> str:
 # --------------------------------------------------------------------------- one kernel
 
 class Kernel:
-    """A kernel started in ``folder``, and the two channels the grader uses (shell, iopub),
-    with a cap on every message. ``dead`` says why it is gone, once it is."""
+    """A kernel started for ``job`` in ``folder``, and the two channels the grader uses (shell,
+    iopub), with a cap on every message. ``dead`` says why it is gone, once it is."""
 
     def __init__(self, job: Job, folder: Path):
         self.dead: str | None = None
         self.limit = max(MESSAGE_CAP, 2 * job.output)
-        dirs = {name: folder / name for name in ("work", "home", "lib", "runtime")}
-        for d in dirs.values():
-            d.mkdir()
+        self.boxed, self.kernel_pid, self.cap, self.next_look = job.isolate is not None, None, None, 0.0
+        lib = folder / "lib" / "fcconv"
         for rel, (data, mtime) in job.library.items():  # as read before any kernel ran
-            path = dirs["lib"] / "fcconv" / rel
+            path = lib / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+            os.chmod(path, 0o644)
             os.utime(path, ns=(mtime, mtime))  # so that the cached bytecode stays valid
+        for d in [folder / "lib", *(p for p in lib.rglob("*") if p.is_dir()), lib]:
+            os.chmod(d, 0o755)
         key = secrets.token_hex(32)
-        connection, info = write_connection_file(str(dirs["runtime"] / "kernel.json"),
-                                                 ip="127.0.0.1", key=key.encode())
-        home = dirs["home"]
+        if self.boxed:
+            inside, outside = {k: v for k, v in _INSIDE.items()}, None
+        else:
+            inside = {k: str(folder / k) for k in ("home", "work", "run")} | {"lib": str(folder / "lib")}
+            for k in ("home", "work", "run"):
+                Path(inside[k]).mkdir()
+        connection = {"transport": "ipc", "ip": inside["run"] + "/k", "key": key,
+                      "signature_scheme": "hmac-sha256", "kernel_name": "",
+                      **{f"{c}_port": i for i, c in enumerate(("shell", "iopub", "stdin", "control",
+                                                                 "hb"), 1)}}
         env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
-        env.update(HOME=str(home), IPYTHONDIR=str(home / ".ipython"),
-                   JUPYTER_RUNTIME_DIR=str(dirs["runtime"]), JUPYTER_CONFIG_DIR=str(home / ".jupyter"),
-                   JUPYTER_DATA_DIR=str(home / ".jupyter-data"), MPLCONFIGDIR=str(home / ".mpl"),
-                   XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
-                   FCCONV_CACHE_DIR=str(home / ".cache" / "fcconv"), PYTHONPATH=str(dirs["lib"]),
-                   PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
-        boot = dirs["runtime"] / "boot.py"
-        boot.write_text(_BOOT.format(site=job.site))
-        argv = [*command(job.isolate, folder), sys.executable, "-S", str(boot), "-f", connection,
-                "--HistoryManager.enabled=False"]
-        self.connection = Path(connection)
-        self.proc = subprocess.Popen(argv, cwd=dirs["work"], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_kernel_limits)
-        self.isolated = job.isolate is not None
+        home = inside["home"]
+        env.update(PATH=os.environ.get("PATH", os.defpath), HOME=home, USER="learner",
+                   LOGNAME="learner", IPYTHONDIR=f"{home}/.ipython", TMPDIR=inside["work"] if not
+                   self.boxed else "/tmp", JUPYTER_RUNTIME_DIR=inside["run"],
+                   JUPYTER_CONFIG_DIR=f"{home}/.jupyter", JUPYTER_DATA_DIR=f"{home}/.jupyter-data",
+                   MPLCONFIGDIR=f"{home}/.mpl", XDG_CACHE_HOME=f"{home}/.cache",
+                   XDG_CONFIG_HOME=f"{home}/.config", FCCONV_CACHE_DIR=f"{home}/.cache/fcconv",
+                   PYTHONPATH=inside["lib"], PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1",
+                   MPLBACKEND="Agg")
+        boot, conn_file = inside["run"] + "/boot.py", inside["run"] + "/kernel.json"
+        argv = [job.python, "-S", boot, "-f", conn_file, "--HistoryManager.enabled=False"]
+        files = {"/.fcconv/boot.py": (_BOOT.format(site=job.site), 0o644),
+                 "/.fcconv/kernel.json": (json.dumps(connection), 0o600)}
+        if self.boxed:
+            plan = _plan(job.isolate, folder, job.expose, job.python, argv, env, job.memory,
+                         job.user, files, output=False)
+            self.proc, self.kernel_pid, notes = _launch(plan, timeout=60)
+            if self.proc is None:
+                self.dead = f"the kernel's box could not be built: {notes[0]}"
+                self.proc = _Gone()
+            outside = f"/proc/{self.kernel_pid}/root{inside['run']}/k"
+        else:
+            Path(boot).write_text(files["/.fcconv/boot.py"][0])
+            fd = os.open(conn_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(files["/.fcconv/kernel.json"][0])
+            self.proc = subprocess.Popen(argv, cwd=inside["work"], env=env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True, preexec_fn=_kernel_limits)
+            self.kernel_pid = self.proc.pid
+            outside = connection["ip"]
+        self.connection = None if self.boxed else Path(conn_file)
         self.context = zmq.Context()
         self.context.setsockopt(zmq.MAXMSGSIZE, self.limit)  # a bigger message ends the connection
         self.context.setsockopt(zmq.LINGER, 0)
         self.session = Session(key=key.encode(), signature_scheme="hmac-sha256")
-        self.urls = {kind: f"tcp://127.0.0.1:{info[kind + '_port']}" for kind in ("shell", "iopub")}
+        self.urls = {kind: f"ipc://{outside}-{connection[kind + '_port']}"
+                     for kind in ("shell", "iopub")}
         self.poller, self.sockets, self.dropped = zmq.Poller(), {}, 0
         for kind in self.urls:
             self._open(kind)
@@ -273,27 +385,56 @@ class Kernel:
         self.dropped += 1
         self._open(kind)
 
-    def pid(self) -> int | None:
-        """The kernel's own process (inside the namespaces, unshare's child), if it runs."""
-        if not self.isolated:
-            return self.proc.pid
-        kids = children(self.proc.pid)
-        return kids[0] if kids else None
-
     def alive(self) -> bool:
-        """False once the kernel has died, or was stopped (a stopped kernel is a dead one)."""
+        """False once the kernel has died, was stopped (a stopped kernel is a dead one), or its
+        processes hold more memory than the cap."""
         if self.dead:
             return False
         if self.proc.poll() is not None:
             self.dead = "the kernel died (os._exit, a crash, or out of memory)"
-        else:
-            state = process_table().get(self.pid() or -1, (0, "?"))[1]
-            if state in ("T", "t"):
-                self.dead = "the kernel was stopped (SIGSTOP) and counts as dead"
+        elif process_table().get(self.kernel_pid, (0, "?"))[1] in ("T", "t"):
+            self.dead = "the kernel was stopped (SIGSTOP) and counts as dead"
+            self.kill()
+        elif self.cap is not None and time.monotonic() > self.next_look:
+            self.next_look = time.monotonic() + MEMORY_LOOK
+            used = self.memory()
+            if used > self.cap:
+                self.dead = f"the kernel's processes held {used / 2**30:.2f} GB (shared memory " \
+                            f"and files in its /tmp included), over the cap: it was stopped"
                 self.kill()
         return not self.dead
 
+    def memory(self) -> int:
+        """Bytes the kernel holds: the private and shared memory of all its processes
+        (proportional: a page two processes share counts half to each), memfd files they hold
+        open, and, boxed, what is written in its tmpfs."""
+        table = process_table()
+        total = 0
+        for pid in [self.kernel_pid, *descendants(self.kernel_pid, table=table)]:
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith(("Pss_Anon:", "Pss_Shmem:")):
+                            total += int(line.split()[1]) * 1024
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:"):
+                        total += os.stat(f"/proc/{pid}/fd/{fd}").st_blocks * 512
+            except (OSError, ValueError):  # it ended while we looked
+                pass
+        if self.boxed:
+            try:
+                fs = os.statvfs(f"/proc/{self.kernel_pid}/root/tmp")
+                total += (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+            except OSError:
+                pass
+        return total
+
     def kill(self) -> None:
+        for pid in (self.kernel_pid, self.proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)  # (boxed: process 1 of its namespace takes all with it)
+            except (OSError, TypeError):
+                pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
@@ -305,10 +446,9 @@ class Kernel:
             pass
 
     def interrupt(self) -> None:
-        pid = self.pid()
-        if pid:
+        if self.kernel_pid:
             try:
-                os.kill(pid, signal.SIGINT)
+                os.kill(self.kernel_pid, signal.SIGINT)
             except OSError:
                 pass
 
@@ -356,6 +496,17 @@ class Kernel:
         self.context.destroy(linger=0)
 
 
+class _Gone:
+    """The launcher of a box that could not be built: a process that has already ended."""
+
+    pid = None
+
+    def poll(self):
+        return 1
+
+    kill = wait = poll
+
+
 # The kernel starts without Python's own site set-up (-S): site-packages and their .pth files
 # come from what the grader read before any kernel ran, so that a .pth file or sitecustomize a
 # notebook wrote runs nowhere.
@@ -380,8 +531,8 @@ kernelapp.launch_new_instance()
 
 
 def _kernel_limits() -> None:
-    """In the kernel's process, before it starts: no core files, no file over 1 GB, and killed
-    with the grading process that started it."""
+    """In an unboxed kernel's process, before it starts: no core files, no file over 1 GB, and
+    killed with the grading process that started it."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (2**30, 2**30))
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -389,28 +540,28 @@ def _kernel_limits() -> None:
 
 @dataclass
 class Ran:
-    """What one execution gave: its error (name: message) if any, whether it ran out of time,
-    and the value of its ``reply`` expression (the text/plain repr), if it was asked for one."""
+    """What one request gave: its error (name: message) if any, whether it ran out of time,
+    and its reply's content (None without one)."""
 
     error: str | None = None
     timed_out: bool = False
-    reply: str | None = None
+    reply: dict | None = None
 
 
-def execute(kernel: Kernel, code: str, timeout: float, counted: list, reply: str = "") -> Ran:
-    """Run ``code`` in the kernel, at most ``timeout`` s; over it, interrupt; if the kernel then
-    does not answer within 10 s, kill it. A reply over the message cap is dropped on the way:
-    when the kernel is idle but no reply came, a kernel_info request tells a lost reply from a
-    busy kernel. ``counted``: [bytes so far]: the size of every output message (stream,
-    display, error, comm) is added; output itself is never kept. ``reply``: an expression whose
-    value comes back in the shell reply (not among the output, which a notebook can flood)."""
+def request(kernel: Kernel, msg_type: str, content: dict, timeout: float, counted: list) -> Ran:
+    """Send ``msg_type`` on the shell channel and wait, at most ``timeout`` s, for its reply; over
+    it, interrupt; if the kernel then does not answer within 10 s, kill it. A reply over the
+    message cap is dropped on the way: when the kernel is idle but no reply came, a kernel_info
+    request tells a lost reply from a busy kernel. ``counted``: [bytes so far]: the size of every
+    output message (stream, display, error, comm) is added, and a message dropped for its size
+    counts as the whole cap; output itself is never kept."""
     ran = Ran()
     if not kernel.alive():
         return ran
-    msg_id = kernel.send("execute_request", {"code": code, "silent": False, "store_history": False,
-                                             "user_expressions": {"reply": reply} if reply else {},
-                                             "allow_stdin": False, "stop_on_error": False})
+    msg_id = kernel.send(msg_type, content)
+    reply_type = msg_type.replace("_request", "_reply")
     end, replied, idle, probe = time.monotonic() + timeout, None, None, None
+    dropped = kernel.dropped
     while not (replied and (idle or time.monotonic() > replied + 2)):
         now = time.monotonic()
         if now > end:
@@ -421,31 +572,37 @@ def execute(kernel: Kernel, code: str, timeout: float, counted: list, reply: str
             ran.timed_out, end = True, now + 10
             kernel.interrupt()
         if probe is None and (ran.timed_out or (idle and now > idle + 2)):
-            probe = kernel.send("kernel_info_request", {})  # answered only once the cell is done
+            probe = kernel.send("kernel_info_request", {})  # answered only once the request is done
         if not kernel.alive():
             break
         for channel, msg, size in kernel.receive(0.2):
             parent = msg.get("parent_header", {}).get("msg_id")
             mine = parent == msg_id
-            content = msg.get("content", {})
+            body = msg.get("content", {})
             kind = msg.get("msg_type")
             if channel == "iopub" and kind not in ("status", "execute_input"):
                 counted[0] += size
-            if channel == "shell" and mine and kind == "execute_reply":
+            if channel == "shell" and mine and kind == reply_type:
                 replied = time.monotonic()
-                if content.get("status") == "error" and ran.error is None:
-                    ran.error = f"{clean(content.get('ename'))}: {clean(content.get('evalue'))}"
-                value = (content.get("user_expressions") or {}).get("reply") or {}
-                ran.reply = (value.get("data") or {}).get("text/plain") if value.get(
-                    "status") == "ok" else None
+                ran.reply = body if isinstance(body, dict) else {}
+                if ran.reply.get("status") == "error" and ran.error is None:
+                    ran.error = f"{clean(ran.reply.get('ename'))}: {clean(ran.reply.get('evalue'))}"
             elif channel == "shell" and probe and parent == probe and not replied:
                 ran.error = ran.error or "its reply was over the message cap and was dropped"
                 replied = idle = time.monotonic()
-            elif mine and kind == "status" and content.get("execution_state") == "idle":
+            elif mine and kind == "status" and body.get("execution_state") == "idle":
                 idle = time.monotonic()
             elif mine and kind == "error":
-                ran.error = f"{clean(content.get('ename'))}: {clean(content.get('evalue'))}"
+                ran.error = f"{clean(body.get('ename'))}: {clean(body.get('evalue'))}"
+    counted[0] += (kernel.dropped - dropped) * kernel.limit  # what zmq dropped was output too
     return ran
+
+
+def execute(kernel: Kernel, code: str, timeout: float, counted: list) -> Ran:
+    """Run ``code`` in the kernel (see ``request``)."""
+    return request(kernel, "execute_request", {"code": code, "silent": False, "store_history": False,
+                                                "user_expressions": {}, "allow_stdin": False,
+                                                "stop_on_error": False}, timeout, counted)
 
 
 def _wait_ready(kernel: Kernel, timeout: float) -> bool:
@@ -477,12 +634,14 @@ def grade(job: Job, folder: Path) -> dict:
         if not _wait_ready(kernel, 120):
             problems.append(f"the kernel did not start: {kernel.dead or 'no answer in 120 s'}")
             return {"problems": problems, "replies": replies}
-        kernel.connection.unlink(missing_ok=True)  # read at start only: its key is no one's now
+        if kernel.connection:
+            kernel.connection.unlink(missing_ok=True)  # read at start only: its key is no one's now
         counted = [0]
         setup = execute(kernel, job.setup, 600, counted)
         if setup.error or setup.timed_out or kernel.dead:
             problems.append(f"the grader's setup failed in the kernel: "
                             f"{setup.error or kernel.dead or 'out of time'}")
+        kernel.cap = kernel.memory() + job.memory + job.memory // 16 + 2**25  # the grader's share first
         counted[0], start = 0, time.monotonic()
         for index, source in job.cells:
             left = job.deadline - (time.monotonic() - start)
@@ -505,9 +664,9 @@ def grade(job: Job, folder: Path) -> dict:
         if kernel.dropped:
             problems.append(f"{kernel.dropped} message(s) from the kernel were over "
                             f"{kernel.limit / 2**20:g} MB and were dropped")
-        for exercise, answer, request in job.checks:
+        for exercise, answer, check in job.checks:
             was_dead, dropped = kernel.dead, kernel.dropped
-            replies[exercise], printed = _check(kernel, answer, request, job)
+            replies[exercise], printed = _check(kernel, answer, check, job)
             if printed > job.output or kernel.dropped > dropped:
                 problems.append(f"while checking {exercise}: the function printed more than "
                                 f"{job.output / 2**20:g} MB; the output was dropped")
@@ -518,21 +677,22 @@ def grade(job: Job, folder: Path) -> dict:
     return {"problems": problems, "replies": replies}
 
 
-def _check(kernel: Kernel, answer: str, request: dict, job: Job) -> tuple[dict, int]:
-    """One check's request, evaluated in the kernel on the learner's function ``answer``: the
-    reply (or why there is none), and the bytes the function printed meanwhile (dropped: the
-    reply comes back on the shell channel, which printing cannot flood)."""
+def _check(kernel: Kernel, answer: str, check: dict, job: Job) -> tuple[dict, int]:
+    """One check's request, answered in the kernel by the grader's handler (wire.serve) on the
+    learner's function ``answer``: the reply (or why there is none), and the bytes the function
+    printed meanwhile (dropped: the reply comes back on the shell channel, which printing cannot
+    flood)."""
     if kernel.dead:
         return {"error": f"not checked: {kernel.dead}"}, 0
-    code = f"_fcconv_reply = _fcconv_grader.reply_text({answer!r}, globals(), {request!r})"
     counted = [0]
-    ran = execute(kernel, code, job.check_timeout, counted, reply="_fcconv_reply")
+    ran = request(kernel, CHECK_REQUEST, {"answer": answer, "request": check}, job.check_timeout,
+                  counted)
     if ran.timed_out:
         return {"error": f"the check did not finish in {job.check_timeout:g} s: does your "
                          "function loop forever?"}, counted[0]
     try:
-        return {"reply": json.loads(ast.literal_eval(ran.reply))}, counted[0]
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return {"reply": json.loads(ran.reply["reply"])}, counted[0]
+    except (ValueError, TypeError, KeyError, RecursionError, MemoryError):
         why = kernel.dead or ran.error or "no reply"
         return {"error": f"the check did not finish: {why}"}, counted[0]
 
@@ -540,6 +700,8 @@ def _check(kernel: Kernel, answer: str, request: dict, job: Job) -> tuple[dict, 
 def run(job: Job, conn) -> None:
     """The body of one grading process: grade the job in its folder, end every process the
     kernel left, empty the folder, and send the result as JSON bytes."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # ended with the grader (through its forkserver)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -556,11 +718,6 @@ def run(job: Job, conn) -> None:
         remove(folder)  # the grader removes it too, should this process not get this far
     conn.send_bytes(json.dumps(result).encode())
     conn.close()
-
-
-def not_traceable(yes: bool = True) -> None:
-    """No process of the same (unprivileged) user may trace this one or read its memory."""
-    _prctl(_PR_SET_DUMPABLE, 0 if yes else 1)
 
 
 def remove(folder: Path) -> None:

@@ -68,8 +68,8 @@ class Plan:
     """One run of a check: the calls to make (their arguments: the only thing the learner's side
     sees), how to read each answer, and ``judge(answers) -> None`` when right, else the hint.
 
-    probe: for an answer that is a module or a matrix, ("module" | "matrix", inputs): the
-    learner's side runs it on those inputs and sends back its outputs (``wire.Probed``).
+    probe: for an answer that is a module, the inputs of each call: the learner's side runs the
+    module on them and sends back its outputs (``wire.Probed``).
     want, mistakes, same: what ``compare`` was given (tests check that the fixed cases tell
     every named mistake apart from the right answer)."""
 
@@ -145,7 +145,11 @@ def check(exercise: str, forbids: tuple = (), needs_torch: bool = False):
 
 
 def forbidden_call(name: str) -> str:
-    """The hint for an answer that calls (or names) what its statement forbids."""
+    """The hint for an answer that calls (or names) what its statement forbids, or that started
+    another process while it was checked (where the check cannot see what it calls)."""
+    if name.startswith(wire.PROCESS):
+        return f"your function started another process while it was checked ({name}): the " \
+               "check cannot see what runs there. Compute the answer in your function itself."
     return f"the statement asks you not to call {name}: this exercise is about writing it yourself."
 
 
@@ -200,11 +204,18 @@ def describe(x) -> str:
     return f"{type(x).__name__} {text[:60]}".strip()
 
 
+HALF = "float16 keeps only about 3 significant digits, too few for these numbers: return float32 " \
+       "or float64 (or plain Python numbers)."
+
+
 def number(x):
     """Any real number: an int, a Fraction, a float (a NumPy float keeps its dtype: the
-    tolerance fits it); a one-number array counts as its number."""
+    tolerance fits it; float16 is refused, with a hint); a one-number array counts as its
+    number."""
     if isinstance(x, np.ndarray) and x.size == 1 and x.dtype.kind in "iuf":
         x = x.reshape(())[()]
+    if isinstance(x, np.floating) and np.finfo(x.dtype).eps > EPS32:
+        raise Wrong(f"you returned {describe(x)}: {HALF}")
     if isinstance(x, (bool, np.bool_)):
         raise Wrong(f"return a number; got {describe(x)}")
     if isinstance(x, (int, np.integer)):
@@ -249,11 +260,23 @@ def array(x) -> np.ndarray:
             pass
     if not isinstance(x, np.ndarray) or x.dtype.kind not in "iuf":
         raise Wrong(f"return a NumPy array of numbers; got {describe(x)}")
+    if x.dtype.kind == "f" and np.finfo(x.dtype).eps > EPS32:
+        raise Wrong(f"your array is {x.dtype}: {HALF}")
     return x
 
 
+def matrix(x) -> np.ndarray:
+    """A matrix given by its entries: a 2-d NumPy array (a tensor arrives as one) or a
+    ``scipy.sparse`` matrix (it arrives as the dense array it stands for); never an object that
+    only multiplies (a LinearOperator: the statement asks for the entries)."""
+    if isinstance(x, np.ndarray) and x.ndim == 2:
+        return array(x)
+    raise Wrong(f"return the matrix itself, as its entries: a NumPy array or a scipy.sparse "
+                f"matrix; got {describe(x)}")
+
+
 def probed(x) -> wire.Probed:
-    """A module's or a matrix's outputs on the check's inputs (see ``Plan.probe``)."""
+    """A module's outputs on the check's inputs (see ``Plan.probe``)."""
     if not isinstance(x, wire.Probed):
         raise wire.Malformed("expected a probed answer")
     return x
@@ -265,11 +288,16 @@ def equal(got, want) -> bool:
     return type(got) is not np.ndarray and got == want
 
 
+EPS32 = float(np.finfo(np.float32).eps)
+
+
 def tolerance(got, terms: int = 1) -> float:
     """How far a right answer in ``got``'s dtype may be from float64's: 8 * terms * eps (terms:
-    the rounding steps behind one number), and never below 1e-9."""
+    the rounding steps behind one number), and never below 1e-9. eps is that of the numbers
+    that came back (what the grader sees, never what the learner's side says about them), and
+    never coarser than float32's: float16 buys no tolerance."""
     dtype = np.asarray(got).dtype
-    eps = float(np.finfo(dtype).eps) if dtype.kind == "f" else 0.0
+    eps = min(float(np.finfo(dtype).eps), EPS32) if dtype.kind == "f" else 0.0
     return max(1e-9, 8 * terms * eps)
 
 
@@ -361,24 +389,14 @@ def layers(answer: wire.Probed, kind: str) -> list[dict]:
 
 
 def output_close(answer: wire.Probed, i: int, want, terms: int = 1) -> bool:
-    """Output ``i`` of a probed module or matrix equals ``want`` (see ``probed_close``)."""
-    return probed_close(answer, answer.outputs[i], want, terms)
-
-
-def probed_close(answer: wire.Probed, got, want, terms: int = 1) -> bool:
-    """``got`` (an output of a probed answer, or built from its outputs) equals ``want`` within
-    the tolerance of the lowest precision among the answer's parameters (a float32 copy of the
-    weights is fine) and got's own dtype."""
-    if not isinstance(got, np.ndarray):
+    """Output ``i`` of a probed module equals ``want`` within float32's tolerance: the module
+    ran in float64 on the grader's inputs, and a float32 copy of the weights is fine. Only the
+    numbers that came back count (nothing the module says about its own dtypes)."""
+    got = answer.outputs[i]
+    if not isinstance(got, np.ndarray) or got.dtype.kind not in "iuf" or got.shape != np.shape(want):
         return False
-    dtypes = answer.facts.get("dtypes")
-    floats = [d for d in dtypes if d in ("float16", "bfloat16", "float32", "float64")] \
-        if isinstance(dtypes, list) else []
-    eps = max([float(np.finfo(np.float32 if d == "bfloat16" else d).eps) *
-               (2**16 if d == "bfloat16" else 1) for d in floats] + [0.0])
-    tol = 8 * terms * eps
-    return close(got, want, terms) or (eps > 0 and got.shape == np.shape(want) and bool(
-        np.allclose(got.astype(np.float64), want, rtol=tol, atol=tol)))
+    tol = 8 * terms * EPS32
+    return bool(np.allclose(got.astype(np.float64), want, rtol=tol, atol=tol))
 
 
 def random_state(module, rng: np.random.Generator) -> dict[str, np.ndarray]:

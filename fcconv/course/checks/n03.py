@@ -41,7 +41,7 @@ def fc7_as_conv(rng):
                 continue
             return _fc7_hint(got, w, b, wants)
         return None
-    return Plan(calls, judge, probed, probe=("module", inputs))
+    return Plan(calls, judge, probed, probe=inputs)
 
 
 def _fc7_hint(got: wire.Probed, w: np.ndarray, b: np.ndarray, wants: list) -> str:

@@ -43,7 +43,7 @@ def _run(model, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()
 
 
-@check("04.1", forbids=("fcconv.fcn.convolutionalize",), needs_torch=True)
+@check("04.1", forbids=("fcconv.fcn.convolutionalize", "fcconv.dense.sliding_windows"), needs_torch=True)
 def convolutionalize_by_hand(rng):
     """fn(model: the lenet5 Sequential, random weights) -> a fully convolutional version of it:
     LeNet-5's scores at 32x32, and LeNet-5 itself on every 32x32 crop of a bigger input."""
@@ -77,7 +77,7 @@ def convolutionalize_by_hand(rng):
                        f"every 32x32 crop {lenet_jump()} pixels apart: each Linear must become a " \
                        "convolution that slides."
         return None
-    return Plan([(lenet,)], judge, probed, probe=("module", [inputs]))
+    return Plan([(lenet,)], judge, probed, probe=[inputs])
 
 
 def _lenet_difference(got: wire.Probed, model, x: np.ndarray) -> str:
@@ -130,7 +130,7 @@ def bn1d_to_bn2d(rng):
         if all(output_close(got, i, want(x), 8) for i, x in enumerate(inputs)):
             return None
         return _bn_hint(got, state, eps)
-    return Plan([(bn,)], judge, probed, probe=("module", [inputs]))
+    return Plan([(bn,)], judge, probed, probe=[inputs])
 
 
 def _bn_hint(got: wire.Probed, state: dict, eps: float) -> str:

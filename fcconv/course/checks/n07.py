@@ -6,8 +6,7 @@ import numpy as np
 
 from ...formulas import conv_output_size
 from ...numpy_ops import conv2d, conv_matrix
-from . import wire
-from .core import FLOAT32, Plan, check, close, compare, float32_only, ints, probed, probed_close
+from .core import FLOAT32, Plan, check, close, compare, float32_only, ints, matrix
 
 
 @check("07.1", forbids=("fcconv.numpy_ops.conv_matrix_entries", "fcconv.numpy_ops.conv_matrix"))
@@ -60,54 +59,39 @@ def _matrix_of(weight: np.ndarray, in_shape, out_order="kyx", in_order="chw") ->
     return m
 
 
-@check("07.2", forbids=("fcconv.numpy_ops.conv_matrix", "fcconv.conversions.conv_to_linear"))
+@check("07.2", forbids=("fcconv.numpy_ops.conv_matrix", "fcconv.numpy_ops.conv_matrix_entries",
+                         "fcconv.conversions.conv_to_linear", "fcconv.numpy_ops.conv2d",
+                         "torch.nn.functional.conv2d"))
 def my_conv_matrix(rng):
-    """fn(weight (K, C, kh, kw), in_shape (C, H, W)) -> M with M @ x.ravel() == conv2d(x).ravel()
-    (stride 1, no padding). Judged by what M @ x gives for every basis vector x (that is M,
-    column by column, however M is stored) and for random x."""
+    """fn(weight (K, C, kh, kw), in_shape (C, H, W)) -> M, the conv's matrix given by its entries
+    (a NumPy array or a scipy.sparse matrix), with M @ x.ravel() == conv2d(x).ravel() (stride 1,
+    no padding), built from the weights without calling a convolution. Judged entry by entry."""
     shapes = [(2, 2, 2, 3, 3, 4)]
     for _ in range(3):
         k, c = (int(v) for v in rng.integers(1, 3, 2))
         kh, kw = (int(v) for v in rng.integers(1, 4, 2))
         shapes.append((k, c, kh, kw, kh + int(rng.integers(0, 4)), kw + int(rng.integers(0, 4))))
-    calls, inputs = [], []
-    for k, c, kh, kw, h, w in shapes:
-        calls.append((rng.standard_normal((k, c, kh, kw)), (c, h, w)))
-        inputs.append([*np.eye(c * h * w), *rng.standard_normal((2, c * h * w))])
+    calls = [(rng.standard_normal((k, c, kh, kw)), (c, h, w)) for k, c, kh, kw, h, w in shapes]
 
     def judge(answers: list) -> str | None:
-        for (weight, in_shape), xs, got in zip(calls, inputs, answers):
-            problem = _matrix_problem(got, weight, in_shape, xs)
+        for (weight, in_shape), got in zip(calls, answers):
+            problem = _matrix_problem(got, weight, in_shape)
             if problem:
                 return problem
         return None
-    return Plan(calls, judge, probed, probe=("matrix", inputs))
+    return Plan(calls, judge, matrix)
 
 
-def _matrix_problem(got: wire.Probed, weight: np.ndarray, in_shape, xs: list) -> str | None:
-    """Why M is not the conv's matrix (None: it is), from M @ x on the basis and random x."""
+def _matrix_problem(m: np.ndarray, weight: np.ndarray, in_shape) -> str | None:
+    """Why M is not the conv's matrix (None: it is), from its entries."""
     want = _matrix_of(weight, in_shape)
-    n_in = want.shape[1]
-    shape = got.facts.get("shape")
-    if isinstance(shape, tuple) and shape != want.shape:
-        return f"M should be {want.shape} (outputs x inputs); yours is {shape}."
-    columns = []
-    for out in got.outputs:
-        if isinstance(out, wire.Raised):
-            return f"M @ x raised {out.type} for x of shape ({n_in},): {out.message}"
-        if not isinstance(out, np.ndarray) or out.dtype.kind not in "iuf" or out.size != len(want):
-            return f"M @ x should be a vector of {len(want)} outputs for x of shape ({n_in},); " \
-                   f"got {getattr(out, 'shape', out)}."
-        columns.append(out.reshape(-1))
-    m = np.stack(columns[:n_in], axis=1)
-    if not all(probed_close(got, out, m @ x, n_in) for x, out in zip(xs[n_in:], columns[n_in:])):
-        return "M @ x is not one matrix times x: return the matrix itself (an array, or anything " \
-               "whose @ multiplies by a matrix)."
-    if probed_close(got, m, want):
+    if m.shape != want.shape:
+        return f"M should be {want.shape} (outputs x inputs) for filters {weight.shape} on " \
+               f"{tuple(in_shape)}; yours is {m.shape}."
+    if close(m, want):
         return None
     if float32_only(m, want):
         return FLOAT32
-    c, h, w = in_shape
     for order, says in (
             (dict(out_order="yxk"), "your rows are ordered by position first, (y, x, k): "
                                     "conv2d's output is flattened as (K, H', W'), so row "

@@ -3,6 +3,8 @@ and 08.2 live in fcconv.course.detect, which needs PyTorch)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from .core import Wrong, check, close, compare, describe, integer, number, optional
 
 detect = optional("fcconv.course.detect")
@@ -63,9 +65,13 @@ def iou(rng):
 
 
 def detections(x) -> list[tuple]:
-    """A list of detections (x0, y0, x1, y1, label, score), each as a tuple of numbers."""
+    """Detections (x0, y0, x1, y1, label, score), each as a tuple of numbers: from a list or
+    tuple of 6-number sequences (tuples, lists, 1-d arrays), or an (n, 6) array or tensor."""
+    if isinstance(x, np.ndarray) and (x.size == 0 or (x.ndim == 2 and x.shape[1] == 6)):
+        x = list(x.reshape(-1, 6))
     if not isinstance(x, (list, tuple)):
-        raise Wrong(f"return a list of detections; got {describe(x)}")
+        raise Wrong(f"return the detections you keep, a list of 6-tuples (or an (n, 6) array); "
+                    f"got {describe(x)}")
     out = []
     for d in x:
         items = list(d) if hasattr(d, "ndim") and d.ndim == 1 else d

@@ -3,14 +3,15 @@
 A check's inputs go to the learner's function as JSON: numbers, strings, tuples, lists, NumPy
 arrays as ``.npy`` bytes, a PyTorch module as the name of its constructor and a state of arrays
 (``Module``). The answer comes back the same way: a number, a sequence, an array (``.npy``, loaded
-with ``allow_pickle=False``), or, where the answer is a module or a matrix, its outputs on inputs
-the check chose (``probe``) and a description of its layers. Anything else arrives as a
-description (``Opaque``: its type's name and a short repr), never as itself.
+with ``allow_pickle=False``; a ``scipy.sparse`` matrix as its entries), or, where the answer is a
+module, its outputs on inputs the check chose (``probe``) and a description of its layers.
+Anything else arrives as a description (``Opaque``: its type's name and a short repr), never as
+itself.
 
 ``evaluate`` runs on the learner's side (in the grader: inside the learner's kernel, sent there as
-source text, its reply read back as the value of an expression: ``reply_text``); ``decode`` on the
-judge's side (in the grader: its own process). A self-check cell
-runs both in one process: the same code, the same round trip through JSON.
+source text, answering the grader's requests as a message handler of the kernel: ``serve``);
+``decode`` on the judge's side (in the grader: its own process). A self-check cell runs both in
+one process: the same code, the same round trip through JSON.
 
 Nothing decoded here is trusted: every value is rebuilt from plain types, under caps on depth,
 length and bytes. Exceeding one, or a value of no known form, is ``Malformed``.
@@ -24,6 +25,7 @@ import io
 import json
 import numbers
 import sys
+import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -33,6 +35,7 @@ MAX_DEPTH = 6  # tuples in lists in tuples...: deeper is not an answer any exerc
 MAX_ITEMS = 100_000  # values in one answer, all sequences together
 MAX_ARRAY_BYTES = 64 * 2**20  # one array's .npy bytes
 MAX_TEXT = 200  # characters kept of a repr, a type name or an error message
+MAX_DENSE = 2**24  # entries of the dense matrix a sparse one stands for
 WATCH_OFF = "sys.setprofile"  # reported as forbidden when the learner's code ends the watch
 _setprofile, _getprofile = sys.setprofile, sys.getprofile  # as they were when this loaded
 
@@ -83,8 +86,8 @@ class Module:
 
 @dataclass(frozen=True)
 class Probed:
-    """A module's or a matrix's answer: its outputs on the check's inputs (an array, or Raised,
-    for each) and what its layers hold (``facts``: type names, attributes, parameters)."""
+    """A module's answer: its outputs on the check's inputs (an array, or Raised, for each) and
+    what its layers hold (``facts``: type names, attributes, parameters; for hints only)."""
 
     outputs: list
     facts: dict
@@ -139,6 +142,11 @@ def encode(x, depth: int = 0, budget: list | None = None):
                 return {"object": type(x).__name__, "text": f"of {len(x)} items: too many"}
             items = [encode(v, depth + 1, budget) for v in x]
             return {"tuple": items} if isinstance(x, tuple) else {"list": items}
+        if all(hasattr(x, a) for a in ("tocoo", "nnz", "shape")):  # a scipy.sparse matrix
+            coo = x.tocoo()
+            return {"sparse": {"shape": [int(n) for n in coo.shape],
+                               **{k: encode(np.asarray(getattr(coo, k)), depth + 1, budget)
+                                  for k in ("row", "col", "data")}}}
         array = _as_array(x)
         if array is not None:
             if array.dtype.kind not in "biufc":
@@ -187,6 +195,8 @@ def decode(v, depth: int = 0, budget: list | None = None):
             return tuple(items) if tag == "tuple" else items
         if tag == "array":
             return _from_npy(body)
+        if tag == "sparse" and isinstance(body, dict):
+            return _dense(body, depth, budget)
         if tag == "object" and isinstance(body, str):
             return Opaque(clean(body)[:80], clean(v.get("text", ""))[:60])
         if tag == "module" and isinstance(body, dict):
@@ -198,6 +208,23 @@ def decode(v, depth: int = 0, budget: list | None = None):
             raise
         raise Malformed(f"a {tag} value that cannot be read") from None
     raise Malformed(f"a value of no known form ({str(tag)[:20]!r})")
+
+
+def _dense(body: dict, depth: int, budget: list) -> np.ndarray:
+    """A sparse matrix's entries (shape, row, col, data) as the dense array they stand for
+    (entries at the same place add up, as in scipy)."""
+    shape = tuple(int(n) for n in body["shape"])
+    row, col, data = (decode(body[k], depth + 1, budget) for k in ("row", "col", "data"))
+    if len(shape) != 2 or min(shape) < 0 or shape[0] * shape[1] > MAX_DENSE or \
+            not all(isinstance(a, np.ndarray) and a.ndim == 1 for a in (row, col, data)) or \
+            not len(row) == len(col) == len(data) or row.dtype.kind not in "iu" or \
+            col.dtype.kind not in "iu" or data.dtype.kind not in "biuf":
+        raise Malformed("a sparse matrix that cannot be read")
+    if len(row) and (row.min() < 0 or col.min() < 0 or row.max() >= shape[0] or col.max() >= shape[1]):
+        raise Malformed("a sparse matrix with entries outside its shape")
+    out = np.zeros(shape, dtype=data.dtype if data.dtype.kind == "f" else np.float64)
+    np.add.at(out, (row, col), data)
+    return out
 
 
 def decode_probed(v) -> Probed:
@@ -219,7 +246,7 @@ def decode_raised(v) -> Raised | None:
 
 
 def _decode_facts(facts: dict) -> dict:
-    """Facts of a module or matrix: plain strings, values through ``decode``, layers nested."""
+    """Facts of a module: plain strings, values through ``decode``, layers nested."""
     out = {}
     budget = [MAX_ITEMS]
     for key, value in list(facts.items())[:20]:
@@ -271,38 +298,134 @@ def _as_array(x) -> np.ndarray | None:
     return None
 
 
+_ACTIVE: list = []  # the watch of the check running now (every thread's profile looks here)
+_RESOLVED: dict = {}  # forbidden name -> the function, as it was before the learner's code ran
+PROCESS = "a new process"  # how a process started while the learner's function is checked is noted
+_PROCESS_EVENTS = frozenset(("os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.exec",
+                             "os.spawn", "subprocess.Popen", "pty.spawn"))
+
+
+def resolve(name: str):
+    """The function (or builtin) a dotted name such as ``fcconv.formulas.conv_output_size``
+    names, unwrapped from its decorators; None if it cannot be imported here."""
+    module, _, attr = name.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+        while hasattr(obj, "__wrapped__"):
+            obj = obj.__wrapped__
+    except Exception:  # not installed here (PyTorch), or renamed
+        return None
+    return obj
+
+
+def _thread_profile(frame, event, arg):
+    """Every thread's profile function in a grading kernel: the running check's watch, if any."""
+    if _ACTIVE:
+        _ACTIVE[-1]._profile(frame, event, arg)
+
+
+def _audit(event, args):
+    """A grading kernel's audit hook (it cannot be removed): a process started while a check runs
+    is noted, for the call watch cannot see into another process."""
+    if _ACTIVE and event in _PROCESS_EVENTS:
+        _ACTIVE[-1].note(f"{PROCESS} ({event})")
+
+
 class _Watch:
     """Notes every call the learner's code makes to a function the statement forbids, however
-    it was reached (an alias, a helper of theirs); a library function calling it is not them."""
+    it was reached (an alias, a helper of theirs, a library function, a decorator, another
+    thread), recognised by the function's code object (or, for a builtin, the object itself),
+    never by a name the learner's code can set. The grader's own work is outside the watch."""
 
     def __init__(self, forbids):
-        self.forbids = {tuple(f) for f in forbids}
         self.seen: list[str] = []
+        self.codes, self.builtins, self.pending, self.held = {}, {}, {}, []
+        for module, name in (tuple(f) for f in forbids):
+            dotted = f"{module}.{name}"
+            obj = _RESOLVED.get(dotted)
+            if obj is None and module.split(".")[0] in sys.modules:
+                obj = resolve(dotted)
+            if obj is None:  # not imported yet: recognised by its name once it is
+                self.pending.setdefault(name, []).append(dotted)
+            else:
+                self._hold(dotted, obj)
+
+    def _hold(self, dotted: str, obj) -> None:
+        self.held.append(obj)  # (ids below stay valid while the watch lives)
+        code = getattr(obj, "__code__", None)
+        if code is not None:
+            self.codes[id(code)] = dotted
+        else:
+            self.builtins[id(obj)] = dotted
+
+    def _late(self, name: str, code=None, obj=None) -> str | None:
+        """A forbidden function met before it was resolved: resolve it now, and compare."""
+        for dotted in self.pending.pop(name, []):
+            found = resolve(dotted)
+            if found is not None:
+                self._hold(dotted, found)
+        return self.codes.get(id(code)) if code is not None else self.builtins.get(id(obj))
+
+    def note(self, name: str) -> None:
+        if name not in self.seen:
+            self.seen.append(name)
 
     def _profile(self, frame, event, arg):
         if event == "call":
-            key = (frame.f_globals.get("__name__"), getattr(frame.f_code, "co_qualname",
-                                                            frame.f_code.co_name))
-            caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back else ""
-            if key in self.forbids and caller.split(".")[0] not in ("fcconv", "torch", "numpy"):
-                name = ".".join(key)
-                if name not in self.seen:
-                    self.seen.append(name)
+            code = frame.f_code
+            name = self.codes.get(id(code))
+            if name is None and code.co_name in self.pending:
+                name = self._late(code.co_name, code=code)
+        elif event == "c_call":
+            name = self.builtins.get(id(arg))
+            if name is None and getattr(arg, "__name__", None) in self.pending:
+                name = self._late(arg.__name__, obj=arg)
+        else:
+            return
+        if name is not None:
+            self.note(name)
 
     def __enter__(self):
         self.old = _getprofile()
-        if self.forbids:
-            _setprofile(self._profile)
+        _ACTIVE.append(self)
+        _setprofile(self._profile)
         return self
 
     def __exit__(self, *exc):
-        if self.forbids and _getprofile() != self._profile and WATCH_OFF not in self.seen:
-            self.seen.append(WATCH_OFF)  # the learner's code replaced the watch: said, not hidden
+        if _getprofile() != self._profile and WATCH_OFF not in self.seen:
+            self.note(WATCH_OFF)  # the learner's code replaced the watch: said, not hidden
         _setprofile(self.old)
+        _ACTIVE.remove(self)
+
+
+def serve(shell, forbids=()) -> None:
+    """In a grading kernel, before any of the learner's code: resolve the functions the
+    notebook's statements forbid, watch every thread the learner's code starts and every process,
+    and answer the grader's check requests (message ``fcconv_check_request``: {"answer": name,
+    "request": ...}) with ``evaluate``'s reply as JSON text. The handler is the kernel's, not a
+    name in the learner's namespace: no global of theirs, and no %reset, reaches it."""
+    for dotted in forbids:
+        if dotted.split(".")[0] in sys.modules or dotted.startswith("fcconv."):
+            found = resolve(dotted)
+            if found is not None:
+                _RESOLVED[dotted] = found
+    threading.setprofile(_thread_profile)
+    sys.addaudithook(_audit)
+    kernel = shell.kernel
+
+    def answer_check(stream, idents, msg):
+        content = msg.get("content") or {}
+        try:
+            reply = {"status": "ok", "reply": json.dumps(evaluate(
+                shell.user_ns.get(str(content.get("answer"))), content.get("request") or {}))}
+        except BaseException as err:  # an interrupt (the check's time is up), or worse
+            reply = {"status": "error", "ename": type(err).__name__, "evalue": str(err)[:MAX_TEXT]}
+        kernel.session.send(stream, "fcconv_check_reply", reply, msg, idents)
+    kernel.shell_handlers["fcconv_check_request"] = answer_check
 
 
 def _facts(answer) -> dict:
-    """What a module (or matrix) holds: type names, each layer's attributes and parameters."""
+    """What a module holds: type names, each layer's attributes and parameters."""
     facts = {"type": encode(_type_name(answer)), "bases": _bases(answer)}
     shape = getattr(answer, "shape", None)
     if shape is not None:
@@ -324,28 +447,19 @@ _ATTRS = ("kernel_size", "stride", "padding", "dilation", "groups", "eps", "in_f
           "out_features", "in_channels", "out_channels", "num_features")
 
 
-def _probe(answer, kind: str, inputs: list) -> dict:
-    """Run a module (or a matrix: ``M @ x``) on the check's inputs: its outputs and facts."""
-    import contextlib
+def _probe(answer, inputs: list) -> dict:
+    """Run a module on the check's inputs (arrays): its outputs and facts (for the hints only:
+    nothing the module says about itself decides a verdict)."""
+    import torch
 
     outputs = []
     facts = _facts(answer)
-    if kind == "module":
-        import torch
-
-        if isinstance(answer, torch.nn.Module):
-            facts["dtypes"] = encode(sorted({str(t.dtype).removeprefix("torch.") for t in
-                                             [*answer.parameters(), *answer.buffers()]}))
-            answer = answer.double().eval()
-        run, grad = (lambda x: answer(torch.from_numpy(x))), torch.no_grad()
-    else:
-        if isinstance(getattr(answer, "dtype", None), np.dtype):
-            facts["dtypes"] = encode([answer.dtype.name])
-        run, grad = (lambda x: answer @ x), contextlib.nullcontext()
-    with grad:
+    if isinstance(answer, torch.nn.Module):
+        answer = answer.double().eval()
+    with torch.no_grad():
         for x in inputs:
             try:
-                outputs.append(encode(run(_from_npy(x))))
+                outputs.append(encode(answer(torch.from_numpy(x))))
             except Exception as err:
                 outputs.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
     return {"outputs": outputs, "facts": facts}
@@ -354,7 +468,7 @@ def _probe(answer, kind: str, inputs: list) -> dict:
 def evaluate(fn, request: dict) -> dict:
     """The learner's side of a check: call ``fn`` on each call's arguments (fresh copies, decoded
     here), and reduce each answer to plain data. ``request``: {"calls": [[args...]...],
-    "probe": None or {"kind": "module" | "matrix", "inputs": [[arrays] per call]}, "forbids":
+    "probe": None or {"inputs": [[arrays] per call]} (the answer is a module), "forbids":
     [[module, qualname]...]}. The reply: {"stub": true} while the answer is a stub, else
     {"answers": [...], "forbidden": [names]}, each answer {"value": ...}, {"probed": ...} or
     {"raised": [...]}."""
@@ -363,13 +477,15 @@ def evaluate(fn, request: dict) -> dict:
     if not callable(fn):
         return {"answers": [], "forbidden": [], "not_callable": encode(fn)}
     answers = []
+    calls = [[_arg(a) for a in args] for args in request["calls"]]  # the grader's work: not watched
+    probe = request.get("probe")
+    inputs = [[_from_npy(x) for x in xs] for xs in probe["inputs"]] if probe else None
     with _Watch(request.get("forbids", ())) as watch:
-        for i, args in enumerate(request["calls"]):
+        for i, args in enumerate(calls):
             try:
-                answer = fn(*[_arg(a) for a in args])
-                probe = request.get("probe")
-                answers.append({"probed": _probe(answer, probe["kind"], probe["inputs"][i])}
-                               if probe else {"value": encode(answer)})
+                answer = fn(*args)
+                answers.append({"probed": _probe(answer, inputs[i])} if probe else
+                               {"value": encode(answer)})
             except NotImplementedError:
                 return {"stub": True}
             except (Exception, SystemExit) as err:  # the learner's code failed: say how
@@ -386,17 +502,12 @@ def _arg(v):
 
 def request(calls, probe=None, forbids=()) -> dict:
     """A check's request, as JSON-ready data: ``calls`` (tuples of arguments), ``probe`` (None,
-    or (kind, inputs of each call)), ``forbids`` (dotted names the statement forbids)."""
+    or the inputs to run each call's module on), ``forbids`` (dotted names the statement
+    forbids)."""
     return {"calls": [[encode(a) for a in call] for call in calls],
             "probe": None if probe is None else {
-                "kind": probe[0], "inputs": [[_npy(np.asarray(x)) for x in xs] for xs in probe[1]]},
+                "inputs": [[_npy(np.asarray(x)) for x in xs] for xs in probe]},
             "forbids": [list(name.rsplit(".", 1)) for name in forbids]}
-
-
-def reply_text(answer: str, namespace: dict, request: dict) -> str:
-    """In a grading kernel: evaluate the learner's function named ``answer`` and return the
-    reply as JSON text (the grader reads it back as the value of an expression)."""
-    return json.dumps(evaluate(namespace.get(answer), request))
 
 
 def round_trip(reply: dict) -> dict:

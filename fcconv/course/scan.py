@@ -1,0 +1,258 @@
+"""Which forbidden functions a learner's answer names in its source: the grader's source scan,
+beside the call watch in the kernel (``wire``). Names are resolved as Python resolves them when
+the check runs: the answer's definition and every top-level definition it uses are followed, a
+name local to a function is the learner's own, a global is its last binding in the notebook (an
+import, a def, an assignment), and an attribute chain counts only when it leads, in this
+process's library, to the very function the statement forbids. So ``linear = ...`` in a
+function, ``def conv_output_size(...)`` of the learner's, or ``my_iou = iou`` after their own
+``def iou`` are theirs; ``cos(...)`` after ``from fcconv.formulas import conv_output_size as cos``
+is not. Magics whose argument is Python (``%time``, ``%%timeit``, ...) are read as Python.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import sys
+
+from .checks import wire
+
+CODE_MAGICS = {"time", "timeit", "prun", "capture"}  # the magics whose argument is Python code
+WATCH_OFF = ("sys.setprofile", "threading.setprofile", "sys.settrace", "threading.settrace")
+_COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def forbidden_in_source(sources: list[str], answer: str, forbids) -> list[str]:
+    """The forbidden functions (dotted names) that the answer named ``answer`` reaches in the
+    source of the notebook's cells ``sources``; also the functions that turn the call watch off
+    (``WATCH_OFF``), under the name the watch reports."""
+    targets = {}
+    for name in (*forbids, *WATCH_OFF):
+        obj = wire.resolve(name)
+        if obj is not None:
+            targets.setdefault(id(obj), (name if name not in WATCH_OFF else wire.WATCH_OFF, obj))
+    if not targets:
+        return []
+    return _Scan(_statements(sources), targets).answer(answer)
+
+
+def python_of(source: str) -> str:
+    """A cell as Python: the argument of a code magic (``%time x = f()``, a ``%%timeit`` cell) is
+    kept as code; any other magic or shell line is dropped."""
+    lines, cell_magic = [], None
+    for i, line in enumerate(source.splitlines()):
+        match = re.match(r"^(\s*)(%%?)(\w+)((?:\s+-\w+(?:\s+\d+)?)*)\s?(.*)$", line)
+        if i == 0 and match and match.group(2) == "%%":
+            cell_magic = match.group(3)
+            lines.append(match.group(1) + (match.group(5) if cell_magic in CODE_MAGICS else ""))
+        elif cell_magic is not None and cell_magic not in CODE_MAGICS:
+            lines.append("")
+        elif match and match.group(2) == "%":
+            lines.append(match.group(1) + (match.group(5) if match.group(3) in CODE_MAGICS else "pass"))
+        elif line.lstrip().startswith("!"):
+            lines.append(line[:len(line) - len(line.lstrip())] + "pass")
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _statements(sources: list[str]) -> list[ast.stmt]:
+    """Every statement run at the notebook's top level, in order (into if/for/with/try bodies)."""
+    out = []
+
+    def walk(body):
+        for node in body:
+            out.append(node)
+            if isinstance(node, _COMPOUND):
+                for field in ("body", "orelse", "finalbody"):
+                    walk(getattr(node, field, []))
+                for handler in getattr(node, "handlers", []):
+                    walk(handler.body)
+    for source in sources:
+        try:
+            walk(ast.parse(python_of(source)).body)
+        except (SyntaxError, ValueError):
+            continue
+    return out
+
+
+def _bound(node: ast.AST) -> list[str]:
+    """The names a statement binds in the scope it runs in (not inside nested functions)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"]
+    out = []
+    for sub in _own_nodes(node):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
+            out.append(sub.id)
+        elif isinstance(sub, ast.ExceptHandler) and sub.name:
+            out.append(sub.name)
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and sub is not node:
+            out.append(sub.name)  # (a lambda binds nothing)
+        elif isinstance(sub, (ast.Import, ast.ImportFrom)) and sub is not node:
+            out += _bound(sub)
+    return out
+
+
+def _own_nodes(node: ast.AST):
+    """The nodes of ``node`` that run in its own scope: a nested function or class is yielded,
+    but not what is inside it."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        yield n
+        if n is node or not isinstance(n, (*_FUNCTIONS, ast.ClassDef)):
+            todo += list(ast.iter_child_nodes(n))
+
+
+def _heads(node: ast.AST) -> list[ast.AST]:
+    """What a def, lambda or class evaluates where it stands: decorators, defaults, bases."""
+    out = [*getattr(node, "decorator_list", []), *getattr(node, "bases", []),
+           *getattr(node, "keywords", [])]
+    args = getattr(node, "args", None)
+    if args is not None:
+        out += [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
+    return out
+
+
+def _body(node: ast.AST) -> list[ast.AST]:
+    return node.body if isinstance(node.body, list) else [node.body]
+
+
+def _locals(fn: ast.AST) -> set[str]:
+    """The names local to a function (its parameters and every name it binds), less those it
+    declares global."""
+    args = fn.args
+    names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs,
+                             *filter(None, (args.vararg, args.kwarg))]}
+    declared = set()
+    for stmt in _body(fn):
+        for sub in _own_nodes(stmt):
+            if isinstance(sub, (ast.Global, ast.Nonlocal)):
+                declared.update(sub.names)
+        names.update(_bound(stmt))
+        for sub in _own_nodes(stmt):  # comprehension targets: their own scope, never a global
+            if isinstance(sub, ast.comprehension):
+                names.update(n.id for n in ast.walk(sub.target) if isinstance(n, ast.Name))
+    return names - declared
+
+
+class _Scan:
+    """Follows the answer through the notebook's top-level statements (see the module's doc)."""
+
+    def __init__(self, statements: list[ast.stmt], targets: dict):
+        self.targets, self.found, self.done = targets, [], set()
+        self.bindings: dict[str, list[tuple[int, ast.stmt]]] = {}
+        for index, node in enumerate(statements):
+            for name in _bound(node):
+                self.bindings.setdefault(name, []).append((index, node))
+        self.index = {id(node): i for i, node in enumerate(statements)}
+
+    def answer(self, name: str) -> list[str]:
+        self._global(name, when=None)
+        return self.found
+
+    def _global(self, name: str, when: int | None) -> None:
+        """Follow a global name to its last binding before statement ``when`` (None: the end,
+        when the check runs)."""
+        found = [(i, n) for i, n in self.bindings.get(name, []) if when is None or i < when]
+        if not found:
+            return
+        index, node = found[-1]
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            self._dotted(self._imported(node, name))
+        else:
+            self._statement(node, index)
+
+    @staticmethod
+    def _imported(node, name: str) -> str | None:
+        """The dotted path an import binds ``name`` to."""
+        for alias in node.names:
+            bound = alias.asname or alias.name.split(".")[0]
+            if bound != name:
+                continue
+            if isinstance(node, ast.Import):
+                return alias.name if alias.asname else alias.name.split(".")[0]
+            if node.level == 0 and node.module:
+                return f"{node.module}.{alias.name}"
+        return None
+
+    def _statement(self, node: ast.stmt, index: int) -> None:
+        if ("stmt", id(node)) in self.done:
+            return
+        self.done.add(("stmt", id(node)))
+        self._walk(node, frozenset(), index)
+
+    def _walk(self, node: ast.AST, local: frozenset, when: int | None) -> None:
+        """Every name and attribute chain ``node`` uses; ``local``: names of the enclosing
+        functions; ``when``: the statement it runs at (None: at check time, in a function)."""
+        if isinstance(node, (*_FUNCTIONS, ast.ClassDef)):
+            for head in _heads(node):
+                self._walk(head, local, when)
+            function = isinstance(node, _FUNCTIONS)
+            inner = frozenset(local | _locals(node)) if function else local
+            for stmt in _body(node):
+                self._walk(stmt, inner, None if function else when)
+            return
+        for sub in _own_nodes(node):
+            if sub is not node and isinstance(sub, (*_FUNCTIONS, ast.ClassDef)):
+                self._walk(sub, local, when)
+            elif isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Load):
+                chain = self._chain(sub)
+                if chain and chain[0] not in local:
+                    self._chained(chain, when)
+            elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and \
+                    sub.func.id == "getattr" and len(sub.args) >= 2 and \
+                    isinstance(sub.args[1], ast.Constant) and isinstance(sub.args[1].value, str):
+                chain = self._chain(sub.args[0])
+                if chain and chain[0] not in local:
+                    self._chained([*chain, sub.args[1].value], when)
+            elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in local:
+                self._global(sub.id, when)
+
+    @staticmethod
+    def _chain(node: ast.AST) -> list[str] | None:
+        """``a.b.c`` as ["a", "b", "c"]; None for anything but names and attributes."""
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        return [node.id, *reversed(parts)] if isinstance(node, ast.Name) else None
+
+    def _chained(self, chain: list[str], when: int | None) -> None:
+        """An attribute chain on a global: through an import, the dotted path it names."""
+        found = [(i, n) for i, n in self.bindings.get(chain[0], []) if when is None or i < when]
+        if found and isinstance(found[-1][1], (ast.Import, ast.ImportFrom)):
+            base = self._imported(found[-1][1], chain[0])
+            if base:
+                self._dotted(".".join([base, *chain[1:]]))
+
+    def _dotted(self, dotted: str | None) -> None:
+        """Does the dotted path (or a prefix of it) name a target, in this process's library?"""
+        if not dotted or ("dotted", dotted) in self.done:
+            return
+        self.done.add(("dotted", dotted))
+        parts = dotted.split(".")
+        if parts[0] not in sys.modules and parts[0] != "fcconv":  # never import a learner's name
+            return
+        obj = None
+        for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+                break
+            except Exception:
+                continue
+        for attr in parts[i:] if obj is not None else ():
+            try:
+                obj = getattr(obj, attr)
+            except Exception:
+                return
+            unwrapped = obj
+            while hasattr(unwrapped, "__wrapped__"):
+                unwrapped = unwrapped.__wrapped__
+            hit = self.targets.get(id(unwrapped)) or self.targets.get(id(obj))
+            if hit and hit[0] not in self.found:
+                self.found.append(hit[0])
