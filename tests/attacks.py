@@ -9,8 +9,8 @@ import json
 import nbformat
 from conftest import ROOT
 
-STUB02 = ROOT / "exercises" / "02_shapes.ipynb"
-SOLVED02 = ROOT / "solutions" / "02_shapes.ipynb"
+STUB02 = ROOT / "exercises" / "02_shapes_exercises.ipynb"
+SOLVED02 = ROOT / "solutions" / "02_shapes_exercises.ipynb"
 LIBRARY = ROOT / "fcconv"
 
 
@@ -60,7 +60,7 @@ def equal_to_all(nb):
 
 
 def zeroing(_):  # notebook 01: zero the inputs in place, then answer from the zeros
-    nb = load(ROOT / "solutions" / "01_fc_is_a_convolution.ipynb")
+    nb = load(ROOT / "solutions" / "01_fc_is_a_convolution_exercises.ipynb")
     for cell in cells(nb, "answer"):
         name = cell.source.split("(")[0].removeprefix("def ")
         cell.source += f"\n_{name} = {name}\ndef {name}(*args):\n" \
@@ -148,7 +148,7 @@ YES = ("import torch\nclass Yes(torch.Tensor):\n    @classmethod\n"
 
 def subclass03(_):
     """03.2 with a conv whose output claims to be close to anything."""
-    nb = load(ROOT / "exercises" / "03_weight_reshaping.ipynb")
+    nb = load(ROOT / "exercises" / "03_weight_reshaping_exercises.ipynb")
     after(nb, nb.cells[1], YES)
     answer(nb, "03.2", "class Claims(torch.nn.Module):\n    def __init__(self, conv):\n"
                        "        super().__init__()\n        self.conv = conv\n"
@@ -160,7 +160,7 @@ def subclass03(_):
 
 def subclass04(_):
     """04.1 and 04.2 with modules whose zero outputs claim to be close to anything."""
-    nb = load(ROOT / "exercises" / "04_convolutionalize.ipynb")
+    nb = load(ROOT / "exercises" / "04_convolutionalize_exercises.ipynb")
     after(nb, nb.cells[1], YES + "class Zeros(torch.nn.Module):\n"
           "    def forward(self, x):\n"
           "        shape = (len(x), 10, (x.shape[2] - 32) // 4 + 1, (x.shape[3] - 32) // 4 + 1) if x.shape[1] == 1 else x.shape\n"
@@ -173,7 +173,7 @@ def subclass04(_):
 def lookup07(_):
     """07.1 from a table of the cases the check used to try; 07.2 a rank-1 matrix right for
     one x (the check used to try one)."""
-    nb = load(ROOT / "exercises" / "07_conv_to_fc.ipynb")
+    nb = load(ROOT / "exercises" / "07_conv_to_fc_exercises.ipynb")
     answer(nb, "07.1", "TABLE = {((64, 3, 3, 3), (3, 224, 224), 1, 1): (64 * 224 * 224, 3 * 224 * 224),\n"
                        "         ((8, 2, 5, 5), (2, 20, 16), 2, 0): (384, 640), ((4, 3, 3, 3), (3, 9, 9), 3, 1): (36, 243)}\n"
                        "def my_matrix_shape(weight_shape, in_shape, stride, padding):\n"
@@ -228,7 +228,7 @@ def survives(token, csv_path):
 
 def fair01(_):
     """01 answered in float32 (a pure reshape, then 1x1 filters) and through torch tensors."""
-    nb = load(ROOT / "solutions" / "01_fc_is_a_convolution.ipynb")
+    nb = load(ROOT / "solutions" / "01_fc_is_a_convolution_exercises.ipynb")
     answer(nb, "01.1", "def my_fc_to_conv_weight(weight, in_shape):\n"
                        "    return weight.astype(np.float32).reshape(weight.shape[0], *in_shape)")
     answer(nb, "01.3", "def my_fc_to_1x1(weight):\n    return weight.astype(np.float32)[:, :, None, None]")
@@ -237,7 +237,7 @@ def fair01(_):
 
 def fair07(_):
     """07.2 as a scipy.sparse matrix (M @ x is all the statement asks)."""
-    nb = load(ROOT / "solutions" / "07_conv_to_fc.ipynb")
+    nb = load(ROOT / "solutions" / "07_conv_to_fc_exercises.ipynb")
     cells(nb, "answer", "07.2")[0].source = cells(nb, "answer", "07.2")[0].source.replace(
         "    return m", "    import scipy.sparse\n    return scipy.sparse.csr_matrix(m)")
     return nb
@@ -245,7 +245,7 @@ def fair07(_):
 
 def fair08(_):
     """08.1 as an exact Fraction; 08.2 returning lists with float32 scores; 08.3 a float."""
-    nb = load(ROOT / "solutions" / "08_find_the_digits.ipynb")
+    nb = load(ROOT / "solutions" / "08_find_the_digits_exercises.ipynb")
     source = cells(nb, "answer", "08.1")[0].source
     cells(nb, "answer", "08.1")[0].source = "from fractions import Fraction\n" + source.replace(
         "return inter / (area(a) + area(b) - inter)", "return Fraction(inter, area(a) + area(b) - inter)")
@@ -367,7 +367,7 @@ def hides_calls(nb):
 def bf16(_):
     """04 with modules that carry a bfloat16 buffer (it used to widen the tolerance): 04.1 zeros
     of the right shape, 04.2 a BatchNorm2d without bn's eps."""
-    nb = load(ROOT / "exercises" / "04_convolutionalize.ipynb")
+    nb = load(ROOT / "exercises" / "04_convolutionalize_exercises.ipynb")
     answer(nb, "04.1", "class Zeros(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
                        "        self.register_buffer('lie', torch.zeros(1, dtype=torch.bfloat16))\n"
                        "    def forward(self, x):\n"
@@ -382,7 +382,7 @@ def bf16(_):
 def not_a_matrix(_):
     """07.2 as a LinearOperator that multiplies right (a convolution written out) but has no
     entries; the other answers solved."""
-    nb = load(ROOT / "solutions" / "07_conv_to_fc.ipynb")
+    nb = load(ROOT / "solutions" / "07_conv_to_fc_exercises.ipynb")
     answer(nb, "07.2", "from scipy.sparse.linalg import LinearOperator\n"
                        "def my_conv_matrix(weight, in_shape):\n    K, C, kh, kw = weight.shape\n    _, H, W = in_shape\n"
                        "    oh, ow = H - kh + 1, W - kw + 1\n"
@@ -396,7 +396,7 @@ def not_a_matrix(_):
 def impulses(_):
     """07.2 with the right entries, from conv2d on every basis image: the convolution the
     statement forbids."""
-    nb = load(ROOT / "solutions" / "07_conv_to_fc.ipynb")
+    nb = load(ROOT / "solutions" / "07_conv_to_fc_exercises.ipynb")
     answer(nb, "07.2", "def my_conv_matrix(weight, in_shape):\n    c, h, w = in_shape\n"
                        "    eye = np.eye(c * h * w).reshape(-1, c, h, w)\n"
                        "    return numpy_ops.conv2d(eye, weight).reshape(c * h * w, -1).T")

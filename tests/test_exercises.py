@@ -38,6 +38,14 @@ def test_every_walkthrough_has_an_exercise_notebook_with_3_to_6_exercises():
         assert 3 <= len(ids) <= 6 and len(set(ids)) == len(ids)
 
 
+def test_an_exercise_tab_never_reads_like_its_walkthrough():
+    # JupyterLab names a tab after the file: 02_shapes.ipynb and 02_shapes_exercises.ipynb
+    walkthroughs = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
+    for path in SOLUTIONS:
+        assert path.name not in walkthroughs and path.stem.endswith("_exercises"), path.name
+        assert (ROOT / "notebooks" / path.name.replace("_exercises", "")).exists(), path.name
+
+
 def test_each_notebooks_checks_live_in_its_own_module():
     for path in SOLUTIONS:
         for ex in exercises.exercise_ids(nbformat.read(path, as_version=4)):

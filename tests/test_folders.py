@@ -42,11 +42,11 @@ def test_grader_without_a_course_folder_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(folders, "installed_from", lambda: None)
     monkeypatch.chdir(tmp_path)
     limits = dict(cell_timeout=60, memory_gb=4.0, output_mb=10.0, deadline=600)
-    lost = grade.prepare(ROOT / "exercises" / "02_shapes.ipynb", limits, None, None)
+    lost = grade.prepare(ROOT / "exercises" / "02_shapes_exercises.ipynb", limits, None, None)
     assert lost.job is None and not lost.report.results
     assert any("FCCONV_COURSE_DIR" in p for p in lost.report.problems), lost.report.problems
     monkeypatch.setenv("FCCONV_COURSE_DIR", str(ROOT))
-    found = grade.prepare(ROOT / "exercises" / "02_shapes.ipynb", limits, None, grade.Watch())
+    found = grade.prepare(ROOT / "exercises" / "02_shapes_exercises.ipynb", limits, None, grade.Watch())
     assert found.job is not None and set(found.report.results) == {"02.1", "02.2", "02.3"}
 
 

@@ -121,7 +121,7 @@ def graded(tmp_path_factory):
     listener = socket.create_server(("127.0.0.1", 0))  # the grader's loopback: no kernel may reach it
     escapes = _escapes(root)
     (root / "secret.txt").write_text("another student's work")
-    reads = [str(ROOT / "solutions" / "02_shapes.ipynb"), str(ROOT / "tests" / "test_exercises.py"),
+    reads = [str(ROOT / "solutions" / "02_shapes_exercises.ipynb"), str(ROOT / "tests" / "test_exercises.py"),
              str(root / "secret.txt"), *(str(p) for p in Path.home().iterdir() if p.is_file())]
     attacks = {  # name: (the notebook it starts from, what it does to it)
         "tampers": (STUB02, tampers), "kills_its_grader": (SOLVED02, kills_its_grader),
@@ -132,7 +132,7 @@ def graded(tmp_path_factory):
         "subclass03": (None, subclass03), "subclass04": (None, subclass04), "lookup07": (None, lookup07),
         "planter": (STUB02, planter(marker, _site_packages())), "survives": (SOLVED02, survives(token, csv_path)),
         "fair01": (None, fair01), "fair07": (None, fair07), "fair08": (None, fair08),
-        "solved04": (ROOT / "solutions" / "04_convolutionalize.ipynb", lambda nb: None),
+        "solved04": (ROOT / "solutions" / "04_convolutionalize_exercises.ipynb", lambda nb: None),
         "launders": (STUB02, launders), "hides_calls": (STUB02, hides_calls), "bf16": (None, bf16),
         "not_a_matrix": (None, not_a_matrix), "impulses": (None, impulses),
         **{f"named_like{b}": (None, named_like(b)) for b in ("01", "02", "05", "08")},
@@ -151,7 +151,7 @@ def graded(tmp_path_factory):
                     "bf16": "04_convolutionalize", "not_a_matrix": "07_conv_to_fc",
                     "impulses": "07_conv_to_fc", "named_like01": "01_fc_is_a_convolution",
                     "named_like05": "05_score_maps", "named_like08": "08_find_the_digits"}.get(name, "02_shapes")
-        paths.append(write(nb, root / name / f"{notebook}.ipynb"))
+        paths.append(write(nb, root / name / f"{notebook}_exercises.ipynb"))
     library = {p: p.read_bytes() for p in LIBRARY.rglob("*") if p.is_file()}
     children = set(sandbox.children(os.getpid()))
     try:
@@ -364,7 +364,7 @@ def squeezed(tmp_path_factory):
     """Shared memory taken under --memory 0.25: an anonymous shared mapping, a /dev/shm file."""
     root = tmp_path_factory.mktemp("squeezed")
     name = f"fcconv-test-{secrets.token_hex(4)}"
-    paths = [write(load(STUB02), root / kind / "02_shapes.ipynb") for kind in ("mmap", "shm")]
+    paths = [write(load(STUB02), root / kind / "02_shapes_exercises.ipynb") for kind in ("mmap", "shm")]
     for path, kind in zip(paths, ("mmap", name)):
         nb = load(path)
         shared_memory(kind)(nb)
@@ -490,7 +490,7 @@ def fallback(tmp_path_factory):
     for name, (base, edit) in made.items():
         nb = load(base)
         edit(nb)
-        paths.append(write(nb, root / name / "02_shapes.ipynb"))
+        paths.append(write(nb, root / name / "02_shapes_exercises.ipynb"))
     try:
         reports = list(grade.grade_all(paths, jobs=1, isolate=False, **LIMITS))
         grade.write_csv(reports, csv_path)
@@ -533,13 +533,13 @@ def test_without_namespaces_planted_files_are_restored_and_a_changed_install_sto
 # ----------------------------------------------------------------- files and options
 
 def test_only_regular_files_are_read(tmp_path):
-    fifo = tmp_path / "fifo" / "02_shapes.ipynb"
+    fifo = tmp_path / "fifo" / "02_shapes_exercises.ipynb"
     fifo.parent.mkdir()
     os.mkfifo(fifo)
-    zero = tmp_path / "zero" / "02_shapes.ipynb"
+    zero = tmp_path / "zero" / "02_shapes_exercises.ipynb"
     zero.parent.mkdir()
     zero.symlink_to("/dev/zero")
-    bad = tmp_path / "bad" / "02_shapes.ipynb"
+    bad = tmp_path / "bad" / "02_shapes_exercises.ipynb"
     bad.parent.mkdir()
     bad.write_text("{not json")
     for path, says in ((fifo, "not a regular file"), (zero, "not a regular file"), (bad, "cannot read")):
@@ -557,7 +557,7 @@ def test_a_file_over_the_size_cap_is_not_read(tmp_path):
 def test_the_notebooks_cells_stop_at_its_deadline_and_its_answers_are_still_checked(tmp_path):
     nb = load(SOLVED02)
     nb.cells += [__import__("nbformat").v4.new_code_cell("import time\ntime.sleep(4)") for _ in range(6)]
-    path = write(nb, tmp_path / "slow" / "02_shapes.ipynb")
+    path = write(nb, tmp_path / "slow" / "02_shapes_exercises.ipynb")
     r = next(grade.grade_all([path], cell_timeout=math.ceil(scaled(5)), deadline=10))
     assert r.passed and any("past its deadline of 10 s" in p for p in r.problems), (r.results, r.problems)
 
@@ -626,7 +626,7 @@ def test_a_notebook_without_cell_ids_is_graded_without_a_warning(tmp_path):
     nb["nbformat_minor"] = 4
     for cell in nb["cells"]:
         cell.pop("id", None)
-    path = tmp_path / "old" / "02_shapes.ipynb"
+    path = tmp_path / "old" / "02_shapes_exercises.ipynb"
     path.parent.mkdir()
     path.write_text(json.dumps(nb))
     run = _cli(path, timeout=600)
@@ -654,7 +654,7 @@ def test_a_signal_ends_every_kernel_and_process_at_once_without_a_traceback(tmp_
     nb.cells.insert(2, __import__("nbformat").v4.new_code_cell(
         f"import subprocess, sys, time\n"
         f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', {token!r}])\ntime.sleep(300)"))
-    path = write(nb, tmp_path / "slow" / "02_shapes.ipynb")
+    path = write(nb, tmp_path / "slow" / "02_shapes_exercises.ipynb")
     proc = subprocess.Popen([sys.executable, "-m", "fcconv", "grade", str(path), "--timeout", "600"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "FCCONV_TEST_TOKEN": token})
@@ -670,7 +670,7 @@ def test_a_signal_ends_every_kernel_and_process_at_once_without_a_traceback(tmp_
 
 
 def test_the_csv_is_written_once_atomically_and_is_safe_in_a_spreadsheet(tmp_path):
-    reports = [grade.Report(tmp_path / "=cmd()" / "02_shapes.ipynb", {"02.1": ("correct", "")}, ["-x"])]
+    reports = [grade.Report(tmp_path / "=cmd()" / "02_shapes_exercises.ipynb", {"02.1": ("correct", "")}, ["-x"])]
     grade.write_csv(reports, tmp_path / "g.csv")
     row = next(csv.DictReader((tmp_path / "g.csv").open()))
     assert row["student"] == "'=cmd()" and row["problems"] == "'-x" and row["02.1"] == "1"
@@ -684,7 +684,7 @@ def test_the_solutions_score_full_marks_and_the_stubs_nothing_even_with_a_1_s_li
     shell command is graded too)."""
     nb = load(SOLVED02)
     survives(f"fcconv-test-{secrets.token_hex(4)}", tmp_path / "elsewhere.csv")(nb)
-    loud = write(nb, tmp_path / "loud" / "02_shapes.ipynb")
+    loud = write(nb, tmp_path / "loud" / "02_shapes_exercises.ipynb")
     solutions = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     stubs = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
     run = _cli(*solutions, *stubs, loud, "--timeout", "1", "--csv", tmp_path / "grades.csv", timeout=900)
@@ -693,7 +693,7 @@ def test_the_solutions_score_full_marks_and_the_stubs_nothing_even_with_a_1_s_li
     assert sum(totals[("solutions", p.name)][0] for p in solutions) == len(CHECKS) == \
         sum(totals[("solutions", p.name)][1] for p in solutions), run.stdout
     assert all(totals[("exercises", p.name)][0] == 0 for p in stubs)
-    assert totals[("loud", "02_shapes.ipynb")] == (3, 3)
+    assert totals[("loud", "02_shapes_exercises.ipynb")] == (3, 3)
     assert len(run.stdout) < 20_000 and "Traceback" not in run.stderr
 
 

@@ -17,11 +17,11 @@ from conftest import ROOT
 
 pytest.importorskip("nbgrader")
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-GRADED = ["02_shapes", "08_find_the_digits"]
+GRADED = ["02_shapes_exercises", "08_find_the_digits_exercises"]
 WRONG = {  # notebook: (the right line, a wrong one, the hint the feedback must show)
-    "02_shapes": ("return (W - F + 2 * P) // S + 1", "return (W - F + 2 * P) / S + 1",
+    "02_shapes_exercises": ("return (W - F + 2 * P) // S + 1", "return (W - F + 2 * P) / S + 1",
                   "rounds the division down"),
-    "08_find_the_digits": ("return (n - 1) * s - 2 * p + k", "return n * s", "n * stride is right only"),
+    "08_find_the_digits_exercises": ("return (n - 1) * s - 2 * p + k", "return n * s", "n * stride is right only"),
 }
 
 

@@ -1,7 +1,7 @@
 """Grade exercise notebooks across a process boundary: the learner's kernel computes answers, this
 process judges them.
 
-    python -m fcconv grade DIR/*/02_shapes.ipynb [--timeout 60] [--memory 4] [--max-output 10]
+    python -m fcconv grade DIR/*/02_shapes_exercises.ipynb [--timeout 60] [--memory 4] [--max-output 10]
                            [--deadline 600] [--jobs 2] [--csv grades.csv]
 
 How a run goes:

@@ -1,4 +1,4 @@
-"""Checks of exercises/01_fc_is_a_convolution.ipynb (NumPy only: they work without PyTorch)."""
+"""Checks of exercises/01_fc_is_a_convolution_exercises.ipynb (NumPy only: they work without PyTorch)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks of exercises/03_weight_reshaping.ipynb (03.2's module needs PyTorch)."""
+"""Checks of exercises/03_weight_reshaping_exercises.ipynb (03.2's module needs PyTorch)."""
 
 from __future__ import annotations
 

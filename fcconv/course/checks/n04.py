@@ -1,4 +1,4 @@
-"""Checks of exercises/04_convolutionalize.ipynb (all need PyTorch)."""
+"""Checks of exercises/04_convolutionalize_exercises.ipynb (all need PyTorch)."""
 
 from __future__ import annotations
 

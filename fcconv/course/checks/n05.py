@@ -1,4 +1,4 @@
-"""Checks of exercises/05_score_maps.ipynb (05.3's reference, VGG16's field, needs PyTorch)."""
+"""Checks of exercises/05_score_maps_exercises.ipynb (05.3's reference, VGG16's field, needs PyTorch)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks of exercises/06_efficiency.ipynb (06.2's reference, VGG16's MACs, needs PyTorch)."""
+"""Checks of exercises/06_efficiency_exercises.ipynb (06.2's reference, VGG16's MACs, needs PyTorch)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks of exercises/07_conv_to_fc.ipynb (NumPy only: they work without PyTorch)."""
+"""Checks of exercises/07_conv_to_fc_exercises.ipynb (NumPy only: they work without PyTorch)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks of exercises/08_find_the_digits.ipynb (plain Python answers; the references of 08.1
+"""Checks of exercises/08_find_the_digits_exercises.ipynb (plain Python answers; the references of 08.1
 and 08.2 live in fcconv.course.detect, which needs PyTorch)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checks of exercises/09_mtcnn.ipynb: box regression, R-Net's FC head as a convolution, P-Net's
+"""Checks of exercises/09_mtcnn_exercises.ipynb: box regression, R-Net's FC head as a convolution, P-Net's
 windows over the whole pyramid (plain NumPy / Python answers; the references of 09.1 and 09.3
 live in fcconv.course.mtcnn, which needs PyTorch)."""
 
