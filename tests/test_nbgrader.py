@@ -20,8 +20,9 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 GRADED = ["02_shapes_exercises", "08_find_the_digits_exercises"]
 WRONG = {  # notebook: (the right line, a wrong one, the hint the feedback must show)
     "02_shapes_exercises": ("return (W - F + 2 * P) // S + 1", "return (W - F + 2 * P) / S + 1",
-                  "rounds the division down"),
-    "08_find_the_digits_exercises": ("return (n - 1) * s - 2 * p + k", "return n * s", "n * stride is right only"),
+                            "rounds the division down"),
+    "08_find_the_digits_exercises": ("return (n - 1) * s - 2 * p + k", "return n * s",
+                                     "n * stride is right only"),
 }
 
 

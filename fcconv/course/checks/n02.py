@@ -1,4 +1,5 @@
-"""Checks of exercises/02_shapes_exercises.ipynb (02.3's reference, the receptive field, needs PyTorch)."""
+"""Checks of exercises/02_shapes_exercises.ipynb (02.3's reference, the receptive field,
+needs PyTorch)."""
 
 from __future__ import annotations
 

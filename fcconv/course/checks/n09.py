@@ -1,5 +1,5 @@
-"""Checks of exercises/09_mtcnn_exercises.ipynb: box regression, R-Net's FC head as a convolution, P-Net's
-windows over the whole pyramid (plain NumPy / Python answers; the references of 09.1 and 09.3
+"""Checks of exercises/09_mtcnn_exercises.ipynb: box regression, R-Net's FC head as a convolution,
+P-Net's windows over the whole pyramid (plain NumPy / Python answers; the references of 09.1 and 09.3
 live in fcconv.course.mtcnn, which needs PyTorch)."""
 
 from __future__ import annotations
