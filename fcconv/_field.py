@@ -27,7 +27,8 @@ Runs = tuple[tuple[int, int], ...]
 class Trail:
     """How a map was made from the input, one op per node, for following a cell back: "pixel"
     (the input), "window" (``args``: (kernel, stride, left padding, dilation) per axis),
-    "pad" (left padding per axis, negative for a crop) or "union" (branches that meet).
+    "pad" (left padding per axis, negative for a crop), "permute" (``args``: for each axis,
+    the axis of the map before it) or "union" (branches that meet).
     ``cells``: the map's length per axis at the input the walk ran on."""
 
     op: str
@@ -45,6 +46,8 @@ class Field:
     or a stride leaves gaps. ``offset``: per axis, the map has floor((n + offset) / jump) cells
     on an n-pixel input (what branches must agree on at every size, not only this one).
     ``trail``: how the map was made (``seen`` follows a border cell back through it).
+    ``axes``: per axis, the input's axis it measures: (0, 1) for a map, (1, 0) once its H and
+    W are swapped (x.transpose(2, 3)).
     """
 
     size: tuple[int, ...]
@@ -54,12 +57,22 @@ class Field:
     offset: tuple[int, ...] = ()
     odd: str = ""   # why cells do not see a window of pixels at all (set once, carried on)
     trail: Trail | None = field(default=None, compare=False, repr=False)
+    axes: tuple[int, ...] = ()
 
     @classmethod
     def pixel(cls, sizes: tuple[int, ...]) -> Field:
         n = len(sizes)
         return cls((1,) * n, (1,) * n, (0,) * n, (((0, 0),),) * n, (0,) * n, "",
-                   Trail("pixel", tuple(sizes)))
+                   Trail("pixel", tuple(sizes)), tuple(range(n)))
+
+    def permuted(self, order) -> Field:
+        """The same field with its axes in a new order: axis a is the old axis order[a]."""
+        def pick(v):
+            return tuple(v[a] for a in order)
+        trail = None if self.trail is None else \
+            Trail("permute", pick(self.trail.cells), tuple(order), (self.trail,))
+        return Field(pick(self.size), pick(self.jump), pick(self.start), pick(self.spans),
+                     pick(self.offset), self.odd, trail, pick(self.axes))
 
     def step(self, kernel, stride, padding, dilation, cells, total_pad=None) -> Field:
         """After a window op whose map has ``cells`` per axis; ``total_pad`` (left + right per
@@ -76,7 +89,8 @@ class Field:
         spans = tuple(runs or ((0, a[0] - 1),) for runs, a in zip(spans, axes))
         trail = Trail("window", tuple(cells), tuple(zip(kernel, stride, padding, dilation)),
                       (self.trail,))
-        return Field(*(tuple(a[i] for a in axes) for i in range(3)), spans, offset, odd, trail)
+        return Field(*(tuple(a[i] for a in axes) for i in range(3)), spans, offset, odd, trail,
+                     self.axes)
 
     def shifted(self, left: tuple[int, ...], right: tuple[int, ...], cells) -> Field:
         """After zero padding (cells, per axis): the first cell starts earlier, the map grows.
@@ -145,20 +159,25 @@ def seen(trail: Trail, axis: int, cell: int) -> Runs | None:
     where some map's cells come in more than MAX_RUNS runs."""
     order = _topological(trail)
     need: dict[int, Runs] = {id(trail): ((cell, cell),)}
+    axis_at = {id(trail): axis}   # a permute changes which axis of its input an axis is
     for node in order:
         cells = need.pop(id(node), ())
+        a = axis_at.get(id(node), axis)
         if node.op == "pixel":
             return cells
         if node.op == "window":
-            k, s, p, d = node.args[axis]
+            k, s, p, d = node.args[a]
             cells = _window_back(cells, k, s, p, d)
         elif node.op == "pad":
-            cells = _shift(cells, -node.args[axis])
+            cells = _shift(cells, -node.args[a])
+        elif node.op == "permute":
+            a = node.args[a]
         if cells is None:
             return None
         for parent in node.parents:
-            inside = _clip(cells, parent.cells[axis])
+            inside = _clip(cells, parent.cells[a])
             need[id(parent)] = merge_runs(need.get(id(parent), ()) + inside)
+            axis_at[id(parent)] = a
     return ()
 
 
@@ -209,6 +228,9 @@ def union(fields: list[Field]) -> Field | str:
     """Union of the fields several paths give one cell; a reason string where the paths
     disagree on the jump (then cells of one path fall between cells of the other)."""
     first = fields[0]
+    if any(f.axes != first.axes for f in fields):
+        orders = " vs ".join(str(f.axes) for f in fields)
+        return f"read the input's axes in different orders ({orders}: H and W swapped)"
     if any(f.jump != first.jump for f in fields):
         return f"disagree on the jump ({' vs '.join(side(f.jump) for f in fields)})"
     size, start, spans = [], [], []
@@ -223,7 +245,8 @@ def union(fields: list[Field]) -> Field | str:
     if all(f.trail is not None for f in fields):
         trail = Trail("union", first.trail.cells, (), tuple(f.trail for f in fields))
     return Field(tuple(size), first.jump, tuple(start), tuple(spans), first.offset,
-                 next((f.odd for f in fields if f.odd), "") or _too_many_runs(spans), trail)
+                 next((f.odd for f in fields if f.odd), "") or _too_many_runs(spans), trail,
+                 first.axes)
 
 
 def sizes_vary(fields: list[Field], input_size: tuple[int, ...]) -> str:
@@ -231,8 +254,8 @@ def sizes_vary(fields: list[Field], input_size: tuple[int, ...]) -> str:
     else the first input side where they differ. floor((n + a) / J) for two offsets a < b
     differ at every n with n + a one short of a multiple of J (and nowhere if a = b): the
     first such n from the input's side on, in closed form."""
-    for axis, n0 in enumerate(input_size):
-        j = fields[0].jump[axis]
+    for axis, along in enumerate(fields[0].axes):   # the union refused other orders before
+        n0, j = input_size[along], fields[0].jump[axis]
         low = min(f.offset[axis] for f in fields)
         if all(f.offset[axis] == low for f in fields):
             continue

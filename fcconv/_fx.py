@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import copy
 import inspect
+import operator
 import re
 import threading
 import traceback
@@ -91,7 +92,7 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
     tracer.record_stack_traces = lines
     draws: list[str] = []
     try:
-        with _len_reads_the_size(model), _random_draws_seen(draws):
+        with _len_reads_the_size(model), _random_draws_seen(draws), _in_place_operators():
             graph = tracer.trace(model, concrete_args=_constant_arguments(model))
     except Exception as err:  # fx raises many kinds; say what it means for the learner
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -125,6 +126,33 @@ def _len_reads_the_size(model: nn.Module):
 
 
 _MISSING = object()
+
+
+@contextmanager
+def _in_place_operators():
+    """While fx traces: y += b is recorded as operator.iadd (fx's Proxy has no __iadd__, so
+    Python would record y + b and rebind the name, losing the change every other name for y
+    sees), and y[i] = v as operator.setitem (fx refuses it): the walk follows the one and
+    refuses the other with its line (``_inplace``). Put back after."""
+    names = [f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow",
+                                     "matmul", "and", "or", "xor")] + ["__setitem__"]
+    saved = {name: fx.Proxy.__dict__.get(name, _MISSING) for name in names}
+    for name in names:
+        setattr(fx.Proxy, name, _recorded_in_place(getattr(operator, name.strip("_"))))
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is _MISSING:
+                delattr(fx.Proxy, name)
+            else:
+                setattr(fx.Proxy, name, old)
+
+
+def _recorded_in_place(op):
+    def record(self, *other):
+        return self.tracer.create_proxy("call_function", op, (self, *other), {})
+    return record
 
 # Random draws that fx runs once while tracing (torch.randn(2, 1, 1): no traced value in its
 # arguments) and keeps as a constant: the model draws other numbers on every call.

@@ -156,8 +156,9 @@ def permute(step: Step, g: Geo, x, y, order: list[int]) -> Geo:
         letters = AXES[nd - 2]
         now = g.order if g.kind == "permuted" else letters   # the axis each dim holds
         new = "".join(now[d - 1] for d in order[1:])
-        if new == letters:
-            return Geo("map", g.field)
+        if new[0] == "c":   # still a map: its spatial axes, maybe swapped (x.transpose(2, 3))
+            spatial = [letters.index(a) - 1 for a in new[1:]]
+            return Geo("map", g.field if spatial == sorted(spatial) else g.field.permuted(spatial))
         shape = g.map_shape if g.kind == "permuted" else tuple(x.shape[1:])
         return Geo("permuted", g.field, shape, new)
     if g.kind in ("flat", "vector", "plane") and order == list(range(nd)):

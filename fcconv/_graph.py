@@ -120,6 +120,15 @@ def spatial_dims(g: Geo, ndim: int) -> list[int]:
     return list(range(2 if g.kind == "map" else 1, ndim))
 
 
+def tensor_field(g: Geo) -> Field | None:
+    """The field with its axes in the order of the tensor's spatial dims: a permuted map
+    (channels last, or W, H, C) keeps its field in the order of the map it was made from."""
+    if g.kind != "permuted" or g.field is None:
+        return g.field
+    letters = AXES[len(g.order) - 1]
+    return g.field.permuted([letters.index(a) - 1 for a in g.order if a != "c"])
+
+
 def dim_keys(g: Geo, x) -> tuple:
     """What each dim of ``x`` measures (see ``BATCH_KEY``...), from what x is."""
     nd = x.dim() if hasattr(x, "dim") else 0
@@ -127,8 +136,9 @@ def dim_keys(g: Geo, x) -> tuple:
         return (FIXED,) * nd
     keys = [BATCH_KEY] + [FIXED] * (nd - 1)
     if g.kind in MAPS and g.field is not None:
+        f = tensor_field(g)
         for a, d in enumerate(spatial_dims(g, nd)):
-            keys[d] = ("axis", a, g.field.jump[a], g.field.offset[a])
+            keys[d] = ("axis", f.axes[a], f.jump[a], f.offset[a])
     elif g.kind == "flat":
         keys[1:] = [MOVING] * (nd - 1)   # on the converted net the flatten is gone
     elif g.kind not in ("vector",):

@@ -51,7 +51,9 @@ ADAPTIVE_FUNCS = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_p
                   F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d}
 RESHAPES = {torch.flatten, torch.reshape, "flatten", "view", "reshape"}
 SQUEEZES = {torch.squeeze, "squeeze"}
-PERMUTES = {torch.permute, torch.transpose, torch.swapaxes, "permute", "transpose", "swapaxes"}
+PERMUTES = {torch.permute, torch.transpose, torch.swapaxes, torch.swapdims, torch.movedim,
+            torch.moveaxis, "permute", "transpose", "swapaxes", "swapdims", "movedim",
+            "moveaxis"}
 REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin"}
 # Ops that cut a tensor into a tuple of pieces along ``dim``, by their parameters' order (and
 # torch.max / torch.min with a dim: (values, indices)); the defaults of dim are 0, the batch.

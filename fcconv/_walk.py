@@ -22,6 +22,7 @@ from torch import fx, nn
 
 from . import _checks as checks
 from . import _geometry as geometry
+from . import _inplace as inplace
 from . import _notes as notes
 from ._crop import CropToWindows
 from ._field import Field
@@ -114,6 +115,7 @@ class _Walk(fx.Interpreter):
         self.steps: dict[fx.Node, Step] = {}
         self.seen_params: set[int] = set()
         self.twins: dict[int, nn.Module] = {}  # each layer's meta twin, made on its first call
+        self.order = {n: i for i, n in enumerate(gm.graph.nodes)}
 
     def call_module(self, target, args, kwargs):
         mod = self.module.get_submodule(target)
@@ -130,6 +132,8 @@ class _Walk(fx.Interpreter):
 
     def run_node(self, n: fx.Node):
         args, kwargs = self.fetch_args_kwargs_from_env(n)
+        changed = inplace.follow(self.module, n, args, kwargs, self.order)
+        args, kwargs = self.fetch_args_kwargs_from_env(n)  # as rewritten out of place
         step = Step(n, n.name, n.op, None, None, Geo("other"))
         if n.op == "call_module":
             step.module = self.module.get_submodule(n.target)
@@ -147,6 +151,10 @@ class _Walk(fx.Interpreter):
         if n.op != "output":
             self.steps[n] = step
             step.geo = self.geo(step, args, kwargs, out)
+            if changed is not None:  # an in-place change the walk cannot follow
+                step.geo = unknown(changed[0])
+                for m in changed[1]:
+                    self.steps[m].geo = step.geo
             step.measure = notes.measure(step, args, kwargs, self.steps)
             notes.sizes(step, self.steps)
             notes.fixed_reshape(step, self.steps)
@@ -342,17 +350,12 @@ def _two_tensors(args) -> bool:
 
 
 def _permutation(target, x, args, kwargs) -> list[int]:
-    """The new order of x's dims after x.permute(...), x.transpose(a, b) or torch.swapaxes."""
-    nd = x.dim()
-    order = list(range(nd))
-    if target in ("permute", torch.permute):
-        dims = kwargs.get("dims", args[1:])
-        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        return [d % nd for d in dims]
-    a = bind(("input", "dim0", "dim1"), args, kwargs)
-    a0, a1 = a.get("dim0", a.get("axis0")) % nd, a.get("dim1", a.get("axis1")) % nd
-    order[a0], order[a1] = order[a1], order[a0]
-    return order
+    """The new order of x's dims after x.permute(...), x.transpose(a, b), torch.movedim and
+    the like: the same call on a meta tensor whose dims have lengths 1, 2, 3, ... reads it."""
+    probe = torch.empty(tuple(range(1, x.dim() + 1)), device="meta")
+    call = getattr(probe, target) if isinstance(target, str) else \
+        (lambda *a, **k: target(probe, *a, **k))
+    return [n - 1 for n in call(*args[1:], **kwargs).shape]
 
 
 def _is_param(gm: nn.Module, target: str) -> bool:

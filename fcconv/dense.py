@@ -50,8 +50,11 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     if any(w > s for w, s in zip(window, sides)):
         raise ValueError(f"window {'x'.join(map(str, window))} does not fit in the "
                          f"{'x'.join(map(str, sides))} {_what_image(nsp)}")
-    first = image[(slice(0, 1), slice(None), *(slice(0, w) for w in window))]
-    why = _in_training(model, first)
+    # Two crops: the first window of the first image and the last of the last image.
+    pair = torch.cat([image[(slice(0, 1), slice(None), *(slice(0, w) for w in window))],
+                      image[(slice(-1, None), slice(None), *(slice(s - w, s) for w, s in
+                                                             zip(window, sides)))]])
+    why = _in_training(model, pair)
     if why:
         raise ValueError(f"sliding_windows cannot give the reference here: {why}")
     # A stride past the last window gives the one window either way (and unfold takes no more).
@@ -96,10 +99,11 @@ def _what_image(nsp: int) -> str:
     return {1: "sequence", 2: "image", 3: "volume"}[nsp]
 
 
-def _in_training(model: nn.Module, crop: torch.Tensor) -> str:
+def _in_training(model: nn.Module, pair: torch.Tensor) -> str:
     """Why the model's scores depend on more than each crop ('' if they do not): a layer in
     training mode, or random numbers in forward (F.dropout that drops, torch.rand): found by
-    the walk, or, where the walk cannot follow forward, by scoring ``crop`` twice.
+    the walk, or, where the walk cannot follow forward, by scoring a crop twice; or a model
+    that mixes the examples of a batch: the two crops of ``pair`` scored together and alone.
 
     That takes milliseconds, as much as scoring a few crops: the answer is kept for the model
     as long as its layers keep their modes and plain attributes (a dropout rate, a flag forward
@@ -108,6 +112,7 @@ def _in_training(model: nn.Module, crop: torch.Tensor) -> str:
     why = in_training(model)
     if why:
         return why
+    crop = pair[:1]
     key = (tuple(crop.shape[1:]), tuple(
         (m.training, tuple((k, v) for k, v in vars(m).items()
                            if isinstance(v, (bool, int, float, str)))) for m in model.modules()))
@@ -119,7 +124,33 @@ def _in_training(model: nn.Module, crop: torch.Tensor) -> str:
                                  if "random" in s.notes), "")
         except ValueError:
             answers[key] = _differs_twice(model, crop)
+        answers[key] = answers[key] or _mixes_examples(model, pair)
     return answers[key]
+
+
+def _mixes_examples(model: nn.Module, pair: torch.Tensor) -> str:
+    """'' if each crop of ``pair`` gets the same scores in a batch of two as alone (up to the
+    rounding a batch size may change); else that the model mixes the examples of a batch."""
+    try:
+        both = _parts(model(pair.clone()))   # clones: a model may change its input in place
+        alone = [_parts(model(pair[i:i + 1].clone())) for i in range(2)]
+    except Exception:  # noqa: BLE001  (the first batch of crops reports it, with the layer)
+        return ""
+    for i in range(2):
+        for p, q in zip(both, alone[i]):
+            if not (isinstance(p, torch.Tensor) and isinstance(q, torch.Tensor)) or \
+                    p.dim() == 0 or p.shape[0] != 2 or q.shape[0] != 1:
+                continue
+            tol = torch.finfo(q.dtype).eps ** 0.5 * (1 + q.abs().max()) if \
+                q.is_floating_point() else 0
+            gap = (p[i:i + 1] - q).abs().max()
+            if gap > tol:
+                return (f"the model's scores for a crop depend on the other crops in its batch "
+                        f"(crop {i}, scored beside another, is {gap.item():.3g} off its score "
+                        "alone): forward mixes examples (a statistic over dim 0, as a "
+                        "minibatch-stddev feature computes), so no score belongs to one crop; "
+                        "compute it per example")
+    return ""
 
 
 def _differs_twice(model: nn.Module, crop: torch.Tensor, copies: int = 32) -> str:

@@ -23,7 +23,7 @@ from html import escape
 from torch import nn
 
 from . import _graph
-from ._field import MAX_RUNS, Field, Trail, seen
+from ._field import MAX_RUNS, Trail, seen
 from ._fx import model_dtype, run_on_meta
 from ._model import check_model
 from ._model import input_shape as input_shape_of
@@ -51,7 +51,11 @@ class ReceptiveField:
     5-pixel span, not 1..3". The span is what the receptive-field literature reports for
     dilated nets, and a window of that size is what sliding_windows and shift_and_stitch need.
     A cell at the border can depend on less (a tap on zero padding, a ceil-mode window hanging
-    off a map, a crop): ``pixels`` lists exactly the pixels each cell depends on.
+    off a map, a crop): ``pixels`` lists exactly the pixels each cell depends on. Entries are
+    in the order of the output's spatial axes; ``axes`` says which input axis each measures:
+    () when they are the input's, in order; (1, 0) for a map whose H and W were swapped
+    (x.transpose(2, 3)): then its axis 0 runs along the input's width, and ``pixels(i, 0)``
+    lists input columns.
     """
 
     size: int | tuple[int, ...]
@@ -60,10 +64,13 @@ class ReceptiveField:
     gaps: str = ""
     runs: tuple = field(default=(), repr=False, compare=False)  # per axis: (first, last) seen
     trail: Trail | None = field(default=None, repr=False, compare=False)  # how cells were made
+    axes: tuple[int, ...] = ()   # per output axis, the input axis it measures ((): in order)
 
     def __repr__(self) -> str:
         gaps = f", gaps={self.gaps!r}" if self.gaps else ""
-        return f"ReceptiveField(size={self.size}, jump={self.jump}, start={self.start}{gaps})"
+        axes = f", axes={self.axes}" if self.axes else ""
+        return f"ReceptiveField(size={self.size}, jump={self.jump}, start={self.start}{gaps}" \
+               f"{axes})"
 
     def window(self, i: int, axis: int = 0) -> tuple[int, int]:
         """The span ``(first, last)`` of output cell ``i`` on ``axis``, inclusive: the formula
@@ -237,11 +244,14 @@ def _check_model(model) -> None:
     check_model(model)
 
 
-def _field(f: Field | None) -> ReceptiveField | None:
+def _field(g: _graph.Geo) -> ReceptiveField | None:
+    """The field of a step's output, its axes in the order of the tensor's spatial dims."""
+    f = _graph.tensor_field(g) if g.kind != "unknown" else None
     if f is None or f.odd:  # not a window: no (size, jump, start) to show
         return None
     return ReceptiveField(_squeeze(f.size), _squeeze(f.jump), _squeeze(f.start), f.gaps(),
-                          f.spans if f.gaps() else (), f.trail)
+                          f.spans if f.gaps() else (), f.trail,
+                          f.axes if f.axes != tuple(sorted(f.axes)) else ())
 
 
 def _analyse(model: nn.Module, input_shape, explain: bool) -> _graph.Graph:
@@ -263,8 +273,7 @@ def trace(model: nn.Module, input_shape) -> Trace:
     batch dim; a parameter shared by several calls is counted on the first.
     """
     g = _analyse(model, input_shape, explain=False)
-    rows = [Row(s.name, s.kind, s.desc, tuple(s.out[1:]), s.params, s.macs,
-                _field(s.geo.field) if s.geo.kind != "unknown" else None)
+    rows = [Row(s.name, s.kind, s.desc, tuple(s.out[1:]), s.params, s.macs, _field(s.geo))
             for s in g.steps.values() if s.layer and s.out is not None]
     return Trace(g.input_shape, rows, sum(p.numel() for p in model.parameters()))
 
@@ -299,4 +308,4 @@ def _one_field(g: _graph.Graph, node) -> ReceptiveField:
         raise ValueError("the output has no receptive field over the input's pixels")
     if geo.field.odd:
         raise ValueError(f"no single receptive field: {geo.field.odd}")
-    return _field(geo.field)
+    return _field(geo)

@@ -1,6 +1,7 @@
 """fcconv.shapes against PyTorch itself: output sizes, traces, receptive fields (autograd)."""
 
 import itertools
+import random
 import re
 import subprocess
 import sys
@@ -616,3 +617,74 @@ def test_closed_forms_take_a_few_unions_whatever_the_stride_or_the_number_of_tap
     assert rf.size == 10**12 and rf.gaps.endswith("not 1, 999999999998 (from the span's first "
                                                   "pixel)")   # 3 + 2*(n - 1) is odd
     assert len(merges) < 300, len(merges)
+
+
+# ------------------------------------------------ fields after the map's axes are reordered
+
+class Reordered(nn.Module):
+    """Asymmetric convs/pools (so that H and W differ), with spatial reorders between them and
+    at the end: transpose, permute, movedim, swapaxes, or channels last."""
+
+    def __init__(self, layers, ends):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.ends = ends   # after layer i: how to reorder (None: not at all)
+
+    def forward(self, x):
+        for layer, end in zip(self.layers, self.ends):
+            x = REORDERS[end](layer(x)) if end else layer(x)
+        return x
+
+
+REORDERS = {"transpose": lambda y: y.transpose(2, 3), "permute": lambda y: y.permute(0, 1, 3, 2),
+            "movedim": lambda y: torch.movedim(y, 3, 2), "swapaxes": lambda y: y.swapaxes(-1, -2),
+            "last": lambda y: y.permute(0, 2, 3, 1), "whc": lambda y: y.permute(0, 3, 2, 1)}
+
+
+def reordered_net(rng):
+    layers, ends = [], []
+    n = rng.randint(1, 3)
+    for i in range(n):
+        k, s = (rng.randint(1, 3), rng.randint(1, 3)), (rng.randint(1, 2), rng.randint(1, 2))
+        p = (rng.randint(0, k[0] // 2), rng.randint(0, k[1] // 2))
+        if rng.random() < 0.3:
+            layers.append(nn.AvgPool2d(k, stride=s))
+        else:
+            conv = nn.Conv2d(1, 1, k, stride=s, padding=p, bias=False)
+            nn.init.uniform_(conv.weight, 0.1, 1.0)  # positive: no cancellation hides a pixel
+            layers.append(conv)
+        ends.append(rng.choice([None, "transpose", "permute", "movedim", "swapaxes"] +
+                               (["last", "whc"] if i == n - 1 else [])))
+    return Reordered(layers, ends).double()
+
+
+def test_receptive_field_after_spatial_reorders_matches_autograd():
+    """For every cell along each output axis, rf.pixels lists exactly the input pixels autograd
+    says reach it, along the input axis rf.axes names; trace's row of a last layer agrees."""
+    swapped = 0
+    for seed in range(80):
+        rng = random.Random(seed)
+        net = reordered_net(rng)
+        h, w = rng.randint(9, 16), rng.randint(9, 16)
+        rf = receptive_field(net, (1, h, w))
+        if net.ends[-1] is None:
+            assert trace(net, (1, h, w)).rows[-1].rf == rf
+        x = torch.rand(1, 1, h, w, dtype=torch.float64, requires_grad=True)
+        y = net(x)
+        spatial = [1, 2] if net.ends[-1] in ("last", "whc") else [2, 3]
+        sides = [y.shape[d] for d in spatial]
+        axes = rf.axes or (0, 1)
+        swapped += axes == (1, 0)
+        for axis, i in ((a, i) for a in range(2) for i in range(sides[a])):
+            cell = [sides[0] // 2, sides[1] // 2]
+            cell[axis] = i
+            index = [0, 0, 0, 0]
+            index[spatial[0]], index[spatial[1]] = cell
+            grad, = torch.autograd.grad(y[tuple(index)], x, retain_graph=True)
+            reach = grad[0, 0].abs()
+            along = torch.nonzero(reach.sum(1 - axes[axis])).flatten().tolist()
+            if not all(rf.pixels(c, a) for a, c in enumerate(cell)):
+                assert not reach.any(), (net, rf, cell)   # only padding along some axis
+                continue
+            assert along == rf.pixels(i, axis), (net, rf, axis, i)
+    assert 15 < swapped < 65, swapped   # both orders were checked
