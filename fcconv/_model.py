@@ -29,6 +29,16 @@ _KNOWN_HOOKS = {
 }
 
 
+def uninitialised(module: nn.Module, name: str) -> None:
+    """ValueError for a lazy layer (nn.LazyLinear, nn.LazyConv2d) not yet run: its weights
+    have no shape until its first input."""
+    lazy = nn.parameter.UninitializedParameter
+    if any(isinstance(p, lazy) for p in module.parameters(recurse=False)):
+        raise ValueError(f"{name} is an uninitialised lazy layer ({type(module).__name__}): it "
+                         "has no weights until its first input; run it once first "
+                         "(layer(x) or model(x))")
+
+
 def check_model(model: nn.Module) -> None:
     """Refuse what the walk cannot follow: a torch.compile wrapper, a forward hook or pre-hook
     anywhere (fcconv's own size checks excepted)."""
@@ -42,6 +52,7 @@ def check_model(model: nn.Module) -> None:
                              f"register_module_{kind.replace(' ', '_').replace('-', '_')}): "
                              "fcconv cannot follow what it does to each layer; remove it first")
     for name, mod in model.named_modules():
+        uninitialised(mod, f"layer {name!r}" if name else "the model")
         for kind, hooks in (("forward pre-hook", mod._forward_pre_hooks),
                             ("forward hook", mod._forward_hooks)):
             for hook in hooks.values():

@@ -5,6 +5,7 @@ Works on the ``_graph.Graph`` of a deep copy of the model, so the original is ne
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections import OrderedDict
 
@@ -226,11 +227,48 @@ def finish(graph: _graph.Graph, flats, sequential: bool) -> nn.Module:
     if crop:
         _append_crop(gm, window, jump)
     chain = sequential and not crop and not graph.several()
-    net = _as_sequential(gm) if chain else gm
+    net = _as_sequential(gm) if chain else ConvolutionalNet(gm, gm.graph, type(gm).__name__)
     net.window = window[0] if len(set(window)) == 1 else tuple(window)
     net.jump = jump[0] if len(set(jump)) == 1 else tuple(jump)
     flat_shape = next(iter(flats.values())).map_shape if flats else None
     net.register_forward_pre_hook(SizeGuard(shape, flat_shape))
+    return net
+
+
+PRESERVED = ("window", "jump", "changes", "approximate")   # what a converted net says of itself
+
+
+class ConvolutionalNet(fx.GraphModule):
+    """A converted net that is a graph (not a chain of layers): copy.deepcopy and pickling
+    (torch.save) keep its size guard and its ``window``, ``jump``, ``changes`` and
+    ``approximate``. fx rebuilds a GraphModule from its code on both, which drops hooks and
+    attributes of its own; a plain nn.Sequential keeps them anyway."""
+
+    def __deepcopy__(self, memo):
+        twin = super().__deepcopy__(memo)
+        _keep(self.__dict__, twin, memo)
+        return twin
+
+    def __reduce__(self):
+        rebuild, args = super().__reduce__()
+        return _rebuilt, (rebuild, args)
+
+
+def _keep(state: dict, net: fx.GraphModule, memo=None) -> None:
+    """Give ``net`` the size guard and the attributes in ``state`` (another net's __dict__)."""
+    for hook in state["_forward_pre_hooks"].values():
+        if isinstance(hook, SizeGuard):
+            net.register_forward_pre_hook(copy.deepcopy(hook, memo))
+    for name in PRESERVED:
+        if name in state:
+            setattr(net, name, copy.deepcopy(state[name], memo))
+
+
+def _rebuilt(rebuild, args) -> ConvolutionalNet:
+    """Unpickling: fx's rebuild, then a ConvolutionalNet again with its guard and attributes."""
+    gm = rebuild(*args)
+    net = ConvolutionalNet(gm, gm.graph, type(gm).__name__)
+    _keep(args[0], net)
     return net
 
 

@@ -16,7 +16,8 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from . import numpy_ops
-from .formulas import checked_shape
+from ._model import uninitialised
+from .formulas import checked_bool, checked_shape
 
 Shape = tuple[int, ...]
 
@@ -106,6 +107,8 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
     copy: a change to one shows in the other); by default they are copies.
     """
     expect(linear, nn.Linear, "linear")
+    checked_bool("share_weights", share_weights)
+    uninitialised(linear, "linear")
     if type(linear).forward is not nn.Linear.forward:
         raise ValueError(f"linear is a {type(linear).__name__}, whose forward is its own, not "
                          "nn.Linear's: a conv holding its weight would compute something else")
@@ -153,6 +156,12 @@ def conv_to_linear(conv: nn.Conv2d, in_shape) -> nn.Linear:
     image pixel (reflect, replicate, circular) adds its weight to that pixel's column.
     """
     expect(conv, nn.Conv2d, "conv")
+    uninitialised(conv, "conv")
+    if type(conv).forward is not nn.Conv2d.forward or \
+            type(conv)._conv_forward is not nn.Conv2d._conv_forward:
+        raise ValueError(f"conv is a {type(conv).__name__}, whose forward is its own, not "
+                         "nn.Conv2d's (a weight standardised, a padding of its own): the matrix "
+                         "of its weight would compute something else")
     c, h, w = checked_shape("in_shape", in_shape, (3,))
     if conv.in_channels != c:
         raise ValueError(f"conv expects {conv.in_channels} input channels but in_shape has {c}")

@@ -63,6 +63,7 @@ def convolutionalize(model: nn.Module, input_shape, exact: bool = True,
     check_model(model)
     shape = input_shape_of(model, input_shape)
     checked_bool("exact", exact)
+    checked_bool("share_weights", share_weights)
     meta = has_meta(model)
     # The Linears' weights are not copied: the head's are read once into new conv weights (in
     # VGG16 they are 494 MB of its 553 MB; copying them first made the peak 1 GB higher).

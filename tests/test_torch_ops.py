@@ -1505,3 +1505,84 @@ def test_sliding_windows_refuses_a_model_that_mixes_the_examples_of_a_batch():
     scores = sliding_windows(per_example, image, 7, 1, batch_size=5)
     alone = torch.stack([per_example(c[None])[0] for c in crops], -1).reshape(1, 2, 6, 4)
     assert torch.allclose(scores, alone, atol=1e-12)
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_a_converted_net_keeps_its_guard_and_attributes_through_deepcopy_and_torch_save(
+        graph, tmp_path):
+    """The copy and the reloaded net give the original's scores, refuse what it refuses with
+    the same words, and say the same window, jump, changes and approximate."""
+    model = seeded(nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2),
+                                 nn.Conv2d(4, 4, 2, stride=2 if graph else 1), nn.Flatten(),
+                                 nn.Linear(4 if graph else 16, 3)))
+    fcn = convolutionalize(model, (3, 8, 8))
+    assert isinstance(fcn, nn.Sequential) != graph
+    torch.save(fcn, tmp_path / "fcn.pt")
+    image = torch.randn(2, 3, 13, 12, dtype=torch.float64)
+    for twin in (copy.deepcopy(fcn), torch.load(tmp_path / "fcn.pt", weights_only=False)):
+        assert (twin.window, twin.jump, twin.changes, twin.approximate) == \
+            (fcn.window, fcn.jump, fcn.changes, fcn.approximate)
+        assert torch.equal(twin(image), fcn(image))
+        for bad in (image[..., :5, :5], image.float()):
+            with pytest.raises(ValueError) as want:
+                fcn(bad)
+            with pytest.raises(ValueError, match=re.escape(str(want.value))):
+                twin(bad)
+        assert torch.equal(shift_and_stitch(twin, image, 1), shift_and_stitch(fcn, image, 1))
+        assert torch.allclose(twin(image), sliding_windows(model, image, 8, fcn.jump), atol=1e-12)
+        copy.deepcopy(twin)(image)   # and again: a copy of a copy is still a converted net
+
+
+class StdConv2d(nn.Conv2d):
+    """timm's weight-standardised conv, simplified: a forward of its own."""
+
+    def forward(self, x):
+        w = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                         training=True, momentum=0., eps=1e-6).reshape_as(self.weight)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def test_conv_to_linear_refuses_a_conv_with_a_forward_of_its_own_as_linear_to_conv_does():
+    """Two ways on a plain subclass (the same matrix as conv(x)); refused where forward differs,
+    and so is the mirror case in linear_to_conv."""
+    class Plain(nn.Conv2d):
+        pass
+    x = torch.randn(2, 2, 5, 6, dtype=torch.float64)
+    plain = seeded(Plain(2, 3, 3))
+    assert rel_err(conv_to_linear(plain, (2, 5, 6))(x.flatten(1)), plain(x).flatten(1)) < 1e-12
+    std = seeded(StdConv2d(2, 3, 3))
+    assert rel_err(std(x), F.conv2d(x, std.weight, std.bias)) > 0.1   # it is not a plain conv
+    with pytest.raises(ValueError, match="StdConv2d, whose forward is its own"):
+        conv_to_linear(std, (2, 5, 6))
+
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+    with pytest.raises(ValueError, match="Scaled, whose forward is its own"):
+        linear_to_conv(Scaled(30, 3), (2, 3, 5))
+
+
+@pytest.mark.parametrize("call", [
+    lambda v: convolutionalize(small_sequential(), (1, 8, 8), share_weights=v),
+    lambda v: linear_to_conv(nn.Linear(4, 3), (4,), share_weights=v),
+    lambda v: convolutionalize(small_sequential(), (1, 8, 8), exact=v),
+    lambda v: fcconv.conv_output_size(5, 2, 2, ceil_mode=v),
+])
+@pytest.mark.parametrize("value", ["no", 0, 1, None])
+def test_every_bool_option_takes_only_a_bool(call, value):
+    with pytest.raises(TypeError, match=f"must be True or False; got {re.escape(repr(value))}"):
+        call(value)
+    call(True), call(False)   # noqa: B018  (the bools themselves are taken)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: linear_to_conv(nn.LazyLinear(5), (2, 3, 4)), "linear"),
+    (lambda: conv_to_linear(nn.LazyConv2d(3, 3), (2, 5, 5)), "conv"),
+    (lambda: trace(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(3)), (1, 8, 8)),
+     "layer '2'"),
+    (lambda: convolutionalize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(3)),
+                              (1, 8, 8)), "layer '2'"),
+])
+def test_an_uninitialised_lazy_layer_is_named_with_what_to_do(call, name):
+    with pytest.raises(ValueError, match=f"{name} is an uninitialised lazy layer .* run it once"):
+        call()
