@@ -43,6 +43,7 @@ def _faces(args) -> int:
     from .course import mtcnn
 
     try:
+        _check_out(args.out, args.photo)
         image = mtcnn.read_photo(args.photo)
         found = mtcnn.detect(image, min_face=args.min_face).faces
         if args.out:
@@ -123,6 +124,21 @@ def _csv(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def _check_out(out: str | None, photo: str) -> None:
+    """--out names a new .png file, not the photo itself (which it would overwrite)."""
+    from pathlib import Path
+
+    if out is None:
+        return
+    if Path(out).suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: the drawing is written as PNG, so its name must end in "
+                         ".png")
+    if Path(out).resolve() == Path(photo).resolve() or \
+            Path(out).exists() and Path(photo).exists() and Path(out).samefile(photo):
+        raise ValueError(f"--out {out} is the photo itself: it would be overwritten; name "
+                         "another file")
 
 
 def parser() -> argparse.ArgumentParser:

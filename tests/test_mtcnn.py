@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fcconv import data, models
 from fcconv.course import faces, fetch, mtcnn, weights
@@ -395,3 +396,86 @@ def test_cascade_explorer_without_the_weights_says_how_to_fetch_them(tmp_path, m
     finally:
         mtcnn.nets.cache_clear()
     assert shown_png(ex.out) is None and "fcconv.course.fetch" in shown_text(ex.text)
+
+
+# ------------------------------------------------- photos of every mode, size limits, --out
+
+def astronaut_grey() -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(data.rgb_photo("astronaut")).convert("L"))
+
+
+@pytest.mark.parametrize("save", [
+    lambda g, p: Image.fromarray(g.astype(np.uint16) * 257).save(p.with_suffix(".png")),
+    lambda g, p: Image.fromarray(g.astype(np.float32) / 255).save(p.with_suffix(".tif")),
+    lambda g, p: Image.fromarray(g).convert("P").save(p.with_suffix(".png")),
+    lambda g, p: Image.fromarray(g).convert("LA").save(p.with_suffix(".png")),
+], ids=["16-bit", "float 0..1", "palette", "grey+alpha"])
+def test_read_photo_scales_every_mode_to_the_8_bit_picture(tmp_path, save):
+    """Two ways: the 8-bit grey picture, and the same picture saved in another mode and read
+    back: the same (H, W, 3) uint8 pixels (Pillow's own convert clips 16-bit to white and
+    float 0..1 to black)."""
+    grey = astronaut_grey()
+    save(grey, tmp_path / "photo")
+    path = next(tmp_path.iterdir())
+    got = mtcnn.read_photo(path)
+    assert got.dtype == np.uint8 and got.shape == (*grey.shape, 3)
+    assert np.array_equal(got, np.repeat(grey[:, :, None], 3, axis=2))
+
+
+@pytest.mark.parametrize("save, says", [
+    (lambda p: Image.fromarray(np.full((30, 40), 99.5, np.float32)).save(p), "from 99.5 to 99.5"),
+    (lambda p: Image.fromarray(np.zeros((30, 40), np.uint8)).convert("I").save(p), "32-bit"),
+])
+def test_cli_refuses_pixels_whose_range_it_cannot_tell(tmp_path, capsys, save, says):
+    save(tmp_path / "odd.tif")
+    rc, out, err = faces_command(capsys, tmp_path / "odd.tif")
+    assert rc == 2 and out == "" and err.startswith("error: ") and says in err
+    assert len(err.splitlines()) == 1
+
+
+def png_header(path, width: int, height: int) -> Path:
+    """A PNG with a header and no pixel data: Pillow opens it lazily, reading only the size
+    (a test of the size limit that allocates nothing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + \
+            struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("width, height", [(12000, 12000), (15000, 15000),
+                                           (mtcnn.MAX_PIXELS + 1, 1)])
+def test_cli_refuses_a_photo_over_the_pixel_limit_before_decoding_it(tmp_path, capsys, width,
+                                                                      height):
+    rc, out, err = faces_command(capsys, png_header(tmp_path / "big.png", width, height))
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("error: ") and f"{mtcnn.MAX_PIXELS:,}" in err
+    with pytest.raises(ValueError, match="scale it down"):
+        mtcnn.read_photo(png_header(tmp_path / "edge.png", mtcnn.MAX_PIXELS // 4000 + 1, 4000))
+    with pytest.raises(ValueError, match="could not be decoded"):   # the limit let it through
+        mtcnn.read_photo(png_header(tmp_path / "fits.png", mtcnn.MAX_PIXELS // 4000, 4000))
+
+
+def test_detect_refuses_an_array_over_the_pixel_limit_before_the_pyramid():
+    """A broadcast view: 40 megapixels that take no memory, refused before any copy."""
+    big = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (4001, mtcnn.MAX_PIXELS // 4000, 3))
+    with pytest.raises(ValueError, match=f"more than the {mtcnn.MAX_PIXELS:,}"):
+        mtcnn.detect(big)
+
+
+def test_cli_refuses_an_out_that_is_not_png_or_is_the_photo(tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(data.rgb_photo("astronaut")[:64, :64]).save(photo)
+    before = photo.read_bytes()
+    for out, says in ((tmp_path / "boxes.jpg", "must end in .png"),
+                      (photo, "is the photo itself"),
+                      (tmp_path / "." / "photo.png", "is the photo itself")):
+        rc, _, err = faces_command(capsys, photo, "--out", out)
+        assert rc == 2 and says in err and len(err.splitlines()) == 1
+    assert photo.read_bytes() == before and not (tmp_path / "boxes.jpg").exists()

@@ -47,11 +47,25 @@ def nets() -> tuple[PNet, RNet, ONet]:
 
 # --------------------------------------------------------------------------- pixels
 
+# The most pixels a photo may have: the pyramid's first level and P-Net's maps on it take about
+# 30 bytes a pixel (a 12000x12000 photo peaked at 4.4 GB), so 40 megapixels stay near 1.2 GB.
+MAX_PIXELS = 40_000_000
+
+
+def check_size(height: int, width: int) -> None:
+    """ValueError for a photo of more than MAX_PIXELS pixels (before anything is decoded)."""
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"the photo is {width}x{height} = {height * width:,} pixels, more than "
+                         f"the {MAX_PIXELS:,} this detector takes (its pyramid needs about 30 "
+                         "bytes a pixel): scale it down first")
+
+
 def as_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 pixel values 0-255."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB photo, (H, W, 3) uint8; got {image.shape} {image.dtype}")
+    check_size(*image.shape[:2])
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()  # a copy: writable
 
 
@@ -298,8 +312,12 @@ def face_iou(name: str, faces: list[tuple]) -> float:
 
 def read_photo(path) -> np.ndarray:
     """A JPEG, PNG (or any image Pillow reads) as (H, W, 3) uint8 RGB, turned upright as its EXIF
-    orientation says. A path that is missing, a folder, unreadable, or not an image raises
-    ValueError with a sentence saying which."""
+    orientation says. 16-bit grey is scaled to 8 bits (/257), a float image with values 0..1
+    by 255; palette, 1-bit, grey, CMYK and alpha images are converted. A path that is missing,
+    a folder, unreadable or not an image, a photo of more than MAX_PIXELS pixels (checked from
+    its header, before decoding), or pixels whose range is unknown raise ValueError with a
+    sentence saying which."""
+    import warnings
     from pathlib import Path
 
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -310,14 +328,44 @@ def read_photo(path) -> np.ndarray:
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not an image file")
     try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit is lower
+            with Image.open(path) as im:
+                check_size(im.height, im.width)
+                return _rgb8(ImageOps.exif_transpose(im), path)
+    except Image.DecompressionBombError as err:   # Pillow's own limit, past ours
+        raise ValueError(f"{path} is too large: {err}; this detector takes at most "
+                         f"{MAX_PIXELS:,} pixels: scale it down first") from None
     except UnidentifiedImageError:
         raise ValueError(f"{path} is not an image Pillow can read (JPEG, PNG, ...)") from None
     except PermissionError:
         raise ValueError(f"{path} cannot be read: permission denied") from None
     except (OSError, SyntaxError) as err:   # truncated or damaged image data
         raise ValueError(f"{path} could not be decoded as an image: {err}") from None
+
+
+def _rgb8(im, path) -> np.ndarray:
+    """A Pillow image as (H, W, 3) uint8 RGB, its values scaled (Pillow's convert("RGB") clips
+    16-bit and float pixels to 0..255 instead)."""
+    if im.mode.startswith("I;16"):
+        grey = np.round(np.asarray(im, dtype=np.float64) / 257)
+    elif im.mode == "F":
+        grey = np.asarray(im, dtype=np.float64)
+        low, high = float(np.nanmin(grey)), float(np.nanmax(grey))
+        if not (np.isfinite(grey).all() and 0 <= low and high <= 1):
+            raise ValueError(f"{path} holds floating-point pixels from {low:g} to {high:g}: "
+                             "fcconv reads float images with values 0..1; save it as 8-bit")
+        grey = np.round(grey * 255)
+    elif im.mode == "I":
+        raise ValueError(f"{path} holds 32-bit integer pixels, whose range fcconv cannot tell "
+                         "(0..255? 0..65535?): save it as an 8- or 16-bit image")
+    else:
+        try:
+            return np.asarray(im.convert("RGB"))
+        except ValueError as err:   # a mode Pillow cannot turn into RGB (LAB, HSV, ...)
+            raise ValueError(f"{path} is a {im.mode} image that Pillow cannot convert to RGB: "
+                             f"{err}") from None
+    return np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2)
 
 
 def annotated(image: np.ndarray, faces: list[tuple], truth=None):
