@@ -26,7 +26,7 @@ def _trace(args) -> int:
     try:
         table = trace(model, (train_shape[0], size, size))  # raises on a size that cannot work
     except ValueError as err:
-        if args.convolutionalized or size == train_shape[-1]:
+        if args.convolutionalized or not _slides_at(model, train_shape, size):
             raise
         side = train_shape[-1]
         raise ValueError(f"{err}\n{args.model} as trained takes {side}x{side} only: add "
@@ -35,6 +35,20 @@ def _trace(args) -> int:
           f"at {size}x{size}x{train_shape[0]}")
     print(table)
     return 0
+
+
+def _slides_at(model, train_shape, size: int) -> bool:
+    """Whether --convolutionalized would help: the converted net traces at ``size`` (larger
+    than the training size, and not too large to trace)."""
+    from .torch_ops import convolutionalize
+
+    if size <= train_shape[-1]:
+        return False
+    try:
+        trace(convolutionalize(model, train_shape), (train_shape[0], size, size))
+    except ValueError:
+        return False
+    return True
 
 
 def _faces(args) -> int:

@@ -91,9 +91,10 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
     tracer = _Tracer()
     tracer.record_stack_traces = lines
     draws: list[str] = []
+    constants = _constant_arguments(model)
     try:
         with _len_reads_the_size(model), _random_draws_seen(draws), _in_place_operators():
-            graph = tracer.trace(model, concrete_args=_constant_arguments(model))
+            graph = tracer.trace(model, concrete_args=constants)
     except Exception as err:  # fx raises many kinds; say what it means for the learner
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"fcconv follows forward() with torch.fx, which cannot trace this model "
@@ -212,6 +213,9 @@ class _Tracer(fx.Tracer):
 def _constant_arguments(model: nn.Module) -> dict | None:
     """forward(self, x, k=2): k is the constant 2, not a second input (fx would make it one)."""
     params = list(inspect.signature(model.forward).parameters.values())
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        raise ValueError("forward takes *args (any number of inputs): fcconv follows a model "
+                         "with one input tensor, forward(self, x); wrap it in one that passes x")
     extra = [p for p in params[1:] if p.kind in _POSITIONAL or p.kind == p.KEYWORD_ONLY]
     needed = [p.name for p in extra if p.default is p.empty]
     if needed:
@@ -248,7 +252,8 @@ def _parameter_names(gm: fx.GraphModule, node: fx.Node) -> list[str]:
         return [p.name for p in inspect.signature(target).parameters.values()
                 if p.kind in _POSITIONAL]
     except (TypeError, ValueError):  # a builtin: PyTorch's schemas (overloads share a prefix)
-        lists = [list(s.parameters) for s in get_signature_for_torch_op(target) or []]
+        lists = [[n for n, p in s.parameters.items() if p.kind in _POSITIONAL]
+                 for s in get_signature_for_torch_op(target) or []]  # (not approximate=, value=)
         names = []
         for column in zip(*lists):
             if len(set(column)) > 1:

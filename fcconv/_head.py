@@ -96,7 +96,8 @@ def convert_head(graph: _graph.Graph, flats: dict[fx.Node, _graph.Geo],
             _over_channels(node, _dim_at(graph, node))
         elif _is(node, {operator.getitem}) and graph.steps[node.args[0]].tensor:
             _pick_channels(graph, node)
-        elif _is(node, {operator.getitem}):
+        elif _is(node, {operator.getitem}) or node.op == "call_function" and \
+                node.target is getattr and node.args[1] in ("values", "indices"):
             pass   # one piece of a split (or max's values): already a map
         elif not _is(node, POINTWISE_FUNCS | BINARY | MAXMIN):
             raise ValueError(f"convolutionalize cannot carry {where(node)} over the "

@@ -114,14 +114,31 @@ def copied(model: nn.Module, memo: dict) -> nn.Module:
                          "non-leaf tensor) or an object copy.deepcopy refuses") from None
 
 
+def spatial_axes(model: nn.Module, ndim: int | None = None) -> int:
+    """How many spatial axes the model's input has, from every layer that says (Conv1d: 1,
+    MaxPool3d: 3, and their subclasses): the most any says (a Conv1d attention inside a 2-D net
+    works on pooled channels), or, for an input of ``ndim`` dims that cannot have that many,
+    the most that fits it (with a batch dim or without); 2 for a net without such layers."""
+    found = sorted({n for m in model.modules() for cls, n in SPATIAL_DIMS.items()
+                    if isinstance(m, cls)}, reverse=True)
+    fits = [n for n in found if ndim is not None and ndim - n in (1, 2)]
+    return (fits or found or [2])[0]
+
+
+def spatial_layers(model: nn.Module) -> str:
+    """The kinds of spatial layers in a model, for a message: 'Conv1d, MaxPool1d'."""
+    kinds = {type(m).__name__: None for m in model.modules()
+             if any(isinstance(m, cls) for cls in SPATIAL_DIMS)}
+    return ", ".join(kinds) or "none"
+
+
 def input_shape(model: nn.Module, shape) -> Shape:
     """Accept 224, (224, 224), (3, 224, 224) or (N, 3, 224, 224); return (C, H, W) (or (C, L)).
 
-    How many axes an input has comes from the first layer that says (a Conv1d, a MaxPool3d):
-    (5, 8, 8, 8) is (C, D, H, W) for a Conv3d net, (N, C, H, W) for a Conv2d one.
+    How many axes an input has comes from the layers that say (``spatial_axes``): (5, 8, 8, 8)
+    is (C, D, H, W) for a Conv3d net, (N, C, H, W) for a Conv2d one.
     """
-    first = next((m for m in model.modules() if type(m) in SPATIAL_DIMS), None)
-    nsp = SPATIAL_DIMS[type(first)] if first is not None else 2
+    nsp = spatial_axes(model)
     channels = next((m.in_channels for m in model.modules() if isinstance(m, CONV)), None)
     if getattr(shape, "ndim", None) == 0 or \
             not isinstance(shape, (str, bytes)) and not hasattr(shape, "__iter__"):
@@ -132,6 +149,6 @@ def input_shape(model: nn.Module, shape) -> Shape:
     if len(shape) == nsp + 2:
         return shape[1:]
     if len(shape) == 5:
-        raise ValueError(f"input_shape {shape} has 5 sizes, but the model's first layer "
-                         f"({type(first).__name__}) takes {nsp} spatial axes")
+        raise ValueError(f"input_shape {shape} has 5 sizes, but the model's layers "
+                         f"({spatial_layers(model)}) take {nsp} spatial axes")
     return shape

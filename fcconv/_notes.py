@@ -36,12 +36,14 @@ def training(label: str, mod: nn.Module) -> str:
     """Why a layer's output depends on more than its input ('' if it does not): BatchNorm on
     batch statistics (every example of the batch, every pixel), dropout that drops (chance)."""
     if isinstance(mod, BATCH_NORM) and (mod.training or mod.running_mean is None):
-        how = "is in training mode" if mod.training else \
-            "keeps no running statistics (track_running_stats=False)"
+        how, fix = ("is in training mode", "call model.eval() first") if \
+            mod.running_mean is not None else \
+            ("keeps no running statistics (track_running_stats=False), so it uses batch "
+             "statistics even in eval mode", "give it running statistics (train it with "
+             "track_running_stats=True) or fold a fixed normalisation into the layer before it")
         return (f"{label} {how}: it normalises with each batch's statistics, so every value "
                 "after it depends on every pixel of every example in the batch, and they differ "
-                "between crops (and between a batch of crops and one large image); call "
-                "model.eval() first")
+                f"between crops (and between a batch of crops and one large image); {fix}")
     if isinstance(mod, DROPOUT) and mod.training and mod.p > 0:
         return (f"{label} is in training mode (p={mod.p}): it zeroes random values on every "
                 "call, so no two passes agree and no dense pass can equal the crops; call "

@@ -28,7 +28,7 @@ from ._crop import CropToWindows
 from ._field import Field
 from ._fx import BATCH, call_on_meta, meta_twin, model_dtype, symbolic_trace, where
 from ._geometry import per_axis
-from ._graph import Geo, Graph, Step, unknown
+from ._graph import Geo, Graph, Step, kind_text, unknown
 from ._ops import (
     ADAPTIVE,
     ADAPTIVE_FUNCS,
@@ -143,7 +143,7 @@ class _Walk(fx.Interpreter):
             step.kind = re.sub(r"_\d+$", "", n.name)
             checks.function_input(step, args, kwargs)
             checks.operands(step, args, self.steps)
-        out = super().run_node(n)
+        out = _on_meta(super().run_node(n))   # torch.arange(5) made in forward: on meta too
         t = _tensor(out)
         step.out = tuple(t.shape) if t is not None else None
         step.tensor = isinstance(out, torch.Tensor)
@@ -227,6 +227,11 @@ class _Walk(fx.Interpreter):
         n, t = step.node, step.node.target
         g = self.src(n.args[0]) if n.args else Geo("other")
         x = args[0] if args else None
+        if n.all_input_nodes and all(self.src(a).kind == "other" for a in n.all_input_nodes) \
+                and t not in RANDOM_FUNCS and t not in DROPOUT_FUNCS:
+            return Geo("other")   # a weight standardised, a constant reshaped: no pixel in it
+        if t is getattr and _tensor(out) is not None:
+            return self.attribute(step, g, x, n.args[1], _tensor(out))
         if t in WINDOW_FUNCS:
             a = bind(WINDOW_FUNCS[t], args, kwargs)
             step.layer = True
@@ -300,8 +305,23 @@ class _Walk(fx.Interpreter):
         if t is operator.getitem:
             source = self.steps.get(n.args[0]) if isinstance(n.args[0], fx.Node) else None
             return geometry.getitem(step, g, source, args[0], args[1])
+        if isinstance(t, type) and issubclass(t, tuple) and hasattr(t, "_fields"):
+            return unknown(f"{where(n)} packs tensors into a namedtuple ({t.__name__}): fcconv "
+                           "follows a tensor, or a plain tuple of tensors; return tuple(...)")
         return unknown(f"{where(n)} ({step.kind}) is not an op fcconv knows: it cannot say "
                        "which input pixels reach an output cell after it")
+
+    def attribute(self, step: Step, g: Geo, x, name: str, y) -> Geo:
+        """x.values / x.indices of a max(dim), x.T (a transpose), x.data (x itself)."""
+        if name in ("values", "indices"):
+            source = self.steps.get(step.node.args[0])
+            return geometry.getitem(step, g, source, x, ("values", "indices").index(name))
+        if name in ("T", "mT", "H", "mH"):
+            return geometry.permute(step, g, x, y, _permutation(getattr, x, (x, name), {}))
+        if name == "data":
+            return g
+        return unknown(f"{where(step.node)} reads .{name} of {kind_text(g.kind)}, "
+                       "an attribute fcconv does not follow")
 
     # ------------------------------------------------------------------ cost
 
@@ -345,6 +365,14 @@ def _tensor(out) -> torch.Tensor | None:
     return None
 
 
+def _on_meta(out):
+    """A tensor made in forward from no traced value (torch.arange(5, dtype=x.dtype), a
+    torch.tensor) is made on the CPU: its meta twin, so that it meets the walk's tensors."""
+    if isinstance(out, torch.Tensor) and not out.is_meta:
+        return torch.empty_like(out, device="meta")
+    return out
+
+
 def _two_tensors(args) -> bool:
     return len(args) > 1 and isinstance(args[1], torch.Tensor)
 
@@ -353,9 +381,13 @@ def _permutation(target, x, args, kwargs) -> list[int]:
     """The new order of x's dims after x.permute(...), x.transpose(a, b), torch.movedim and
     the like: the same call on a meta tensor whose dims have lengths 1, 2, 3, ... reads it."""
     probe = torch.empty(tuple(range(1, x.dim() + 1)), device="meta")
-    call = getattr(probe, target) if isinstance(target, str) else \
-        (lambda *a, **k: target(probe, *a, **k))
-    return [n - 1 for n in call(*args[1:], **kwargs).shape]
+    if target is getattr:
+        y = getattr(probe, args[1])
+    elif isinstance(target, str):
+        y = getattr(probe, target)(*args[1:], **kwargs)
+    else:
+        y = target(probe, *args[1:], **kwargs)
+    return [n - 1 for n in y.shape]
 
 
 def _is_param(gm: nn.Module, target: str) -> bool:

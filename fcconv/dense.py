@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ._crop import CropToWindows
+from ._model import spatial_axes, spatial_layers
 from ._notes import in_training
-from ._ops import SPATIAL_DIMS
 from ._walk import analyse
 from .conversions import expect, expect_input
 from .formulas import checked_int, format_shape, score_map_side, stitch_factor
@@ -42,7 +42,7 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     """
     expect(model, nn.Module, "model")
     batch_size = checked_int("batch_size", batch_size, 1)
-    nsp = spatial_axes(model)
+    nsp = spatial_axes(model, getattr(image, "ndim", None))
     image = _batch(image, nsp, model)
     window, stride = _sizes("window", window, nsp), _sizes("stride", stride, nsp)
     expect_input(model, image)
@@ -209,23 +209,17 @@ def _what(out) -> str:
     return f"a {type(out).__name__}"
 
 
-def spatial_axes(model: nn.Module) -> int:
-    """How many spatial axes the model's input has: those of its first layer that says (1 for
-    Conv1d or MaxPool1d, 3 for Conv3d), else 2."""
-    first = next((m for m in model.modules() if type(m) in SPATIAL_DIMS), None)
-    return SPATIAL_DIMS[type(first)] if first is not None else 2
-
-
 def _batch(image, nsp: int, model: nn.Module) -> torch.Tensor:
     """image as (N, C, *spatial), or a clear error: (C, H, W) gets a batch of one."""
     expect(image, torch.Tensor, "image")
     if image.dim() == nsp + 1:
         image = image.unsqueeze(0)
     if image.dim() != nsp + 2:
-        first = next((type(m).__name__ for m in model.modules() if type(m) in SPATIAL_DIMS), "")
         want = {1: "a sequence (C, L) or (N, C, L)", 2: "(C, H, W) or (N, C, H, W)",
                 3: "a volume (C, D, H, W) or (N, C, D, H, W)"}[nsp]
-        because = f"the model's first layer is a {first}, so " if first else ""
+        layers = spatial_layers(model)
+        because = f"the model's layers ({layers}) take {nsp} spatial axes, so " \
+            if layers != "none" else ""
         raise ValueError(f"{because}image must be {want}; got shape {tuple(image.shape)}")
     if image.shape[0] == 0:
         raise ValueError(f"image is an empty batch, shape {tuple(image.shape)}: nothing to score")
@@ -271,7 +265,7 @@ def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step) -> torch.Tensor:
     the window at (i*jump + dy*step, j*jump + dx*step), which goes to row i*f + dy, column j*f + dx.
     """
     expect(fcn, nn.Module, "fcn")
-    nsp = spatial_axes(fcn)
+    nsp = spatial_axes(fcn, getattr(image, "ndim", None))
     window, jump = _window_and_jump(fcn, nsp)
     image = _batch(image, nsp, fcn)
     expect_input(fcn, image, "fcn")

@@ -688,3 +688,17 @@ def test_receptive_field_after_spatial_reorders_matches_autograd():
                 continue
             assert along == rf.pixels(i, axis), (net, rf, axis, i)
     assert 15 < swapped < 65, swapped   # both orders were checked
+
+
+@pytest.mark.parametrize("args, hint", [
+    (("lenet5", "--input", "40"), True),          # larger: the converted net slides
+    (("lenet5", "--input", "27"), False),         # smaller than the window: nothing slides
+    (("lenet5", "--input", "1"), False),
+    (("vgg16", "--input", "100000000000"), False),  # too large for either
+])
+def test_cli_advises_convolutionalized_only_where_it_helps(args, hint):
+    done = run_cli("trace", *args)
+    assert done.returncode == 2 and done.stderr.startswith("error: ")
+    assert ("--convolutionalized" in done.stderr) == hint, done.stderr
+    if hint:   # and the advice works
+        assert run_cli("trace", *args, "--convolutionalized").returncode == 0

@@ -1586,3 +1586,116 @@ def test_every_bool_option_takes_only_a_bool(call, value):
 def test_an_uninitialised_lazy_layer_is_named_with_what_to_do(call, name):
     with pytest.raises(ValueError, match=f"{name} is an uninitialised lazy layer .* run it once"):
         call()
+
+
+# ------------------------------------------- refusals that name the right cause (round 22c)
+
+def head_net(fwd):
+    """A 7x7 classifier (conv 3->4 k3, Linear 100->4) with the given forward."""
+    class Net(nn.Module):
+        forward = fwd
+
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(100, 4)
+    return seeded(Net())
+
+
+NamedScores = __import__("collections").namedtuple("NamedScores", "scores")
+
+
+@pytest.mark.parametrize("forward", [
+    lambda s, x: s.fc(F.gelu(s.c(x), approximate="tanh").flatten(1)),   # keyword-only argument
+    lambda s, x: s.fc(s.c(x).flatten(1)).max(-1).values,                 # max's values by name
+], ids=["gelu approximate=", "max(-1).values"])
+def test_models_that_run_convert_exactly_where_fcconv_knows_their_ops(forward):
+    model = head_net(forward)
+    fcn, _ = dense_equals_crops(model, (3, 7, 7), (12, 10))
+    assert fcn.jump == 1
+
+
+@pytest.mark.parametrize("forward, says, never", [
+    (lambda s, x: s.fc(torch.addcmul(s.c(x), s.c(x), s.c(x), value=0.1).flatten(1)),
+     "'addcmul' (addcmul) is not an op fcconv knows", "cannot run"),
+    (lambda s, x: s.fc((s.c(x) + torch.arange(5, dtype=x.dtype)).flatten(1)),
+     "holds 5 values along dim 3", "device"),
+    (lambda s, x: s.fc(F.prelu(s.c(x), torch.tensor([0.25], dtype=x.dtype)).flatten(1)),
+     "'prelu' (prelu) is not an op fcconv knows", "device"),
+    (lambda s, x: s.fc(s.c(x).flatten(1)).T, "it moves the batch axis", "pixels"),
+    (lambda s, x: NamedScores(s.fc(s.c(x).flatten(1))), "packs tensors into a namedtuple",
+     "not an op"),
+], ids=["addcmul value=", "arange made in forward", "tensor made in forward", ".T",
+        "namedtuple"])
+def test_a_refusal_names_the_real_cause(forward, says, never):
+    model = head_net(forward)
+    model(torch.randn(2, 3, 7, 7, dtype=torch.float64))   # the model itself runs
+    with pytest.raises(ValueError) as err:
+        convolutionalize(model, (3, 7, 7))
+    assert says in str(err.value) and never not in str(err.value), err.value
+
+
+def test_forward_with_star_args_is_refused_as_such():
+    class Many(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3)
+
+        def forward(self, *xs):
+            return self.c(xs[0])
+    for call in (lambda: convolutionalize(Many(), (3, 7, 7)), lambda: trace(Many(), (3, 7, 7))):
+        with pytest.raises(ValueError, match=r"forward takes \*args .* one input tensor"):
+            call()
+
+
+def test_batch_norm_without_running_statistics_is_not_told_to_call_eval():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
+                          nn.Flatten(), nn.Linear(100, 3)).eval()
+    with pytest.raises(ValueError, match="even in eval mode") as err:
+        convolutionalize(model, (3, 7, 7))
+    assert "model.eval()" not in str(err.value)
+    with pytest.raises(ValueError, match="even in eval mode"):
+        sliding_windows(model, torch.randn(1, 3, 9, 9), 7, 1)
+
+
+def test_weight_standardisation_in_the_trunk_is_a_weight_op_and_converts_exactly():
+    """StdConv2d reshapes and normalises its weight, not the map: exact against the crops."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = StdConv2d(3, 4, 3), nn.Linear(100, 3)
+
+        def forward(self, x):
+            return self.fc(self.c(x).flatten(1))
+    dense_equals_crops(Net(), (3, 7, 7), (12, 10))
+
+
+class CausalConv1d(nn.Conv1d):
+    """WaveNet's causal conv, as a subclass (fcconv read only exact PyTorch types before)."""
+
+
+class ChannelAttention(nn.Module):
+    """ECA: a Conv1d over pooled channels inside a 2-D net, registered before its stem."""
+
+    def __init__(self):
+        super().__init__()
+        self.eca = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+        self.stem, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(100, 2)
+
+    def forward(self, x):
+        y = self.stem(x)
+        w = self.eca(y.mean((2, 3)).unsqueeze(1)).squeeze(1).sigmoid()
+        return self.fc((y * w[:, :, None, None]).flatten(1))
+
+
+def test_one_or_two_spatial_axes_come_from_every_layer_and_the_input_not_the_first_type():
+    model = seeded(nn.Sequential(CausalConv1d(2, 3, 3), nn.Flatten(), nn.Linear(24, 2)))
+    seq = torch.randn(2, 2, 25, dtype=torch.float64)
+    fcn = convolutionalize(model, (2, 10))
+    crops = torch.stack([model(seq[:, :, i:i + 10]) for i in range(16)], -1)
+    assert torch.allclose(fcn(seq), crops, atol=1e-12)
+    assert torch.allclose(sliding_windows(model, seq, 10, 1), crops, atol=1e-12)
+    eca = seeded(ChannelAttention())
+    image = torch.randn(1, 3, 12, 10, dtype=torch.float64)
+    crops = torch.stack([eca(image[:, :, i:i + 7, j:j + 7]) for i in range(6) for j in range(4)],
+                        -1).reshape(1, 2, 6, 4)
+    assert torch.allclose(sliding_windows(eca, image, 7, 1), crops, atol=1e-12)
