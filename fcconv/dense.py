@@ -50,11 +50,13 @@ def sliding_windows(model: nn.Module, image: torch.Tensor, window, stride,
     if any(w > s for w, s in zip(window, sides)):
         raise ValueError(f"window {'x'.join(map(str, window))} does not fit in the "
                          f"{'x'.join(map(str, sides))} {_what_image(nsp)}")
-    # Two crops: the first window of the first image and the last of the last image.
-    pair = torch.cat([image[(slice(0, 1), slice(None), *(slice(0, w) for w in window))],
-                      image[(slice(-1, None), slice(None), *(slice(s - w, s) for w, s in
-                                                             zip(window, sides)))]])
-    why = _in_training(model, pair)
+    # The first window of the first image and the last of the last: scored together and alone
+    # where some batch holds two crops (then the pair costs no more memory than a batch).
+    first = image[(slice(0, 1), slice(None), *(slice(0, w) for w in window))]
+    last = image[(slice(-1, None), slice(None), *(slice(s - w, s) for w, s in zip(window, sides)))]
+    crops = image.shape[0] * math.prod(score_map_side(s, w, st)
+                                       for s, w, st in zip(sides, window, stride))
+    why = _in_training(model, first, last if min(crops, batch_size) > 1 else None)
     if why:
         raise ValueError(f"sliding_windows cannot give the reference here: {why}")
     # A stride past the last window gives the one window either way (and unfold takes no more).
@@ -99,11 +101,11 @@ def _what_image(nsp: int) -> str:
     return {1: "sequence", 2: "image", 3: "volume"}[nsp]
 
 
-def _in_training(model: nn.Module, pair: torch.Tensor) -> str:
+def _in_training(model: nn.Module, crop: torch.Tensor, other: torch.Tensor | None) -> str:
     """Why the model's scores depend on more than each crop ('' if they do not): a layer in
     training mode, or random numbers in forward (F.dropout that drops, torch.rand): found by
-    the walk, or, where the walk cannot follow forward, by scoring a crop twice; or a model
-    that mixes the examples of a batch: the two crops of ``pair`` scored together and alone.
+    the walk, or, where the walk cannot follow forward, by scoring ``crop`` twice; or a model
+    that mixes the examples of a batch: ``crop`` and ``other`` scored together and alone.
 
     That takes milliseconds, as much as scoring a few crops: the answer is kept for the model
     as long as its layers keep their modes and plain attributes (a dropout rate, a flag forward
@@ -112,8 +114,7 @@ def _in_training(model: nn.Module, pair: torch.Tensor) -> str:
     why = in_training(model)
     if why:
         return why
-    crop = pair[:1]
-    key = (tuple(crop.shape[1:]), tuple(
+    key = (tuple(crop.shape[1:]), other is not None, tuple(
         (m.training, tuple((k, v) for k, v in vars(m).items()
                            if isinstance(v, (bool, int, float, str)))) for m in model.modules()))
     answers = _WALKED.setdefault(model, {})
@@ -124,7 +125,8 @@ def _in_training(model: nn.Module, pair: torch.Tensor) -> str:
                                  if "random" in s.notes), "")
         except ValueError:
             answers[key] = _differs_twice(model, crop)
-        answers[key] = answers[key] or _mixes_examples(model, pair)
+        if other is not None and not answers[key]:
+            answers[key] = _mixes_examples(model, torch.cat([crop, other]))
     return answers[key]
 
 
