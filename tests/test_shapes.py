@@ -368,7 +368,7 @@ def test_cli_input_is_checked_before_torch_sees_it(args, text):
     (lambda: receptive_field(nn.Conv2d(1, 1, 3), (1, 8, 8)).pixels(-1), ValueError,
      "i must be >= 0; got -1"),
     (lambda: trace(nn.Sequential(nn.Conv2d(1, 1, 3)), (1, 2, 8, 8, 8)), ValueError,
-     "input_shape (1, 2, 8, 8, 8) has 5 sizes, but the model's first layer (Conv2d) takes 2"),
+     "input_shape (1, 2, 8, 8, 8) has 5 sizes, but the model's layers (Conv2d) take 2 spatial axes"),
 ])
 def test_bad_arguments_get_a_clear_error(call, error, text):
     with pytest.raises(error) as info:

@@ -453,8 +453,8 @@ BAD_INPUTS = [
     (lambda: trace(torch.jit.trace(small_sequential(), torch.zeros(1, 1, 8, 8)), (1, 8, 8)),
      ValueError, "pass the un-scripted nn.Module it was made from"),
     (lambda: sliding_windows(nn.Sequential(nn.Conv1d(1, 2, 3)), torch.zeros(1, 1, 9, 9), 3, 1),
-     ValueError, "the model's first layer is a Conv1d, so image must be a sequence (C, L) or "
-                 "(N, C, L)"),
+     ValueError, "the model's layers (Conv1d) take 1 spatial axes, so image must be a sequence "
+                 "(C, L) or (N, C, L)"),
     (lambda: sliding_windows(nn.Sequential(nn.Conv1d(1, 2, 3)), torch.zeros(1, 9), (3, 3), 1),
      ValueError, "window must be a positive int for a 1-D model (one axis); got (3, 3)"),
 ]
