@@ -23,6 +23,7 @@ from ._graph import (
     MAPS,
     Geo,
     Step,
+    as_map,
     channel_index,
     dim_keys,
     kind_text,
@@ -37,6 +38,7 @@ def window(step: Step, g: Geo, x, kernel, stride, padding, dilation, ceil: bool,
            mode: str = "zeros") -> Geo:
     """A conv or pooling window: the receptive-field recurrence, axis by axis."""
     label = where(step.node, step.name)
+    g = as_map(g)
     if g.kind != "map":
         return unknown(f"{label} slides a window over {kind_text(g.kind)}, not over a "
                        "(N, C, H, W) map")
@@ -76,6 +78,7 @@ def adaptive(step: Step, g: Geo, x, y) -> Geo:
     """An adaptive pool: an identity where the map already has its output size, else windows
     as big as the map allows (one window each: global pooling, for a 1x1 output)."""
     label = where(step.node, step.name)
+    g = as_map(g)
     if g.kind != "map":
         return unknown(f"{label} pools {kind_text(g.kind)}")
     before, after = tuple(x.shape[2:]), tuple(y.shape[2:])
@@ -94,6 +97,7 @@ def adaptive(step: Step, g: Geo, x, y) -> Geo:
 def pad(step: Step, g: Geo, amounts) -> Geo:
     """Zero padding (or, with negative amounts, a crop), per axis."""
     label = where(step.node, step.name)
+    g = as_map(g)
     if g.kind != "map":
         return unknown(f"{label} pads {kind_text(g.kind)}")
     nsp = len(g.field.size)
@@ -156,9 +160,8 @@ def permute(step: Step, g: Geo, x, y, order: list[int]) -> Geo:
         letters = AXES[nd - 2]
         now = g.order if g.kind == "permuted" else letters   # the axis each dim holds
         new = "".join(now[d - 1] for d in order[1:])
-        if new[0] == "c":   # still a map: its spatial axes, maybe swapped (x.transpose(2, 3))
-            spatial = [letters.index(a) - 1 for a in new[1:]]
-            return Geo("map", g.field if spatial == sorted(spatial) else g.field.permuted(spatial))
+        if new == letters:
+            return Geo("map", g.field)
         shape = g.map_shape if g.kind == "permuted" else tuple(x.shape[1:])
         return Geo("permuted", g.field, shape, new)
     if g.kind in ("flat", "vector", "plane") and order == list(range(nd)):

@@ -129,6 +129,15 @@ def tensor_field(g: Geo) -> Field | None:
     return g.field.permuted([letters.index(a) - 1 for a in g.order if a != "c"])
 
 
+def as_map(g: Geo) -> Geo:
+    """A permuted map whose channels are still dim 1 (x.transpose(2, 3): "cwh") as a map whose
+    field has its axes in the tensor's order, for an op that slides over it; anything else as
+    it is. (Until then it stays "permuted", so that a flatten knows its order.)"""
+    if g.kind == "permuted" and g.order[0] == "c":
+        return Geo("map", tensor_field(g))
+    return g
+
+
 def dim_keys(g: Geo, x) -> tuple:
     """What each dim of ``x`` measures (see ``BATCH_KEY``...), from what x is."""
     nd = x.dim() if hasattr(x, "dim") else 0

@@ -62,9 +62,10 @@ def refuse_what_cannot_slide(graph: _graph.Graph, exact: bool = True, meta: bool
         if geo.field is None:
             raise ValueError(f"the model returns {where(out)}, which is not computed "
                              "from the input's pixels: there is nothing to slide")
-        if geo.field.axes != tuple(sorted(geo.field.axes)):
+        axes = _graph.tensor_field(geo).axes
+        if axes != tuple(sorted(axes)):
             raise ValueError(f"the model returns {where(out)}, whose spatial axes are in "
-                             f"another order than the input's (axes {geo.field.axes}: H and W "
+                             f"another order than the input's (axes {axes}: H and W "
                              "swapped): its score map would not line up with the windows; "
                              "return it in the input's order")
         if not graph.steps[out].tensor:

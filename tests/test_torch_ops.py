@@ -1699,3 +1699,20 @@ def test_one_or_two_spatial_axes_come_from_every_layer_and_the_input_not_the_fir
     crops = torch.stack([eca(image[:, :, i:i + 7, j:j + 7]) for i in range(6) for j in range(4)],
                         -1).reshape(1, 2, 6, 4)
     assert torch.allclose(sliding_windows(eca, image, 7, 1), crops, atol=1e-12)
+
+
+def test_a_transposed_map_flattened_converts_and_a_transposed_score_map_is_refused():
+    """x.transpose(2, 3).flatten(1) is a flatten in (C, W, H) order: exact against the crops
+    on a non-square image; a net whose score map would come out transposed is refused."""
+    before_flatten = head_net(lambda s, x: s.fc(s.c(x).transpose(2, 3).flatten(1)))
+    dense_equals_crops(before_flatten, (3, 7, 7), (12, 10))
+    class OnInput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.d = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 5)
+
+        def forward(self, x):
+            return self.d(self.c(x.transpose(2, 3)))
+    with pytest.raises(ValueError, match=r"axes \(1, 0\): H and W swapped"):
+        convolutionalize(OnInput(), (3, 7, 7))
+    assert fcconv.receptive_field(OnInput(), (3, 9, 7)).axes == (1, 0)
