@@ -143,13 +143,14 @@ def _mixes_examples(model: nn.Module, pair: torch.Tensor) -> str:
             if not (isinstance(p, torch.Tensor) and isinstance(q, torch.Tensor)) or \
                     p.dim() == 0 or p.shape[0] != 2 or q.shape[0] != 1:
                 continue
-            tol = torch.finfo(q.dtype).eps ** 0.5 * (1 + q.abs().max()) if \
-                q.is_floating_point() else 0
-            gap = (p[i:i + 1] - q).abs().max()
-            if gap > tol:
+            eps = torch.finfo(q.dtype).eps ** 0.5 if q.is_floating_point() else 0
+            together = p[i:i + 1]
+            if not torch.isclose(together, q, rtol=eps, atol=eps, equal_nan=True).all():
+                gap = (together - q).abs().nan_to_num(nan=float("inf")).max()
+                off = "scored alone, is NaN" if gap.isinf() else \
+                    f"scored beside another, is {gap.item():.3g} off its score alone"
                 return (f"the model's scores for a crop depend on the other crops in its batch "
-                        f"(crop {i}, scored beside another, is {gap.item():.3g} off its score "
-                        "alone): forward mixes examples (a statistic over dim 0, as a "
+                        f"(crop {i}, {off}): forward mixes examples (a statistic over dim 0, as a "
                         "minibatch-stddev feature computes), so no score belongs to one crop; "
                         "compute it per example")
     return ""

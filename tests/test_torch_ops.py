@@ -1479,29 +1479,30 @@ def test_random_numbers_in_forward_are_refused_by_both_ways(traceable):
 class MinibatchStat(nn.Module):
     """A critic's minibatch feature (ProGAN): the batch's mean map, appended to every example."""
 
-    def __init__(self, over_batch=True):
+    def __init__(self, over_batch="mean"):
         super().__init__()
         self.c, self.fc, self.over_batch = nn.Conv2d(3, 4, 3), nn.Linear(4 * 5 * 5 + 25, 2), over_batch
 
     def forward(self, x):
         y = self.c(x)
-        stat = y.mean(0, keepdim=True) if self.over_batch else y
+        stat = getattr(y, self.over_batch)(0, keepdim=True) if self.over_batch else y
         stat = stat.mean(1, keepdim=True).expand(y.size(0), 1, 5, 5)
         return self.fc(torch.cat([y, stat], 1).flatten(1))
 
 
-def test_sliding_windows_refuses_a_model_that_mixes_the_examples_of_a_batch():
+@pytest.mark.parametrize("stat", ["mean", "std"])   # std alone: NaN
+def test_sliding_windows_refuses_a_model_that_mixes_the_examples_of_a_batch(stat):
     """Two ways: the model on a batch of crops and on each crop alone disagree, and
     sliding_windows says so (convolutionalize refuses it too); per example, both agree."""
     image = torch.randn(1, 3, 12, 10, dtype=torch.float64)
-    model = seeded(MinibatchStat())
+    model = seeded(MinibatchStat(stat))
     crops = torch.stack([image[0, :, i:i + 7, j:j + 7] for i in range(6) for j in range(4)])
     assert not torch.allclose(model(crops)[:1], model(crops[:1]))
     with pytest.raises(ValueError, match="depend on the other crops in its batch"):
         sliding_windows(model, image, 7, 1)
-    with pytest.raises(ValueError, match="over dims"):
+    with pytest.raises(ValueError, match="over dims" if stat == "mean" else "'std'"):
         convolutionalize(model, (3, 7, 7))
-    per_example = seeded(MinibatchStat(over_batch=False))
+    per_example = seeded(MinibatchStat(over_batch=""))
     scores = sliding_windows(per_example, image, 7, 1, batch_size=5)
     alone = torch.stack([per_example(c[None])[0] for c in crops], -1).reshape(1, 2, 6, 4)
     assert torch.allclose(scores, alone, atol=1e-12)
