@@ -317,7 +317,13 @@ class _Walk(fx.Interpreter):
             source = self.steps.get(step.node.args[0])
             return geometry.getitem(step, g, source, x, ("values", "indices").index(name))
         if name in ("T", "mT", "H", "mH"):
-            return geometry.permute(step, g, x, y, _permutation(getattr, x, (x, name), {}))
+            order = _permutation(getattr, x, (x, name), {})
+            if order[0] != 0:
+                return unknown(f"{where(step.node)} (.{name}) moves the batch axis of "
+                               f"{kind_text(g.kind)} {geometry.shape_text(x)} to dim "
+                               f"{order.index(0)}: an example's values no longer stay in its "
+                               "row; fcconv follows permutes of a map's own axes")
+            return geometry.permute(step, g, x, y, order)
         if name == "data":
             return g
         return unknown(f"{where(step.node)} reads .{name} of {kind_text(g.kind)}, "

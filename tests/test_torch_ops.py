@@ -1622,7 +1622,7 @@ def test_models_that_run_convert_exactly_where_fcconv_knows_their_ops(forward):
      "holds 5 values along dim 3", "device"),
     (lambda s, x: s.fc(F.prelu(s.c(x), torch.tensor([0.25], dtype=x.dtype)).flatten(1)),
      "'prelu' (prelu) is not an op fcconv knows", "device"),
-    (lambda s, x: s.fc(s.c(x).flatten(1)).T, "it moves the batch axis", "pixels"),
+    (lambda s, x: s.fc(s.c(x).flatten(1)).T, "(.T) moves the batch axis", "pixels"),
     (lambda s, x: NamedScores(s.fc(s.c(x).flatten(1))), "packs tensors into a namedtuple",
      "not an op"),
 ], ids=["addcmul value=", "arange made in forward", "tensor made in forward", ".T",
