@@ -57,7 +57,7 @@ import numpy as np
 from . import sandbox
 from .checks import CHECKS, core, wire
 from .folders import course_dir
-from .scan import forbidden_in_source
+from .scan import UNSCANNED, forbidden_in_source, read_cells
 
 LIBRARY = Path(__file__).resolve().parent.parent  # the installed fcconv package (its own files)
 WIRE_SOURCE = Path(wire.__file__).read_text(encoding="utf-8")  # sent to each kernel as text
@@ -304,12 +304,14 @@ def _prepare(prepared: Prepared, limits: dict, isolate, watch: Watch) -> None:
             report.results[ex.id] = (status, f"its check cell was {status}: restore it (copy it "
                                              "from a fresh exercises/ notebook)")
     cells = [(i + 1, s) for i, s in sources if not any(_same(s, ex.check_source) for ex in exercises)]
+    statements, unread = read_cells([s for _, s in cells], [i for i, _ in cells])  # once, capped
+    report.problems += unread
     rng = np.random.default_rng(secrets.randbits(128))  # this process's secret: never sent
     requests, modules, forbids = [], {"numpy", "fcconv"}, []  # what check cells import
     for ex in present:
         check = CHECKS[ex.id]
         plan = check.plan(rng)
-        forbidden = forbidden_in_source([s for _, s in cells], ex.answer, check.forbids)
+        forbidden = forbidden_in_source(statements, ex.answer, check.forbids)
         prepared.plans[ex.id] = (check, plan, forbidden)
         requests.append((ex.id, ex.answer, check.request(plan)))
         forbids += [f for f in check.forbids if f not in forbids]
@@ -370,7 +372,10 @@ def judge(prepared: Prepared, result: dict) -> Report:
             report.results[ex] = ("error", sandbox.clean(entry["error"]))
         else:
             verdict = check.judge(plan, entry["reply"])
-            if forbidden and verdict.status in ("correct", "wrong"):
+            if UNSCANNED in forbidden and verdict.status in ("correct", "wrong"):
+                verdict = core.Verdict(ex, "error", "the answer uses a name bound in a cell the "
+                                       "source scan could not read (see below): not checked")
+            elif forbidden and verdict.status in ("correct", "wrong"):
                 verdict = core.Verdict(ex, "wrong", core.forbidden_call(forbidden[0]))
             report.results[ex] = (verdict.status, verdict.message)
     return report
@@ -705,8 +710,14 @@ def _unchecked(prep: Prepared) -> Report:
 
 # --------------------------------------------------------------------------- reports
 
+def shown_path(path) -> str:
+    """A submission's path as the report and the CSV show it: a student's folder name may hold
+    terminal escapes or control characters, which are replaced (never printed as they are)."""
+    return "".join(c if c.isprintable() else "?" for c in str(path))
+
+
 def format_report(r: Report) -> str:
-    lines = [f"{r.path}"]
+    lines = [shown_path(r.path)]
     for ex, (status, message) in sorted(r.results.items()):
         lines.append(f"  {ex}  {1 if status == 'correct' else 0}/1  {status}: {message}")
     for p in r.problems:
@@ -733,7 +744,7 @@ def write_csv(reports: list[Report], path: str | Path) -> None:
     for r in reports:
         notes = [f"{ex} {s}: {m}" for ex, (s, m) in sorted(r.results.items())
                  if s not in ("correct", "wrong", "not attempted")] + r.problems
-        w.writerow([_cell(r.path.parent.name), _cell(r.path.name),
+        w.writerow([_cell(shown_path(r.path.parent.name)), _cell(shown_path(r.path.name)),
                     *[int(r.results[ex][0] == "correct") if ex in r.results else "" for ex in ids],
                     r.score, len(r.results), _cell("; ".join(notes))])
     path = Path(path)

@@ -13,15 +13,97 @@ from __future__ import annotations
 
 import ast
 import importlib
+import io
 import re
 import sys
+import tokenize
 
 from .checks import wire
+
+try:  # how IPython reads a cell before Python parses it
+    from IPython.core.inputtransformer2 import TransformerManager
+except ImportError:  # (no IPython: such cells are reported as unread)
+    TransformerManager = None
 
 CODE_MAGICS = {"time", "timeit", "prun", "capture"}  # the magics whose argument is Python code
 WATCH_OFF = ("sys.setprofile", "threading.setprofile", "sys.settrace", "threading.settrace")
 _COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+# What the scan parses, at most (ast.parse takes about 1.5 kB a token, and the trees are kept):
+CELL_BYTES, CELL_TOKENS = 256 * 1024, 20_000  # one cell
+NOTEBOOK_TOKENS = 100_000  # all of a notebook's cells together
+UNSCANNED = "(a cell the source scan could not read)"  # found when the answer may depend on one
+
+
+class Unscanned(ast.stmt):
+    """A cell the scan did not parse (too large, or not Python even as IPython reads it): it
+    binds every identifier it holds, as far as the scan can tell."""
+
+    _fields = ()
+
+    def __init__(self, names: set[str]):
+        super().__init__()
+        self.names = names
+
+
+def read_cells(sources: list[str], numbers=None) -> tuple[list[ast.stmt], list[str]]:
+    """Every statement of the cells ``sources`` (see ``_statements``) and, for each cell that
+    could not be read, a line for the report. A cell over ``CELL_BYTES`` or ``CELL_TOKENS``, or
+    past ``NOTEBOOK_TOKENS`` in all, is never parsed (the grader's memory stays bounded); a cell
+    Python cannot parse is read as IPython runs it (``TransformerManager``); one that still
+    fails is kept as ``Unscanned``, never dropped."""
+    out, problems, left = [], [], NOTEBOOK_TOKENS
+    for number, source in zip(numbers or range(1, len(sources) + 1), sources):
+        why, tokens = _too_big(source, min(CELL_TOKENS, left))
+        tree = None
+        if why is None:
+            left -= tokens
+            tree = _parse(source)
+            why = None if tree is not None else "not Python, even as IPython reads it"
+        if tree is None:
+            problems.append(f"cell {number} was not read by the source scan ({why}): a "
+                            "forbidden function named there is not seen, and an answer that uses "
+                            "a name it binds scores 0")
+            out.append(Unscanned(set(re.findall(r"[A-Za-z_]\w*", source[:CELL_BYTES * 64]))))
+        else:
+            _walk_top(tree.body, out)
+    return out, problems
+
+
+def _too_big(source: str, tokens_left: int) -> tuple[str | None, int]:
+    """Why a cell is not parsed (None: it may be) and its tokens, counted without parsing."""
+    if len(source) > CELL_BYTES:
+        return f"{len(source) // 1024} kB, over the scan's {CELL_BYTES // 1024} kB", 0
+    count = 0
+    try:
+        for _ in tokenize.generate_tokens(io.StringIO(source).readline):
+            count += 1
+            if count > tokens_left:
+                return f"over the scan's {tokens_left:,} tokens left", count
+    except (tokenize.TokenError, SyntaxError, ValueError):  # IPython syntax: counted so far
+        pass
+    return None, count
+
+
+def _parse(source: str) -> ast.Module | None:
+    """The cell as Python (``python_of``), else as IPython would run it (its transformers turn
+    ``name?``, ``!cmd`` and the rest into calls), else None."""
+    kept = python_of(source)
+    for text in (kept, _ipython(kept), _ipython(source)):
+        try:
+            return ast.parse(text) if text is not None else None
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            pass
+    return None
+
+
+def _ipython(source: str) -> str | None:
+    if TransformerManager is None:
+        return None
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:  # a cell IPython cannot read either
+        return None
 
 
 def forbidden_in_source(sources: list[str], answer: str, forbids) -> list[str]:
@@ -35,7 +117,8 @@ def forbidden_in_source(sources: list[str], answer: str, forbids) -> list[str]:
             targets.setdefault(id(obj), (name if name not in WATCH_OFF else wire.WATCH_OFF, obj))
     if not targets:
         return []
-    return _Scan(_statements(sources), targets).answer(answer)
+    statements = sources if sources and isinstance(sources[0], ast.AST) else read_cells(sources)[0]
+    return _Scan(statements, targets).answer(answer)
 
 
 def python_of(source: str) -> str:
@@ -58,28 +141,21 @@ def python_of(source: str) -> str:
     return "\n".join(lines)
 
 
-def _statements(sources: list[str]) -> list[ast.stmt]:
-    """Every statement run at the notebook's top level, in order (into if/for/with/try bodies)."""
-    out = []
-
-    def walk(body):
-        for node in body:
-            out.append(node)
-            if isinstance(node, _COMPOUND):
-                for field in ("body", "orelse", "finalbody"):
-                    walk(getattr(node, field, []))
-                for handler in getattr(node, "handlers", []):
-                    walk(handler.body)
-    for source in sources:
-        try:
-            walk(ast.parse(python_of(source)).body)
-        except (SyntaxError, ValueError):
-            continue
-    return out
+def _walk_top(body: list, out: list) -> None:
+    """Every statement run at a cell's top level, in order (into if/for/with/try bodies)."""
+    for node in body:
+        out.append(node)
+        if isinstance(node, _COMPOUND):
+            for field in ("body", "orelse", "finalbody"):
+                _walk_top(getattr(node, field, []), out)
+            for handler in getattr(node, "handlers", []):
+                _walk_top(handler.body, out)
 
 
 def _bound(node: ast.AST) -> list[str]:
     """The names a statement binds in the scope it runs in (not inside nested functions)."""
+    if isinstance(node, Unscanned):
+        return sorted(node.names)
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return [node.name]
     if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -162,7 +238,10 @@ class _Scan:
         if not found:
             return
         index, node = found[-1]
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, Unscanned):
+            if UNSCANNED not in self.found:
+                self.found.append(UNSCANNED)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
             self._dotted(self._imported(node, name))
         else:
             self._statement(node, index)

@@ -486,12 +486,24 @@ def evaluate(fn, request: dict) -> dict:
                 answer = fn(*args)
                 answers.append({"probed": _probe(answer, inputs[i])} if probe else
                                {"value": encode(answer)})
-            except NotImplementedError:
-                return {"stub": True}
+            except NotImplementedError as err:
+                if _raised_by(err, fn):  # the stub itself: not attempted
+                    return {"stub": True}
+                answers.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
+                break
             except (Exception, SystemExit) as err:  # the learner's code failed: say how
                 answers.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
                 break
     return {"answers": answers, "forbidden": watch.seen}
+
+
+def _raised_by(err: BaseException, fn) -> bool:
+    """Was ``err`` raised by ``fn``'s own code (its innermost frame is the answer's), not by a
+    library or a helper it called?"""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is getattr(fn, "__code__", None)
 
 
 def _arg(v):
