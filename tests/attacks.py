@@ -460,3 +460,19 @@ def shared_memory(name):
     def edit(nb):
         after(nb, nb.cells[1], sources["mmap" if name == "mmap" else "shm"])
     return edit
+
+
+def redirects(trap):
+    """A solved 02 whose kernel points its own channels at ``trap`` (a folder of the grader's
+    machine with a listening socket ``k-2``): first its iopub socket becomes a link there, then
+    /tmp/.fcconv itself; after each, one message over the cap makes the grader reconnect. No
+    connection may reach the trap; the report counts two dropped messages and nothing else."""
+    def edit(nb):
+        after(nb, nb.cells[1], "import os\nfrom IPython.display import display\n"
+              "os.unlink('/tmp/.fcconv/k-2')\n"
+              f"os.symlink({str(trap)!r} + '/k-2', '/tmp/.fcconv/k-2')\n"
+              "display({'text/plain': 'x' * (40 << 20)}, raw=True)")
+        after(nb, nb.cells[2], "os.rename('/tmp/.fcconv', '/tmp/.fcconv-moved')\n"
+              f"os.symlink({str(trap)!r}, '/tmp/.fcconv')\n"
+              "display({'text/plain': 'y' * (40 << 20)}, raw=True)")
+    return edit

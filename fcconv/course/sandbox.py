@@ -310,7 +310,7 @@ class Kernel:
             os.chmod(d, 0o755)
         key = secrets.token_hex(32)
         if self.boxed:
-            inside, outside = {k: v for k, v in _INSIDE.items()}, None
+            inside = dict(_INSIDE)
         else:
             inside = {k: str(folder / k) for k in ("home", "work", "run")} | {"lib": str(folder / "lib")}
             for k in ("home", "work", "run"):
@@ -340,7 +340,7 @@ class Kernel:
             if self.proc is None:
                 self.dead = f"the kernel's box could not be built: {notes[0]}"
                 self.proc = _Gone()
-            outside = f"/proc/{self.kernel_pid}/root{inside['run']}/k"
+            root, where = f"/proc/{self.kernel_pid}/root", inside["run"].strip("/").split("/")
         else:
             Path(boot).write_text(files["/.fcconv/boot.py"][0])
             fd = os.open(conn_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -350,17 +350,28 @@ class Kernel:
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                          start_new_session=True, preexec_fn=_kernel_limits)
             self.kernel_pid = self.proc.pid
-            outside = connection["ip"]
+            root, where = str(folder), ["run"]
         self.connection = None if self.boxed else Path(conn_file)
         self.context = zmq.Context()
         self.context.setsockopt(zmq.MAXMSGSIZE, self.limit)  # a bigger message ends the connection
         self.context.setsockopt(zmq.LINGER, 0)
         self.session = Session(key=key.encode(), signature_scheme="hmac-sha256")
-        self.urls = {kind: f"ipc://{outside}-{connection[kind + '_port']}"
-                     for kind in ("shell", "iopub")}
-        self.poller, self.sockets, self.dropped = zmq.Poller(), {}, 0
-        for kind in self.urls:
-            self._open(kind)
+        self.poller, self.sockets, self.dropped, self.fds, self.urls = zmq.Poller(), {}, 0, [], {}
+        names = {kind: f"k-{connection[kind + '_port']}" for kind in ("shell", "iopub")}
+        end = time.monotonic() + 120
+        while not self.dead and len(self.urls) < len(names) and time.monotonic() < end:
+            for kind, name in names.items():  # each socket, once the kernel has made it
+                fd = kind not in self.urls and _open_socket(root, [*where, name])
+                if fd:
+                    self.fds.append(fd)
+                    self.urls[kind] = f"ipc:///proc/self/fd/{fd}"
+                    self._open(kind)
+            if len(self.urls) < len(names):
+                if self.proc.poll() is not None:
+                    self.dead = "the kernel died before it opened its channels"
+                time.sleep(0.05)
+        if not self.dead and len(self.urls) < len(names):
+            self.dead = "the kernel did not open its channels in 120 s"
 
     def _open(self, kind: str) -> None:
         """Connect to the kernel's shell or iopub channel, watching for the connection's end."""
@@ -494,6 +505,34 @@ class Kernel:
             monitor.close()
             sock.close()
         self.context.destroy(linger=0)
+        for fd in self.fds:
+            os.close(fd)
+
+
+def _open_socket(root: str, parts: list[str]) -> int | None:
+    """A handle on the kernel's socket ``root/parts...``, or None while it is not there yet.
+
+    Opened once, before any of the learner's code runs, one name at a time without following a
+    link (a link there is refused); from then on the grader connects through the handle
+    (``/proc/self/fd/N`` names the socket itself), so that nothing the kernel renames, replaces
+    or links afterwards (its socket, /tmp/.fcconv) is ever resolved on the grader's side."""
+    try:
+        fds = [os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]  # (the kernel's root, boxed)
+    except OSError:  # (the kernel is gone)
+        return None
+    try:
+        for i, name in enumerate(parts):
+            try:
+                fds.append(os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]))
+            except FileNotFoundError:
+                return None
+            kind = os.fstat(fds[-1]).st_mode
+            if not (stat.S_ISSOCK(kind) if i == len(parts) - 1 else stat.S_ISDIR(kind)):
+                return None
+        return fds.pop()
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 class _Gone:
