@@ -307,51 +307,79 @@ def _prepare(prepared: Prepared, limits: dict, isolate, watch: Watch) -> None:
     statements, unread = read_cells([s for _, s in cells], [i for i, _ in cells])  # once, capped
     report.problems += unread
     rng = np.random.default_rng(secrets.randbits(128))  # this process's secret: never sent
-    requests, modules, forbids = [], {"numpy", "fcconv"}, []  # what check cells import
+    requests, modules = [], {"numpy", "fcconv"}  # what check cells import
     for ex in present:
         check = CHECKS[ex.id]
         plan = check.plan(rng)
         forbidden = forbidden_in_source(statements, ex.answer, check.forbids)
         prepared.plans[ex.id] = (check, plan, forbidden)
-        requests.append((ex.id, ex.answer, check.request(plan)))
-        forbids += [f for f in check.forbids if f not in forbids]
+        requests.append((ex.id, ex.answer, check.request(plan, secrets.token_hex(16))))
         if check.needs_torch:
             modules.add("torch")
         modules |= {a.build.rsplit(".", 1)[0] for call in plan.calls for a in call
                     if isinstance(a, wire.Module)}
     memory = int(limits["memory_gb"] * 2**30)
     prepared.job = sandbox.Job(
-        cells=cells, checks=requests, setup=_setup_code(sorted(modules), forbids, memory),
+        cells=cells, checks=requests, setup=_setup_code(sorted(modules), memory),
+        install=_install_code({ex: request["nonce"] for ex, _, request in requests}),
         library=watch.library, timeout=limits["cell_timeout"],
         check_timeout=limits["cell_timeout"] + CHECK_ALLOWANCE, deadline=limits["deadline"],
         memory=memory, output=int(limits["output_mb"] * 2**20), isolate=isolate, site=watch.site,
         folder="", expose=tuple(map(str, python_paths())))
 
 
-def _setup_code(modules: list[str], forbids: list[str], memory: int) -> str:
-    """The grader's first cell in a kernel, before any of the learner's: the learner's side of
-    the checks (wire.py, from the text this process read) installed as a message handler of the
-    kernel (``wire.serve``: no name is left in the learner's namespace), the imports its checks
-    need and the functions they forbid, resolved now; then the memory cap: ``memory`` bytes on
-    top of what the grader's own imports took."""
+def _setup_code(modules: list[str], memory: int) -> str:
+    """The grader's first cell in a kernel, before any of the learner's: the imports its checks
+    need; a profile hook for every thread the learner's code starts and an audit hook (which
+    cannot be removed) that hand those threads the running check's watch and note a new process;
+    then the memory cap: ``memory`` bytes on top of what the grader's own imports took. Nothing
+    of the checks is here yet (``INSTALL`` comes after the learner's cells)."""
     return f"""\
-def _fcconv_setup(source, modules, forbids, memory):
-    import importlib, resource, sys, types
-    wire = types.ModuleType("fcconv_grader_wire")
-    sys.modules[wire.__name__] = wire  # (dataclasses looks its module up while it loads)
-    exec(compile(source, "<fcconv grader: wire.py>", "exec"), wire.__dict__)
-    del sys.modules[wire.__name__]
+def _fcconv_setup(modules, memory, event, processes):
+    import importlib, resource, sys, threading
     for name in modules:
         importlib.import_module(name)
-    wire.serve(get_ipython(), forbids)
+    active = []
+
+    def thread_profile(frame, what, arg):
+        if active:
+            active[-1](frame, what, arg)
+
+    def audit(what, args):
+        if what == event:
+            if active and active[-1] is not args[0]:
+                active[-1](None, "replaced", None)
+            active[:] = [] if args[0] is None else [args[0]]
+        elif active and what in processes:
+            active[-1](None, "process", what)
+    threading.setprofile(thread_profile)
+    sys.addaudithook(audit)
     try:
         with open("/proc/self/status") as f:
             used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
     except (OSError, StopIteration, ValueError):
         used = 0
     resource.setrlimit(resource.RLIMIT_DATA, (used + memory, used + memory))
-_fcconv_setup({WIRE_SOURCE!r}, {modules!r}, {forbids!r}, {memory})
+_fcconv_setup({modules!r}, {memory}, {wire.WATCH_EVENT!r}, {wire.PROCESS_EVENTS!r})
 del _fcconv_setup"""
+
+
+def _install_code(nonces: dict) -> str:
+    """The grader's cell after the learner's, run silently (no echo of its code): the learner's
+    side of the checks (wire.py, from the text this process read) installed as the kernel's
+    handler of check requests (``wire.serve``), with each check's nonce, which no request
+    carries: code that ran before cannot know them. No name is left in the learner's
+    namespace."""
+    return f"""\
+def _fcconv_install(source, nonces):
+    import sys, types
+    wire = types.ModuleType("fcconv_grader_wire")
+    sys.modules[wire.__name__] = wire  # (dataclasses looks its module up while it loads)
+    exec(compile(source, "<fcconv grader: wire.py>", "exec"), wire.__dict__)
+    del sys.modules[wire.__name__]
+    wire.serve(get_ipython(), nonces)
+_fcconv_install({WIRE_SOURCE!r}, {nonces!r})
+del _fcconv_install"""
 
 
 def judge(prepared: Prepared, result: dict) -> Report:
@@ -375,7 +403,8 @@ def judge(prepared: Prepared, result: dict) -> Report:
             if UNSCANNED in forbidden and verdict.status in ("correct", "wrong"):
                 verdict = core.Verdict(ex, "error", "the answer uses a name bound in a cell the "
                                        "source scan could not read (see below): not checked")
-            elif forbidden and verdict.status in ("correct", "wrong"):
+            elif forbidden and (verdict.status == "correct" or (  # (the watch's own hint says more)
+                    verdict.status == "wrong" and not verdict.message.startswith(core.FORBIDDEN))):
                 verdict = core.Verdict(ex, "wrong", core.forbidden_call(forbidden[0]))
             report.results[ex] = (verdict.status, verdict.message)
     return report

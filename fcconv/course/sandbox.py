@@ -26,6 +26,8 @@ of ``wire.evaluate`` (see fcconv.course.checks.wire). Nothing here judges anythi
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import hmac
 import json
 import os
 import resource
@@ -51,6 +53,7 @@ PROCESSES = 128  # processes and threads a boxed kernel may have at once (it has
 FILES = 1024  # open files of a kernel process
 MEMORY_LOOK = 0.25  # seconds between two looks at a kernel's memory
 CHECK_REQUEST = "fcconv_check_request"  # the message the grader's handler in the kernel answers
+TAMPERED = "the grader's call watch was tampered with ({}): not checked"
 ISOLATE_SOURCE = Path(isolate.__file__).read_text(encoding="utf-8")  # run as python -c, as read now
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
 KERNEL_UID = 1_800_000_000  # root mode: kernels run as users from here on (``user_ids``)
@@ -65,7 +68,7 @@ class Job:
 
     cells: list  # [(cell number, source)], the learner's code cells in order
     checks: list  # [(exercise, answer name, request)]
-    setup: str  # the grader's first cell (wire's source, the imports and forbids its checks need)
+    setup: str  # the grader's first cell (the imports its checks need, the hooks for threads)
     library: dict  # the fcconv package the kernel imports: {relative path: (bytes, mtime_ns)}
     timeout: float  # seconds per learner cell
     check_timeout: float  # seconds per check (the learner's function and the grader's share)
@@ -78,6 +81,7 @@ class Job:
     python: str = sys.executable  # the Python the kernel runs (checked by ``trusted_program``)
     expose: tuple = ()  # folders of the machine a boxed kernel sees, read-only (the installation)
     user: int = KERNEL_UID  # root mode: the kernel's user id (one per kernel running at once)
+    install: str = ""  # the grader's cell after the learner's: the check handler (wire.serve)
 
 
 def _prctl(option: int, value: int) -> None:
@@ -329,6 +333,7 @@ class Kernel:
                    XDG_CONFIG_HOME=f"{home}/.config", FCCONV_CACHE_DIR=f"{home}/.cache/fcconv",
                    PYTHONPATH=inside["lib"], PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1",
                    MPLBACKEND="Agg")
+        self.lib = inside["lib"]  # where the kernel imports the library from (the watch's files)
         boot, conn_file = inside["run"] + "/boot.py", inside["run"] + "/kernel.json"
         argv = [job.python, "-S", boot, "-f", conn_file, "--HistoryManager.enabled=False"]
         files = {"/.fcconv/boot.py": (_BOOT.format(site=job.site), 0o644),
@@ -637,9 +642,9 @@ def request(kernel: Kernel, msg_type: str, content: dict, timeout: float, counte
     return ran
 
 
-def execute(kernel: Kernel, code: str, timeout: float, counted: list) -> Ran:
-    """Run ``code`` in the kernel (see ``request``)."""
-    return request(kernel, "execute_request", {"code": code, "silent": False, "store_history": False,
+def execute(kernel: Kernel, code: str, timeout: float, counted: list, silent: bool = False) -> Ran:
+    """Run ``code`` in the kernel (see ``request``); silent: without echoing it on iopub."""
+    return request(kernel, "execute_request", {"code": code, "silent": silent, "store_history": False,
                                                 "user_expressions": {}, "allow_stdin": False,
                                                 "stop_on_error": False}, timeout, counted)
 
@@ -703,9 +708,14 @@ def grade(job: Job, folder: Path) -> dict:
         if kernel.dropped:
             problems.append(f"{kernel.dropped} message(s) from the kernel were over "
                             f"{kernel.limit / 2**20:g} MB and were dropped")
+        if job.checks and not kernel.dead:
+            ran = execute(kernel, job.install, 600, [0], silent=True)
+            if ran.error or ran.timed_out:
+                problems.append(f"the grader's check handler could not be installed after the "
+                                f"notebook's cells: {ran.error or 'out of time'}")
         for exercise, answer, check in job.checks:
             was_dead, dropped = kernel.dead, kernel.dropped
-            replies[exercise], printed = _check(kernel, answer, check, job)
+            replies[exercise], printed = _check(kernel, exercise, answer, check, job)
             if printed > job.output or kernel.dropped > dropped:
                 problems.append(f"while checking {exercise}: the function printed more than "
                                 f"{job.output / 2**20:g} MB; the output was dropped")
@@ -716,7 +726,7 @@ def grade(job: Job, folder: Path) -> dict:
     return {"problems": problems, "replies": replies}
 
 
-def _check(kernel: Kernel, answer: str, check: dict, job: Job) -> tuple[dict, int]:
+def _check(kernel: Kernel, exercise: str, answer: str, check: dict, job: Job) -> tuple[dict, int]:
     """One check's request, answered in the kernel by the grader's handler (wire.serve) on the
     learner's function ``answer``: the reply (or why there is none), and the bytes the function
     printed meanwhile (dropped: the reply comes back on the shell channel, which printing cannot
@@ -724,16 +734,35 @@ def _check(kernel: Kernel, answer: str, check: dict, job: Job) -> tuple[dict, in
     if kernel.dead:
         return {"error": f"not checked: {kernel.dead}"}, 0
     counted = [0]
-    ran = request(kernel, CHECK_REQUEST, {"answer": answer, "request": check}, job.check_timeout,
-                  counted)
+    sent = {k: v for k, v in check.items() if k != "nonce"}  # (the handler has it already)
+    ran = request(kernel, CHECK_REQUEST, {"answer": answer, "exercise": exercise,
+                                          "request": {**sent, "lib": kernel.lib}},
+                  job.check_timeout, counted)
     if ran.timed_out:
         return {"error": f"the check did not finish in {job.check_timeout:g} s: does your "
                          "function loop forever?"}, counted[0]
     try:
-        return {"reply": json.loads(ran.reply["reply"])}, counted[0]
+        text = ran.reply["reply"]
+        reply = json.loads(text)
     except (ValueError, TypeError, KeyError, RecursionError, MemoryError):
         why = kernel.dead or ran.error or "no reply"
         return {"error": f"the check did not finish: {why}"}, counted[0]
+    why = forged(check, text, ran.reply.get("mac"), reply)
+    return ({"error": TAMPERED.format(why)} if why else {"reply": reply}), counted[0]
+
+
+def forged(check: dict, text: str, mac, reply) -> str | None:
+    """Why a reply is not the grader's handler's (None: it is): not signed with the check's
+    nonce, or its watch did not see the test call (a stub, which scores nothing, has none)."""
+    nonce = check.get("nonce")
+    if nonce is None:
+        return None
+    want = hmac.new(str(nonce).encode(), str(text).encode(), hashlib.sha256).hexdigest()
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, want):
+        return "the reply was not signed by the grader's handler"
+    if not isinstance(reply, dict) or not (reply.get("canary") is True or reply.get("stub") is True):
+        return "its test call was not seen"
+    return None
 
 
 def run(job: Job, conn) -> None:

@@ -110,15 +110,38 @@ def forbidden_in_source(sources: list[str], answer: str, forbids) -> list[str]:
     """The forbidden functions (dotted names) that the answer named ``answer`` reaches in the
     source of the notebook's cells ``sources``; also the functions that turn the call watch off
     (``WATCH_OFF``), under the name the watch reports."""
-    targets = {}
-    for name in (*forbids, *WATCH_OFF):
-        obj = wire.resolve(name)
+    targets, families = {}, []
+    for name in (*_named(forbids), *WATCH_OFF):
+        family = name.endswith(".*")
+        obj = wire.resolve(name.removesuffix(".*"))
         if obj is not None:
-            targets.setdefault(id(obj), (name if name not in WATCH_OFF else wire.WATCH_OFF, obj))
+            shown = wire.WATCH_OFF if name in WATCH_OFF else \
+                f"anything in {name.removesuffix('.*')}" if family else name
+            targets.setdefault(id(obj), (shown, obj))
+            if family:  # the module, and whatever it (a package: its folder) defines
+                families.append(name.removesuffix(".*"))
     if not targets:
         return []
     statements = sources if sources and isinstance(sources[0], ast.AST) else read_cells(sources)[0]
-    return _Scan(statements, targets).answer(answer)
+    found = _Scan(statements, targets, families, "@convolution" in forbids).answer(answer)
+    return sorted(found, key=lambda name: name.startswith("anything in "))  # functions first
+
+
+# What the scan looks for, for the convolution family (the watch knows it by name, ``wire.OPS``).
+CONVOLUTIONS = ("numpy.convolve", "numpy.correlate", *(f"{m}.{op}" for m in (
+    "torch", "torch.nn.functional") for op in ("conv1d", "conv2d", "conv3d", "conv_transpose1d",
+                                               "conv_transpose2d", "conv_transpose3d")),
+                "torch.convolution", "torch.nn.functional.unfold", "torch.nn.functional.fold",
+                "torch.nn.Conv1d", "torch.nn.Conv2d", "torch.nn.Conv3d", "torch.nn.Unfold",
+                *(f"{tree}.*" for tree in wire.OP_TREES))
+
+
+def _named(forbids) -> list[str]:
+    """The forbids, the convolution family spelled out as names."""
+    out = []
+    for name in forbids:
+        out += CONVOLUTIONS if name == "@convolution" else [name]
+    return out
 
 
 def python_of(source: str) -> str:
@@ -219,8 +242,9 @@ def _locals(fn: ast.AST) -> set[str]:
 class _Scan:
     """Follows the answer through the notebook's top-level statements (see the module's doc)."""
 
-    def __init__(self, statements: list[ast.stmt], targets: dict):
+    def __init__(self, statements: list[ast.stmt], targets: dict, families=(), ops=False):
         self.targets, self.found, self.done = targets, [], set()
+        self.families, self.ops = tuple(families), ops
         self.bindings: dict[str, list[tuple[int, ast.stmt]]] = {}
         for index, node in enumerate(statements):
             for name in _bound(node):
@@ -324,6 +348,8 @@ class _Scan:
                 break
             except Exception:
                 continue
+        if obj is not None:
+            self._hit(obj, obj)
         for attr in parts[i:] if obj is not None else ():
             try:
                 obj = getattr(obj, attr)
@@ -332,6 +358,19 @@ class _Scan:
             unwrapped = obj
             while hasattr(unwrapped, "__wrapped__"):
                 unwrapped = unwrapped.__wrapped__
-            hit = self.targets.get(id(unwrapped)) or self.targets.get(id(obj))
-            if hit and hit[0] not in self.found:
-                self.found.append(hit[0])
+            self._hit(obj, unwrapped)
+
+    def _hit(self, obj, unwrapped) -> None:
+        """Is ``obj`` a target, a function of a forbidden family, or a convolution op?"""
+        hit = self.targets.get(id(unwrapped)) or self.targets.get(id(obj))
+        shown = hit[0] if hit else None
+        home = getattr(unwrapped, "__module__", None)
+        if shown is None and isinstance(home, str) and callable(unwrapped):
+            shown = next((f"{f}.{getattr(unwrapped, '__name__', '?')}" for f in self.families
+                          if home == f or home.startswith(f + ".")), None)
+            name = getattr(unwrapped, "__name__", "")
+            if shown is None and self.ops and isinstance(name, str) and wire.OPS.match(name) and \
+                    home.split(".")[0] in wire.OP_OWNERS:
+                shown = f"{home}.{name}"
+        if shown and shown not in self.found:
+            self.found.append(shown)

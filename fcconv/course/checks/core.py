@@ -97,8 +97,8 @@ class Check:
         plan.read = plan.read or integer
         return plan
 
-    def request(self, plan: Plan) -> dict:
-        return wire.request(plan.calls, plan.probe, self.forbids)
+    def request(self, plan: Plan, nonce: str | None = None) -> dict:
+        return wire.request(plan.calls, plan.probe, self.forbids, nonce)
 
     def judge(self, plan: Plan, reply) -> Verdict:
         """The verdict on a reply (plain data, from ``wire.evaluate``); never raises."""
@@ -130,11 +130,20 @@ class Check:
         return f"<check of {self.exercise}: {self.__name__}>"
 
 
+# Every function of fcconv that computes a size, a score-map side or a receptive field: 02.x and
+# 06.1 are about writing those formulas, so any call into these families is one the statement
+# forbids (a call through another name or another formula of the same family too).
+SIZE_FORMULAS = ("fcconv.formulas.*", "fcconv.shapes.*", "fcconv._field.*", "fcconv._graph.*",
+                 "fcconv.numpy_ops._out_size")
+
+
 def check(exercise: str, forbids: tuple = (), needs_torch: bool = False):
     """Declare the check of exercise ``exercise``: the decorated ``body(rng) -> Plan``.
 
-    forbids: dotted names of library functions the statement says not to call (a call to one,
-    from the learner's code, is wrong whatever it returns); needs_torch: the check needs PyTorch."""
+    forbids: what the statement says not to call (a call to one, from the learner's code, is
+    wrong whatever it returns): dotted names of functions, ``module.*`` for every function of a
+    module (a package: of its folder), ``@convolution`` for every convolution or correlation op
+    of PyTorch, NumPy and SciPy (``wire.where``); needs_torch: the check needs PyTorch."""
     def declare(body: Callable) -> Check:
         if exercise in CHECKS:
             raise ValueError(f"exercise {exercise} has two checks: {CHECKS[exercise].__name__} "
@@ -150,7 +159,10 @@ def forbidden_call(name: str) -> str:
     if name.startswith(wire.PROCESS):
         return f"your function started another process while it was checked ({name}): the " \
                "check cannot see what runs there. Compute the answer in your function itself."
-    return f"the statement asks you not to call {name}: this exercise is about writing it yourself."
+    return f"{FORBIDDEN} {name}: this exercise is about writing it yourself."
+
+
+FORBIDDEN = "the statement asks you not to call"  # how every hint of forbidden_call starts
 
 
 def _answers(plan: Plan, reply) -> list:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 
 from ...formulas import score_map_side
-from .core import check, close, compare, number, optional
+from .core import SIZE_FORMULAS, check, close, compare, number, optional
 
 fcn = optional("fcconv.fcn")
 models = optional("fcconv.models")
 shapes = optional("fcconv.shapes")
 
 
-@check("06.1", forbids=("fcconv.formulas.score_map_side",))
+@check("06.1", forbids=SIZE_FORMULAS)
 def n_windows(rng):
     """fn(size, window, stride) -> windows of window x window at ``stride`` in a size x size image."""
     cases = [(size, window, stride) for size in range(28, 300, 7)
