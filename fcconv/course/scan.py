@@ -55,19 +55,32 @@ def read_cells(sources: list[str], numbers=None) -> tuple[list[ast.stmt], list[s
     out, problems, left = [], [], NOTEBOOK_TOKENS
     for number, source in zip(numbers or range(1, len(sources) + 1), sources):
         why, tokens = _too_big(source, min(CELL_TOKENS, left))
-        tree = None
-        if why is None:
+        tree, big = None, why is not None
+        if not big:
             left -= tokens
             tree = _parse(source)
             why = None if tree is not None else "not Python, even as IPython reads it"
         if tree is None:
             problems.append(f"cell {number} was not read by the source scan ({why}): a "
                             "forbidden function named there is not seen, and an answer that uses "
-                            "a name it binds scores 0")
-            out.append(Unscanned(set(re.findall(r"[A-Za-z_]\w*", source[:CELL_BYTES * 64]))))
+                            "a name it may bind is not checked")
+            out.append(Unscanned(_names(source, everything=big)))
         else:
             _walk_top(tree.body, out)
     return out, problems
+
+
+BINDS = re.compile(r"(?:\b(?:def|class|as|import|for|global)\s+([A-Za-z_]\w*))|"
+                   r"(?:([A-Za-z_]\w*)\s*(?::=|=(?!=)))")
+
+
+def _names(source: str, everything: bool) -> set[str]:
+    """The names a cell the scan did not parse may bind: every identifier in it (a cell too large
+    to parse, which the kernel still runs), or those it seems to bind (a cell that is not Python
+    even as IPython reads it runs only if the notebook taught IPython its syntax)."""
+    if everything:
+        return set(re.findall(r"[A-Za-z_]\w*", source))
+    return {name for pair in BINDS.findall(source) for name in pair if name}
 
 
 def _too_big(source: str, tokens_left: int) -> tuple[str | None, int]:
@@ -348,7 +361,7 @@ class _Scan:
                 break
             except Exception:
                 continue
-        if obj is not None:
+        if obj is not None and i == len(parts):  # the module itself, not one of its names
             self._hit(obj, obj)
         for attr in parts[i:] if obj is not None else ():
             try:
