@@ -63,7 +63,7 @@ from attacks import (
 from conftest import ROOT
 from speed import scaled
 
-from fcconv.course import grade, sandbox
+from fcconv.course import grade, sandbox, scan
 from fcconv.course.checks import CHECKS, core, wire
 
 # The time limit scales with how busy this machine is (tests/speed.py): a loaded machine must not
@@ -843,7 +843,8 @@ def test_a_forbidden_function_is_found_through_magics_getattr_and_the_last_bindi
 
 def test_float16_buys_no_tolerance_and_a_matrix_is_its_entries():
     def linear_f16(x, w, b):  # right, in float16: too few digits
-        return (x.reshape(len(x), -1) @ w.T + b).astype(np.float16)
+        from fcconv import numpy_ops
+        return numpy_ops.conv2d(x, w.reshape(len(w), *x.shape[1:]), b)[:, :, 0, 0].astype(np.float16)
     verdict = CHECKS["01.2"](linear_f16)
     assert verdict.status == "wrong" and "float16" in verdict.message
     from scipy.sparse.linalg import LinearOperator
@@ -1009,3 +1010,16 @@ def test_nms_scores_in_float32_as_python_floats_are_right_and_a_changed_score_is
     assert CHECKS["08.2"](lambda d, o: np.array(my_nms(d, o), np.float32).tolist()).status == "correct"
     verdict = CHECKS["08.2"](lambda d, o: [(*k[:5], round(k[5], 2)) for k in my_nms(d, o)])
     assert verdict.status == "wrong" and "right boxes" in verdict.message and "dropped" not in verdict.message
+
+
+def test_01_2_must_call_conv2d_and_write_no_matrix_product():
+    from fcconv import numpy_ops
+    verdict = CHECKS["01.2"](lambda x, w, b: x.reshape(len(x), -1) @ w.T + b)
+    assert verdict.status == "wrong" and "never called it" in verdict.message
+    assert CHECKS["01.2"](lambda x, w, b: numpy_ops.conv2d(x, w.reshape(len(w), *x.shape[1:]), b)[:, :, 0, 0])
+    decoy = ["from fcconv import numpy_ops",  # conv2d called, the answer from a matrix product
+             "def my_linear_via_conv(x, w, b):\n    numpy_ops.conv2d(x, w.reshape(len(w), *x.shape[1:]))\n"
+             "    return x.reshape(len(x), -1) @ w.T + b"]
+    assert grade.forbidden_in_source(decoy, "my_linear_via_conv", CHECKS["01.2"].forbids) == [scan.MATMUL]
+    einsum = ["import numpy as np", "def my_linear_via_conv(x, w, b):\n    return np.einsum('nk,mk->nm', x, w)"]
+    assert grade.forbidden_in_source(einsum, "my_linear_via_conv", CHECKS["01.2"].forbids) == ["numpy.einsum"]

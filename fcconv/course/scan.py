@@ -136,7 +136,8 @@ def forbidden_in_source(sources: list[str], answer: str, forbids) -> list[str]:
     if not targets:
         return []
     statements = sources if sources and isinstance(sources[0], ast.AST) else read_cells(sources)[0]
-    found = _Scan(statements, targets, families, "@convolution" in forbids).answer(answer)
+    scan = _Scan(statements, targets, families, "@convolution" in forbids, "@matmul" in forbids)
+    found = scan.answer(answer)
     return sorted(found, key=lambda name: name.startswith("anything in "))  # functions first
 
 
@@ -149,11 +150,19 @@ CONVOLUTIONS = ("numpy.convolve", "numpy.correlate", *(f"{m}.{op}" for m in (
                 *(f"{tree}.*" for tree in wire.OP_TREES))
 
 
+# A matrix product by name ("@matmul"); the ``@`` operator and a ``.dot``/``.matmul`` call in the
+# answer's own functions are found besides (``MATMUL``).
+PRODUCTS = (*(f"numpy.{f}" for f in ("matmul", "dot", "einsum", "tensordot", "inner", "vdot")),
+            "numpy.linalg.multi_dot", "torch.nn.functional.linear", "torch.nn.Linear",
+            *(f"torch.{f}" for f in ("matmul", "mm", "bmm", "einsum", "tensordot", "inner", "addmm")))
+MATMUL = "a matrix product (the @ operator, .dot or .matmul)"
+
+
 def _named(forbids) -> list[str]:
-    """The forbids, the convolution family spelled out as names."""
+    """The forbids, the convolution and matrix-product families spelled out as names."""
     out = []
     for name in forbids:
-        out += CONVOLUTIONS if name == "@convolution" else [name]
+        out += CONVOLUTIONS if name == "@convolution" else PRODUCTS if name == "@matmul" else [name]
     return out
 
 
@@ -252,12 +261,21 @@ def _locals(fn: ast.AST) -> set[str]:
     return names - declared
 
 
+def _product(node: ast.AST) -> bool:
+    """A matrix product written in the code itself: ``a @ b``, ``a @= b``, ``a.dot(b)``..."""
+    if isinstance(node, (ast.BinOp, ast.AugAssign)) and isinstance(node.op, ast.MatMult):
+        return True
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+        node.func.attr in ("dot", "matmul", "mm", "__matmul__", "__rmatmul__")
+
+
 class _Scan:
     """Follows the answer through the notebook's top-level statements (see the module's doc)."""
 
-    def __init__(self, statements: list[ast.stmt], targets: dict, families=(), ops=False):
+    def __init__(self, statements: list[ast.stmt], targets: dict, families=(), ops=False,
+                 matmul=False):
         self.targets, self.found, self.done = targets, [], set()
-        self.families, self.ops = tuple(families), ops
+        self.families, self.ops, self.matmul = tuple(families), ops, matmul
         self.bindings: dict[str, list[tuple[int, ast.stmt]]] = {}
         for index, node in enumerate(statements):
             for name in _bound(node):
@@ -314,6 +332,8 @@ class _Scan:
                 self._walk(stmt, inner, None if function else when)
             return
         for sub in _own_nodes(node):
+            if self.matmul and when is None and MATMUL not in self.found and _product(sub):
+                self.found.append(MATMUL)
             if sub is not node and isinstance(sub, (*_FUNCTIONS, ast.ClassDef)):
                 self._walk(sub, local, when)
             elif isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Load):

@@ -87,9 +87,11 @@ class Check:
     """One exercise's check: ``check(fn) -> Verdict`` (a self-check cell), or, for the grader,
     ``plan(rng)``, ``request(plan)`` (what the learner's side gets) and ``judge(plan, reply)``."""
 
-    def __init__(self, exercise: str, body: Callable, forbids: tuple, needs_torch: bool):
+    def __init__(self, exercise: str, body: Callable, forbids: tuple, needs_torch: bool,
+                 requires: tuple = (), required: str = ""):
         self.exercise, self.body, self.forbids, self.needs_torch = \
             exercise, body, tuple(forbids), needs_torch
+        self.requires, self.required = tuple(requires), required
         functools.update_wrapper(self, body)
 
     def plan(self, rng: np.random.Generator | None = None) -> Plan:
@@ -98,12 +100,16 @@ class Check:
         return plan
 
     def request(self, plan: Plan, nonce: str | None = None) -> dict:
-        return wire.request(plan.calls, plan.probe, self.forbids, nonce)
+        return wire.request(plan.calls, plan.probe, self.forbids, nonce, self.requires)
 
     def judge(self, plan: Plan, reply) -> Verdict:
         """The verdict on a reply (plain data, from ``wire.evaluate``); never raises."""
         try:
-            problem = plan.judge(_answers(plan, reply))
+            answers = _answers(plan, reply)
+            if self.requires and not reply.get("needed"):
+                raise Wrong(f"the statement asks you to use {self.required}: your function never "
+                            "called it.")
+            problem = plan.judge(answers)
         except Stub:
             return Verdict(self.exercise, "not attempted",
                            "replace the stub with your answer, then run this cell again.")
@@ -137,18 +143,22 @@ SIZE_FORMULAS = ("fcconv.formulas.*", "fcconv.shapes.*", "fcconv._field.*", "fcc
                  "fcconv.numpy_ops._out_size")
 
 
-def check(exercise: str, forbids: tuple = (), needs_torch: bool = False):
+def check(exercise: str, forbids: tuple = (), needs_torch: bool = False, requires: tuple = (),
+          required: str = ""):
     """Declare the check of exercise ``exercise``: the decorated ``body(rng) -> Plan``.
 
     forbids: what the statement says not to call (a call to one, from the learner's code, is
     wrong whatever it returns): dotted names of functions, ``module.*`` for every function of a
     module (a package: of its folder), ``@convolution`` for every convolution or correlation op
-    of PyTorch, NumPy and SciPy (``wire.where``); needs_torch: the check needs PyTorch."""
+    of PyTorch, NumPy and SciPy (``wire.where``), ``@matmul`` for a matrix product in the
+    answer's own code (the source scan only); requires: what it asks the answer to call (one of
+    them, named ``required`` in the hint; seen by the call watch); needs_torch: the check needs
+    PyTorch."""
     def declare(body: Callable) -> Check:
         if exercise in CHECKS:
             raise ValueError(f"exercise {exercise} has two checks: {CHECKS[exercise].__name__} "
                              f"and {body.__name__}")
-        CHECKS[exercise] = Check(exercise, body, forbids, needs_torch)
+        CHECKS[exercise] = Check(exercise, body, forbids, needs_torch, requires, required)
         return CHECKS[exercise]
     return declare
 

@@ -375,8 +375,9 @@ class _Watch:
     code can set; also a new process (the watch cannot see into it). Made only once the
     learner's cells have run, and tested before each check (``canary``)."""
 
-    def __init__(self, places, lib: str):
+    def __init__(self, places, lib: str, needs=()):
         self.seen: list[str] = []
+        self.need = _Watch(needs, lib) if needs else None  # what the statement asks to be called
         self.files: dict[str, dict[str, str]] = {}
         self.trees, self.ops, self.op_dirs, self.closing = [], {}, (), False
         for entry in places:
@@ -398,6 +399,8 @@ class _Watch:
             self.seen.append(name)
 
     def _profile(self, frame, event, arg):
+        if self.need is not None:
+            self.need._profile(frame, event, arg)
         if event == "call":
             code = frame.f_code
             where = code.co_filename
@@ -559,7 +562,8 @@ def evaluate(fn, request: dict) -> dict:
     probe = request.get("probe")
     inputs = [[_from_npy(x) for x in xs] for xs in probe["inputs"]] if probe else None
     nonce = request.get("nonce")
-    with _Watch(request.get("forbids", ()), request.get("lib") or library_root()) as watch:
+    with _Watch(request.get("forbids", ()), request.get("lib") or library_root(),
+                request.get("needs", ())) as watch:
         if nonce is not None and not watch.canary(str(nonce)):
             return {"answers": [], "forbidden": [], "canary": False}
         for i, args in enumerate(calls):
@@ -575,7 +579,8 @@ def evaluate(fn, request: dict) -> dict:
             except (Exception, SystemExit) as err:  # the learner's code failed: say how
                 answers.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
                 break
-    return {"answers": answers, "forbidden": watch.seen, "canary": nonce is not None}
+    return {"answers": answers, "forbidden": watch.seen, "canary": nonce is not None,
+            **({"needed": watch.need.seen} if watch.need is not None else {})}
 
 
 def _raised_by(err: BaseException, fn) -> bool:
@@ -593,15 +598,16 @@ def _arg(v):
     return value.make() if isinstance(value, Module) else value
 
 
-def request(calls, probe=None, forbids=(), nonce: str | None = None) -> dict:
+def request(calls, probe=None, forbids=(), nonce: str | None = None, needs=()) -> dict:
     """A check's request, as JSON-ready data: ``calls`` (tuples of arguments), ``probe`` (None,
     or the inputs to run each call's module on), ``forbids`` (what the statement forbids: dotted
     names, "module.*", "@convolution"; sent as ``where`` says), ``nonce`` (the grader's: the
-    watch is tested and the reply signed with it)."""
+    watch is tested and the reply signed with it), ``needs`` (what the statement asks the answer
+    to call, one of them at least: the reply says which it saw)."""
     return {"calls": [[encode(a) for a in call] for call in calls],
             "probe": None if probe is None else {
                 "inputs": [[_npy(np.asarray(x)) for x in xs] for xs in probe]},
-            "forbids": where(forbids), "nonce": nonce}
+            "forbids": where(forbids), "nonce": nonce, "needs": where(needs)}
 
 
 def round_trip(reply: dict) -> dict:
