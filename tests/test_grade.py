@@ -1023,3 +1023,36 @@ def test_01_2_must_call_conv2d_and_write_no_matrix_product():
     assert grade.forbidden_in_source(decoy, "my_linear_via_conv", CHECKS["01.2"].forbids) == [scan.MATMUL]
     einsum = ["import numpy as np", "def my_linear_via_conv(x, w, b):\n    return np.einsum('nk,mk->nm', x, w)"]
     assert grade.forbidden_in_source(einsum, "my_linear_via_conv", CHECKS["01.2"].forbids) == ["numpy.einsum"]
+
+
+def test_04_1_runs_the_first_convolution_once_on_the_whole_image_not_on_crops():
+    import torch
+    from torch import nn
+
+    class Crops(nn.Module):  # the given LeNet-5 on every 32x32 crop, 4 pixels apart: right numbers
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            n, c = x.shape[:2]
+            p = x.unfold(2, 32, 4).unfold(3, 32, 4)
+            crops = p.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, 32, 32)
+            return self.model(crops).reshape(n, p.shape[2], p.shape[3], -1).permute(0, 3, 1, 2)
+    verdict = CHECKS["04.1"](Crops)
+    assert verdict.status == "wrong" and "not crops" in verdict.message, verdict
+
+    def by_hand(model):  # the solution: each Linear becomes a convolution that slides
+        layers, first = [], True
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                shape = (16, 5, 5) if first else (layer.in_features, 1, 1)
+                conv = nn.Conv2d(shape[0], layer.out_features, shape[1:])
+                with torch.no_grad():
+                    conv.weight.copy_(layer.weight.reshape(layer.out_features, *shape))
+                    conv.bias.copy_(layer.bias)
+                layer, first = conv, False
+            if not isinstance(layer, nn.Flatten):
+                layers.append(layer)
+        return nn.Sequential(*layers)
+    assert CHECKS["04.1"](by_hand)

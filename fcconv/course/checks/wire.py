@@ -256,6 +256,8 @@ def _decode_facts(facts: dict) -> dict:
             out[key] = [_decode_facts(layer) for layer in value[:300] if isinstance(layer, dict)]
         elif key in ("attrs", "params") and isinstance(value, dict):
             out[key] = {str(k)[:60]: decode(v, 1, budget) for k, v in list(value.items())[:40]}
+        elif key == "convs":
+            out[key] = decode(value, 0, budget)
         elif key in ("bases",) and isinstance(value, list):
             out[key] = [clean(b) for b in value[:40]]
         else:
@@ -530,20 +532,53 @@ _ATTRS = ("kernel_size", "stride", "padding", "dilation", "groups", "eps", "in_f
 
 def _probe(answer, inputs: list) -> dict:
     """Run a module on the check's inputs (arrays): its outputs and facts (for the hints only:
-    nothing the module says about itself decides a verdict)."""
+    nothing the module says about itself decides a verdict), with, for each input, the
+    convolutions PyTorch computed on it (``convs``: measured here, not said by the module)."""
     import torch
 
-    outputs = []
+    outputs, convs = [], []
     facts = _facts(answer)
     if isinstance(answer, torch.nn.Module):
         answer = answer.double().eval()
     with torch.no_grad():
         for x in inputs:
+            convs.append([])
             try:
-                outputs.append(encode(answer(torch.from_numpy(x))))
+                with _Convolutions(convs[-1]):
+                    out = answer(torch.from_numpy(x))
+                outputs.append(encode(out))
             except Exception as err:
                 outputs.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
+    facts["convs"] = encode([[(tuple(i), tuple(w)) for i, w in c[:200]] for c in convs])
     return {"outputs": outputs, "facts": facts}
+
+
+def _convolutions():
+    """A PyTorch dispatch mode that notes every convolution computed while it is on (whatever
+    called it: a Conv2d, F.conv2d, torch.convolution): (input shape, weight shape) each."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Convolutions(TorchDispatchMode):
+        def __init__(self, seen: list):
+            super().__init__()
+            self.seen = seen
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if OPS.match(func.overloadpacket.__name__) and len(args) >= 2 and \
+                    all(hasattr(a, "shape") for a in args[:2]):
+                self.seen.append((args[0].shape, args[1].shape))
+            return func(*args, **(kwargs or {}))
+    return Convolutions
+
+
+def _Convolutions(seen: list):  # noqa: N802 (a class, made once PyTorch is there)
+    global _CONVOLUTIONS
+    if _CONVOLUTIONS is None:
+        _CONVOLUTIONS = _convolutions()
+    return _CONVOLUTIONS(seen)
+
+
+_CONVOLUTIONS = None
 
 
 def evaluate(fn, request: dict) -> dict:
