@@ -15,8 +15,10 @@ How a run goes:
    random ones from a seed drawn here (``secrets``), never sent anywhere. Only the inputs go to the
    kernel (``wire.request``).
 3. Each notebook runs in a process of its own (``sandbox.run``): a fresh kernel in a fresh folder,
-   the learner's cells one by one under their limits, then, for each exercise, the learner's
-   function called on the inputs, its answers sent back as plain data (``wire.evaluate``).
+   the learner's cells one by one under their limits; only then the grader's check handler is
+   installed (with each check's nonce), and for each exercise the learner's function is called on
+   the inputs under a call watch tested first, its answers sent back as plain data, signed
+   (``wire.evaluate``, ``wire.serve``).
 4. This process, which imported everything it needs before the first kernel started and never
    loads what a kernel wrote, reads those answers (``wire.decode``: no pickle, size caps) and
    judges them: every comparison, type check, verdict and hint is computed here. Nothing a kernel

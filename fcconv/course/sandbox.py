@@ -15,7 +15,10 @@ of ``wire.evaluate`` (see fcconv.course.checks.wire). Nothing here judges anythi
 - Everywhere, this process is a child subreaper and ends every descendant before it returns,
   detached or in a new session; the kernel starts without Python's site set-up (site-packages
   and their .pth files are those the grader read before any kernel ran); the grader's side of the
-  checks is a message handler of the kernel, not a name in the learner's namespace.
+  checks is a message handler of the kernel, not a name in the learner's namespace, installed
+  only after the learner's cells ran; its replies are signed with a nonce no request carries.
+- The grader opens the kernel's sockets once, before any learner code runs, without following a
+  link, and connects through those handles only (``_open_socket``).
 - Limits: a time limit per cell (an interrupt, then a kill), a deadline for all of the learner's
   cells, a memory cap set after the grader's own imports (its own work is not charged to the
   learner) and a watch on the memory of all the kernel's processes (shared memory and files in

@@ -105,11 +105,10 @@ class Check:
     def judge(self, plan: Plan, reply) -> Verdict:
         """The verdict on a reply (plain data, from ``wire.evaluate``); never raises."""
         try:
-            answers = _answers(plan, reply)
-            if self.requires and not reply.get("needed"):
-                raise Wrong(f"the statement asks you to use {self.required}: your function never "
-                            "called it.")
-            problem = plan.judge(answers)
+            problem = plan.judge(_answers(plan, reply))
+            if problem is None and self.requires and not reply.get("needed"):  # right numbers
+                problem = f"the statement asks you to use {self.required}: your function never " \
+                          "called it."
         except Stub:
             return Verdict(self.exercise, "not attempted",
                            "replace the stub with your answer, then run this cell again.")
