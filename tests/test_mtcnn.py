@@ -191,6 +191,24 @@ def test_a_proposal_is_the_cell_window_in_the_photo():
     assert d[:4] == (24, 4, 71, 27)                 # x = 6/0.25 .. 18/0.25 - 1, y = 2/0.5 .. 14/0.5 - 1
 
 
+def test_onets_last_nms_drops_a_box_nested_in_a_better_one_as_the_reference_does():
+    """O-Net's NMS measures overlap over the smaller box ('Min' in the authors' MATLAB code and
+    facenet-pytorch), counted here by hand: a 10x10 box inside a 30x30 one overlaps it by
+    100/100 = 1 over the smaller box but by 100/900 = 0.11 over the union."""
+    from fcconv.course.detect import ious, nms
+
+    big, small = (0, 0, 29, 29, 1, 0.99), (10, 10, 19, 19, 1, 0.9)
+    assert ious(big[:4], [small[:4]], by="smaller")[0] == 1.0
+    assert ious(big[:4], [small[:4]])[0] == pytest.approx(100 / 900)
+    assert nms([small, big], mtcnn.NMS_STAGE) == [big, small]                # by the union: both kept
+    assert nms([small, big], mtcnn.NMS_STAGE, by="smaller") == [big]
+    offsets = np.zeros((2, 4))
+    scored = [(*big[:5], big[5], offsets[0]), (*small[:5], small[5], offsets[1])]
+    assert [d[:4] for d in mtcnn.finish(scored, 0.7)] == [big[:4]]
+    with pytest.raises(ValueError, match='by must be "union" or "smaller"'):
+        ious(big[:4], [small[:4]], by="min")
+
+
 # --------------------------------------------------------------------------- detections
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,9 @@ THRESHOLDS = (0.6, 0.7, 0.7)
 WINDOWS = (12, 24, 48)    # the input side each net was trained on
 PNET_JUMP = 2             # P-Net's one 2x2 pool: cells 2 px apart
 NMS_PER_SCALE, NMS_STAGE = 0.5, 0.7
+# O-Net's last NMS measures overlap over the smaller box, not the union ('Min' in the authors'
+# MATLAB code and in facenet-pytorch): it also drops a box nested inside a better one.
+NMS_LAST_BY = "smaller"
 
 
 @functools.cache
@@ -206,8 +209,9 @@ def refine(scored: list[tuple], threshold: float) -> list[tuple]:
 
 
 def finish(scored: list[tuple], threshold: float) -> list[tuple]:
-    """O-Net's step: keep the boxes above ``threshold``, regress them, NMS: the faces."""
-    return nms(regressed(above(scored, threshold)), NMS_STAGE)
+    """O-Net's step: keep the boxes above ``threshold``, regress them, NMS by intersection over
+    the smaller box (``NMS_LAST_BY``, as the reference code does): the faces."""
+    return nms(regressed(above(scored, threshold)), NMS_STAGE, by=NMS_LAST_BY)
 
 
 @dataclass
