@@ -214,6 +214,10 @@ def test_paired_median_ms_alternates_and_warms_up_both_sides():
     a, b = paired_median_ms(lambda: calls.append("a"), lambda: calls.append("b"),
                             min_pairs=5, budget_s=0.0)
     assert calls == ["a", "b"] * 6 and a >= 0 and b >= 0   # 1 warm-up pair, then 5 timed
+    calls.clear()
+    paired_median_ms(lambda: calls.append("a"), lambda: calls.append("b"), min_pairs=2,
+                     budget_s=0.0, warm_up=False)
+    assert calls == ["a", "b"] * 2                          # the caller ran both already
 
 
 def test_median_ms_warms_up_then_takes_the_median():

@@ -22,14 +22,16 @@ def median_ms(fn, repeats: int = 3) -> float:
 
 
 def paired_median_ms(fa, fb, min_pairs: int = 3, max_pairs: int = 25,
-                     budget_s: float = 1.0) -> tuple[float, float]:
+                     budget_s: float = 1.0, warm_up: bool = True) -> tuple[float, float]:
     """Median ms of ``fa()`` and of ``fb()``, timed in alternation after one warm-up call each.
 
     Alternating means a burst of load on a shared machine slows both sides alike, so their
     ratio stays honest. At least ``min_pairs`` pairs, then more (up to ``max_pairs``) while the
     total stays under ``budget_s``: cheap calls, where noise is largest, get many repeats.
+    ``warm_up=False`` when the caller has just run both once already (their results in hand).
     """
-    fa(), fb()
+    if warm_up:
+        fa(), fb()
     ta, tb = [], []
     start = time.perf_counter()
     while len(ta) < max_pairs and (len(ta) < min_pairs or time.perf_counter() - start < budget_s):
