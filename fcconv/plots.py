@@ -212,7 +212,9 @@ def matrix_and_filters(weight: np.ndarray, filters: np.ndarray, max_filters: int
     right.tick_params(length=0)
     for side in right.spines.values():
         side.set_visible(False)
-    right.set_title(f"the same rows as {shown} filters of {c}x{h}x{w}", fontsize=9)
+    full_c = c if in_shape is None else in_shape[0]
+    part = "" if full_c == c else f": channels 0-{c - 1} shown"
+    right.set_title(f"the same rows as {shown} filters of {full_c}x{h}x{w}{part}", fontsize=9)
     fig.colorbar(img, ax=[ax, right], shrink=0.6, label="weight")
     return fig
 
