@@ -489,6 +489,17 @@ def _nms_per_label(dets, overlap):
     return [d for label in {d[4] for d in dets} for d in _nms_alt([e for e in dets if e[4] == label], overlap)]
 
 
+def _nms_ties_suppressed(dets, overlap):
+    """08.2 with >= where the statement says above: an IoU equal to overlap suppresses too."""
+    left = sorted(dets, key=lambda d: d[5])
+    kept = []
+    while left:
+        best = left.pop()
+        kept.append(best)
+        left = [d for d in left if _iou_alt(d[:4], best[:4]) < overlap]
+    return kept
+
+
 def _bn_default_eps(bn):
     new = nn.BatchNorm2d(bn.num_features)
     new.load_state_dict(bn.state_dict())
@@ -520,6 +531,7 @@ MISTAKES = [
     ("mac_ratio", _mac_ratio_adaptive_pool, "AdaptiveAvgPool2d", "about"),
     ("iou", _iou_min_area, "smaller box", "Inclusive bounds"),
     ("nms", _nms_per_label, "labels are ignored", "dropped a box"),
+    ("nms", _nms_ties_suppressed, "equals overlap", "dropped a box"),
     ("bn1d_to_bn2d", _bn_default_eps, "eps was not copied", "running statistics"),
     # vague hints, now naming the mistake
     ("fc_to_conv_weight", lambda w, s: w.reshape(len(w), *s)[:, :, ::-1, ::-1], "flipped", "wrong places"),
@@ -571,6 +583,21 @@ def test_a_wrong_answer_gets_the_hint_of_its_mistake(name, wrong, says, never):
     for _ in range(3):  # fresh random cases each time: the hint must not depend on luck
         verdict = getattr(checks, name)(wrong)
         assert verdict.status == "wrong" and says in verdict.message and never not in verdict.message, verdict
+
+
+def test_a_count_hint_says_one_window_not_one_windows():
+    """06.1 and 06.3: a hint about a case with one window reads '1 window', not '1 windows'."""
+    def n_windows_wrong_at_one(size, window, stride):
+        n = ((size - window) // stride + 1) ** 2
+        return 2 if n == 1 else n
+    verdict = checks.n_windows(n_windows_wrong_at_one)
+    assert verdict.status == "wrong" and ": 1 window; you gave 2" in verdict.message, verdict
+
+    def dress_wrong_at_one(uw, uh, ww, wh):
+        n = (uw - ww + 1) * (uh - wh + 1)
+        return 2 if n == 1 else n + 1       # wrong everywhere; the first case's count is not 1
+    verdict = checks.dress_windows(dress_wrong_at_one)
+    assert verdict.status == "wrong" and " windows of " in verdict.message, verdict
 
 
 def test_the_mac_ratio_hint_gives_enough_digits_to_see_the_difference():
