@@ -227,6 +227,9 @@ def test_median_ms_warms_up_then_takes_the_median():
     waits = iter([0.0, 0.03, 0.0, 0.0])        # the warm-up, then one slow call of three
     assert median_ms(lambda: calls.append(time.sleep(next(waits))), repeats=3) < 20
     assert len(calls) == 4
+    calls.clear()
+    median_ms(lambda: calls.append(1), repeats=2, warm_up=False)
+    assert len(calls) == 2
     with pytest.raises(ValueError, match="repeats must be at least 1; got 0"):
         median_ms(lambda: None, repeats=0)
 

@@ -260,14 +260,14 @@ def detect(image: np.ndarray, min_face: float = MIN_FACE,
 def dense_cost(fcn, pixels: torch.Tensor, levels: list[Level], repeats: int = 3) -> dict:
     """A convolutionalized R-Net or O-Net (``fcn.window``, ``fcn.jump``) as one dense pass per
     pyramid level where its window fits: MACs (``trace``), windows scored, seconds (one thread;
-    the median of ``repeats`` runs after a warm-up)."""
+    the median of ``repeats`` runs after a first one)."""
     from ..shapes import trace
 
     usable = [lv for lv in levels if min(lv.size) >= fcn.window]
     inputs = [normalize(resize(pixels, lv.scale)[0]) for lv in usable]
     with torch.no_grad(), one_thread():
-        maps = [fcn(x)[0] for x in inputs]
-        seconds = median_ms(lambda: [fcn(x) for x in inputs], repeats) / 1e3
+        maps = [fcn(x)[0] for x in inputs]                 # the first run: the warm-up
+        seconds = median_ms(lambda: [fcn(x) for x in inputs], repeats, warm_up=False) / 1e3
     return {"macs": sum(trace(fcn, (3, *lv.size)).total_macs for lv in usable),
             "windows": sum(m.numel() for m in maps), "seconds": seconds, "levels": len(usable)}
 

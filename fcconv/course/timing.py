@@ -8,11 +8,13 @@ import statistics
 import time
 
 
-def median_ms(fn, repeats: int = 3) -> float:
-    """Median ms of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+def median_ms(fn, repeats: int = 3, warm_up: bool = True) -> float:
+    """Median ms of ``fn()`` over ``repeats`` calls, after one warm-up call (``warm_up=False``
+    when the caller has just run it once already)."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1; got {repeats}")
-    fn()
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
