@@ -166,13 +166,15 @@ def _nms_unsorted(dets, overlap):
     return kept
 
 
-def _nms_alt(dets, overlap):
+def _nms_alt(dets, overlap, ties_suppressed=False):
+    """08.2 right; with ``ties_suppressed``, the mistake of >= where the statement says above."""
     left = sorted(dets, key=lambda d: d[5])
     kept = []
     while left:
         best = left.pop()
         kept.append(best)
-        left = [d for d in left if _iou_alt(d[:4], best[:4]) <= overlap]
+        left = [d for d in left if (_iou_alt(d[:4], best[:4]) < overlap if ties_suppressed
+                                    else _iou_alt(d[:4], best[:4]) <= overlap)]
     return kept
 
 
@@ -489,17 +491,6 @@ def _nms_per_label(dets, overlap):
     return [d for label in {d[4] for d in dets} for d in _nms_alt([e for e in dets if e[4] == label], overlap)]
 
 
-def _nms_ties_suppressed(dets, overlap):
-    """08.2 with >= where the statement says above: an IoU equal to overlap suppresses too."""
-    left = sorted(dets, key=lambda d: d[5])
-    kept = []
-    while left:
-        best = left.pop()
-        kept.append(best)
-        left = [d for d in left if _iou_alt(d[:4], best[:4]) < overlap]
-    return kept
-
-
 def _bn_default_eps(bn):
     new = nn.BatchNorm2d(bn.num_features)
     new.load_state_dict(bn.state_dict())
@@ -531,7 +522,7 @@ MISTAKES = [
     ("mac_ratio", _mac_ratio_adaptive_pool, "AdaptiveAvgPool2d", "about"),
     ("iou", _iou_min_area, "smaller box", "Inclusive bounds"),
     ("nms", _nms_per_label, "labels are ignored", "dropped a box"),
-    ("nms", _nms_ties_suppressed, "equals overlap", "dropped a box"),
+    ("nms", lambda dets, o: _nms_alt(dets, o, ties_suppressed=True), "equals overlap", "dropped a box"),
     ("bn1d_to_bn2d", _bn_default_eps, "eps was not copied", "running statistics"),
     # vague hints, now naming the mistake
     ("fc_to_conv_weight", lambda w, s: w.reshape(len(w), *s)[:, :, ::-1, ::-1], "flipped", "wrong places"),
