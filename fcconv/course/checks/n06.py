@@ -22,7 +22,8 @@ def n_windows(rng):
         cases.append((window + int(rng.integers(0, 5000)), window, int(rng.integers(1, 65))))
 
     def hint(got, want, size, window, stride):
-        return f"{size}x{size}, window {window}, stride {stride}: {want} windows; you gave {got}."
+        return (f"{size}x{size}, window {window}, stride {stride}: {want} "
+                f"window{'s' * (want != 1)}; you gave {got}.")
     mistakes = [
         (lambda size, window, stride: score_map_side(size, window, stride),
          "that is the count along one side: windows form a grid, square it."),
@@ -76,7 +77,7 @@ def dress_windows(rng):
                                  *(int(v) for v in rng.integers(1, 5, 2))) for _ in range(20)]
 
     def hint(got, want, uw, uh, ww, wh):
-        return f"a {uw}x{uh} map holds {want} windows of {ww}x{wh}; you gave {got}."
+        return f"a {uw}x{uh} map holds {want} window{'s' * (want != 1)} of {ww}x{wh}; you gave {got}."
     mistakes = [
         (lambda uw, uh, ww, wh: (uw - wh + 1) * (uh - ww + 1),
          "you paired the window's width with the map's height."),

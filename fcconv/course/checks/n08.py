@@ -105,12 +105,14 @@ def same_score(got, want) -> bool:
                                 close(np.float32(got), want))
 
 
-def _greedy(dets, overlap, by_score: bool = True, per_label: bool = False):
-    """Greedy suppression, as a learner might write it: in the given order, or label by label."""
+def _greedy(dets, overlap, by_score: bool = True, per_label: bool = False, ties: bool = False):
+    """Greedy suppression, as a learner might write it: in the given order, label by label, or
+    (``ties``) suppressing an IoU equal to ``overlap`` too."""
     kept = []
     for d in sorted(dets, key=lambda d: -d[5]) if by_score else dets:
         rivals = [k for k in kept if k[4] == d[4]] if per_label else kept
-        if all(detect.iou(d[:4], k[:4]) <= overlap for k in rivals):
+        if all(detect.iou(d[:4], k[:4]) < overlap if ties else detect.iou(d[:4], k[:4]) <= overlap
+               for k in rivals):
             kept.append(d)
     return kept
 
@@ -120,7 +122,10 @@ def nms(rng):
     """fn(detections [(x0, y0, x1, y1, label, score)], overlap) -> the kept detections."""
     # The low-scoring box comes first and the two carry different labels: the order and the
     # labels both matter here, whatever the random cases below hold.
-    cases = [([(0, 0, 27, 27, 1, 0.5), (3, 2, 30, 29, 2, 0.9), (60, 60, 87, 87, 1, 0.7)], 0.3)]
+    # And a tie: a 10x10 box inside a 10x20 one overlaps it by IoU 100/200 = 0.5 exactly, which
+    # is not *above* 0.5, so both stay; suppressing IoU >= overlap drops one.
+    cases = [([(0, 0, 27, 27, 1, 0.5), (3, 2, 30, 29, 2, 0.9), (60, 60, 87, 87, 1, 0.7)], 0.3),
+             ([(0, 0, 9, 19, 1, 0.9), (0, 0, 9, 9, 1, 0.8)], 0.5)]
     for _ in range(20):
         dets = []
         for _ in range(int(rng.integers(1, 12))):
@@ -140,6 +145,9 @@ def nms(rng):
         (lambda dets, overlap: _greedy(dets, overlap, by_score=False),
          "you took the boxes in the order they came: go through them from the highest score "
          "down, so that the best box of a cluster is the one kept."),
+        (lambda dets, overlap: _greedy(dets, overlap, ties=True),
+         "you suppressed a box whose IoU with a kept one equals overlap: suppress only IoU "
+         "*above* overlap (>), and keep a box whose IoU is exactly overlap."),
         (lambda dets, overlap: _greedy(dets, overlap, per_label=True),
          "you suppressed only boxes with the same label: here labels are ignored, a box "
          "suppresses every lower-scoring box it overlaps, whatever its label."),
