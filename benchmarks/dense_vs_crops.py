@@ -228,7 +228,8 @@ def main(argv=None) -> list[Row]:
     if args.write:
         from results import machine
 
-        write(rows, machine(), "python benchmarks/dense_vs_crops.py " + " ".join(argv or sys.argv[1:]))
+        write(rows, f"{machine()} (batch {args.batch} crops, median of {args.repeats})",
+              "python benchmarks/dense_vs_crops.py " + " ".join(argv or sys.argv[1:]))
     return rows
 
 

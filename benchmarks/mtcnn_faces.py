@@ -98,13 +98,13 @@ def dense_vs_crops() -> list[str]:
         c = mtcnn.detect(image)
         for net_name, net, window, boxes in (("R-Net", rnet, 24, c.proposals),
                                              ("O-Net", onet, 48, c.refined)):
-            d = [mtcnn.dense_cost(fcns[net_name], pixels, c.levels) for _ in range(REPEATS)]
-            k = [mtcnn.crop_cost(net, pixels, boxes, window) for _ in range(REPEATS)]
-            ms = lambda runs, key: statistics.median(r[key] for r in runs) * 1e3  # noqa: E731
-            rows.append(f"| {name} | {net_name} | {d[0]['levels']} | {d[0]['windows']:,} | "
-                        f"{d[0]['macs'] / 1e6:,.0f} | {ms(d, 'seconds'):.0f} | {k[0]['boxes']} | "
-                        f"{k[0]['macs'] / 1e6:,.0f} | {ms(k, 'seconds'):.0f} | {ms(k, 'cutting'):.0f} | "
-                        f"{d[0]['macs'] / k[0]['per_crop']:,.0f} |")
+            d = mtcnn.dense_cost(fcns[net_name], pixels, c.levels, repeats=REPEATS)
+            k = mtcnn.crop_cost(net, pixels, boxes, window, repeats=REPEATS)
+            rows.append(f"| {name} | {net_name} | {d['levels']} | {d['windows']:,} | "
+                        f"{d['macs'] / 1e6:,.0f} | {d['seconds'] * 1e3:.0f} | {k['boxes']} | "
+                        f"{k['macs'] / 1e6:,.0f} | {k['seconds'] * 1e3:.0f} | "
+                        f"{k['cutting'] * 1e3:.0f} | "
+                        f"{d['macs'] / k['per_crop']:,.0f} |")
     return ["R-Net and O-Net converted with `convolutionalize(..., exact=False)` (their "
             "ceil_mode pools make the dense scores differ slightly from the crops: notebook 09 "
             "measures it), one dense pass per pyramid level where the window fits, against the "

@@ -9,23 +9,18 @@ from __future__ import annotations
 import os
 import pathlib
 import platform
-import statistics
 import subprocess
-import time
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 HEADER = "# Benchmark results\n\nEvery table names the machine and the command that produced it.\n"
 
 
 def median_ms(fn, repeats: int = 7) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after one warm-up call."""
-    fn()  # warm-up: first calls pay for allocation and lazy initialisation
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    """Median wall time of ``fn()`` in milliseconds, after one warm-up call: the course's own
+    timer (``fcconv.course.timing``), with more repeats."""
+    from fcconv.course.timing import median_ms as course_median_ms
+
+    return course_median_ms(fn, repeats)
 
 
 def machine() -> str:

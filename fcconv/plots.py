@@ -212,7 +212,9 @@ def matrix_and_filters(weight: np.ndarray, filters: np.ndarray, max_filters: int
     right.tick_params(length=0)
     for side in right.spines.values():
         side.set_visible(False)
-    right.set_title(f"the same rows as {shown} filters of {c}x{h}x{w}", fontsize=9)
+    full_c = c if in_shape is None else in_shape[0]
+    part = "" if full_c == c else f": channels 0-{c - 1} shown"
+    right.set_title(f"the same rows as {shown} filters of {full_c}x{h}x{w}{part}", fontsize=9)
     fig.colorbar(img, ax=[ax, right], shrink=0.6, label="weight")
     return fig
 
@@ -462,7 +464,8 @@ def conv_matrix_picture(m: np.ndarray, title: str = "", fig=None):
 
     With ``fig`` (an earlier result of this function) the same picture is drawn into it instead
     of a new figure: the colour bar and axes are reused (a live explorer's slider is faster)."""
-    size = (6.5, 6.5 * min(2.0, max(0.25, m.shape[0] / m.shape[1])))
+    # never shorter than 3 in: a matrix of few rows keeps its axis label and colour bar whole
+    size = (6.5, 6.5 * min(2.0, max(3.0 / 6.5, m.shape[0] / m.shape[1])))
     nz = np.where(m != 0, m, np.nan)
     lim = _signed_limits(m)
     if fig is None:
@@ -481,7 +484,7 @@ def conv_matrix_picture(m: np.ndarray, title: str = "", fig=None):
     # about one tick per half inch of height: a short matrix keeps its tick labels apart
     ax.yaxis.set_major_locator(MaxNLocator(nbins=max(2, int(2 * size[1])), integer=True))
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
-    ax.set_ylabel(f"output (K*H'*W' = {m.shape[0]} rows)")
+    ax.set_ylabel(f"output: K*H'*W'\n= {m.shape[0]} rows")
     ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
     return fig
 

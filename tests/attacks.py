@@ -460,3 +460,77 @@ def shared_memory(name):
     def edit(nb):
         after(nb, nb.cells[1], sources["mmap" if name == "mmap" else "shm"])
     return edit
+
+
+def redirects(trap):
+    """A solved 02 whose kernel points its own channels at ``trap`` (a folder of the grader's
+    machine with a listening socket ``k-2``): first its iopub socket becomes a link there, then
+    /tmp/.fcconv itself; after each, one message over the cap makes the grader reconnect. No
+    connection may reach the trap; the report counts two dropped messages and nothing else."""
+    def edit(nb):
+        after(nb, nb.cells[1], "import os\nfrom IPython.display import display\n"
+              "os.unlink('/tmp/.fcconv/k-2')\n"
+              f"os.symlink({str(trap)!r} + '/k-2', '/tmp/.fcconv/k-2')\n"
+              "display({'text/plain': 'x' * (40 << 20)}, raw=True)")
+        after(nb, nb.cells[2], "os.rename('/tmp/.fcconv', '/tmp/.fcconv-moved')\n"
+              f"os.symlink({str(trap)!r}, '/tmp/.fcconv')\n"
+              "display({'text/plain': 'y' * (40 << 20)}, raw=True)")
+    return edit
+
+
+FORGER = """\
+import json
+from fcconv.formulas import conv_output_size, score_map_side
+kernel = get_ipython().kernel
+genuine = {}
+
+def forge(stream, idents, msg):  # answers from the forbidden functions, forbidden: [] and a made-up signature
+    content = msg['content']
+    if content.get('exercise') == '02.3':
+        return genuine['h'](stream, idents, msg)
+    fn = conv_output_size if content.get('exercise') == '02.1' else lambda s: score_map_side(s, 224, 32)
+    answers = [{'value': {'int': str(fn(*[int(a['int']) for a in call]))}} for call in content['request']['calls']]
+    text = json.dumps({'answers': answers, 'forbidden': [], 'canary': True})
+    kernel.session.send(stream, 'fcconv_check_reply', {'status': 'ok', 'reply': text, 'mac': '0' * 64}, msg, idents)
+
+class Handlers(dict):  # the grader's handler, once installed, is kept aside and the forger answers
+    def __setitem__(self, key, value):
+        if key == 'fcconv_check_request':
+            genuine['h'] = value
+            value = forge
+        super().__setitem__(key, value)
+kernel.shell_handlers = Handlers(kernel.shell_handlers)
+"""
+
+
+def forger(nb):
+    """02 whose kernel forges the check replies once the grader's handler is installed (a dict
+    that swaps it for its own: forbidden: [], a made-up signature) for 02.1 and 02.2, and
+    switches the call watch off (sys.setprofile a no-op) for 02.3, answered with a call the
+    source scan cannot see: every one is told as tampering, none scores."""
+    after(nb, nb.cells[1], FORGER + "import sys\nsys.setprofile = lambda f: None\n")
+    answer(nb, "02.1", "def my_output_size(W, F, S, P):\n    return 7")
+    answer(nb, "02.2", "def my_score_map_side(size):\n    return 1")
+    answer(nb, "02.3", "import importlib\nm = importlib.import_module('fcconv.' + 'formu' + 'las')\n"
+                       "def my_receptive_field(layers):\n    r = (1, 1, 0)\n"
+                       "    for k, s, p in layers:\n        r = getattr(m, 'field' + '_step')(*r, k, s, p)\n    return r")
+
+
+def families02(nb):
+    """02 through other members of the families the statements forbid: 02.1 as score_map_side
+    (reached by a name the scan cannot read), 02.2 as fcconv.conv_output_size."""
+    answer(nb, "02.1", "import importlib\nfm = importlib.import_module('fcconv.' + 'formu' + 'las')\n"
+                       "def my_output_size(W, F, S, P):\n    return getattr(fm, 'score_map' + '_side')(W + 2 * P, F, S)")
+    answer(nb, "02.2", "import fcconv\ndef my_score_map_side(size):\n    return fcconv.conv_output_size(size, 224, 32)")
+
+
+def families07(_):
+    """07.2 from PyTorch's convolution on every basis image, reached by a name the source scan
+    cannot read; 07.1 and 07.3 solved."""
+    nb = load(ROOT / "solutions" / "07_conv_to_fc_exercises.ipynb")
+    answer(nb, "07.2", "import importlib\nt = importlib.import_module('to' + 'rch')\n"
+                       "def my_conv_matrix(weight, in_shape):\n    c, h, w = in_shape\n"
+                       "    eye = t.eye(c * h * w, dtype=t.float64).reshape(-1, c, h, w)\n"
+                       "    out = getattr(t, 'convol' + 'ution')(eye, t.from_numpy(weight), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)\n"
+                       "    return out.reshape(c * h * w, -1).T.numpy()")
+    return nb

@@ -166,13 +166,15 @@ def _nms_unsorted(dets, overlap):
     return kept
 
 
-def _nms_alt(dets, overlap):
+def _nms_alt(dets, overlap, ties_suppressed=False):
+    """08.2 right; with ``ties_suppressed``, the mistake of >= where the statement says above."""
     left = sorted(dets, key=lambda d: d[5])
     kept = []
     while left:
         best = left.pop()
         kept.append(best)
-        left = [d for d in left if _iou_alt(d[:4], best[:4]) <= overlap]
+        left = [d for d in left if (_iou_alt(d[:4], best[:4]) < overlap if ties_suppressed
+                                    else _iou_alt(d[:4], best[:4]) <= overlap)]
     return kept
 
 
@@ -520,6 +522,7 @@ MISTAKES = [
     ("mac_ratio", _mac_ratio_adaptive_pool, "AdaptiveAvgPool2d", "about"),
     ("iou", _iou_min_area, "smaller box", "Inclusive bounds"),
     ("nms", _nms_per_label, "labels are ignored", "dropped a box"),
+    ("nms", lambda dets, o: _nms_alt(dets, o, ties_suppressed=True), "equals overlap", "dropped a box"),
     ("bn1d_to_bn2d", _bn_default_eps, "eps was not copied", "running statistics"),
     # vague hints, now naming the mistake
     ("fc_to_conv_weight", lambda w, s: w.reshape(len(w), *s)[:, :, ::-1, ::-1], "flipped", "wrong places"),
@@ -571,6 +574,21 @@ def test_a_wrong_answer_gets_the_hint_of_its_mistake(name, wrong, says, never):
     for _ in range(3):  # fresh random cases each time: the hint must not depend on luck
         verdict = getattr(checks, name)(wrong)
         assert verdict.status == "wrong" and says in verdict.message and never not in verdict.message, verdict
+
+
+def test_a_count_hint_says_one_window_not_one_windows():
+    """06.1 and 06.3: a hint about a case with one window reads '1 window', not '1 windows'."""
+    def n_windows_wrong_at_one(size, window, stride):
+        n = ((size - window) // stride + 1) ** 2
+        return 2 if n == 1 else n
+    verdict = checks.n_windows(n_windows_wrong_at_one)
+    assert verdict.status == "wrong" and ": 1 window; you gave 2" in verdict.message, verdict
+
+    def dress_wrong_at_one(uw, uh, ww, wh):
+        n = (uw - ww + 1) * (uh - wh + 1)
+        return 2 if n == 1 else n + 1       # wrong everywhere; the first case's count is not 1
+    verdict = checks.dress_windows(dress_wrong_at_one)
+    assert verdict.status == "wrong" and " windows of " in verdict.message, verdict
 
 
 def test_the_mac_ratio_hint_gives_enough_digits_to_see_the_difference():
@@ -670,11 +688,21 @@ def test_an_answer_that_calls_what_the_statement_forbids_scores_nothing(name):
 
 
 def test_every_forbidden_name_exists_in_the_library():
+    """Each forbid names a function, a module (``module.*``) or a family the grader knows; and
+    the watch knows each by where its code is."""
     import importlib
+
+    from fcconv.course.checks import wire
     for check in checks.CHECKS.values():
-        for name in check.forbids:
+        for name in (*check.forbids, *check.requires):
+            if name in ("@convolution", "@matmul"):
+                continue
+            if name.endswith(".*"):
+                assert importlib.import_module(name.removesuffix(".*")), name
+                continue
             where, attr = name.rsplit(".", 1)
             assert callable(getattr(importlib.import_module(where), attr)), name
+        assert len(wire.where(check.forbids)) >= len([f for f in check.forbids if f != "@matmul"]), check
 
 
 # --------------------------------------------------------------------------- no free marks

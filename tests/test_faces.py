@@ -73,6 +73,15 @@ def test_committed_weights_match_their_record(trained):
     assert made["sha256"] == weights.sha256(weights.FOLDER / "face_net.pt")
 
 
+def test_made_on_says_a_busy_machine_in_words_not_a_load_figure():
+    busy = {"machine": "CPU X, 2 cores, load average 14.1, one torch thread, torch 2"}
+    idle = {"machine": "CPU X, 2 cores, load average 0.3, one torch thread, torch 2"}
+    assert weights.made_on(busy) == ("CPU X, 2 cores, one torch thread, torch 2 (busy with other "
+                                     "work at the time: the time is an upper bound)")
+    assert weights.made_on(idle) == "CPU X, 2 cores, one torch thread, torch 2"
+    assert weights.made_on({"machine": "CPU Y, 4 cores"}) == "CPU Y, 4 cores"   # no load recorded
+
+
 def test_a_damaged_weights_file_is_refused(tmp_path, monkeypatch):
     shutil.copytree(weights.FOLDER, tmp_path / "trained")
     monkeypatch.setattr(weights, "FOLDER", tmp_path / "trained")

@@ -29,8 +29,11 @@ from attacks import (
     fair01,
     fair07,
     fair08,
+    families02,
+    families07,
     floods,
     forbidden,
+    forger,
     hides_calls,
     ignores_sigint,
     impulses,
@@ -45,6 +48,7 @@ from attacks import (
     planter,
     printing,
     prober,
+    redirects,
     resets,
     shared_memory,
     subclass03,
@@ -59,8 +63,8 @@ from attacks import (
 from conftest import ROOT
 from speed import scaled
 
-from fcconv.course import grade, sandbox
-from fcconv.course.checks import CHECKS, wire
+from fcconv.course import grade, sandbox, scan
+from fcconv.course.checks import CHECKS, core, wire
 
 # The time limit scales with how busy this machine is (tests/speed.py): a loaded machine must not
 # stop an honest cell.
@@ -117,6 +121,14 @@ def graded(tmp_path_factory):
     the reports, the CSV and what the attacks would have left behind."""
     import socket
     root = tmp_path_factory.mktemp("submissions")
+    trap = root / "trap"  # a listening socket of the machine that a kernel points its channels at
+    trap.mkdir()
+    os.chmod(trap, 0o777)
+    trapped = socket.socket(socket.AF_UNIX)
+    trapped.bind(str(trap / "k-2"))
+    trapped.listen(64)
+    trapped.setblocking(False)
+    os.chmod(trap / "k-2", 0o777)
     marker, token, csv_path = root / "planted-ran", f"fcconv-test-{secrets.token_hex(4)}", root / "grades.csv"
     listener = socket.create_server(("127.0.0.1", 0))  # the grader's loopback: no kernel may reach it
     escapes = _escapes(root)
@@ -139,6 +151,8 @@ def graded(tmp_path_factory):
         "resets": (SOLVED02, resets), "floods": (STUB02, floods),
         "prober": (STUB02, prober(escapes, reads, listener.getsockname()[1])),
         "injector": (STUB02, injector), "victim": (STUB02, victim),
+        "redirects": (SOLVED02, redirects(trap)), "forger": (STUB02, forger),
+        "families02": (STUB02, families02), "families07": (None, families07),
     }
     paths = []
     for name, (base, edit) in attacks.items():
@@ -149,7 +163,8 @@ def graded(tmp_path_factory):
                     "fair01": "01_fc_is_a_convolution", "fair07": "07_conv_to_fc",
                     "fair08": "08_find_the_digits", "solved04": "04_convolutionalize",
                     "bf16": "04_convolutionalize", "not_a_matrix": "07_conv_to_fc",
-                    "impulses": "07_conv_to_fc", "named_like01": "01_fc_is_a_convolution",
+                    "impulses": "07_conv_to_fc", "families07": "07_conv_to_fc",
+                    "named_like01": "01_fc_is_a_convolution",
                     "named_like05": "05_score_maps", "named_like08": "08_find_the_digits"}.get(name, "02_shapes")
         paths.append(write(nb, root / name / f"{notebook}_exercises.ipynb"))
     library = {p: p.read_bytes() for p in LIBRARY.rglob("*") if p.is_file()}
@@ -162,10 +177,17 @@ def graded(tmp_path_factory):
         for p in escaped:
             os.unlink(p)
         listener.close()
+    try:
+        trapped.accept()
+        reached = True
+    except BlockingIOError:
+        reached = False
+    trapped.close()
     grade.write_csv(reports, csv_path)
     time.sleep(4)  # a detached process of "survives" would have rewritten the CSV by now
     return {"reports": {r.path.parent.name: r for r in reports}, "csv": csv_path, "marker": marker,
-            "token": token, "library": library, "children": children, "left": left, "escaped": escaped}
+            "token": token, "library": library, "children": children, "left": left, "escaped": escaped,
+            "trap_reached": reached}
 
 
 def statuses(report):
@@ -176,7 +198,7 @@ def statuses(report):
 
 NO_MARKS = ["victim", "injector", "printing", "deleted", "patched", "equal_to_all", "ignores_sigint", "zeroing",
             "builtins", "forbidden", "subclass03", "subclass04", "lookup07", "planter",
-            "dies", "launders", "hides_calls", "bf16", "prober", "floods"]
+            "dies", "launders", "hides_calls", "bf16", "prober", "floods", "forger", "families02"]
 
 
 @pytest.mark.parametrize("name", NO_MARKS)
@@ -322,7 +344,7 @@ def test_a_kernel_starts_a_bounded_number_of_processes(graded):
 
 def test_the_graders_own_code_and_the_librarys_private_helpers_give_no_mark(graded):
     r = graded["reports"]["launders"].results
-    assert r["02.1"][0] == "wrong" and "not to call fcconv.formulas.conv_output_size" in r["02.1"][1]
+    assert r["02.1"][0] == "wrong" and r["02.1"][1].startswith("the statement asks you not to call fcconv.")
     assert r["02.2"][0] == "wrong"  # the checks are not in the kernel
     assert r["02.3"][0] == "wrong" and "not to call fcconv.shapes.receptive_field" in r["02.3"][1]
 
@@ -332,6 +354,33 @@ def test_a_forbidden_call_is_seen_through_a_magic_a_decorator_a_module_name_or_a
     assert "not to call fcconv.formulas.conv_output_size" in r["02.1"][1]
     assert "not to call fcconv.formulas.score_map_side" in r["02.2"][1]
     assert r["02.3"][0] == "wrong" and "another process" in r["02.3"][1]
+
+
+def test_a_kernel_that_relinks_its_channels_reaches_nothing_and_the_report_tells_it_true(graded):
+    """Its iopub socket, then /tmp/.fcconv, made links to a socket of the machine, each followed
+    by a message over the cap (the grader reconnects): no connection reaches the link's target,
+    the report counts the two dropped messages, says nothing false, and the answers count."""
+    r = graded["reports"]["redirects"]
+    assert not graded["trap_reached"]
+    assert r.passed, (r.results, r.problems)
+    assert any(p.startswith("2 message(s) from the kernel were over") for p in r.problems), r.problems
+    assert not any("while checking" in p for p in r.problems), r.problems
+
+
+def test_a_watch_switched_off_or_a_forged_reply_is_told_as_tampering(graded):
+    r = graded["reports"]["forger"].results
+    for ex in ("02.1", "02.2"):  # the forger's replies: not signed with the nonce it never saw
+        assert r[ex] == ("error", sandbox.TAMPERED.format("the reply was not signed by the grader's handler"))
+    assert r["02.3"] == ("error", sandbox.TAMPERED.format("its test call was not seen"))  # sys.setprofile a no-op
+
+
+def test_every_member_of_a_forbidden_family_counts_however_it_is_named(graded):
+    r = graded["reports"]["families02"].results
+    assert r["02.1"] == ("wrong", core.forbidden_call("fcconv.formulas.score_map_side"))  # seen by the watch
+    assert r["02.2"] == ("wrong", core.forbidden_call("fcconv.formulas.conv_output_size"))
+    r = graded["reports"]["families07"].results
+    assert r["07.2"] == ("wrong", core.forbidden_call("torch.convolution"))  # a name the scan cannot read
+    assert r["07.1"][0] == r["07.3"][0] == "correct"
 
 
 def test_a_bfloat16_buffer_buys_no_tolerance(graded):
@@ -788,13 +837,14 @@ def test_a_name_counts_only_when_it_resolves_to_the_forbidden_function(cells, an
      "from fcconv import conv_output_size", "def my_output_size(*a):\n    return conv_output_size(*a)"],
 ])
 def test_a_forbidden_function_is_found_through_magics_getattr_and_the_last_binding(cells):
-    assert grade.forbidden_in_source(cells, "my_output_size", CHECKS["02.1"].forbids) == \
-        ["fcconv.formulas.conv_output_size"]
+    assert grade.forbidden_in_source(cells, "my_output_size", CHECKS["02.1"].forbids)[0] == \
+        "fcconv.formulas.conv_output_size"
 
 
 def test_float16_buys_no_tolerance_and_a_matrix_is_its_entries():
     def linear_f16(x, w, b):  # right, in float16: too few digits
-        return (x.reshape(len(x), -1) @ w.T + b).astype(np.float16)
+        from fcconv import numpy_ops
+        return numpy_ops.conv2d(x, w.reshape(len(w), *x.shape[1:]), b)[:, :, 0, 0].astype(np.float16)
     verdict = CHECKS["01.2"](linear_f16)
     assert verdict.status == "wrong" and "float16" in verdict.message
     from scipy.sparse.linalg import LinearOperator
@@ -821,3 +871,188 @@ def test_nms_takes_any_sequence_of_six_numbers_per_detection(form):
         return eval(form, {"np": np, "torch": torch, "kept": kept})
     verdict = CHECKS["08.2"](my_nms)
     assert verdict.status == "correct", verdict
+
+
+# ----------------------------------------------------------------- the scan's input, the watch, the report
+
+SCAN_MEMORY = """\
+import json, resource, sys
+from fcconv.course import grade
+watch = grade.Watch()
+limits = dict(cell_timeout=60, memory_gb=1, output_mb=10, deadline=600)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+prepared = grade.prepare(sys.argv[1], limits, None, watch)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(json.dumps([grown, prepared.report.problems]))
+"""
+
+
+def test_the_scan_keeps_the_graders_memory_bounded_whatever_a_cell_holds(tmp_path):
+    """A 3 MB cell (1.5 million tokens: ast.parse would take some 2.5 GB) and as many tokens
+    again in small cells: the grader parses neither, says so, and its peak memory grows by no
+    more than the notebook's own size several times over."""
+    nb = load(SOLVED02)
+    after_cell = nb.cells[1]
+    nb.cells.insert(nb.cells.index(after_cell) + 1, nbformat_cell("x = [" + ",".join(["a"] * 1_500_000) + "]"))
+    for _ in range(12):
+        nb.cells.insert(2, nbformat_cell("y = [" + ",".join(["b"] * 9_000) + "]"))
+    path = write(nb, tmp_path / "big" / "02_shapes_exercises.ipynb")
+    run = subprocess.run([sys.executable, "-c", SCAN_MEMORY, str(path)], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "FCCONV_CACHE_DIR": str(tmp_path / "cache")})
+    grown, problems = json.loads(run.stdout.splitlines()[-1])
+    assert grown < 40 * path.stat().st_size, (grown, problems)  # (ast.parse: some 700 times)
+    unread = [p for p in problems if "was not read by the source scan" in p]
+    assert len(unread) >= 2 and any("kB, over the scan's" in p for p in unread) and \
+        any("tokens left" in p for p in unread), problems
+
+
+def nbformat_cell(source):
+    import nbformat
+    return nbformat.v4.new_code_cell(source)
+
+
+def test_a_cell_python_rejects_is_read_as_ipython_reads_it_and_one_it_cannot_is_never_dropped():
+    forbids = CHECKS["02.1"].forbids
+    cells = ["from fcconv.formulas import conv_output_size as cos\ncos?",
+             "def my_output_size(W, F, S, P):\n    return cos(W, F, S, P)"]
+    assert grade.forbidden_in_source(cells, "my_output_size", forbids) == ["fcconv.formulas.conv_output_size"]
+    from fcconv.course import scan
+    cells = ["def my_output_size(W, F, S, P):\n    return (W - F + 2 * P) // S + 1", "def my_output_size(:\n"]
+    statements, problems = scan.read_cells(cells, [3, 4])
+    assert problems and problems[0].startswith("cell 4 was not read by the source scan")
+    assert grade.forbidden_in_source(statements, "my_output_size", forbids) == [scan.UNSCANNED]
+    statements, _ = scan.read_cells([cells[0], "print(my_output_size(:"])  # binds nothing: no doubt
+    assert grade.forbidden_in_source(statements, "my_output_size", forbids) == []
+
+
+def _seen(exercise, fn, *args):
+    """What the watch reports for fn called (in this process) on ``args``."""
+    request = wire.round_trip(wire.request([args], forbids=CHECKS[exercise].forbids, nonce="n0nce"))
+    reply = wire.evaluate(fn, request)
+    assert reply["canary"] is True
+    return reply["forbidden"]
+
+
+def test_the_watch_knows_every_member_of_a_forbidden_family_by_its_code():
+    import scipy.signal
+    import torch
+
+    import fcconv
+    from fcconv import formulas
+    from fcconv.course import detect
+    assert _seen("02.1", lambda w, f, s, p: formulas.score_map_side(w + 2 * p, f, s), 7, 3, 1, 0)[0] == \
+        "fcconv.formulas.score_map_side"
+    assert _seen("06.1", lambda n, w, s: fcconv.conv_output_size(n, w, s) ** 2, 64, 28, 4)
+    assert _seen("02.1", lambda w, f, s, p: (w - f + 2 * p) // s + 1, 7, 3, 1, 0) == []
+    assert _seen("08.1", lambda a, b: detect.ious(a, [b])[0], (0, 0, 9, 9), (5, 5, 14, 14)) == \
+        ["fcconv.course.detect.ious"]
+    weight = np.ones((1, 1, 2, 2))
+    for fn in (lambda w, s: np.convolve(w.ravel(), w.ravel()),
+               lambda w, s: scipy.signal.correlate2d(w[0, 0], w[0, 0]),
+               lambda w, s: torch.from_numpy(w).unfold(2, 1, 1).numpy(),
+               lambda w, s: torch.nn.functional.conv2d(torch.from_numpy(w), torch.from_numpy(w)).numpy()):
+        assert _seen("07.2", fn, weight, (1, 3, 3)), fn
+    assert _seen("07.2", lambda w, s: np.zeros((4, 9)), weight, (1, 3, 3)) == []
+
+
+def test_a_watch_that_cannot_see_fails_its_own_test(monkeypatch):
+    monkeypatch.setattr(sys, "setprofile", lambda f: None)
+    request = wire.round_trip(wire.request([(7, 3, 1, 0)], forbids=CHECKS["02.1"].forbids, nonce="n0nce"))
+    assert wire.evaluate(lambda *a: 1, request)["canary"] is False
+
+
+def test_a_reply_not_signed_with_the_checks_nonce_is_forged():
+    import hashlib
+    import hmac
+    text = json.dumps({"answers": [], "forbidden": [], "canary": True})
+    good = hmac.new(b"n0nce", text.encode(), hashlib.sha256).hexdigest()
+    assert sandbox.forged({"nonce": "n0nce"}, text, good, json.loads(text)) is None
+    assert "not signed" in sandbox.forged({"nonce": "n0nce"}, text, "0" * 64, json.loads(text))
+    unseen = json.dumps({"answers": [], "forbidden": [], "canary": False})
+    mac = hmac.new(b"n0nce", unseen.encode(), hashlib.sha256).hexdigest()
+    assert "not seen" in sandbox.forged({"nonce": "n0nce"}, unseen, mac, json.loads(unseen))
+
+
+def test_control_characters_in_a_students_folder_never_reach_the_report_or_the_csv(tmp_path):
+    folder = "\x1b]0;PWNED-TITLE\x07\x1b[41mRED\x1b[0m\r"
+    report = grade.Report(Path("/submissions") / folder / "02_shapes_exercises.ipynb",
+                          {"02.1": ("correct", "well done.")})
+    text = grade.format_report(report)
+    grade.write_csv([report], tmp_path / "grades.csv")
+    written = (tmp_path / "grades.csv").read_text()
+    for shown in (text, written.replace("\r\n", "\n")):
+        assert not any(c in shown for c in "\x1b\x07\r"), repr(shown)
+    assert "PWNED-TITLE" in text and "RED" in written
+
+
+def test_not_implemented_is_not_attempted_only_when_the_answer_itself_raises_it():
+    def stub(W, F, S, P):
+        raise NotImplementedError()
+
+    def helper(n):
+        raise NotImplementedError("a library that lacks this case")
+
+    def uses_a_library(W, F, S, P):
+        return helper(W)
+    assert CHECKS["02.1"](stub).status == "not attempted"
+    verdict = CHECKS["02.1"](uses_a_library)
+    assert verdict.status == "wrong" and "NotImplementedError: a library that lacks this case" in verdict.message
+
+
+def test_nms_scores_in_float32_as_python_floats_are_right_and_a_changed_score_is_named():
+    def my_nms(detections, overlap):
+        from fcconv.course.detect import iou
+        kept = []
+        for d in sorted(detections, key=lambda d: -d[5]):
+            if all(iou(d[:4], k[:4]) <= overlap for k in kept):
+                kept.append(d)
+        return kept
+    assert CHECKS["08.2"](lambda d, o: np.array(my_nms(d, o), np.float32).tolist()).status == "correct"
+    verdict = CHECKS["08.2"](lambda d, o: [(*k[:5], round(k[5], 2)) for k in my_nms(d, o)])
+    assert verdict.status == "wrong" and "right boxes" in verdict.message and "dropped" not in verdict.message
+
+
+def test_01_2_must_call_conv2d_and_write_no_matrix_product():
+    from fcconv import numpy_ops
+    verdict = CHECKS["01.2"](lambda x, w, b: x.reshape(len(x), -1) @ w.T + b)
+    assert verdict.status == "wrong" and "never called it" in verdict.message
+    assert CHECKS["01.2"](lambda x, w, b: numpy_ops.conv2d(x, w.reshape(len(w), *x.shape[1:]), b)[:, :, 0, 0])
+    decoy = ["from fcconv import numpy_ops",  # conv2d called, the answer from a matrix product
+             "def my_linear_via_conv(x, w, b):\n    numpy_ops.conv2d(x, w.reshape(len(w), *x.shape[1:]))\n"
+             "    return x.reshape(len(x), -1) @ w.T + b"]
+    assert grade.forbidden_in_source(decoy, "my_linear_via_conv", CHECKS["01.2"].forbids) == [scan.MATMUL]
+    einsum = ["import numpy as np", "def my_linear_via_conv(x, w, b):\n    return np.einsum('nk,mk->nm', x, w)"]
+    assert grade.forbidden_in_source(einsum, "my_linear_via_conv", CHECKS["01.2"].forbids) == ["numpy.einsum"]
+
+
+def test_04_1_runs_the_first_convolution_once_on_the_whole_image_not_on_crops():
+    import torch
+    from torch import nn
+
+    class Crops(nn.Module):  # the given LeNet-5 on every 32x32 crop, 4 pixels apart: right numbers
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            n, c = x.shape[:2]
+            p = x.unfold(2, 32, 4).unfold(3, 32, 4)
+            crops = p.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, 32, 32)
+            return self.model(crops).reshape(n, p.shape[2], p.shape[3], -1).permute(0, 3, 1, 2)
+    verdict = CHECKS["04.1"](Crops)
+    assert verdict.status == "wrong" and "not crops" in verdict.message, verdict
+
+    def by_hand(model):  # the solution: each Linear becomes a convolution that slides
+        layers, first = [], True
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                shape = (16, 5, 5) if first else (layer.in_features, 1, 1)
+                conv = nn.Conv2d(shape[0], layer.out_features, shape[1:])
+                with torch.no_grad():
+                    conv.weight.copy_(layer.weight.reshape(layer.out_features, *shape))
+                    conv.bias.copy_(layer.bias)
+                layer, first = conv, False
+            if not isinstance(layer, nn.Flatten):
+                layers.append(layer)
+        return nn.Sequential(*layers)
+    assert CHECKS["04.1"](by_hand)

@@ -192,6 +192,35 @@ def test_a_proposal_is_the_cell_window_in_the_photo():
     assert d[:4] == (24, 4, 71, 27)                 # x = 6/0.25 .. 18/0.25 - 1, y = 2/0.5 .. 14/0.5 - 1
 
 
+def test_onets_last_nms_drops_a_box_nested_in_a_better_one_as_the_reference_does():
+    """O-Net's NMS measures overlap over the smaller box ('Min' in the authors' MATLAB code and
+    facenet-pytorch), counted here by hand: a 10x10 box inside a 30x30 one overlaps it by
+    100/100 = 1 over the smaller box but by 100/900 = 0.11 over the union."""
+    from fcconv.course.detect import ious, nms
+
+    big, small = (0, 0, 29, 29, 1, 0.99), (10, 10, 19, 19, 1, 0.9)
+    assert ious(big[:4], [small[:4]], by="smaller")[0] == 1.0
+    assert ious(big[:4], [small[:4]])[0] == pytest.approx(100 / 900)
+    assert nms([small, big], mtcnn.NMS_STAGE) == [big, small]                # by the union: both kept
+    assert nms([small, big], mtcnn.NMS_STAGE, by="smaller") == [big]
+    offsets = np.zeros((2, 4))
+    scored = [(*big[:5], big[5], offsets[0]), (*small[:5], small[5], offsets[1])]
+    assert [d[:4] for d in mtcnn.finish(scored, 0.7)] == [big[:4]]
+    with pytest.raises(ValueError, match='by must be "union" or "smaller"'):
+        ious(big[:4], [small[:4]], by="min")
+
+
+def test_box_labels_stay_in_the_photo_and_never_cover_each_other():
+    photo = np.full((120, 160, 3), 255, np.uint8)
+    off = np.array(mtcnn.annotated(photo, [(-20, 60, 40, 110, 1, 0.9)]))  # starts off the photo
+    on = np.array(mtcnn.annotated(photo, [(0, 60, 60, 110, 1, 0.9)]))
+    assert (off[:58] == on[:58]).all()              # its label, whole, at x = 0 like this one's
+    best, next_ = (10, 60, 60, 110, 1, 0.9), (12, 60, 62, 110, 1, 0.8)   # labels at the same spot
+    both = np.array(mtcnn.annotated(photo, [best, next_]))
+    alone = np.array(mtcnn.annotated(photo, [best]))
+    assert (both[:58] == alone[:58]).all()          # above the boxes: only the best box's label
+
+
 # --------------------------------------------------------------------------- detections
 
 @pytest.fixture(scope="module")
@@ -375,11 +404,11 @@ def test_dense_and_crop_costs_count_what_they_run():
     image = data.rgb_photo("camera")
     c = mtcnn.detect(image)
     pixels = mtcnn.as_tensor(image)
-    d = mtcnn.dense_cost(fcn, pixels, c.levels)
+    d = mtcnn.dense_cost(fcn, pixels, c.levels, repeats=1)
     fits = [lv for lv in c.levels if min(lv.size) >= 24]
     assert d["levels"] == len(fits) and d["windows"] == sum(
         score_map_side(h, 24, 4) * score_map_side(w, 24, 4) for h, w in (lv.size for lv in fits))
-    k = mtcnn.crop_cost(rnet, pixels, c.proposals, 24)
+    k = mtcnn.crop_cost(rnet, pixels, c.proposals, 24, repeats=1)
     assert k["boxes"] == len(c.proposals)
     assert k["macs"] == len(c.proposals) * trace(rnet, (3, 24, 24)).total_macs
     assert 0 < k["cutting"] < k["seconds"]

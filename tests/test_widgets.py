@@ -1,5 +1,7 @@
 """Every explorer's update is driven without a browser: set values, the output changes and is right."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -206,12 +208,30 @@ def test_efficiency_explorer_measures_both_ways(tiny):
 
 
 def test_paired_median_ms_alternates_and_warms_up_both_sides():
-    from fcconv.widgets.efficiency import paired_median_ms
+    from fcconv.course.timing import paired_median_ms
 
     calls = []
     a, b = paired_median_ms(lambda: calls.append("a"), lambda: calls.append("b"),
                             min_pairs=5, budget_s=0.0)
     assert calls == ["a", "b"] * 6 and a >= 0 and b >= 0   # 1 warm-up pair, then 5 timed
+    calls.clear()
+    paired_median_ms(lambda: calls.append("a"), lambda: calls.append("b"), min_pairs=2,
+                     budget_s=0.0, warm_up=False)
+    assert calls == ["a", "b"] * 2                          # the caller ran both already
+
+
+def test_median_ms_warms_up_then_takes_the_median():
+    from fcconv.course.timing import median_ms
+
+    calls = []
+    waits = iter([0.0, 0.03, 0.0, 0.0])        # the warm-up, then one slow call of three
+    assert median_ms(lambda: calls.append(time.sleep(next(waits))), repeats=3) < 20
+    assert len(calls) == 4
+    calls.clear()
+    median_ms(lambda: calls.append(1), repeats=2, warm_up=False)
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="repeats must be at least 1; got 0"):
+        median_ms(lambda: None, repeats=0)
 
 
 def test_layer_costs_times_every_layer_inside_one_real_pass(tiny):

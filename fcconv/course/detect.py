@@ -191,20 +191,27 @@ def iou(a, b) -> float:
     return float(ious(a[:4], [b[:4]])[0])
 
 
-def ious(box, boxes) -> np.ndarray:
+def ious(box, boxes, by: str = "union") -> np.ndarray:
     """IoU of one inclusive box (x0, y0, x1, y1) with each of ``boxes`` (k, 4): (k,) floats.
-    The formula: the overlap's pixels over the pixels of the two boxes together."""
+    The formula: the overlap's pixels over the pixels of the two boxes together; with
+    ``by="smaller"``, over the pixels of the smaller box instead (MTCNN's 'Min' overlap: a box
+    nested inside another overlaps it fully, however small it is)."""
+    if by not in ("union", "smaller"):
+        raise ValueError(f'by must be "union" or "smaller"; got {by!r}')
     a, b = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     w = np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]) + 1
     h = np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]) + 1
     inter = np.maximum(w, 0) * np.maximum(h, 0)
     area = lambda r: (r[..., 2] - r[..., 0] + 1) * (r[..., 3] - r[..., 1] + 1)  # noqa: E731
+    if by == "smaller":
+        return inter / np.minimum(area(a), area(b))
     return inter / (area(a) + area(b) - inter)
 
 
-def nms(detections: list[tuple], overlap: float = 0.3) -> list[tuple]:
+def nms(detections: list[tuple], overlap: float = 0.3, by: str = "union") -> list[tuple]:
     """Greedy non-maximum suppression: keep the best-scoring box, drop every box overlapping a
-    kept one by IoU > ``overlap``. detections: (x0, y0, x1, y1, label, score)."""
+    kept one by IoU > ``overlap`` (``by="smaller"``: by intersection over the smaller box, see
+    ``ious``). detections: (x0, y0, x1, y1, label, score)."""
     order = sorted(detections, key=lambda d: -d[5])
     boxes = np.array([d[:4] for d in order], dtype=np.float64).reshape(-1, 4)
     bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
@@ -213,7 +220,7 @@ def nms(detections: list[tuple], overlap: float = 0.3) -> list[tuple]:
                          f"(inclusive bounds: at least one pixel); got {order[int(bad.argmax())][:4]}")
     kept: list[int] = []
     for i in range(len(order)):   # IoU with the kept boxes at once: the same test, vectorized
-        if not kept or (ious(boxes[i], boxes[kept]) <= overlap).all():
+        if not kept or (ious(boxes[i], boxes[kept], by) <= overlap).all():
             kept.append(i)
     return [order[i] for i in kept]
 

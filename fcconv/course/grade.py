@@ -15,8 +15,10 @@ How a run goes:
    random ones from a seed drawn here (``secrets``), never sent anywhere. Only the inputs go to the
    kernel (``wire.request``).
 3. Each notebook runs in a process of its own (``sandbox.run``): a fresh kernel in a fresh folder,
-   the learner's cells one by one under their limits, then, for each exercise, the learner's
-   function called on the inputs, its answers sent back as plain data (``wire.evaluate``).
+   the learner's cells one by one under their limits; only then the grader's check handler is
+   installed (with each check's nonce), and for each exercise the learner's function is called on
+   the inputs under a call watch tested first, its answers sent back as plain data, signed
+   (``wire.evaluate``, ``wire.serve``).
 4. This process, which imported everything it needs before the first kernel started and never
    loads what a kernel wrote, reads those answers (``wire.decode``: no pickle, size caps) and
    judges them: every comparison, type check, verdict and hint is computed here. Nothing a kernel
@@ -57,7 +59,7 @@ import numpy as np
 from . import sandbox
 from .checks import CHECKS, core, wire
 from .folders import course_dir
-from .scan import forbidden_in_source
+from .scan import UNSCANNED, forbidden_in_source, read_cells
 
 LIBRARY = Path(__file__).resolve().parent.parent  # the installed fcconv package (its own files)
 WIRE_SOURCE = Path(wire.__file__).read_text(encoding="utf-8")  # sent to each kernel as text
@@ -304,52 +306,82 @@ def _prepare(prepared: Prepared, limits: dict, isolate, watch: Watch) -> None:
             report.results[ex.id] = (status, f"its check cell was {status}: restore it (copy it "
                                              "from a fresh exercises/ notebook)")
     cells = [(i + 1, s) for i, s in sources if not any(_same(s, ex.check_source) for ex in exercises)]
+    statements, unread = read_cells([s for _, s in cells], [i for i, _ in cells])  # once, capped
+    report.problems += unread
     rng = np.random.default_rng(secrets.randbits(128))  # this process's secret: never sent
-    requests, modules, forbids = [], {"numpy", "fcconv"}, []  # what check cells import
+    requests, modules = [], {"numpy", "fcconv"}  # what check cells import
     for ex in present:
         check = CHECKS[ex.id]
         plan = check.plan(rng)
-        forbidden = forbidden_in_source([s for _, s in cells], ex.answer, check.forbids)
+        forbidden = forbidden_in_source(statements, ex.answer, check.forbids)
         prepared.plans[ex.id] = (check, plan, forbidden)
-        requests.append((ex.id, ex.answer, check.request(plan)))
-        forbids += [f for f in check.forbids if f not in forbids]
+        requests.append((ex.id, ex.answer, check.request(plan, secrets.token_hex(16))))
         if check.needs_torch:
             modules.add("torch")
         modules |= {a.build.rsplit(".", 1)[0] for call in plan.calls for a in call
                     if isinstance(a, wire.Module)}
     memory = int(limits["memory_gb"] * 2**30)
     prepared.job = sandbox.Job(
-        cells=cells, checks=requests, setup=_setup_code(sorted(modules), forbids, memory),
+        cells=cells, checks=requests, setup=_setup_code(sorted(modules), memory),
+        install=_install_code({ex: request["nonce"] for ex, _, request in requests}),
         library=watch.library, timeout=limits["cell_timeout"],
         check_timeout=limits["cell_timeout"] + CHECK_ALLOWANCE, deadline=limits["deadline"],
         memory=memory, output=int(limits["output_mb"] * 2**20), isolate=isolate, site=watch.site,
         folder="", expose=tuple(map(str, python_paths())))
 
 
-def _setup_code(modules: list[str], forbids: list[str], memory: int) -> str:
-    """The grader's first cell in a kernel, before any of the learner's: the learner's side of
-    the checks (wire.py, from the text this process read) installed as a message handler of the
-    kernel (``wire.serve``: no name is left in the learner's namespace), the imports its checks
-    need and the functions they forbid, resolved now; then the memory cap: ``memory`` bytes on
-    top of what the grader's own imports took."""
+def _setup_code(modules: list[str], memory: int) -> str:
+    """The grader's first cell in a kernel, before any of the learner's: the imports its checks
+    need; a profile hook for every thread the learner's code starts and an audit hook (which
+    cannot be removed) that hand those threads the running check's watch and note a new process;
+    then the memory cap: ``memory`` bytes on top of what the grader's own imports took. Nothing
+    of the checks is here yet (``INSTALL`` comes after the learner's cells)."""
     return f"""\
-def _fcconv_setup(source, modules, forbids, memory):
-    import importlib, resource, sys, types
-    wire = types.ModuleType("fcconv_grader_wire")
-    sys.modules[wire.__name__] = wire  # (dataclasses looks its module up while it loads)
-    exec(compile(source, "<fcconv grader: wire.py>", "exec"), wire.__dict__)
-    del sys.modules[wire.__name__]
+def _fcconv_setup(modules, memory, event, processes):
+    import importlib, resource, sys, threading
     for name in modules:
         importlib.import_module(name)
-    wire.serve(get_ipython(), forbids)
+    active = []
+
+    def thread_profile(frame, what, arg):
+        if active:
+            active[-1](frame, what, arg)
+
+    def audit(what, args):
+        if what == event:
+            if active and active[-1] is not args[0]:
+                active[-1](None, "replaced", None)
+            active[:] = [] if args[0] is None else [args[0]]
+        elif active and what in processes:
+            active[-1](None, "process", what)
+    threading.setprofile(thread_profile)
+    sys.addaudithook(audit)
     try:
         with open("/proc/self/status") as f:
             used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
     except (OSError, StopIteration, ValueError):
         used = 0
     resource.setrlimit(resource.RLIMIT_DATA, (used + memory, used + memory))
-_fcconv_setup({WIRE_SOURCE!r}, {modules!r}, {forbids!r}, {memory})
+_fcconv_setup({modules!r}, {memory}, {wire.WATCH_EVENT!r}, {wire.PROCESS_EVENTS!r})
 del _fcconv_setup"""
+
+
+def _install_code(nonces: dict) -> str:
+    """The grader's cell after the learner's, run silently (no echo of its code): the learner's
+    side of the checks (wire.py, from the text this process read) installed as the kernel's
+    handler of check requests (``wire.serve``), with each check's nonce, which no request
+    carries: code that ran before cannot know them. No name is left in the learner's
+    namespace."""
+    return f"""\
+def _fcconv_install(source, nonces):
+    import sys, types
+    wire = types.ModuleType("fcconv_grader_wire")
+    sys.modules[wire.__name__] = wire  # (dataclasses looks its module up while it loads)
+    exec(compile(source, "<fcconv grader: wire.py>", "exec"), wire.__dict__)
+    del sys.modules[wire.__name__]
+    wire.serve(get_ipython(), nonces)
+_fcconv_install({WIRE_SOURCE!r}, {nonces!r})
+del _fcconv_install"""
 
 
 def judge(prepared: Prepared, result: dict) -> Report:
@@ -370,7 +402,11 @@ def judge(prepared: Prepared, result: dict) -> Report:
             report.results[ex] = ("error", sandbox.clean(entry["error"]))
         else:
             verdict = check.judge(plan, entry["reply"])
-            if forbidden and verdict.status in ("correct", "wrong"):
+            if UNSCANNED in forbidden and verdict.status in ("correct", "wrong"):
+                verdict = core.Verdict(ex, "error", "the answer uses a name bound in a cell the "
+                                       "source scan could not read (see below): not checked")
+            elif forbidden and (verdict.status == "correct" or (  # (the watch's own hint says more)
+                    verdict.status == "wrong" and not verdict.message.startswith(core.FORBIDDEN))):
                 verdict = core.Verdict(ex, "wrong", core.forbidden_call(forbidden[0]))
             report.results[ex] = (verdict.status, verdict.message)
     return report
@@ -705,8 +741,14 @@ def _unchecked(prep: Prepared) -> Report:
 
 # --------------------------------------------------------------------------- reports
 
+def shown_path(path) -> str:
+    """A submission's path as the report and the CSV show it: a student's folder name may hold
+    terminal escapes or control characters, which are replaced (never printed as they are)."""
+    return "".join(c if c.isprintable() else "?" for c in str(path))
+
+
 def format_report(r: Report) -> str:
-    lines = [f"{r.path}"]
+    lines = [shown_path(r.path)]
     for ex, (status, message) in sorted(r.results.items()):
         lines.append(f"  {ex}  {1 if status == 'correct' else 0}/1  {status}: {message}")
     for p in r.problems:
@@ -733,7 +775,7 @@ def write_csv(reports: list[Report], path: str | Path) -> None:
     for r in reports:
         notes = [f"{ex} {s}: {m}" for ex, (s, m) in sorted(r.results.items())
                  if s not in ("correct", "wrong", "not attempted")] + r.problems
-        w.writerow([_cell(r.path.parent.name), _cell(r.path.name),
+        w.writerow([_cell(shown_path(r.path.parent.name)), _cell(shown_path(r.path.name)),
                     *[int(r.results[ex][0] == "correct") if ex in r.results else "" for ex in ids],
                     r.score, len(r.results), _cell("; ".join(notes))])
     path = Path(path)

@@ -28,6 +28,7 @@ from ..models import ONet, PNet, RNet
 from . import weights
 from .detect import iou, nms, one_thread
 from .faces import FACE_BOXES, cell_box
+from .timing import median_ms
 
 MIN_FACE = 20             # px: the smallest face looked for (facenet-pytorch's default)
 FACTOR = 0.709            # each pyramid level is the last one shrunk by this (about 1/sqrt(2))
@@ -35,6 +36,9 @@ THRESHOLDS = (0.6, 0.7, 0.7)
 WINDOWS = (12, 24, 48)    # the input side each net was trained on
 PNET_JUMP = 2             # P-Net's one 2x2 pool: cells 2 px apart
 NMS_PER_SCALE, NMS_STAGE = 0.5, 0.7
+# O-Net's last NMS measures overlap over the smaller box, not the union ('Min' in the authors'
+# MATLAB code and in facenet-pytorch): it also drops a box nested inside a better one.
+NMS_LAST_BY = "smaller"
 
 
 @functools.cache
@@ -220,8 +224,9 @@ def refine(scored: list[tuple], threshold: float) -> list[tuple]:
 
 
 def finish(scored: list[tuple], threshold: float) -> list[tuple]:
-    """O-Net's step: keep the boxes above ``threshold``, regress them, NMS: the faces."""
-    return nms(regressed(above(scored, threshold)), NMS_STAGE)
+    """O-Net's step: keep the boxes above ``threshold``, regress them, NMS by intersection over
+    the smaller box (``NMS_LAST_BY``, as the reference code does): the faces."""
+    return nms(regressed(above(scored, threshold)), NMS_STAGE, by=NMS_LAST_BY)
 
 
 @dataclass
@@ -266,33 +271,30 @@ def detect(image: np.ndarray, min_face: float = MIN_FACE,
 
 # --------------------------------------------------------------------------- dense vs crops
 
-def dense_cost(fcn, pixels: torch.Tensor, levels: list[Level]) -> dict:
+def dense_cost(fcn, pixels: torch.Tensor, levels: list[Level], repeats: int = 3) -> dict:
     """A convolutionalized R-Net or O-Net (``fcn.window``, ``fcn.jump``) as one dense pass per
-    pyramid level where its window fits: MACs (``trace``), windows scored, seconds (one thread)."""
+    pyramid level where its window fits: MACs (``trace``), windows scored, seconds (one thread;
+    the median of ``repeats`` runs after a first one)."""
     from ..shapes import trace
 
     usable = [lv for lv in levels if min(lv.size) >= fcn.window]
     inputs = [normalize(resize(pixels, lv.scale)[0]) for lv in usable]
     with torch.no_grad(), one_thread():
-        start = time.perf_counter()
-        maps = [fcn(x)[0] for x in inputs]
-        seconds = time.perf_counter() - start
+        maps = [fcn(x)[0] for x in inputs]                 # the first run: the warm-up
+        seconds = median_ms(lambda: [fcn(x) for x in inputs], repeats, warm_up=False) / 1e3
     return {"macs": sum(trace(fcn, (3, *lv.size)).total_macs for lv in usable),
             "windows": sum(m.numel() for m in maps), "seconds": seconds, "levels": len(usable)}
 
 
-def crop_cost(net, pixels: torch.Tensor, boxes: list[tuple], window: int) -> dict:
+def crop_cost(net, pixels: torch.Tensor, boxes: list[tuple], window: int, repeats: int = 3) -> dict:
     """R-Net or O-Net on each box as the cascade runs it (``score``): MACs, seconds (one thread),
-    and the seconds spent only cutting the boxes out and resizing them."""
+    and the seconds spent only cutting the boxes out and resizing them; times are the median of
+    ``repeats`` runs after a warm-up."""
     from ..shapes import trace
 
     with one_thread():
-        start = time.perf_counter()
-        score(net, pixels, boxes, window)
-        seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        crops(pixels, boxes, window)
-        cutting = time.perf_counter() - start
+        seconds = median_ms(lambda: score(net, pixels, boxes, window), repeats) / 1e3
+        cutting = median_ms(lambda: crops(pixels, boxes, window), repeats) / 1e3
     per_crop = trace(net, (3, window, window)).total_macs
     return {"macs": len(boxes) * per_crop, "per_crop": per_crop, "seconds": seconds,
             "cutting": cutting, "boxes": len(boxes)}
@@ -370,7 +372,9 @@ def _rgb8(im, path) -> np.ndarray:
 
 def annotated(image: np.ndarray, faces: list[tuple], truth=None):
     """The photo (H, W, 3) uint8 with each face's box and probability drawn on it (orange) and,
-    when given, the marked face ``truth`` (blue): a Pillow image."""
+    when given, the marked face ``truth`` (blue): a Pillow image. Labels stay inside the photo;
+    a label that would cover one already drawn (a more probable box's, when ``faces`` is best
+    first) is left out, so none is hidden under another."""
     from PIL import Image, ImageDraw, ImageFont
 
     from ..plots import OKABE_ITO
@@ -381,13 +385,22 @@ def annotated(image: np.ndarray, faces: list[tuple], truth=None):
     font = ImageFont.load_default(size=max(12, round(min(img.size) / 40)))
     if truth is not None:
         draw.rectangle(truth[:4], outline=OKABE_ITO[1], width=width)
-    for x0, y0, x1, y1, _label, p in faces:
+    for x0, y0, x1, y1, *_ in faces:              # every box first: no box line crosses a label
         draw.rectangle((x0, y0, x1, y1), outline=OKABE_ITO[0], width=width)
+    placed: list[tuple] = []
+    for x0, y0, _x1, _y1, _label, p in faces:
         label = f"{p:.3f}"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         y = y0 - bottom - width if y0 - bottom - width >= 0 else y0 + width  # above, or inside
-        draw.rectangle((x0, y, x0 + right + 2, y + bottom), fill=OKABE_ITO[0])
-        draw.text((x0 + 1, y), label, fill="black", font=font)
+        x = min(max(x0, 0), img.size[0] - right - 3)                          # inside the photo
+        y = min(max(y, 0), img.size[1] - bottom - 1)
+        rect = (x, y, x + right + 2, y + bottom)
+        if any(rect[0] <= r[2] and r[0] <= rect[2] and rect[1] <= r[3] and r[1] <= rect[3]
+               for r in placed):
+            continue                             # it would cover a label already drawn
+        placed.append(rect)
+        draw.rectangle(rect, fill=OKABE_ITO[0])
+        draw.text((x + 1, y), label, fill="black", font=font)
     return img
 
 

@@ -15,7 +15,10 @@ of ``wire.evaluate`` (see fcconv.course.checks.wire). Nothing here judges anythi
 - Everywhere, this process is a child subreaper and ends every descendant before it returns,
   detached or in a new session; the kernel starts without Python's site set-up (site-packages
   and their .pth files are those the grader read before any kernel ran); the grader's side of the
-  checks is a message handler of the kernel, not a name in the learner's namespace.
+  checks is a message handler of the kernel, not a name in the learner's namespace, installed
+  only after the learner's cells ran; its replies are signed with a nonce no request carries.
+- The grader opens the kernel's sockets once, before any learner code runs, without following a
+  link, and connects through those handles only (``_open_socket``).
 - Limits: a time limit per cell (an interrupt, then a kill), a deadline for all of the learner's
   cells, a memory cap set after the grader's own imports (its own work is not charged to the
   learner) and a watch on the memory of all the kernel's processes (shared memory and files in
@@ -26,6 +29,8 @@ of ``wire.evaluate`` (see fcconv.course.checks.wire). Nothing here judges anythi
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import hmac
 import json
 import os
 import resource
@@ -51,6 +56,7 @@ PROCESSES = 128  # processes and threads a boxed kernel may have at once (it has
 FILES = 1024  # open files of a kernel process
 MEMORY_LOOK = 0.25  # seconds between two looks at a kernel's memory
 CHECK_REQUEST = "fcconv_check_request"  # the message the grader's handler in the kernel answers
+TAMPERED = "the grader's call watch was tampered with ({}): not checked"
 ISOLATE_SOURCE = Path(isolate.__file__).read_text(encoding="utf-8")  # run as python -c, as read now
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
 KERNEL_UID = 1_800_000_000  # root mode: kernels run as users from here on (``user_ids``)
@@ -65,7 +71,7 @@ class Job:
 
     cells: list  # [(cell number, source)], the learner's code cells in order
     checks: list  # [(exercise, answer name, request)]
-    setup: str  # the grader's first cell (wire's source, the imports and forbids its checks need)
+    setup: str  # the grader's first cell (the imports its checks need, the hooks for threads)
     library: dict  # the fcconv package the kernel imports: {relative path: (bytes, mtime_ns)}
     timeout: float  # seconds per learner cell
     check_timeout: float  # seconds per check (the learner's function and the grader's share)
@@ -78,6 +84,7 @@ class Job:
     python: str = sys.executable  # the Python the kernel runs (checked by ``trusted_program``)
     expose: tuple = ()  # folders of the machine a boxed kernel sees, read-only (the installation)
     user: int = KERNEL_UID  # root mode: the kernel's user id (one per kernel running at once)
+    install: str = ""  # the grader's cell after the learner's: the check handler (wire.serve)
 
 
 def _prctl(option: int, value: int) -> None:
@@ -310,7 +317,7 @@ class Kernel:
             os.chmod(d, 0o755)
         key = secrets.token_hex(32)
         if self.boxed:
-            inside, outside = {k: v for k, v in _INSIDE.items()}, None
+            inside = dict(_INSIDE)
         else:
             inside = {k: str(folder / k) for k in ("home", "work", "run")} | {"lib": str(folder / "lib")}
             for k in ("home", "work", "run"):
@@ -329,6 +336,7 @@ class Kernel:
                    XDG_CONFIG_HOME=f"{home}/.config", FCCONV_CACHE_DIR=f"{home}/.cache/fcconv",
                    PYTHONPATH=inside["lib"], PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1",
                    MPLBACKEND="Agg")
+        self.lib = inside["lib"]  # where the kernel imports the library from (the watch's files)
         boot, conn_file = inside["run"] + "/boot.py", inside["run"] + "/kernel.json"
         argv = [job.python, "-S", boot, "-f", conn_file, "--HistoryManager.enabled=False"]
         files = {"/.fcconv/boot.py": (_BOOT.format(site=job.site), 0o644),
@@ -340,7 +348,7 @@ class Kernel:
             if self.proc is None:
                 self.dead = f"the kernel's box could not be built: {notes[0]}"
                 self.proc = _Gone()
-            outside = f"/proc/{self.kernel_pid}/root{inside['run']}/k"
+            root, where = f"/proc/{self.kernel_pid}/root", inside["run"].strip("/").split("/")
         else:
             Path(boot).write_text(files["/.fcconv/boot.py"][0])
             fd = os.open(conn_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -350,17 +358,28 @@ class Kernel:
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                          start_new_session=True, preexec_fn=_kernel_limits)
             self.kernel_pid = self.proc.pid
-            outside = connection["ip"]
+            root, where = str(folder), ["run"]
         self.connection = None if self.boxed else Path(conn_file)
         self.context = zmq.Context()
         self.context.setsockopt(zmq.MAXMSGSIZE, self.limit)  # a bigger message ends the connection
         self.context.setsockopt(zmq.LINGER, 0)
         self.session = Session(key=key.encode(), signature_scheme="hmac-sha256")
-        self.urls = {kind: f"ipc://{outside}-{connection[kind + '_port']}"
-                     for kind in ("shell", "iopub")}
-        self.poller, self.sockets, self.dropped = zmq.Poller(), {}, 0
-        for kind in self.urls:
-            self._open(kind)
+        self.poller, self.sockets, self.dropped, self.fds, self.urls = zmq.Poller(), {}, 0, [], {}
+        names = {kind: f"k-{connection[kind + '_port']}" for kind in ("shell", "iopub")}
+        end = time.monotonic() + 120
+        while not self.dead and len(self.urls) < len(names) and time.monotonic() < end:
+            for kind, name in names.items():  # each socket, once the kernel has made it
+                fd = kind not in self.urls and _open_socket(root, [*where, name])
+                if fd:
+                    self.fds.append(fd)
+                    self.urls[kind] = f"ipc:///proc/self/fd/{fd}"
+                    self._open(kind)
+            if len(self.urls) < len(names):
+                if self.proc.poll() is not None:
+                    self.dead = "the kernel died before it opened its channels"
+                time.sleep(0.05)
+        if not self.dead and len(self.urls) < len(names):
+            self.dead = "the kernel did not open its channels in 120 s"
 
     def _open(self, kind: str) -> None:
         """Connect to the kernel's shell or iopub channel, watching for the connection's end."""
@@ -494,6 +513,34 @@ class Kernel:
             monitor.close()
             sock.close()
         self.context.destroy(linger=0)
+        for fd in self.fds:
+            os.close(fd)
+
+
+def _open_socket(root: str, parts: list[str]) -> int | None:
+    """A handle on the kernel's socket ``root/parts...``, or None while it is not there yet.
+
+    Opened once, before any of the learner's code runs, one name at a time without following a
+    link (a link there is refused); from then on the grader connects through the handle
+    (``/proc/self/fd/N`` names the socket itself), so that nothing the kernel renames, replaces
+    or links afterwards (its socket, /tmp/.fcconv) is ever resolved on the grader's side."""
+    try:
+        fds = [os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]  # (the kernel's root, boxed)
+    except OSError:  # (the kernel is gone)
+        return None
+    try:
+        for i, name in enumerate(parts):
+            try:
+                fds.append(os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]))
+            except FileNotFoundError:
+                return None
+            kind = os.fstat(fds[-1]).st_mode
+            if not (stat.S_ISSOCK(kind) if i == len(parts) - 1 else stat.S_ISDIR(kind)):
+                return None
+        return fds.pop()
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 class _Gone:
@@ -598,9 +645,9 @@ def request(kernel: Kernel, msg_type: str, content: dict, timeout: float, counte
     return ran
 
 
-def execute(kernel: Kernel, code: str, timeout: float, counted: list) -> Ran:
-    """Run ``code`` in the kernel (see ``request``)."""
-    return request(kernel, "execute_request", {"code": code, "silent": False, "store_history": False,
+def execute(kernel: Kernel, code: str, timeout: float, counted: list, silent: bool = False) -> Ran:
+    """Run ``code`` in the kernel (see ``request``); silent: without echoing it on iopub."""
+    return request(kernel, "execute_request", {"code": code, "silent": silent, "store_history": False,
                                                 "user_expressions": {}, "allow_stdin": False,
                                                 "stop_on_error": False}, timeout, counted)
 
@@ -664,9 +711,14 @@ def grade(job: Job, folder: Path) -> dict:
         if kernel.dropped:
             problems.append(f"{kernel.dropped} message(s) from the kernel were over "
                             f"{kernel.limit / 2**20:g} MB and were dropped")
+        if job.checks and not kernel.dead:
+            ran = execute(kernel, job.install, 600, [0], silent=True)
+            if ran.error or ran.timed_out:
+                problems.append(f"the grader's check handler could not be installed after the "
+                                f"notebook's cells: {ran.error or 'out of time'}")
         for exercise, answer, check in job.checks:
             was_dead, dropped = kernel.dead, kernel.dropped
-            replies[exercise], printed = _check(kernel, answer, check, job)
+            replies[exercise], printed = _check(kernel, exercise, answer, check, job)
             if printed > job.output or kernel.dropped > dropped:
                 problems.append(f"while checking {exercise}: the function printed more than "
                                 f"{job.output / 2**20:g} MB; the output was dropped")
@@ -677,7 +729,7 @@ def grade(job: Job, folder: Path) -> dict:
     return {"problems": problems, "replies": replies}
 
 
-def _check(kernel: Kernel, answer: str, check: dict, job: Job) -> tuple[dict, int]:
+def _check(kernel: Kernel, exercise: str, answer: str, check: dict, job: Job) -> tuple[dict, int]:
     """One check's request, answered in the kernel by the grader's handler (wire.serve) on the
     learner's function ``answer``: the reply (or why there is none), and the bytes the function
     printed meanwhile (dropped: the reply comes back on the shell channel, which printing cannot
@@ -685,16 +737,35 @@ def _check(kernel: Kernel, answer: str, check: dict, job: Job) -> tuple[dict, in
     if kernel.dead:
         return {"error": f"not checked: {kernel.dead}"}, 0
     counted = [0]
-    ran = request(kernel, CHECK_REQUEST, {"answer": answer, "request": check}, job.check_timeout,
-                  counted)
+    sent = {k: v for k, v in check.items() if k != "nonce"}  # (the handler has it already)
+    ran = request(kernel, CHECK_REQUEST, {"answer": answer, "exercise": exercise,
+                                          "request": {**sent, "lib": kernel.lib}},
+                  job.check_timeout, counted)
     if ran.timed_out:
         return {"error": f"the check did not finish in {job.check_timeout:g} s: does your "
                          "function loop forever?"}, counted[0]
     try:
-        return {"reply": json.loads(ran.reply["reply"])}, counted[0]
+        text = ran.reply["reply"]
+        reply = json.loads(text)
     except (ValueError, TypeError, KeyError, RecursionError, MemoryError):
         why = kernel.dead or ran.error or "no reply"
         return {"error": f"the check did not finish: {why}"}, counted[0]
+    why = forged(check, text, ran.reply.get("mac"), reply)
+    return ({"error": TAMPERED.format(why)} if why else {"reply": reply}), counted[0]
+
+
+def forged(check: dict, text: str, mac, reply) -> str | None:
+    """Why a reply is not the grader's handler's (None: it is): not signed with the check's
+    nonce, or its watch did not see the test call (a stub, which scores nothing, has none)."""
+    nonce = check.get("nonce")
+    if nonce is None:
+        return None
+    want = hmac.new(str(nonce).encode(), str(text).encode(), hashlib.sha256).hexdigest()
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, want):
+        return "the reply was not signed by the grader's handler"
+    if not isinstance(reply, dict) or not (reply.get("canary") is True or reply.get("stub") is True):
+        return "its test call was not seen"
+    return None
 
 
 def run(job: Job, conn) -> None:

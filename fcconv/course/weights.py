@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,21 @@ def machine() -> str:
         pass
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return f"{cpu}, {os.cpu_count()} cores{load}, one torch thread, torch {torch.__version__}"
+
+
+def made_on(entry: dict) -> str:
+    """The machine a committed file was made on (``entry["machine"]``), for a learner to read:
+    the load average becomes words. Above the core count it means other work shared the cores,
+    so the recorded training time is an upper bound, not what an idle machine takes."""
+    words = entry["machine"]
+    load = re.search(r", load average ([0-9.]+)", words)
+    cores = re.search(r"(\d+) cores", words)
+    if not load:
+        return words
+    words = words.replace(load[0], "")
+    if cores and float(load[1]) > int(cores[1]):
+        return f"{words} (busy with other work at the time: the time is an upper bound)"
+    return words
 
 
 def save(model: nn.Module, name: str, **facts) -> dict:

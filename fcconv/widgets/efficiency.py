@@ -14,29 +14,11 @@ import ipywidgets as widgets
 import torch
 
 from ..course.detect import one_thread
+from ..course.timing import paired_median_ms
 from ..formulas import score_map_side
 from ..shapes import human_macs, receptive_field, trace
 from ..torch_ops import sliding_windows
 from .base import Explorer, never_raise, show_html
-
-
-def paired_median_ms(fa, fb, min_pairs: int = 3, max_pairs: int = 25,
-                     budget_s: float = 1.0) -> tuple[float, float]:
-    """Median ms of ``fa()`` and of ``fb()``, timed in alternation after one warm-up call each.
-
-    Alternating means a burst of load on a shared machine slows both sides alike, so their
-    ratio stays honest. At least ``min_pairs`` pairs, then more (up to ``max_pairs``) while the
-    total stays under ``budget_s``: cheap calls, where noise is largest, get many repeats.
-    """
-    fa(), fb()
-    ta, tb = [], []
-    start = time.perf_counter()
-    while len(ta) < max_pairs and (len(ta) < min_pairs or time.perf_counter() - start < budget_s):
-        for fn, times in ((fa, ta), (fb, tb)):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ta), statistics.median(tb)
 
 
 @torch.no_grad()

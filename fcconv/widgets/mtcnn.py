@@ -131,7 +131,8 @@ def view_html(s: Scored, stage: str, threshold: float, v: dict) -> str:
     iou = "" if v["top_iou"] is None else f" Top box's IoU with the marked face: {v['top_iou']:.2f}."
     blue = "; blue: the marked face" if v["truth"] else " (no face in this photo)"
     return (f"<p>{s.name}: {what}.{iou} Colour: P-Net's face probability at this scale, clear at "
-            f"0, more opaque and from purple to yellow towards 1; orange: the boxes kept{blue}.</p>")
+            f"0, more opaque and from purple to yellow towards 1; orange: the boxes kept, with their "
+            f"probability (a label that would cover a likelier box's is left out){blue}.</p>")
 
 
 class CascadeExplorer(Explorer):

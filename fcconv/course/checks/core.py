@@ -87,9 +87,11 @@ class Check:
     """One exercise's check: ``check(fn) -> Verdict`` (a self-check cell), or, for the grader,
     ``plan(rng)``, ``request(plan)`` (what the learner's side gets) and ``judge(plan, reply)``."""
 
-    def __init__(self, exercise: str, body: Callable, forbids: tuple, needs_torch: bool):
+    def __init__(self, exercise: str, body: Callable, forbids: tuple, needs_torch: bool,
+                 requires: tuple = (), required: str = ""):
         self.exercise, self.body, self.forbids, self.needs_torch = \
             exercise, body, tuple(forbids), needs_torch
+        self.requires, self.required = tuple(requires), required
         functools.update_wrapper(self, body)
 
     def plan(self, rng: np.random.Generator | None = None) -> Plan:
@@ -97,13 +99,16 @@ class Check:
         plan.read = plan.read or integer
         return plan
 
-    def request(self, plan: Plan) -> dict:
-        return wire.request(plan.calls, plan.probe, self.forbids)
+    def request(self, plan: Plan, nonce: str | None = None) -> dict:
+        return wire.request(plan.calls, plan.probe, self.forbids, nonce, self.requires)
 
     def judge(self, plan: Plan, reply) -> Verdict:
         """The verdict on a reply (plain data, from ``wire.evaluate``); never raises."""
         try:
             problem = plan.judge(_answers(plan, reply))
+            if problem is None and self.requires and not reply.get("needed"):  # right numbers
+                problem = f"the statement asks you to use {self.required}: your function never " \
+                          "called it."
         except Stub:
             return Verdict(self.exercise, "not attempted",
                            "replace the stub with your answer, then run this cell again.")
@@ -130,16 +135,29 @@ class Check:
         return f"<check of {self.exercise}: {self.__name__}>"
 
 
-def check(exercise: str, forbids: tuple = (), needs_torch: bool = False):
+# Every function of fcconv that computes a size, a score-map side or a receptive field: 02.x and
+# 06.1 are about writing those formulas, so any call into these families is one the statement
+# forbids (a call through another name or another formula of the same family too).
+SIZE_FORMULAS = ("fcconv.formulas.*", "fcconv.shapes.*", "fcconv._field.*", "fcconv._graph.*",
+                 "fcconv.numpy_ops._out_size")
+
+
+def check(exercise: str, forbids: tuple = (), needs_torch: bool = False, requires: tuple = (),
+          required: str = ""):
     """Declare the check of exercise ``exercise``: the decorated ``body(rng) -> Plan``.
 
-    forbids: dotted names of library functions the statement says not to call (a call to one,
-    from the learner's code, is wrong whatever it returns); needs_torch: the check needs PyTorch."""
+    forbids: what the statement says not to call (a call to one, from the learner's code, is
+    wrong whatever it returns): dotted names of functions, ``module.*`` for every function of a
+    module (a package: of its folder), ``@convolution`` for every convolution or correlation op
+    of PyTorch, NumPy and SciPy (``wire.where``), ``@matmul`` for a matrix product in the
+    answer's own code (the source scan only); requires: what it asks the answer to call (one of
+    them, named ``required`` in the hint; seen by the call watch); needs_torch: the check needs
+    PyTorch."""
     def declare(body: Callable) -> Check:
         if exercise in CHECKS:
             raise ValueError(f"exercise {exercise} has two checks: {CHECKS[exercise].__name__} "
                              f"and {body.__name__}")
-        CHECKS[exercise] = Check(exercise, body, forbids, needs_torch)
+        CHECKS[exercise] = Check(exercise, body, forbids, needs_torch, requires, required)
         return CHECKS[exercise]
     return declare
 
@@ -150,7 +168,10 @@ def forbidden_call(name: str) -> str:
     if name.startswith(wire.PROCESS):
         return f"your function started another process while it was checked ({name}): the " \
                "check cannot see what runs there. Compute the answer in your function itself."
-    return f"the statement asks you not to call {name}: this exercise is about writing it yourself."
+    return f"{FORBIDDEN} {name}: this exercise is about writing it yourself."
+
+
+FORBIDDEN = "the statement asks you not to call"  # how every hint of forbidden_call starts
 
 
 def _answers(plan: Plan, reply) -> list:

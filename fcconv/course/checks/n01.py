@@ -90,7 +90,8 @@ def _fc(x, weight, bias, order="chw"):
     return conv2d(x, _reference(weight, x.shape[1:], order), bias)[:, :, 0, 0]
 
 
-@check("01.2", forbids=("fcconv.numpy_ops.linear",))
+@check("01.2", forbids=("fcconv.numpy_ops.linear", "@matmul"),
+       requires=("fcconv.numpy_ops.conv2d", "@convolution"), required="numpy_ops.conv2d")
 def linear_via_conv(rng):
     """fn(x (N, C, H, W), weight (K, C*H*W), bias (K,)) -> (N, K), using a convolution."""
     shapes = [(2, 3, 2, 3, 2)] + [tuple(int(v) for v in rng.integers(1, 5, size=5)) for _ in range(4)]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from ...formulas import conv_output_size
 from ...formulas import score_map_side as _side
-from .core import check, compare, ints, optional
+from .core import SIZE_FORMULAS, check, compare, ints, optional
 
 nn = optional("torch.nn")
 shapes = optional("fcconv.shapes")
 
 
-@check("02.1", forbids=("fcconv.formulas.conv_output_size",))
+@check("02.1", forbids=SIZE_FORMULAS)
 def output_size(rng):
     """fn(W, F, S, P) -> the number of outputs, as PyTorch computes it (floor)."""
     grid = [(w, f, s, p) for w in range(1, 14) for f in range(1, 6) for s in range(1, 4)
@@ -41,7 +41,7 @@ def output_size(rng):
     return compare(grid + random, conv_output_size, hint, mistakes=mistakes)
 
 
-@check("02.2", forbids=("fcconv.formulas.score_map_side",))
+@check("02.2", forbids=SIZE_FORMULAS)
 def score_map_side(rng):
     """fn(size) -> the side of VGG16's score map for a size x size input (224 window, jump 32)."""
     sizes = [*range(224, 1025, 8), *(int(s) for s in rng.integers(224, 1025, 10)),
@@ -91,8 +91,7 @@ def _recurrence(layers, start_sign=-1, size_after_stride=False, padding_after_st
 FIXED_STACKS = [[(3, 2, 1)], [(3, 1, 1), (2, 2, 0), (3, 1, 1)], [(4, 2, 1), (3, 2, 1)]]
 
 
-@check("02.3", forbids=("fcconv.shapes.receptive_field", "fcconv.formulas.field_step"),
-       needs_torch=True)
+@check("02.3", forbids=SIZE_FORMULAS, needs_torch=True)
 def receptive_field_recurrence(rng):
     """fn(layers [(kernel, stride, padding), ...]) -> (size, jump, start) of the last layer."""
     cases = [(layers,) for layers in FIXED_STACKS]

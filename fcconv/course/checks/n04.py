@@ -76,8 +76,25 @@ def convolutionalize_by_hand(rng):
                 return f"at 32x32 your scores match, but at {side} your map is not LeNet-5 run on " \
                        f"every 32x32 crop {lenet_jump()} pixels apart: each Linear must become a " \
                        "convolution that slides."
+            problem = _crops(got.facts.get("convs"), i, tuple(model[0].weight.shape), x.shape)
+            if problem:
+                return problem
         return None
     return Plan([(lenet,)], judge, probed, probe=[inputs])
+
+
+def _crops(convs, i: int, first: tuple, shape: tuple) -> str | None:
+    """The statement's "no crops": on a bigger input, LeNet-5's first convolution (its weight's
+    shape: ``first``) must run once, on the whole image (``convs``: what the probe measured)."""
+    ran = [tuple(inp) for inp, w in (convs[i] if isinstance(convs, list) and len(convs) > i else [])
+           if tuple(w) == first]
+    if ran == [tuple(shape)]:
+        return None
+    side = "x".join(map(str, shape[2:]))
+    seen = f"ran {len(ran)} time(s), on inputs of shape {sorted(set(ran))[:3]}" if ran else \
+        "never ran as a convolution"
+    return f"the statement asks for one pass, not crops: on {side}, LeNet-5's first convolution " \
+           f"{seen}; it must run once, on the whole {tuple(shape)} input."
 
 
 def _lenet_difference(got: wire.Probed, model, x: np.ndarray) -> str:

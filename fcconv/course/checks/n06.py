@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 
 from ...formulas import score_map_side
-from .core import check, close, compare, number, optional
+from .core import SIZE_FORMULAS, check, close, compare, number, optional
 
 fcn = optional("fcconv.fcn")
 models = optional("fcconv.models")
 shapes = optional("fcconv.shapes")
 
 
-@check("06.1", forbids=("fcconv.formulas.score_map_side",))
+@check("06.1", forbids=SIZE_FORMULAS)
 def n_windows(rng):
     """fn(size, window, stride) -> windows of window x window at ``stride`` in a size x size image."""
     cases = [(size, window, stride) for size in range(28, 300, 7)
@@ -22,7 +22,8 @@ def n_windows(rng):
         cases.append((window + int(rng.integers(0, 5000)), window, int(rng.integers(1, 65))))
 
     def hint(got, want, size, window, stride):
-        return f"{size}x{size}, window {window}, stride {stride}: {want} windows; you gave {got}."
+        return (f"{size}x{size}, window {window}, stride {stride}: {want} "
+                f"window{'s' * (want != 1)}; you gave {got}.")
     mistakes = [
         (lambda size, window, stride: score_map_side(size, window, stride),
          "that is the count along one side: windows form a grid, square it."),
@@ -76,7 +77,7 @@ def dress_windows(rng):
                                  *(int(v) for v in rng.integers(1, 5, 2))) for _ in range(20)]
 
     def hint(got, want, uw, uh, ww, wh):
-        return f"a {uw}x{uh} map holds {want} windows of {ww}x{wh}; you gave {got}."
+        return f"a {uw}x{uh} map holds {want} window{'s' * (want != 1)} of {ww}x{wh}; you gave {got}."
     mistakes = [
         (lambda uw, uh, ww, wh: (uw - wh + 1) * (uh - ww + 1),
          "you paired the window's width with the map's height."),

@@ -60,8 +60,8 @@ def _matrix_of(weight: np.ndarray, in_shape, out_order="kyx", in_order="chw") ->
 
 
 @check("07.2", forbids=("fcconv.numpy_ops.conv_matrix", "fcconv.numpy_ops.conv_matrix_entries",
-                         "fcconv.conversions.conv_to_linear", "fcconv.numpy_ops.conv2d",
-                         "torch.nn.functional.conv2d"))
+                         "fcconv.numpy_ops._tap_positions", "fcconv.numpy_ops.conv2d",
+                         "fcconv.conversions.*", "fcconv.fcn.*", "fcconv.dense.*", "@convolution"))
 def my_conv_matrix(rng):
     """fn(weight (K, C, kh, kw), in_shape (C, H, W)) -> M, the conv's matrix given by its entries
     (a NumPy array or a scipy.sparse matrix), with M @ x.ravel() == conv2d(x).ravel() (stride 1,

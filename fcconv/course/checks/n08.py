@@ -33,7 +33,12 @@ FIXED_BOXES = [((0, 0, 4, 4), (10, 10, 14, 14)), ((0, 0, 9, 9), (0, 0, 9, 9)),
                ((0, 0, 4, 4), (8, 1, 12, 3)), ((3, 2, 20, 9), (7, 5, 25, 30))]
 
 
-@check("08.1", forbids=("fcconv.course.detect.iou",), needs_torch=True)
+# Every function of fcconv that computes an IoU (08.1 is about writing one).
+IOUS = ("fcconv.course.detect.iou", "fcconv.course.detect.ious", "fcconv.course.detect.match",
+        "fcconv.course.mtcnn.top_iou", "fcconv.course.mtcnn.face_iou", "fcconv.course.faces.face_iou")
+
+
+@check("08.1", forbids=IOUS, needs_torch=True)
 def iou(rng):
     """fn(a, b) -> intersection over union of inclusive boxes (x0, y0, x1, y1)."""
     cases = list(FIXED_BOXES)
@@ -89,16 +94,25 @@ def same_detections(got: list, want: list) -> bool:
     if len(got) != len(want):
         return False
     key = lambda d: tuple(float(v) for v in d)  # noqa: E731
-    return all(g[:5] == w[:5] and close(g[5], w[5])
+    return all(g[:5] == w[:5] and same_score(g[5], w[5])
                for g, w in zip(sorted(got, key=key), sorted(want, key=key)))
 
 
-def _greedy(dets, overlap, by_score: bool = True, per_label: bool = False):
-    """Greedy suppression, as a learner might write it: in the given order, or label by label."""
+def same_score(got, want) -> bool:
+    """Equal within got's precision: a Python float that is exactly a float32 (``tolist()`` of a
+    float32 array) is judged as the float32 it came from."""
+    return close(got, want) or (isinstance(got, float) and float(np.float32(got)) == got and
+                                close(np.float32(got), want))
+
+
+def _greedy(dets, overlap, by_score: bool = True, per_label: bool = False, ties: bool = False):
+    """Greedy suppression, as a learner might write it: in the given order, label by label, or
+    (``ties``) suppressing an IoU equal to ``overlap`` too."""
     kept = []
     for d in sorted(dets, key=lambda d: -d[5]) if by_score else dets:
         rivals = [k for k in kept if k[4] == d[4]] if per_label else kept
-        if all(detect.iou(d[:4], k[:4]) <= overlap for k in rivals):
+        if all(detect.iou(d[:4], k[:4]) < overlap if ties else detect.iou(d[:4], k[:4]) <= overlap
+               for k in rivals):
             kept.append(d)
     return kept
 
@@ -108,7 +122,10 @@ def nms(rng):
     """fn(detections [(x0, y0, x1, y1, label, score)], overlap) -> the kept detections."""
     # The low-scoring box comes first and the two carry different labels: the order and the
     # labels both matter here, whatever the random cases below hold.
-    cases = [([(0, 0, 27, 27, 1, 0.5), (3, 2, 30, 29, 2, 0.9), (60, 60, 87, 87, 1, 0.7)], 0.3)]
+    # And a tie: a 10x10 box inside a 10x20 one overlaps it by IoU 100/200 = 0.5 exactly, which
+    # is not *above* 0.5, so both stay; suppressing IoU >= overlap drops one.
+    cases = [([(0, 0, 27, 27, 1, 0.5), (3, 2, 30, 29, 2, 0.9), (60, 60, 87, 87, 1, 0.7)], 0.3),
+             ([(0, 0, 9, 19, 1, 0.9), (0, 0, 9, 9, 1, 0.8)], 0.5)]
     for _ in range(20):
         dets = []
         for _ in range(int(rng.integers(1, 12))):
@@ -119,12 +136,18 @@ def nms(rng):
     def hint(got, want, dets, overlap):
         if len(got) > len(want):
             return "you keep boxes that overlap a better one: suppress IoU > overlap."
+        if sorted(g[:5] for g in got) == sorted(w[:5] for w in want):
+            return "you keep the right boxes, but a score differs from the one that came in (more " \
+                   "than its precision allows): return each kept detection with its score unchanged."
         return "you dropped a box that should stay: go through the boxes from the highest score " \
                "down, and compare each only with the boxes already kept."
     mistakes = [
         (lambda dets, overlap: _greedy(dets, overlap, by_score=False),
          "you took the boxes in the order they came: go through them from the highest score "
          "down, so that the best box of a cluster is the one kept."),
+        (lambda dets, overlap: _greedy(dets, overlap, ties=True),
+         "you suppressed a box whose IoU with a kept one equals overlap: suppress only IoU "
+         "*above* overlap (>), and keep a box whose IoU is exactly overlap."),
         (lambda dets, overlap: _greedy(dets, overlap, per_label=True),
          "you suppressed only boxes with the same label: here labels are ignored, a box "
          "suppresses every lower-scoring box it overlaps, whatever its label."),

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import base64
 import importlib
+import importlib.util
 import io
 import json
 import numbers
+import os
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -37,7 +40,6 @@ MAX_ARRAY_BYTES = 64 * 2**20  # one array's .npy bytes
 MAX_TEXT = 200  # characters kept of a repr, a type name or an error message
 MAX_DENSE = 2**24  # entries of the dense matrix a sparse one stands for
 WATCH_OFF = "sys.setprofile"  # reported as forbidden when the learner's code ends the watch
-_setprofile, _getprofile = sys.setprofile, sys.getprofile  # as they were when this loaded
 
 
 class Malformed(ValueError):
@@ -254,6 +256,8 @@ def _decode_facts(facts: dict) -> dict:
             out[key] = [_decode_facts(layer) for layer in value[:300] if isinstance(layer, dict)]
         elif key in ("attrs", "params") and isinstance(value, dict):
             out[key] = {str(k)[:60]: decode(v, 1, budget) for k, v in list(value.items())[:40]}
+        elif key == "convs":
+            out[key] = decode(value, 0, budget)
         elif key in ("bases",) and isinstance(value, list):
             out[key] = [clean(b) for b in value[:40]]
         else:
@@ -298,126 +302,205 @@ def _as_array(x) -> np.ndarray | None:
     return None
 
 
-_ACTIVE: list = []  # the watch of the check running now (every thread's profile looks here)
-_RESOLVED: dict = {}  # forbidden name -> the function, as it was before the learner's code ran
 PROCESS = "a new process"  # how a process started while the learner's function is checked is noted
-_PROCESS_EVENTS = frozenset(("os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.exec",
-                             "os.spawn", "subprocess.Popen", "pty.spawn"))
+PROCESS_EVENTS = ("os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.exec", "os.spawn",
+                  "subprocess.Popen", "pty.spawn")
+WATCH_EVENT = "fcconv.grader.watch"  # the audit event that hands the running watch to threads
+# The convolution family (a forbid "@convolution"): PyTorch's, NumPy's and SciPy's convolution
+# and correlation ops and the unfold/fold/im2col that build one, by the name they run under.
+OPS = re.compile(r"_*(conv\d?d?|conv_?transpose\d?d?|conv_tbc|\w*convolution\w*|convolve\w*|"
+                 r"correlate\w*|unfold|fold|im2col|col2im)$")
+OP_OWNERS = ("torch", "numpy", "scipy")
+OP_TREES = ("scipy.signal", "scipy.ndimage")  # every function of these, whatever its name
 
 
 def resolve(name: str):
-    """The function (or builtin) a dotted name such as ``fcconv.formulas.conv_output_size``
-    names, unwrapped from its decorators; None if it cannot be imported here."""
+    """The function (or builtin, or module) a dotted name such as
+    ``fcconv.formulas.conv_output_size`` names, unwrapped from its decorators; None if it cannot
+    be imported here."""
     module, _, attr = name.rpartition(".")
     try:
         obj = getattr(importlib.import_module(module), attr)
-        while hasattr(obj, "__wrapped__"):
-            obj = obj.__wrapped__
-    except Exception:  # not installed here (PyTorch), or renamed
-        return None
+    except Exception:  # a module itself, not installed here (PyTorch), or renamed
+        try:
+            return importlib.import_module(name)
+        except Exception:
+            return None
+    while hasattr(obj, "__wrapped__"):
+        obj = obj.__wrapped__
     return obj
 
 
-def _thread_profile(frame, event, arg):
-    """Every thread's profile function in a grading kernel: the running check's watch, if any."""
-    if _ACTIVE:
-        _ACTIVE[-1]._profile(frame, event, arg)
+def library_root() -> str:
+    """The folder the fcconv package is in, in this process (a kernel's is sent to it)."""
+    import fcconv
+    return os.path.dirname(os.path.dirname(os.path.abspath(fcconv.__file__)))
 
 
-def _audit(event, args):
-    """A grading kernel's audit hook (it cannot be removed): a process started while a check runs
-    is noted, for the call watch cannot see into another process."""
-    if _ACTIVE and event in _PROCESS_EVENTS:
-        _ACTIVE[-1].note(f"{PROCESS} ({event})")
+def where(forbids) -> list:
+    """How the watch recognises what ``forbids`` names, as plain data, worked out on the judge's
+    side from its own library: ["code", path, qualname or "*", shown] (a function by the file
+    and name of its code, or every function of a module's file; ``path`` relative to the library
+    root for fcconv, else absolute), ["tree", folder, shown] (every function under a folder),
+    ["op", name, shown] (a builtin by name), ["ops"] (the convolution family, ``OPS``)."""
+    out, root = [], library_root()
+    for dotted in forbids:
+        if dotted == "@convolution":
+            out.append(["ops"])
+            out += [e for tree in OP_TREES for e in where([tree + ".*"])]
+            continue
+        family = dotted.endswith(".*")
+        obj = resolve(dotted.removesuffix(".*"))
+        if obj is None:
+            continue
+        path = getattr(obj, "__file__", None) if family else \
+            getattr(getattr(obj, "__code__", None), "co_filename", None)
+        if path is None:
+            if not family:
+                out.append(["op", getattr(obj, "__name__", dotted.rpartition(".")[2]), dotted])
+            continue
+        path = os.path.abspath(path)
+        if os.path.basename(path) == "__init__.py" and family:  # a package: all of its folder
+            out.append(["tree", os.path.dirname(path) + os.sep, dotted.removesuffix(".*")])
+            continue
+        if path.startswith(root + os.sep):
+            path = "lib:" + os.path.relpath(path, root)
+        out.append(["code", path, "*" if family else obj.__code__.co_qualname,
+                    dotted.removesuffix(".*")])
+    return out
 
 
 class _Watch:
     """Notes every call the learner's code makes to a function the statement forbids, however
     it was reached (an alias, a helper of theirs, a library function, a decorator, another
-    thread), recognised by the function's code object (or, for a builtin, the object itself),
-    never by a name the learner's code can set. The grader's own work is outside the watch."""
+    thread), recognised by where its code is (its file and name), never by a name the learner's
+    code can set; also a new process (the watch cannot see into it). Made only once the
+    learner's cells have run, and tested before each check (``canary``)."""
 
-    def __init__(self, forbids):
+    def __init__(self, places, lib: str, needs=()):
         self.seen: list[str] = []
-        self.codes, self.builtins, self.pending, self.held = {}, {}, {}, []
-        for module, name in (tuple(f) for f in forbids):
-            dotted = f"{module}.{name}"
-            obj = _RESOLVED.get(dotted)
-            if obj is None and module.split(".")[0] in sys.modules:
-                obj = resolve(dotted)
-            if obj is None:  # not imported yet: recognised by its name once it is
-                self.pending.setdefault(name, []).append(dotted)
-            else:
-                self._hold(dotted, obj)
-
-    def _hold(self, dotted: str, obj) -> None:
-        self.held.append(obj)  # (ids below stay valid while the watch lives)
-        code = getattr(obj, "__code__", None)
-        if code is not None:
-            self.codes[id(code)] = dotted
-        else:
-            self.builtins[id(obj)] = dotted
-
-    def _late(self, name: str, code=None, obj=None) -> str | None:
-        """A forbidden function met before it was resolved: resolve it now, and compare."""
-        for dotted in self.pending.pop(name, []):
-            found = resolve(dotted)
-            if found is not None:
-                self._hold(dotted, found)
-        return self.codes.get(id(code)) if code is not None else self.builtins.get(id(obj))
+        self.need = _Watch(needs, lib) if needs else None  # what the statement asks to be called
+        self.files: dict[str, dict[str, str]] = {}
+        self.trees, self.ops, self.op_dirs, self.closing = [], {}, (), False
+        for entry in places:
+            kind = entry[0]
+            if kind == "code":
+                path = str(entry[1])
+                path = os.path.join(lib, path[4:]) if path.startswith("lib:") else path
+                self.files.setdefault(path, {})[str(entry[2])] = str(entry[3])
+            elif kind == "tree":
+                self.trees.append((str(entry[1]), str(entry[2])))
+            elif kind == "op":
+                self.ops[str(entry[1])] = str(entry[2])
+            elif kind == "ops":
+                self.op_dirs = tuple(filter(None, map(_package_dir, OP_OWNERS)))
+                self.ops[""] = ""  # (the builtins of the family are recognised by name)
 
     def note(self, name: str) -> None:
         if name not in self.seen:
             self.seen.append(name)
 
     def _profile(self, frame, event, arg):
+        if self.need is not None:
+            self.need._profile(frame, event, arg)
         if event == "call":
             code = frame.f_code
-            name = self.codes.get(id(code))
-            if name is None and code.co_name in self.pending:
-                name = self._late(code.co_name, code=code)
+            where = code.co_filename
+            names = self.files.get(where)
+            if names is not None:
+                found = names.get(code.co_qualname)
+                if found is None and "*" in names:
+                    found = f"{names['*']}.{code.co_qualname}"
+                if found is not None:
+                    self.note(found)
+            for folder, shown in self.trees:
+                if where.startswith(folder):
+                    self.note(f"{shown} ({code.co_qualname})")
+            if self.op_dirs and where.startswith(self.op_dirs) and OPS.match(code.co_name):
+                self.note(f"{_owner(where)}.{code.co_name}")
         elif event == "c_call":
-            name = self.builtins.get(id(arg))
-            if name is None and getattr(arg, "__name__", None) in self.pending:
-                name = self._late(arg.__name__, obj=arg)
-        else:
-            return
-        if name is not None:
-            self.note(name)
+            name = getattr(arg, "__name__", None)
+            if not isinstance(name, str):
+                return
+            if name in self.ops and name:
+                self.note(self.ops[name])
+            elif "" in self.ops and OPS.match(name):
+                owner = getattr(arg, "__module__", None) or \
+                    type(getattr(arg, "__self__", None)).__module__
+                if str(owner).split(".")[0] in OP_OWNERS:
+                    self.note(f"{owner}.{name}")
+        elif event == "process":  # (from the audit hook)
+            self.note(f"{PROCESS} ({arg})")
+        elif event == "replaced" and not self.closing:  # another watch was handed to threads
+            self.note(WATCH_OFF)
+
+    def canary(self, nonce: str) -> bool:
+        """Call a function made to look, to the watch, like one the statement forbids (the file
+        and name of the first forbidden function), the way the learner's code would: True if
+        the watch saw it. Then forget it."""
+        for path, names in self.files.items():
+            for qualname in names:
+                name = "fcconv_canary" if qualname == "*" else qualname
+                if name.isidentifier():
+                    scope: dict = {}
+                    start = len(self.seen)
+                    exec(compile(f"def {name}(n):\n    return n\n", path, "exec"), scope)
+                    seen = len(self.seen)
+                    ok = scope[name](nonce) == nonce and len(self.seen) > seen
+                    del self.seen[start:]
+                    return ok
+        return True  # (nothing of the library is forbidden: nothing to test with)
 
     def __enter__(self):
-        self.old = _getprofile()
-        _ACTIVE.append(self)
-        _setprofile(self._profile)
+        self.old = sys.getprofile()
+        self.old_threads = getattr(threading, "_profile_hook", None)
+        sys.audit(WATCH_EVENT, self._profile)  # threads started before the check (see grade)
+        threading.setprofile(self._profile)  # threads started during it
+        sys.setprofile(self._profile)
         return self
 
     def __exit__(self, *exc):
-        if _getprofile() != self._profile and WATCH_OFF not in self.seen:
+        if sys.getprofile() != self._profile and WATCH_OFF not in self.seen:
             self.note(WATCH_OFF)  # the learner's code replaced the watch: said, not hidden
-        _setprofile(self.old)
-        _ACTIVE.remove(self)
+        self.closing = True
+        sys.setprofile(self.old)
+        threading.setprofile(self.old_threads)
+        sys.audit(WATCH_EVENT, None)
 
 
-def serve(shell, forbids=()) -> None:
-    """In a grading kernel, before any of the learner's code: resolve the functions the
-    notebook's statements forbid, watch every thread the learner's code starts and every process,
-    and answer the grader's check requests (message ``fcconv_check_request``: {"answer": name,
-    "request": ...}) with ``evaluate``'s reply as JSON text. The handler is the kernel's, not a
-    name in the learner's namespace: no global of theirs, and no %reset, reaches it."""
-    for dotted in forbids:
-        if dotted.split(".")[0] in sys.modules or dotted.startswith("fcconv."):
-            found = resolve(dotted)
-            if found is not None:
-                _RESOLVED[dotted] = found
-    threading.setprofile(_thread_profile)
-    sys.addaudithook(_audit)
+def _package_dir(module: str) -> str | None:
+    """The folder of an installed package (found, not imported), with a trailing separator."""
+    try:
+        spec = importlib.util.find_spec(module)
+        return os.path.abspath(spec.submodule_search_locations[0]) + os.sep
+    except Exception:  # not installed here
+        return None
+
+
+def _owner(path: str) -> str:
+    """The top package a file of ``OP_OWNERS`` belongs to."""
+    return next((m for m in OP_OWNERS if f"{os.sep}{m}{os.sep}" in path), "?")
+
+
+def serve(shell, nonces: dict) -> None:
+    """In a grading kernel, once the learner's cells have run: answer the grader's check requests
+    (message ``fcconv_check_request``: {"answer": name, "exercise": id, "request": ...}) with
+    ``evaluate``'s reply as JSON text, its watch tested and the reply signed (HMAC-SHA256) with
+    the exercise's nonce from ``nonces``, which no request carries: a reply that is not this
+    handler's is told apart. The handler is the kernel's, not a name in the learner's
+    namespace, and it did not exist while their code ran."""
+    import hashlib
+    import hmac
     kernel = shell.kernel
 
     def answer_check(stream, idents, msg):
         content = msg.get("content") or {}
+        nonce = str(nonces.get(str(content.get("exercise")), ""))
+        request = {**(content.get("request") or {}), "nonce": nonce}
         try:
-            reply = {"status": "ok", "reply": json.dumps(evaluate(
-                shell.user_ns.get(str(content.get("answer"))), content.get("request") or {}))}
+            text = json.dumps(evaluate(shell.user_ns.get(str(content.get("answer"))), request))
+            reply = {"status": "ok", "reply": text,
+                     "mac": hmac.new(nonce.encode(), text.encode(), hashlib.sha256).hexdigest()}
         except BaseException as err:  # an interrupt (the check's time is up), or worse
             reply = {"status": "error", "ename": type(err).__name__, "evalue": str(err)[:MAX_TEXT]}
         kernel.session.send(stream, "fcconv_check_reply", reply, msg, idents)
@@ -449,20 +532,53 @@ _ATTRS = ("kernel_size", "stride", "padding", "dilation", "groups", "eps", "in_f
 
 def _probe(answer, inputs: list) -> dict:
     """Run a module on the check's inputs (arrays): its outputs and facts (for the hints only:
-    nothing the module says about itself decides a verdict)."""
+    nothing the module says about itself decides a verdict), with, for each input, the
+    convolutions PyTorch computed on it (``convs``: measured here, not said by the module)."""
     import torch
 
-    outputs = []
+    outputs, convs = [], []
     facts = _facts(answer)
     if isinstance(answer, torch.nn.Module):
         answer = answer.double().eval()
     with torch.no_grad():
         for x in inputs:
+            convs.append([])
             try:
-                outputs.append(encode(answer(torch.from_numpy(x))))
+                with _Convolutions(convs[-1]):
+                    out = answer(torch.from_numpy(x))
+                outputs.append(encode(out))
             except Exception as err:
                 outputs.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
+    facts["convs"] = encode([[(tuple(i), tuple(w)) for i, w in c[:200]] for c in convs])
     return {"outputs": outputs, "facts": facts}
+
+
+def _convolutions():
+    """A PyTorch dispatch mode that notes every convolution computed while it is on (whatever
+    called it: a Conv2d, F.conv2d, torch.convolution): (input shape, weight shape) each."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Convolutions(TorchDispatchMode):
+        def __init__(self, seen: list):
+            super().__init__()
+            self.seen = seen
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if OPS.match(func.overloadpacket.__name__) and len(args) >= 2 and \
+                    all(hasattr(a, "shape") for a in args[:2]):
+                self.seen.append((args[0].shape, args[1].shape))
+            return func(*args, **(kwargs or {}))
+    return Convolutions
+
+
+def _Convolutions(seen: list):  # noqa: N802 (a class, made once PyTorch is there)
+    global _CONVOLUTIONS
+    if _CONVOLUTIONS is None:
+        _CONVOLUTIONS = _convolutions()
+    return _CONVOLUTIONS(seen)
+
+
+_CONVOLUTIONS = None
 
 
 def evaluate(fn, request: dict) -> dict:
@@ -480,18 +596,35 @@ def evaluate(fn, request: dict) -> dict:
     calls = [[_arg(a) for a in args] for args in request["calls"]]  # the grader's work: not watched
     probe = request.get("probe")
     inputs = [[_from_npy(x) for x in xs] for xs in probe["inputs"]] if probe else None
-    with _Watch(request.get("forbids", ())) as watch:
+    nonce = request.get("nonce")
+    with _Watch(request.get("forbids", ()), request.get("lib") or library_root(),
+                request.get("needs", ())) as watch:
+        if nonce is not None and not watch.canary(str(nonce)):
+            return {"answers": [], "forbidden": [], "canary": False}
         for i, args in enumerate(calls):
             try:
                 answer = fn(*args)
                 answers.append({"probed": _probe(answer, inputs[i])} if probe else
                                {"value": encode(answer)})
-            except NotImplementedError:
-                return {"stub": True}
+            except NotImplementedError as err:
+                if _raised_by(err, fn):  # the stub itself: not attempted
+                    return {"stub": True}
+                answers.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
+                break
             except (Exception, SystemExit) as err:  # the learner's code failed: say how
                 answers.append({"raised": [_type_name(err), str(err)[:MAX_TEXT]]})
                 break
-    return {"answers": answers, "forbidden": watch.seen}
+    return {"answers": answers, "forbidden": watch.seen, "canary": nonce is not None,
+            **({"needed": watch.need.seen} if watch.need is not None else {})}
+
+
+def _raised_by(err: BaseException, fn) -> bool:
+    """Was ``err`` raised by ``fn``'s own code (its innermost frame is the answer's), not by a
+    library or a helper it called?"""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is getattr(fn, "__code__", None)
 
 
 def _arg(v):
@@ -500,14 +633,16 @@ def _arg(v):
     return value.make() if isinstance(value, Module) else value
 
 
-def request(calls, probe=None, forbids=()) -> dict:
+def request(calls, probe=None, forbids=(), nonce: str | None = None, needs=()) -> dict:
     """A check's request, as JSON-ready data: ``calls`` (tuples of arguments), ``probe`` (None,
-    or the inputs to run each call's module on), ``forbids`` (dotted names the statement
-    forbids)."""
+    or the inputs to run each call's module on), ``forbids`` (what the statement forbids: dotted
+    names, "module.*", "@convolution"; sent as ``where`` says), ``nonce`` (the grader's: the
+    watch is tested and the reply signed with it), ``needs`` (what the statement asks the answer
+    to call, one of them at least: the reply says which it saw)."""
     return {"calls": [[encode(a) for a in call] for call in calls],
             "probe": None if probe is None else {
                 "inputs": [[_npy(np.asarray(x)) for x in xs] for xs in probe]},
-            "forbids": [list(name.rsplit(".", 1)) for name in forbids]}
+            "forbids": where(forbids), "nonce": nonce, "needs": where(needs)}
 
 
 def round_trip(reply: dict) -> dict:
