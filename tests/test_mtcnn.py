@@ -508,3 +508,21 @@ def test_cli_refuses_an_out_that_is_not_png_or_is_the_photo(tmp_path, capsys):
         rc, _, err = faces_command(capsys, photo, "--out", out)
         assert rc == 2 and says in err and len(err.splitlines()) == 1
     assert photo.read_bytes() == before and not (tmp_path / "boxes.jpg").exists()
+
+
+def test_a_photo_explorer_sends_a_jpeg_a_fraction_of_its_png():
+    # two ways to send the same picture: what the explorer sends, and the PNG of its pixels
+    import io
+
+    from PIL import Image
+
+    from fcconv.widgets.base import shown_png
+    from fcconv.widgets.mtcnn import CascadeExplorer
+
+    ex = CascadeExplorer(photos=("astronaut",))
+    sent = shown_png(ex.out)
+    img = Image.open(io.BytesIO(sent))
+    assert img.format == "JPEG" and img.size == ex.scored("astronaut").image.shape[1::-1]
+    png = io.BytesIO()
+    img.save(png, format="PNG", compress_level=1)
+    assert 3 * len(sent) < len(png.getvalue()), (len(sent), len(png.getvalue()))

@@ -16,7 +16,8 @@ import ipywidgets as widgets
 from IPython.display import HTML
 
 PNG_URI = "data:image/png;base64,"
-_IMG = re.compile(r'^<img src="' + re.escape(PNG_URI) + r'(?P<b64>[A-Za-z0-9+/=]*)" '
+JPEG_URI = "data:image/jpeg;base64,"
+_IMG = re.compile(r'^<img src="data:image/(?:png|jpeg);base64,(?P<b64>[A-Za-z0-9+/=]*)" '
                   r'alt="(?P<alt>[^"]*)">$')
 
 
@@ -48,10 +49,28 @@ def show_png(out: widgets.Output, png: bytes, alt: str = "") -> None:
     ``<img alt=...>`` (what a trusted output shows), and the alt text as the plain-text form.
     The PNG is sent once, in the HTML: a second copy as image/png doubled every message.
     """
-    b64 = base64.b64encode(png).decode("ascii")
-    data = {"text/html": f'<img src="{PNG_URI}{b64}" alt="{escape(alt, quote=True)}">',
+    _show_image(out, PNG_URI, png, alt)
+
+
+def show_jpeg(out: widgets.Output, jpeg: bytes, alt: str = "") -> None:
+    """``show_png`` for a photo as JPEG bytes (``photo_jpeg``)."""
+    _show_image(out, JPEG_URI, jpeg, alt)
+
+
+def photo_jpeg(img) -> bytes:
+    """A Pillow image of a photo (with boxes drawn on it) as JPEG bytes. A photo's PNG is about
+    6 times bigger (445 kB against 75 kB for a 512x512 one), and sending and decoding it at every
+    move of a control was most of what a learner waited for in the browser."""
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _show_image(out: widgets.Output, uri: str, data: bytes, alt: str) -> None:
+    b64 = base64.b64encode(data).decode("ascii")
+    html = {"text/html": f'<img src="{uri}{b64}" alt="{escape(alt, quote=True)}">',
             "text/plain": alt}
-    out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
+    out.outputs = ({"output_type": "display_data", "data": html, "metadata": {}},)
 
 
 def show_html(out: widgets.Output, html: str) -> None:
@@ -75,7 +94,8 @@ def _shown_img(out: widgets.Output) -> re.Match | None:
 
 
 def shown_png(out: widgets.Output) -> bytes | None:
-    """The PNG bytes ``out`` currently shows, or None (what tests compare)."""
+    """The picture's bytes ``out`` currently shows (PNG; JPEG for a photo), or None (what tests
+    compare)."""
     found = _shown_img(out)
     return base64.b64decode(found["b64"]) if found else None
 

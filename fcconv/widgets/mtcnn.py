@@ -9,7 +9,6 @@ picture painted once per scale, so a move stays far below the cost of running a 
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -19,7 +18,7 @@ from ..course import mtcnn
 from ..course.detect import nms
 from ..course.faces import FACE_BOXES
 from ..data import rgb_photo
-from .base import Explorer, never_raise, show_html, show_png
+from .base import Explorer, never_raise, photo_jpeg, show_html, show_jpeg
 from .score_maps import paint
 
 STAGES = ("P-Net", "R-Net", "O-Net")
@@ -109,13 +108,10 @@ def gallery(pictures, titles, columns: int = 3):
     return fig
 
 
-def picture_png(picture: np.ndarray, boxes, truth=None) -> bytes:
+def picture_jpeg(picture: np.ndarray, boxes, truth=None) -> bytes:
     """``picture`` (H, W, 3) uint8 with the boxes (orange, with probability) and the marked face
-    (blue), as PNG bytes."""
-    img = mtcnn.annotated(picture, boxes, truth)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    (blue), as JPEG bytes (a photo: see ``photo_jpeg``)."""
+    return photo_jpeg(mtcnn.annotated(picture, boxes, truth))
 
 
 def view_html(s: Scored, stage: str, threshold: float, v: dict) -> str:
@@ -209,7 +205,7 @@ class CascadeExplorer(Explorer):
         s = self.scored(self.photo.value)
         stage, level, t = self.stage.value, self.level.value, self.threshold.value
         v = stage_view(s, stage, level, t)
-        show_png(self.out, picture_png(self.picture(s, level), v["boxes"], v["truth"]),
+        show_jpeg(self.out, picture_jpeg(self.picture(s, level), v["boxes"], v["truth"]),
                  alt=f"The photo {s.name} with P-Net's face probability at window side "
                      f"{v['side']:.0f} px painted over it (clear at 0, purple to yellow towards "
                      f"1), and the {len(v['boxes'])} boxes "

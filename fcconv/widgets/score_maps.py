@@ -9,14 +9,12 @@ on that picture with Pillow, which keeps a move well under matplotlib's cost of 
 
 from __future__ import annotations
 
-import io
-
 import ipywidgets as widgets
 import numpy as np
 
 from .. import plots
 from ..course import faces
-from .base import Explorer, never_raise, show_html, show_png
+from .base import Explorer, never_raise, photo_jpeg, show_html, show_jpeg
 
 
 def cell_view(level: faces.Level, cell) -> dict:
@@ -57,18 +55,16 @@ def paint(image: np.ndarray, probs: np.ndarray, scale, window: int, jump: int) -
     return (mixed * 255).round().astype(np.uint8)
 
 
-def boxes_png(picture: np.ndarray, window, truth) -> bytes:
+def boxes_jpeg(picture: np.ndarray, window, truth) -> bytes:
     """``picture`` with the picked ``window`` (orange) and the marked face ``truth`` (blue),
-    both inclusive (x0, y0, x1, y1): PNG bytes."""
+    both inclusive (x0, y0, x1, y1): JPEG bytes (a photo: see ``photo_jpeg``)."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(picture)
     draw = ImageDraw.Draw(img)
     draw.rectangle(truth[:4], outline=plots.OKABE_ITO[1], width=2)
     draw.rectangle(window[:4], outline=plots.OKABE_ITO[0], width=3)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    return photo_jpeg(img)
 
 
 def cell_html(level: faces.Level, view: dict, cell) -> str:
@@ -122,7 +118,7 @@ class FaceMapExplorer(Explorer):
         cell = (self.row.value, self.col.value)
         view = cell_view(lv, cell)
         x0, y0, x1, y1 = view["box"]
-        show_png(self.out, boxes_png(self._cache[lv.side][1], view["box"], faces.FACE_BOX),
+        show_jpeg(self.out, boxes_jpeg(self._cache[lv.side][1], view["box"], faces.FACE_BOX),
                  alt=f"The photo in grey with the face probability of every {lv.side}-pixel "
                      f"window painted over it (clear at 0, purple to yellow towards 1); the "
                      f"window of cell {cell}, "
