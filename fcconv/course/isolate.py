@@ -125,8 +125,13 @@ def build_root(plan: dict) -> None:
     """The kernel's whole file system, under plan["stage"], then made its root."""
     root, size, owner = plan["stage"], int(plan["size"]), plan["owner"]
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
-    for path in sorted(plan["expose"], key=len):  # a folder before what is inside it
-        if not any(path.startswith(p.rstrip("/") + "/") for p in plan["expose"] if p != path):
+    # A folder before what is inside it; what lies under /tmp (an installation cloned there, as
+    # CI does) after the box's own /tmp is mounted, which would hide it.
+    outermost = [path for path in sorted(plan["expose"], key=len)
+                 if not any(path.startswith(p.rstrip("/") + "/") for p in plan["expose"] if p != path)]
+    in_tmp = [path for path in outermost if path.startswith("/tmp/")]
+    for path in outermost:
+        if path not in in_tmp and path != "/tmp":  # never the machine's whole /tmp
             expose(root, path)
     dev = root + "/dev"
     os.makedirs(dev, exist_ok=True)
@@ -146,6 +151,8 @@ def build_root(plan: dict) -> None:
         os.makedirs(tmp + sub, mode=0o700)
         if owner:
             os.chown(tmp + sub, *owner)
+    for path in in_tmp:  # root's folders, read-only: the kernel can neither write nor move them
+        expose(root, path)
     os.makedirs(dev + "/shm")
     mount(tmp + plan["shm"], dev + "/shm", None, MS_BIND)
     os.chmod(tmp + plan["shm"], 0o1777)
