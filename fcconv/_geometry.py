@@ -259,10 +259,9 @@ def merge(step: Step, operands: list[Step], y, cat_dim: int | None,
             return unknown(f"{where(n)} combines {kind_text(live[0].geo.kind)} with a constant "
                            f"of shape {max(shapes, key=len)}, which has more axes: it changes "
                            "what the tensor is")
-        bad = constants_fit(step, live[0].geo, shapes, y)
-        if bad:   # the field is still exact here; only a converted net would differ
-            step.notes["constant"] = bad
         tensors = live
+    else:
+        shapes = []
     geos = [s.geo for s in tensors]
     kinds = {g.kind for g in geos}
     if len(kinds) > 1 or kinds <= {"other"}:
@@ -287,11 +286,17 @@ def merge(step: Step, operands: list[Step], y, cat_dim: int | None,
             shape = (sum(g.map_shape[0] for g in geos), *shape[1:])
     if kind in MAPS:
         dims = spatial_dims(geos[0], y.dim())
-        sides = [tuple(s.out[d] for d in dims) for s in tensors]
-        if any(s != tuple(y.shape[d] for d in dims) for s in sides):
-            return unknown(f"{where(n)} broadcasts a {side(min(sides))} map over a "
-                           f"{side(max(sides))} one: every cell then depends on the whole image "
-                           "(global)")
+        whole = tuple(y.shape[d] for d in dims)
+        sides = [tuple(t.out[d] for d in dims) for t in tensors]
+        smaller = [s for s in sides if s != whole]   # than the result: a constant made it grow
+        if smaller:
+            return unknown(f"{where(n)} broadcasts a {side(min(smaller))} map to {side(whole)}: "
+                           "along an axis where it has one cell, every cell of the result "
+                           "repeats that one, so the cells do not step across the input one "
+                           "jump apart (after global pooling each sees the whole image)")
+    bad = constants_fit(step, geos[0], shapes, y) if shapes else ""
+    if bad:   # the field is still exact here; only a converted net would differ
+        step.notes["constant"] = bad
     fields = [g.field for g in geos]
     if any(f is None for f in fields):
         return Geo(kind, None, shape, geos[0].order)

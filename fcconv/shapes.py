@@ -51,7 +51,9 @@ class ReceptiveField:
     5-pixel span, not 1..3". The span is what the receptive-field literature reports for
     dilated nets, and a window of that size is what sliding_windows and shift_and_stitch need.
     A cell at the border can depend on less (a tap on zero padding, a ceil-mode window hanging
-    off a map, a crop): ``pixels`` lists exactly the pixels each cell depends on. Entries are
+    off a map, a crop): ``pixels`` lists exactly the pixels each cell depends on. All this is
+    the architecture's: a weight that is 0, or a constant that multiplies some positions by 0
+    (a mask), cuts a cell off from pixels its field still lists. Entries are
     in the order of the output's spatial axes; ``axes`` says which input axis each measures:
     () when they are the input's, in order; (1, 0) for a map whose H and W were swapped
     (x.transpose(2, 3)): then its axis 0 runs along the input's width, and ``pixels(i, 0)``

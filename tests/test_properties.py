@@ -9,7 +9,8 @@ convs with one weight, channels-last blocks (permute, LayerNorm or Linear over t
 permute back), tensors passed by keyword, numbers read off the input's size, dropout left in
 training mode, BatchNorm on batch statistics, views that keep the map's shape (read off the
 tensor, or written as numbers that fold the batch on a larger image), constants per channel (a
-normalisation) or per position, forward hooks and pre-hooks, flatten as nn.Flatten /
+normalisation) or per position (of the whole map, a row or a column, anywhere in the trunk),
+forward hooks and pre-hooks, flatten as nn.Flatten /
 x.flatten(1) / x.view / channels-last or (W, H, C) permutes, a softmax on the flattened features,
 a constant per class on the scores, and two heads returned as a tuple; some are built on the
 meta device, some only partly. A refusal is allowed only where the architecture has something that cannot
@@ -107,12 +108,8 @@ class RandomNet(nn.Module):
                 self.ops.append(("mod", self._add(pool), False))
             elif kind == "view":   # the same shape, read off the tensor or as fixed numbers
                 self.ops.append(("view", i, op[1]))
-            elif kind == "const":  # (x - a) / b, per channel or per input position
-                shape = (c, *(1,) * self.nd) if op[1] == "channel" else \
-                    (1, 1, *(spec["size"],) * self.nd)
-                self.register_buffer(f"a{i}", torch.rand(shape))
-                self.register_buffer(f"b{i}", torch.rand(shape) + 0.5)
-                self.ops.append(("const", f"a{i}", f"b{i}"))
+            elif kind == "const":  # (x - a) / b, per channel or per position: of the whole
+                self.ops.append(("const", i, op[1], c))   # map, a row or a column
         self.fixed: dict[int, tuple] = {}   # a view's numbers, read at the training size
         self.channels_out = c
         self.head = None
@@ -174,7 +171,12 @@ class RandomNet(nn.Module):
                         self.fixed[i] = tuple(x.shape[1:])
                     x = x.view(-1, *self.fixed[i])
             elif op[0] == "const":
-                a, b = getattr(self, op[1]), getattr(self, op[2])
+                _, i, per, c = op
+                if not hasattr(self, f"b{i}"):   # made at the first call: the training size
+                    shape = const_shape(per, c, tuple(x.shape[2:]))
+                    self.register_buffer(f"a{i}", torch.rand(shape, dtype=x.dtype))
+                    self.register_buffer(f"b{i}", torch.rand(shape, dtype=x.dtype) + 0.5)
+                a, b = getattr(self, f"a{i}"), getattr(self, f"b{i}")
                 x = x * b if self.probe else (x - a) / b
         return x
 
@@ -208,6 +210,14 @@ class RandomNet(nn.Module):
         if self.spec["heads"] == "pick":  # MTCNN: the face probability, and the box
             return (x if self.probe else F.softmax(x, dim=1))[:, 0], x
         return x
+
+
+def const_shape(per: str, channels: int, sides: tuple[int, ...]) -> tuple[int, ...]:
+    """A constant's shape: one value per channel, per position of the map, per row (broadcast
+    along W) or per column (a 1-D (W,) tensor, broadcast over everything before it)."""
+    nd = len(sides)
+    return {"channel": (channels, *(1,) * nd), "position": (1, 1, *sides),
+            "row": (1, 1, sides[0], *(1,) * (nd - 1)), "column": (sides[-1],)}[per]
 
 
 @pytest.fixture(autouse=True)
@@ -248,7 +258,8 @@ def random_spec(rng: random.Random) -> dict:
               ("size", 0.04, lambda: ("size", rng.choice(["clamp", "leaky", "scale"]))),
               ("dropout", 0.05, lambda: ("dropout", rng.choice([0.0, 0.5]), rng.random() < 0.7)),
               ("view", 0.06, lambda: ("view", rng.random() < 0.5)),
-              ("const", 0.05, lambda: ("const", "channel"))]
+              ("const", 0.08, lambda: ("const", rng.choice(["channel", "channel", "position",
+                                                            "row", "column"])))]
     for _, p, make in extras:
         if rng.random() < p:
             trunk.insert(rng.randint(0, len(trunk)), make())
@@ -347,8 +358,8 @@ def must_refuse(spec: dict, values: bool = True) -> str:
             return "adaptive"
         elif op[0] == "view" and not op[1]:
             return "view"      # -1 and fixed numbers: the batch folds on a larger image
-        elif op == ("const", "position"):
-            return "constant"  # one value per input pixel: a larger image has more
+        elif op[0] == "const" and op[1] != "channel" and before > 1:
+            return "constant"  # values per position: a larger image has more positions
     return "softmax" if spec["softmax_flat"] else ""
 
 
@@ -371,8 +382,9 @@ def field_refused(spec: dict, size: int) -> str:
             return "adaptive"
         if op[0] == "bn" and op[1]:
             return "batch statistics"
-        if before != then and (op[0] == "view" and not op[1] or op == ("const", "position")):
-            return "written for the training size"
+        if before != then and op[0] == "view" and not op[1] or \
+                before != then != 1 and op[0] == "const" and op[1] != "channel":
+            return "written for the training size"   # (a constant of one value broadcasts)
     return ""
 
 
@@ -479,7 +491,10 @@ def check_field(spec, seed) -> str:
     if built is None:
         return "too small"
     trunk = Trunk(built[0])
-    shape = (built[1][0], *(s + spec["extra"] for s in built[1][1:]))
+    # A constant per position fits only the training size: there its field must be exact.
+    extra = 0 if any(op[0] == "const" and op[1] != "channel" for op in spec["trunk"]) else \
+        spec["extra"]
+    shape = (built[1][0], *(s + extra for s in built[1][1:]))
     why = field_refused(spec, shape[1])
     try:
         rf = receptive_field(trunk, shape)
@@ -545,3 +560,125 @@ def test_random_architectures_are_exact_or_refused(chunk):
     # The generator is tuned so that most nets are real checks, not refusals or misfits.
     assert outcomes["exact"] > per // 2, outcomes
     assert fields["exact"] > per // 2, fields
+
+
+# ------------------------------------ max pools of any geometry, constants per position (22c)
+
+class PoolAndConstant(nn.Module):
+    """conv -> max pool (kernel, stride, padding, dilation, ceil_mode) -> conv 2x2, with a
+    constant per channel, position, row or column multiplied or added before or after the
+    pool, and a Linear on the flattened map if ``features``."""
+
+    def __init__(self, spec: dict, features: int = 0):
+        super().__init__()
+        self.spec = spec
+        self.c1, self.c2 = nn.Conv2d(2, 3, spec["k1"]), nn.Conv2d(3, 3, 2)
+        self.pool = nn.MaxPool2d(*spec["pool"][:4], ceil_mode=spec["pool"][4])
+        self.fc = nn.Linear(features, 2) if features else None
+
+    def constant(self, y):
+        if not hasattr(self, "b"):   # made at the first call: the training size
+            self.register_buffer("b", torch.rand(const_shape(self.spec["per"], 3,
+                                                             tuple(y.shape[2:])), dtype=y.dtype))
+            self.side = tuple(y.shape[2:])
+        return y * (self.b + 0.5) if self.spec["mul"] else y + self.b
+
+    def forward(self, x):
+        y = self.c1(x)
+        y = self.constant(y) if self.spec["before"] else y
+        y = F.max_pool2d(y, *self.spec["pool"][:4], ceil_mode=self.spec["pool"][4]) \
+            if self.spec["functional"] else self.pool(y)
+        y = self.c2(y if self.spec["before"] else self.constant(y))
+        return y if self.fc is None else self.fc(y.flatten(1))
+
+
+def pool_spec(rng: random.Random) -> dict:
+    k = rng.randint(1, 3)
+    return {"k1": rng.randint(1, 2), "size": (rng.randint(6, 10), rng.randint(6, 10)),
+            "pool": (k, rng.randint(1, 3), rng.randint(0, k // 2), rng.choice([1, 2]),
+                     rng.random() < 0.7),
+            "per": rng.choice(["channel", "channel", "position", "row", "column"]),
+            "mul": rng.random() < 0.5, "before": rng.random() < 0.5,
+            "functional": rng.random() < 0.5}
+
+
+def reach_pixel_by_pixel(net, shape) -> dict:
+    """{output cell: the (row, col) pixels it depends on}, from the model itself: with weights
+    in [0.1, 1], constants in [0, 1.5] and an input in [0, 1), no value reaches 20, and a pixel
+    raised by 1000 lifts every conv cell that reads it by at least 50: that cell wins each
+    max-pool window it is in, so exactly the output cells that depend on the pixel change.
+    (Autograd at one input reaches only each window's maximum.)"""
+    x = torch.rand(1, *shape, dtype=torch.float64)
+    reach: dict = {}
+    with torch.no_grad():
+        base = net(x)[0].sum(0)
+        for p in range(shape[1]):
+            for q in range(shape[2]):
+                lifted = x.clone()
+                lifted[0, :, p, q] += 1000
+                for cell in torch.nonzero(net(lifted)[0].sum(0) != base).tolist():
+                    reach.setdefault(tuple(cell), set()).add((p, q))
+    return reach
+
+
+def pool_refusal(spec: dict, side: tuple[int, int]) -> str:
+    """Why convolutionalize must refuse ('' if nothing): a constant with more than one value
+    per position, or a ceil-mode window that hangs off the map."""
+    if spec["per"] != "channel" and math.prod(const_shape(spec["per"], 3, side)) > 1:
+        return "constant"
+    k, s, p, d, ceil = spec["pool"]
+    fmap = torch.zeros(1, 1, *(n - spec["k1"] + 1 for n in spec["size"]))
+    try:   # PyTorch itself: does ceil_mode give more windows than whole windows do?
+        whole = F.max_pool2d(fmap, k, s, p, d).shape
+    except RuntimeError:
+        whole = None
+    return "ceil_mode" if ceil and F.max_pool2d(fmap, k, s, p, d, ceil_mode=True).shape != whole \
+        else ""
+
+
+def test_max_pools_and_constants_per_position_field_pixel_by_pixel_and_crops():
+    """Max pools with every padding, dilation, stride and ceil_mode, under constants per
+    position of any shape: receptive_field lists, cell by cell, exactly the pixels the model
+    itself depends on; convolutionalize equals the crops, or refuses what cannot slide."""
+    outcomes = {"exact": 0, "refused": 0}
+    for seed in range(60):
+        spec = pool_spec(random.Random(seed))
+        shape = (2, *spec["size"])
+        torch.manual_seed(seed)
+        net = PoolAndConstant(spec).double().eval()
+        try:
+            out = net(torch.zeros(1, *shape, dtype=torch.float64))
+        except RuntimeError:
+            continue   # a kernel larger than the map
+        for p in net.parameters():
+            with torch.no_grad():
+                p.uniform_(0.1, 1.0)
+        rf = receptive_field(net, shape)
+        reach = reach_pixel_by_pixel(net, shape)
+        for i in range(out.shape[2]):
+            for j in range(out.shape[3]):
+                said = {(p, q) for p in rf.pixels(i, 0) for q in rf.pixels(j, 1)}
+                assert said == reach.get((i, j), set()), (spec, rf, (i, j))
+        model = PoolAndConstant(spec, out[0].numel()).double().eval()
+        model(torch.zeros(1, *shape, dtype=torch.float64))   # (makes its constant)
+        for p in model.parameters():
+            with torch.no_grad():
+                p.normal_(0, 0.5)
+        why = pool_refusal(spec, net.side)
+        try:
+            fcn = convolutionalize(model, shape)
+        except ValueError as err:
+            assert why and len(str(err)) > 30, (err, spec)
+            outcomes["refused"] += 1
+            continue
+        assert not why, f"accepted a net that cannot slide ({why}): {spec}"
+        x = torch.randn(2, *shape, dtype=torch.float64)
+        big = torch.randn(1, 2, shape[1] + 5, shape[2] + 3, dtype=torch.float64)
+        with torch.no_grad():
+            assert rel_err(fcn(x).reshape(2, -1), model(x)) < TOL, spec
+            dense, crops = fcn(big), sliding_windows(model, big, shape[1:], fcn.jump)
+        assert dense.shape == crops.shape, spec
+        if spec["pool"][2] == 0:   # padding: crops see it where the big image has pixels
+            assert rel_err(dense, crops) < TOL, spec
+        outcomes["exact"] += 1
+    assert outcomes["exact"] >= 10 and outcomes["refused"] >= 10, outcomes

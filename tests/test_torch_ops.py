@@ -1635,6 +1635,35 @@ def test_a_refusal_names_the_real_cause(forward, says, never):
     assert says in str(err.value) and never not in str(err.value), err.value
 
 
+class Broadcast(nn.Module):
+    """A pooled map (1x1, or one row) times a constant of the map's 5x5 size, or times the map
+    itself: either way the result is 5x5, its cells copies of fewer cells."""
+
+    def __init__(self, kernel, live):
+        super().__init__()
+        self.kernel, self.live = kernel, live
+        self.c, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(100, 4)
+        self.register_buffer("mask", torch.rand(1, 1, 5, 5) + 0.5)
+
+    def forward(self, x):
+        y = self.c(x)
+        return self.fc((F.max_pool2d(y, self.kernel) * (y if self.live else self.mask)).flatten(1))
+
+
+@pytest.mark.parametrize("kernel, live, small", [(5, False, "1x1"), ((5, 1), False, "1x5"),
+                                                 ((5, 1), True, "1x5")])
+def test_a_map_broadcast_to_more_cells_is_refused_with_both_sizes(kernel, live, small):
+    """The field and the conversion say what grew to what, whether a constant or another
+    branch made it grow (a constant used to be told as 'a 1x1 map over a 1x1 one')."""
+    model = seeded(Broadcast(kernel, live))
+    assert model(torch.randn(2, 3, 7, 7, dtype=torch.float64)).shape == (2, 4)  # it runs
+    says = rf"'mul' \(line \d+ .*\) broadcasts a {small} map to 5x5: .* do not step across"
+    with pytest.raises(ValueError, match=says):
+        fcconv.receptive_field(model, (3, 7, 7))
+    with pytest.raises(ValueError, match=says):
+        convolutionalize(model, (3, 7, 7))
+
+
 def test_forward_with_star_args_is_refused_as_such():
     class Many(nn.Module):
         def __init__(self):
