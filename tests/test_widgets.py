@@ -163,6 +163,40 @@ def test_score_map_explorer(tiny):
     assert "smaller than the 64x64 window" in shown_text(ex.text)
 
 
+def rgb(picture: bytes) -> np.ndarray:
+    """A PNG's or JPEG's pixels, (H, W, 3) uint8."""
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(picture)).convert("RGB"))
+
+
+def test_score_map_explorer_redraws_the_pixels_a_fresh_figure_draws(tiny):
+    """The explorer keeps one figure and redraws only the map, its title and colour bar (and
+    everything when the map's shape changes); after every move its picture must equal a fresh
+    figure's, saved the usual way, pixel for pixel."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from fcconv import plots
+
+    _, fcn = tiny
+    ex = ScoreMapExplorer(fcn, torch.randn(1, 3, 128, 128, dtype=torch.float64), window=64,
+                          size=96, names=[f"c{k}" for k in range(10)])
+    # a class change, the same shape at another size, a new shape, a class at that shape, back
+    for size, cls in ((96, 4), (99, 4), (128, 4), (128, 9), (72, 0), (96, 0)):
+        ex.size.value, ex.cls.value = size, cls
+        v = score_map_view(fcn, ex.image, size, cls, window=64)
+        fig = plots.score_map(v["scores"], f"class c{cls}: one score per 64x64 window")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        a, b = rgb(shown_png(ex.out)), rgb(buf.getvalue())
+        assert a.shape == b.shape and np.array_equal(a, b), (size, cls)
+
+
 # --------------------------------------------------------------------------- 05
 
 def test_photo_rejects_unknown_names():
@@ -432,6 +466,21 @@ def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():
     assert shown_png(out) == b"\x89PNG fake" and shown_alt(out) == '5 < 6 & "quoted"'
     assert shown_text(out) == ""                      # a picture is not text to search
     assert set(out.outputs[0]["data"]) == {"text/html", "text/plain"}  # the PNG goes once
+
+
+def test_show_html_replaces_the_output_in_one_message():
+    import ipywidgets as widgets
+
+    from fcconv.widgets.base import show_html
+
+    out = widgets.Output()
+    sent = []
+    out.observe(lambda c: sent.append(c["new"]), names="outputs")
+    show_html(out, "<p>old</p>")
+    show_html(out, "<p>3 &lt; 4: <b>new</b></p>")
+    assert len(sent) == 2 and len(out.outputs) == 1      # never an empty output in between
+    assert shown_text(out) == "<p>3 &lt; 4: <b>new</b></p>"
+    assert out.outputs[0]["data"]["text/plain"] == "3 < 4: new"  # the words, without the tags
 
 
 def test_alt_text_says_what_each_explorer_shows_now():

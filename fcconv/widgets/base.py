@@ -68,15 +68,21 @@ def photo_jpeg(img) -> bytes:
 
 def _show_image(out: widgets.Output, uri: str, data: bytes, alt: str) -> None:
     b64 = base64.b64encode(data).decode("ascii")
-    html = {"text/html": f'<img src="{uri}{b64}" alt="{escape(alt, quote=True)}">',
-            "text/plain": alt}
-    out.outputs = ({"output_type": "display_data", "data": html, "metadata": {}},)
+    _show(out, {"text/html": f'<img src="{uri}{b64}" alt="{escape(alt, quote=True)}">',
+                "text/plain": alt})
+
+
+def _show(out: widgets.Output, data: dict) -> None:
+    """Replace what ``out`` shows with one output of ``data`` (mime type -> content)."""
+    out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
 
 
 def show_html(out: widgets.Output, html: str) -> None:
-    """Replace what ``out`` shows with an HTML fragment."""
-    out.outputs = ()
-    out.append_display_data(HTML(html))
+    """Replace what ``out`` shows with an HTML fragment.
+
+    In one message: emptying the output first and then appending sent two, and the browser laid
+    the page out twice (the output shrank to nothing in between)."""
+    _show(out, {"text/html": html, "text/plain": unescape(re.sub(r"<[^>]*>", "", html))})
 
 
 def show_message(out: widgets.Output, text: str) -> None:
@@ -281,7 +287,9 @@ class LiveFigure:
 
     Drawing the axes is most of what a fresh figure costs (tick layout, text); an explorer whose
     control moves only some artists stays well under 100 ms this way. Changing artists are
-    registered with ``changing``; the figure's layout is fixed at the first ``png``.
+    registered with ``changing`` and drawn in matplotlib's order (by zorder, as registered
+    within one zorder), so that the picture is the one a fresh figure draws; the figure's layout
+    is fixed at the first picture, until ``redraw_all``.
     """
 
     def __init__(self, fig, dpi: int = 80):
@@ -307,8 +315,14 @@ class LiveFigure:
             self.artists.remove(a)
             a.remove()
 
-    def png(self) -> bytes:
-        """The figure now, as PNG bytes: the saved background plus the changing artists."""
+    def redraw_all(self) -> None:
+        """The unchanging part changed (the axes' limits and ticks, the figure's size): draw it
+        again with the next picture."""
+        self._background = None
+
+    def rgb(self):
+        """The figure now, as a Pillow RGB image: the saved background plus the changing
+        artists (RGB: the figures are opaque, an alpha channel would only add bytes)."""
         from PIL import Image as PILImage
 
         if self._background is None:
@@ -316,14 +330,24 @@ class LiveFigure:
             self._background = self.canvas.copy_from_bbox(self.fig.bbox)
         else:
             self.canvas.restore_region(self._background)
-        for a in self.artists:
+        for a in sorted(self.artists, key=lambda a: a.get_zorder()):
             if a.get_visible():
                 self.fig.draw_artist(a)
+        return PILImage.frombuffer("RGBA", self.canvas.get_width_height(),
+                                   self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+
+    def png(self) -> bytes:
+        """The figure now, as PNG bytes."""
         buf = io.BytesIO()
-        # RGB: the figures are opaque, an alpha channel would only make the PNG bigger
-        PILImage.frombuffer("RGBA", self.canvas.get_width_height(), self.canvas.buffer_rgba(),
-                            "raw", "RGBA", 0, 1).convert("RGB").save(buf, format="png",
-                                                                     compress_level=1)
+        self.rgb().save(buf, format="png", compress_level=1)
+        return buf.getvalue()
+
+    def jpeg(self) -> bytes:
+        """The figure now, as JPEG bytes: for a figure that is mostly a photo (a noisy canvas),
+        whose PNG is several times bigger. Quality 95 without colour subsampling keeps its
+        lines and labels sharp (``photo_jpeg`` is for a photo alone)."""
+        buf = io.BytesIO()
+        self.rgb().save(buf, format="JPEG", quality=95, subsampling=0)
         return buf.getvalue()
 
 
