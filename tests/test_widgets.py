@@ -22,6 +22,15 @@ def changes_png(explorer, out, control, value):
     return after
 
 
+def rgb(picture: bytes) -> np.ndarray:
+    """A PNG's or JPEG's pixels, (H, W, 3) uint8."""
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(picture)).convert("RGB"))
+
+
 # --------------------------------------------------------------------------- 01
 
 def test_fc_vs_conv_outputs_agree_for_every_volume():
@@ -82,6 +91,32 @@ def test_shapes_explorer_shows_a_message_for_a_too_small_input():
     ex.entry.value = 20
     text = shown_text(ex.table)
     assert "fcconv-message" in text and "does not fit" in text and "Traceback" not in text
+
+
+def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws(monkeypatch):
+    """The explorer keeps one figure per network and moves its boxes and labels (its title
+    stays drawn), and keeps what it showed; after every move, to a new setting or back to one
+    shown before, its picture and table must be a fresh figure's and a fresh trace's."""
+    from fcconv import plots
+    from fcconv.widgets import shapes
+    from fcconv.widgets.base import figure_png
+
+    monkeypatch.setattr(shapes, "KEPT", 4)
+    ex = ShapesExplorer(arch="vgg16", size=224)
+    for arch, size, conv in (("vgg16", 225, False), ("vgg16", 384, True), ("vgg16", 4000, True),
+                             ("vgg16", 100, True), ("vgg16", 225, True), ("lenet5", 32, False),
+                             ("lenet5", 300, True), ("alexnet", 227, False), ("vgg16", 384, True),
+                             ("vgg16", 225, False)):
+        ex.arch.value, ex.conv.value, ex.entry.value = arch, conv, size
+        if (arch, size, conv) == ("vgg16", 100, True):   # too small: words, no picture
+            assert shown_png(ex.picture) is None and "fcconv-message" in shown_text(ex.table)
+            continue
+        t = shapes_view(arch, size, conv)
+        fresh = figure_png(plots.volume_stack(t), dpi=72, margins=shapes.VOLUME_MARGINS)
+        a, b = rgb(shown_png(ex.picture)), rgb(fresh)
+        assert a.shape == b.shape and np.array_equal(a, b), (arch, size, conv)
+        assert shown_text(ex.table) == t._repr_html_()
+        assert len(ex._shown) <= shapes.KEPT
 
 
 @pytest.mark.parametrize("size, kernel, stride, padding",
@@ -161,15 +196,6 @@ def test_score_map_explorer(tiny):
     assert "17 rows" in shown_text(ex.text)
     ex.size.value = 40
     assert "smaller than the 64x64 window" in shown_text(ex.text)
-
-
-def rgb(picture: bytes) -> np.ndarray:
-    """A PNG's or JPEG's pixels, (H, W, 3) uint8."""
-    import io
-
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(picture)).convert("RGB"))
 
 
 def test_score_map_explorer_redraws_the_pixels_a_fresh_figure_draws(tiny):
@@ -466,6 +492,32 @@ def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():
     assert shown_png(out) == b"\x89PNG fake" and shown_alt(out) == '5 < 6 & "quoted"'
     assert shown_text(out) == ""                      # a picture is not text to search
     assert set(out.outputs[0]["data"]) == {"text/html", "text/plain"}  # the PNG goes once
+
+
+@pytest.mark.parametrize("axis", ["on", "off"])
+def test_live_figure_draws_its_background_again_when_an_axes_or_its_title_moved(axis):
+    """An equal-aspect axes narrows or widens with its limits, and its frame, ticks and title
+    move with it: a LiveFigure that only redraws its changing line must notice and draw the
+    rest again. Compared with a fresh figure of the same limits, pixel for pixel."""
+    import matplotlib.pyplot as plt
+
+    from fcconv.widgets.base import LiveFigure
+
+    def figure(xmax, ymax):
+        fig, ax = plt.subplots(figsize=(4, 3))
+        line, = ax.plot([xmax / 4, xmax / 2], [ymax / 4, ymax / 2])  # clear of the frame
+        ax.set(xlim=(0, xmax), ylim=(0, ymax), aspect="equal", title="a title")
+        ax.axis(axis)
+        return fig, ax, line
+
+    fig, ax, line = figure(1, 1)
+    live = LiveFigure(fig, dpi=50)
+    live.changing(line)
+    for xmax, ymax in ((1, 1), (2, 1), (1, 3), (1, 2), (1, 3)):
+        line.set_data([xmax / 4, xmax / 2], [ymax / 4, ymax / 2])
+        ax.set(xlim=(0, xmax), ylim=(0, ymax))
+        fresh = LiveFigure(figure(xmax, ymax)[0], dpi=50)
+        assert np.array_equal(rgb(live.png()), rgb(fresh.png())), (xmax, ymax)
 
 
 def test_show_html_replaces_the_output_in_one_message():

@@ -33,12 +33,15 @@ def figure_png(fig, dpi: int = 90, margins: dict | None = None) -> bytes:
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
         return buf.getvalue()
+    fix_margins(fig, margins)
+    return LiveFigure(fig, dpi).png()  # the same pixels as savefig, encoded faster
+
+
+def fix_margins(fig, margins: dict) -> None:
+    """Leave ``margins`` (inches of space left, right, bottom, top) around ``fig``'s axes."""
     w, h = fig.get_size_inches()
     fig.subplots_adjust(left=margins["left"] / w, right=1 - margins["right"] / w,
                         bottom=margins["bottom"] / h, top=1 - margins["top"] / h)
-    plt.close(fig)
-    fig.set_dpi(dpi)
-    return LiveFigure(fig, dpi).png()  # the same pixels as savefig, encoded faster
 
 
 def show_png(out: widgets.Output, png: bytes, alt: str = "") -> None:
@@ -288,8 +291,9 @@ class LiveFigure:
     Drawing the axes is most of what a fresh figure costs (tick layout, text); an explorer whose
     control moves only some artists stays well under 100 ms this way. Changing artists are
     registered with ``changing`` and drawn in matplotlib's order (by zorder, as registered
-    within one zorder), so that the picture is the one a fresh figure draws; the figure's layout
-    is fixed at the first picture, until ``redraw_all``.
+    within one zorder), so that the picture is the one a fresh figure draws, as long as nothing
+    unchanging lies over a changing artist (mark that too: an axes' frame over its image). The
+    rest is drawn once, and again after ``redraw_all`` or when an axes or title moved.
     """
 
     def __init__(self, fig, dpi: int = 80):
@@ -300,7 +304,7 @@ class LiveFigure:
         fig.set_dpi(dpi)
         self.fig, self.canvas = fig, FigureCanvasAgg(fig)
         self.artists: list = []
-        self._background = None
+        self._background, self._where = None, []
 
     def changing(self, *artists):
         """Mark ``artists`` as redrawn at every update; returns the first (for chaining)."""
@@ -320,14 +324,35 @@ class LiveFigure:
         again with the next picture."""
         self._background = None
 
+    def _layout(self) -> list:
+        """Where the background's axes and titles are now, once each axes' aspect is applied
+        (as a draw places it): an axes with a fixed aspect narrows or widens as its limits
+        change. An axes that is off draws no frame or ticks, so only its title is checked (its
+        other artists, which move with it, must be changing)."""
+        renderer = self.canvas.get_renderer()
+        where = []
+        for ax in self.fig.axes:
+            locator = ax.get_axes_locator()
+            ax.apply_aspect(locator(ax, renderer) if locator else None)
+            if ax.axison:
+                where.append(tuple(round(v, 6) for v in ax.get_position().bounds))
+            if ax.title not in self.artists and ax.title.get_text():
+                xy = ax.title.get_transform().transform(ax.title.get_position())
+                where.append(tuple(round(float(v), 3) for v in xy))  # pixels
+        return where
+
     def rgb(self):
         """The figure now, as a Pillow RGB image: the saved background plus the changing
-        artists (RGB: the figures are opaque, an alpha channel would only add bytes)."""
+        artists (RGB: the figures are opaque, an alpha channel would only add bytes). If an
+        axes or a title of the background moved since it was drawn, it is drawn again."""
         from PIL import Image as PILImage
 
+        if self._background is not None and self._layout() != self._where:
+            self._background = None
         if self._background is None:
             self.canvas.draw()  # everything not marked as changing
             self._background = self.canvas.copy_from_bbox(self.fig.bbox)
+            self._where = self._layout()
         else:
             self.canvas.restore_region(self._background)
         for a in sorted(self.artists, key=lambda a: a.get_zorder()):

@@ -14,11 +14,21 @@ from .. import plots
 from ..models import MODELS, build
 from ..shapes import conv_output_size, trace
 from ..torch_ops import convolutionalize
-from .base import Explorer, figure_png, never_raise, show_html, show_message, show_png
+from .base import (
+    Explorer,
+    LiveFigure,
+    figure_png,
+    fix_margins,
+    never_raise,
+    show_html,
+    show_message,
+    show_png,
+)
 
 # Fixed layouts: measuring a tight box would draw each picture twice per slider move.
 VOLUME_MARGINS = {"left": 0.05, "right": 0.05, "bottom": 0.05, "top": 0.55}  # inches
 SLIDE_MARGINS = {"left": 0.6, "right": 0.15, "bottom": 0.75, "top": 0.05}
+KEPT = 64  # settings whose table and picture an explorer keeps (about 40 kB each)
 
 
 @functools.cache
@@ -81,6 +91,8 @@ class ShapesExplorer(Explorer):
         self.conv = widgets.ToggleButton(value=convolutionalized, description="convolutionalized",
                                          layout=widgets.Layout(width="auto"))
         self.table, self.picture = widgets.Output(), widgets.Output()
+        self._shown: dict[tuple, tuple] = {}   # (arch, size, convolutionalized) -> what is shown
+        self._live: dict[tuple, LiveFigure] = {}  # (arch, convolutionalized) -> its figure
         self.arch.observe(self._arch_changed, names="value")
         self.conv.observe(lambda _: self.update(), names="value")
         self.update()
@@ -102,10 +114,31 @@ class ShapesExplorer(Explorer):
     @never_raise("table", clear=("picture",))
     def update(self) -> None:
         self.conv.icon = "check" if self.conv.value else ""  # the tick shows the state: on only
-        t = shapes_view(self.arch.value, self.entry.value, self.conv.value)  # entry: any size
-        show_html(self.table, t._repr_html_())
-        show_png(self.picture, figure_png(plots.volume_stack(t), dpi=72, margins=VOLUME_MARGINS),
-                 describe_volumes(t, self.arch.value, self.conv.value))
+        key = (self.arch.value, self.entry.value, self.conv.value)  # entry: any size
+        if key not in self._shown:
+            t = shapes_view(*key)
+            show_html(self.table, t._repr_html_())  # the numbers first, while the boxes are drawn
+            self._shown[key] = (t._repr_html_(), self._draw(t, key[0], key[2]),
+                                describe_volumes(t, key[0], key[2]))
+            if len(self._shown) > KEPT:
+                del self._shown[next(iter(self._shown))]  # the oldest
+        html, png, alt = self._shown[key]
+        show_html(self.table, html)
+        show_png(self.picture, png, alt)
+
+    def _draw(self, t, arch: str, convolutionalized: bool) -> bytes:
+        """PNG of the volume stack of trace ``t``: one figure per network, kept (a
+        ``LiveFigure``); a new size moves and relabels its boxes, the title stays drawn."""
+        live = self._live.get((arch, convolutionalized))
+        if live is None:
+            fig = plots.volume_stack(t)
+            fix_margins(fig, VOLUME_MARGINS)
+            ax = fig.axes[0]
+            live = self._live[arch, convolutionalized] = LiveFigure(fig, dpi=72)
+            live.changing(*ax.collections, *ax.texts)  # the title stays
+        else:
+            plots.volume_stack(t, fig=live.fig)
+        return live.png()
 
 
 def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[int, str]:
