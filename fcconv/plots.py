@@ -76,25 +76,41 @@ def _integer_ticks(ax) -> None:
 
 # --------------------------------------------------------------------------- notebook 00/02: 1-D slide
 
-def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int):
+def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int, fig=None):
     """A 1-D input of ``size`` cells with ``padding`` zeros each side and the kernel at output
-    ``position``: the picture behind (W - F + 2P) / S + 1."""
+    ``position``: the picture behind (W - F + 2P) / S + 1.
+
+    With ``fig`` (an earlier result of this function) its cells, numbers and words are drawn
+    anew in it instead of a new figure: the figure and its axes are kept (a slider is faster)."""
     n_out = conv_output_size(size, kernel, stride, padding)
     if not 0 <= position < n_out:
         raise ValueError(f"position must be between 0 and {n_out - 1}; got {position}")
     total = size + 2 * padding
-    fig, ax = plt.subplots(figsize=(max(5, total * 0.45), 2.2))
-    # One collection per kind of cell, not one patch each: a slider redraws this live.
+    figsize = (max(5, total * 0.45), 2.2)
+    if fig is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        ax.set_ylim(-0.9, 2.4)
+        ax.set_xticks([])
+        ax.set_yticks([-0.1, 1.5], ["output", "input"])
+        for side in ("top", "right", "left", "bottom"):
+            ax.spines[side].set_visible(False)
+    else:
+        ax = fig.axes[0]
+        for artist in [*ax.texts, *ax.patches, *ax.collections]:
+            artist.remove()
+        fig.set_size_inches(*figsize)
+    # One collection per kind of cell, not one patch each: a slider redraws this live. The
+    # input row depends on size and padding only (gid "input": a live figure keeps it drawn).
     pads = [i for i in range(total) if i < padding or i >= padding + size]
     ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in range(total)],
-                                      facecolor="white", edgecolor="black"))
-    ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in pads],
+                                      facecolor="white", edgecolor="black", gid="input"))
+    ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in pads], gid="input",
                                       facecolor="#bbbbbb", edgecolor="black", hatch="//"))
     # each cell shows its input position; padding cells lie outside 0 .. size - 1
     for i in range(total):
         ax.text(i + 0.5, 1.5, str(i - padding), ha="center", va="center", fontsize=9,
                 bbox={"facecolor": "#bbbbbb", "edgecolor": "none", "pad": 0.5} if i in pads
-                else None)
+                else None, gid="input")
     start = position * stride
     ax.add_patch(Rectangle((start, 0.95), kernel, 1.1, fill=False, edgecolor=OKABE_ITO[5], lw=3))
     centres = [j * stride + kernel / 2 for j in range(n_out)]
@@ -104,13 +120,8 @@ def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int)
     for j, centre in enumerate(centres):
         ax.text(centre, -0.1, str(j), ha="center", va="center", fontsize=9)
     ax.set_xlim(-0.5, total + 0.5)
-    ax.set_ylim(-0.9, 2.4)
-    ax.set_xticks([])
-    ax.set_yticks([-0.1, 1.5], ["output", "input"])
     ax.set_xlabel(f"numbers: input positions; hatched grey: zero padding"
                   f"\noutput size = ({size} - {kernel} + 2*{padding}) // {stride} + 1 = {n_out}")
-    for side in ("top", "right", "left", "bottom"):
-        ax.spines[side].set_visible(False)
     return fig
 
 

@@ -148,6 +148,29 @@ def test_slide_1d_note_and_explorer():
     assert shown_png(ex.out) is not None and ex.position.max == 0
 
 
+def test_slide_1d_explorer_redraws_the_pixels_a_fresh_figure_draws():
+    """The explorer keeps one figure: the input row stays drawn while the kernel, stride or
+    output moves, and everything is drawn again when the size or padding changes (the figure
+    may widen); a setting shown before is shown again at once. After every move the picture
+    must equal a fresh figure's, pixel for pixel."""
+    from fcconv import plots
+    from fcconv.widgets.base import figure_png
+    from fcconv.widgets.shapes import SLIDE_MARGINS
+
+    ex = Slide1DExplorer(size=7, kernel=3, stride=2, padding=1)
+    for size, kernel, stride, padding, output in (
+            (7, 3, 2, 1, 2), (7, 4, 2, 1, 2), (7, 4, 1, 1, 4),   # output, kernel, stride
+            (8, 4, 1, 1, 4), (8, 4, 1, 0, 4),                    # size, padding: the same width
+            (8, 4, 1, 3, 4), (16, 4, 1, 3, 9), (16, 9, 5, 3, 1),  # wider
+            (16, 9, 5, 0, 1), (1, 1, 1, 0, 0), (8, 4, 1, 3, 4), (7, 3, 2, 1, 0)):  # back
+        ex.size.value, ex.kernel.value, ex.stride.value = size, kernel, stride
+        ex.padding.value, ex.position.value = padding, output
+        fresh = figure_png(plots.sliding_1d(size, kernel, stride, padding, output), dpi=110,
+                           margins=SLIDE_MARGINS)
+        a, b = rgb(shown_png(ex.out)), rgb(fresh)
+        assert a.shape == b.shape and np.array_equal(a, b), (size, kernel, stride, padding)
+
+
 # --------------------------------------------------------------------------- 03
 
 def test_row_view_positions_hold_the_slice_in_both_orders():

@@ -325,12 +325,12 @@ class LiveFigure:
         self._background = None
 
     def _layout(self) -> list:
-        """Where the background's axes and titles are now, once each axes' aspect is applied
+        """The figure's size, and where its axes and titles are now, once each axes' aspect is applied
         (as a draw places it): an axes with a fixed aspect narrows or widens as its limits
         change. An axes that is off draws no frame or ticks, so only its title is checked (its
         other artists, which move with it, must be changing)."""
         renderer = self.canvas.get_renderer()
-        where = []
+        where = [tuple(self.fig.bbox.bounds)]  # the figure's own size, in pixels
         for ax in self.fig.axes:
             locator = ax.get_axes_locator()
             ax.apply_aspect(locator(ax, renderer) if locator else None)

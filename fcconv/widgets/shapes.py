@@ -17,7 +17,6 @@ from ..torch_ops import convolutionalize
 from .base import (
     Explorer,
     LiveFigure,
-    figure_png,
     fix_margins,
     never_raise,
     show_html,
@@ -187,6 +186,8 @@ class Slide1DExplorer(Explorer):
         self.padding = widgets.IntSlider(value=padding, min=0, max=4, description="padding P")
         self.position = widgets.IntSlider(value=0, min=0, max=0, description="output #")
         self.out, self.note = widgets.Output(), widgets.Output()
+        self._shown: dict[tuple, bytes] = {}  # (size, kernel, stride, padding, output) -> PNG
+        self._live, self._row = None, None    # one figure, redrawn with new cells
         for w in (self.size, self.kernel, self.stride, self.padding, self.position):
             w.observe(lambda _: self.update(), names="value")
         self.update()
@@ -206,6 +207,30 @@ class Slide1DExplorer(Explorer):
         self.position.max = n - 1  # may clamp position, which calls update again
         args = (self.size.value, self.kernel.value, self.stride.value, self.padding.value,
                 min(self.position.value, n - 1))
-        show_png(self.out, figure_png(plots.sliding_1d(*args), dpi=110, margins=SLIDE_MARGINS),
-                 describe_1d(*args, n))
+        if args not in self._shown:
+            self._shown[args] = self._draw(args)
+            if len(self._shown) > KEPT:
+                del self._shown[next(iter(self._shown))]  # the oldest
+        show_png(self.out, self._shown[args], describe_1d(*args, n))
         show_html(self.note, f"<p>{text}</p>")
+
+    def _draw(self, args: tuple) -> bytes:
+        """PNG of ``plots.sliding_1d(*args)``. One figure, kept (a ``LiveFigure``): its axes and
+        the input row are drawn again only when the size or padding changes; a kernel, stride
+        or output move redraws the kernel's box, the outputs and the formula under them."""
+        if self._live is None:
+            self._live = LiveFigure(plots.sliding_1d(*args), dpi=110)
+            self._live.changing(self._live.fig.axes[0].xaxis)  # no ticks: the formula
+        else:
+            ax = self._live.fig.axes[0]
+            self._live.forget(*[a for a in ax.get_children() if a in self._live.artists
+                                and a is not ax.xaxis])
+            plots.sliding_1d(*args, fig=self._live.fig)  # the input row too, drawn or not
+        ax = self._live.fig.axes[0]
+        if args[0::3] != self._row:  # (size, padding): another input row
+            self._row = args[0::3]
+            self._live.redraw_all()
+        fix_margins(self._live.fig, SLIDE_MARGINS)  # in inches: the figure may have widened
+        self._live.changing(*[a for a in ax.get_children() if a.get_gid() is None
+                              and a in [*ax.collections, *ax.patches, *ax.texts]])
+        return self._live.png()
