@@ -127,26 +127,34 @@ def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int,
 
 # --------------------------------------------------------------------------- notebook 02: volumes
 
+def stacked_volumes(trace, max_volumes: int = 12) -> list[tuple[str, tuple]]:
+    """The (layer name, output shape) pairs ``volume_stack`` draws, the input first: layers
+    that change the volume, at most ``max_volumes`` (the input, the last layers and evenly
+    spaced others)."""
+    rows = [r for r in trace.rows if r.kind not in ("ReLU", "Dropout", "Flatten", "Identity")]
+    shown = [(("input", trace.input_shape))] + [(r.name, r.out_shape) for r in rows]
+    if len(shown) > max_volumes:
+        keep = sorted(set(np.linspace(0, len(shown) - 1, max_volumes).round().astype(int)))
+        shown = [shown[i] for i in keep]
+    return shown
+
+
 def volume_stack(trace, max_volumes: int = 12, fig=None):
     """Each layer's output drawn as a box: width ~ W, height ~ H, depth ~ log(C).
 
-    With ``fig`` (an earlier result of this function for the same network, another input size)
-    the boxes and labels of that figure are moved and relabelled instead of drawing a new one:
-    a live explorer's slider is faster (the title and axes are kept)."""
+    With ``fig`` (an earlier result of this function for as many volumes: another input size
+    or network) the boxes and labels of that figure are moved and relabelled instead of drawing
+    a new one: a live explorer's control is faster (the title and axes are kept)."""
     from .shapes import format_shape
 
-    rows = [r for r in trace.rows if r.kind not in ("ReLU", "Dropout", "Flatten", "Identity")]
-    shown = [(("input", trace.input_shape))] + [(r.name, r.out_shape) for r in rows]
-    if len(shown) > max_volumes:  # keep the input, the last layers and evenly spaced others
-        keep = sorted(set(np.linspace(0, len(shown) - 1, max_volumes).round().astype(int)))
-        shown = [shown[i] for i in keep]
+    shown = stacked_volumes(trace, max_volumes)
     if fig is None:
         fig, ax = plt.subplots(figsize=(min(14, 1.25 * len(shown) + 1), 3.8))
         ax.add_collection(PolyCollection([], edgecolors="black"))
-        for name, _ in shown:
+        for _ in shown:
             ax.text(0, 0, "", ha="center", va="top", fontsize=9,
                     rotation=30 if len(shown) > 8 else 0)
-            ax.text(0, 0, name, ha="center", va="bottom", fontsize=9, rotation=45)
+            ax.text(0, 0, "", ha="center", va="bottom", fontsize=9, rotation=45)
         ax.set_ylim(-1.4, 4.3)
         ax.set_aspect("equal")
         ax.axis("off")
@@ -154,14 +162,14 @@ def volume_stack(trace, max_volumes: int = 12, fig=None):
                      "square root of the map's,\ndepth with the logarithm of the channels (blue: "
                      "spatial maps, orange: 1x1 or vectors)", fontsize=10)
     ax = fig.axes[0]
-    if [t.get_text() for t in ax.texts[1::2]] != [name for name, _ in shown]:
-        raise ValueError(f"fig shows the layers {[t.get_text() for t in ax.texts[1::2]]}, not "
-                         f"this trace's {[name for name, _ in shown]}: draw a new figure")
+    if len(ax.texts) != 2 * len(shown):
+        raise ValueError(f"fig shows {len(ax.texts) // 2} volumes, this trace {len(shown)}: "
+                         "draw a new figure")
     biggest = max(max(s[1:]) if len(s) == 3 else 1 for _, s in shown)
     side = lambda n: 0.15 + 2.2 * math.sqrt(n / biggest)  # noqa: E731  (one scale: squares stay square)
     x = 0.0
     faces, colours = [], []  # every face of every box, drawn as one collection
-    for (_, shape), below, above in zip(shown, ax.texts[0::2], ax.texts[1::2]):
+    for (name, shape), below, above in zip(shown, ax.texts[0::2], ax.texts[1::2]):
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
         hh, ww = side(h), side(w)
         depth = 0.12 + 0.22 * math.log2(max(c, 1)) / 12
@@ -172,6 +180,7 @@ def volume_stack(trace, max_volumes: int = 12, fig=None):
         below.set_position((x + ww / 2, -0.35))
         below.set_text(format_shape(shape))
         above.set_position((x + ww / 2, hh + depth + 0.15))
+        above.set_text(name)
         x += ww + depth + 0.45
     ax.collections[0].set_verts(faces)
     ax.collections[0].set_facecolors(colours)

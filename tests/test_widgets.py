@@ -94,7 +94,7 @@ def test_shapes_explorer_shows_a_message_for_a_too_small_input():
 
 
 def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws(monkeypatch):
-    """The explorer keeps one figure per network and moves its boxes and labels (its title
+    """The explorer keeps one figure per number of boxes and moves and relabels them (its title
     stays drawn), and keeps what it showed; after every move, to a new setting or back to one
     shown before, its picture and table must be a fresh figure's and a fresh trace's."""
     from fcconv import plots
@@ -105,8 +105,8 @@ def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws(monkeypatch):
     ex = ShapesExplorer(arch="vgg16", size=224)
     for arch, size, conv in (("vgg16", 225, False), ("vgg16", 384, True), ("vgg16", 4000, True),
                              ("vgg16", 100, True), ("vgg16", 225, True), ("lenet5", 32, False),
-                             ("lenet5", 300, True), ("alexnet", 227, False), ("vgg16", 384, True),
-                             ("vgg16", 225, False)):
+                             ("lenet5", 300, True), ("tinyvgg", 64, False),   # as many boxes
+                             ("alexnet", 227, False), ("vgg16", 384, True), ("vgg16", 225, False)):
         ex.arch.value, ex.conv.value, ex.entry.value = arch, conv, size
         if (arch, size, conv) == ("vgg16", 100, True):   # too small: words, no picture
             assert shown_png(ex.picture) is None and "fcconv-message" in shown_text(ex.table)

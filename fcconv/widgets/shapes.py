@@ -91,7 +91,7 @@ class ShapesExplorer(Explorer):
                                          layout=widgets.Layout(width="auto"))
         self.table, self.picture = widgets.Output(), widgets.Output()
         self._shown: dict[tuple, tuple] = {}   # (arch, size, convolutionalized) -> what is shown
-        self._live: dict[tuple, LiveFigure] = {}  # (arch, convolutionalized) -> its figure
+        self._live: dict[int, LiveFigure] = {}  # number of volumes drawn -> their figure
         self.arch.observe(self._arch_changed, names="value")
         self.conv.observe(lambda _: self.update(), names="value")
         self.update()
@@ -117,27 +117,27 @@ class ShapesExplorer(Explorer):
         if key not in self._shown:
             t = shapes_view(*key)
             show_html(self.table, t._repr_html_())  # the numbers first, while the boxes are drawn
-            self._shown[key] = (t._repr_html_(), self._draw(t, key[0], key[2]),
-                                describe_volumes(t, key[0], key[2]))
+            self._shown[key] = (t._repr_html_(), self._draw(t), describe_volumes(t, key[0], key[2]))
             if len(self._shown) > KEPT:
                 del self._shown[next(iter(self._shown))]  # the oldest
         html, png, alt = self._shown[key]
         show_html(self.table, html)
         show_png(self.picture, png, alt)
 
-    def _draw(self, t, arch: str, convolutionalized: bool) -> bytes:
-        """PNG of the volume stack of trace ``t``: one figure per network, kept (a
-        ``LiveFigure``); a new size moves and relabels its boxes, the title stays drawn."""
-        live = self._live.get((arch, convolutionalized))
-        if live is None:
+    def _draw(self, t) -> bytes:
+        """PNG of the volume stack of trace ``t``: one figure per number of volumes, kept (a
+        ``LiveFigure``); another size or network moves and relabels its boxes, the title stays
+        drawn."""
+        n = len(plots.stacked_volumes(t))
+        if n not in self._live:
             fig = plots.volume_stack(t)
             fix_margins(fig, VOLUME_MARGINS)
             ax = fig.axes[0]
-            live = self._live[arch, convolutionalized] = LiveFigure(fig, dpi=72)
-            live.changing(*ax.collections, *ax.texts)  # the title stays
+            self._live[n] = LiveFigure(fig, dpi=72)
+            self._live[n].changing(*ax.collections, *ax.texts)  # the title stays
         else:
-            plots.volume_stack(t, fig=live.fig)
-        return live.png()
+            plots.volume_stack(t, fig=self._live[n].fig)
+        return self._live[n].png()
 
 
 def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[int, str]:
