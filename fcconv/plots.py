@@ -331,7 +331,7 @@ def _heatmap(values: np.ndarray, title: str, axes: tuple[str, str], label: str, 
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     _integer_ticks(ax)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, y=1.0)  # where it goes anyway (no ticks on top): not measured
     fig.colorbar(img, ax=ax, label=label)
     return fig
 
@@ -519,7 +519,9 @@ def conv_matrix_picture(m: np.ndarray, title: str = "", fig=None):
     ax.yaxis.set_major_locator(MaxNLocator(nbins=max(2, int(2 * size[1])), integer=True))
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output: K*H'*W'\n= {m.shape[0]} rows")
-    ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
+    # y: where it goes anyway (no ticks on top); placing it by measuring the tick labels was
+    # about a tenth of a redraw
+    ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9, y=1.0)
     return fig
 
 
