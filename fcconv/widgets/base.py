@@ -81,11 +81,9 @@ def _show(out: widgets.Output, data: dict) -> None:
 
 
 def show_html(out: widgets.Output, html: str) -> None:
-    """Replace what ``out`` shows with an HTML fragment.
-
-    In one message: emptying the output first and then appending sent two, and the browser laid
-    the page out twice (the output shrank to nothing in between)."""
-    _show(out, {"text/html": html, "text/plain": unescape(re.sub(r"<[^>]*>", "", html))})
+    """Replace what ``out`` shows with an HTML fragment, in one message (emptying the output
+    and then appending to it sent two, with an empty output in between)."""
+    _show(out, {"text/plain": repr(HTML(html)), "text/html": html})  # as IPython's display
 
 
 def show_message(out: widgets.Output, text: str) -> None:
@@ -325,8 +323,8 @@ class LiveFigure:
         self._background = None
 
     def _layout(self) -> list:
-        """The figure's size, and where its axes and titles are now, once each axes' aspect is applied
-        (as a draw places it): an axes with a fixed aspect narrows or widens as its limits
+        """The figure's size, and where its axes and titles are now, each axes' aspect applied
+        (as a draw places them): an axes with a fixed aspect narrows or widens as its limits
         change. An axes that is off draws no frame or ticks, so only its title is checked (its
         other artists, which move with it, must be changing)."""
         renderer = self.canvas.get_renderer()

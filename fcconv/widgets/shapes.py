@@ -227,8 +227,9 @@ class Slide1DExplorer(Explorer):
                                 and a is not ax.xaxis])
             plots.sliding_1d(*args, fig=self._live.fig)  # the input row too, drawn or not
         ax = self._live.fig.axes[0]
-        if args[0::3] != self._row:  # (size, padding): another input row
-            self._row = args[0::3]
+        row = (args[0], args[3])  # size and padding: the input row
+        if row != self._row:
+            self._row = row
             self._live.redraw_all()
         fix_margins(self._live.fig, SLIDE_MARGINS)  # in inches: the figure may have widened
         self._live.changing(*[a for a in ax.get_children() if a.get_gid() is None
