@@ -93,7 +93,7 @@ def test_shapes_explorer_shows_a_message_for_a_too_small_input():
     assert "fcconv-message" in text and "does not fit" in text and "Traceback" not in text
 
 
-def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws(monkeypatch):
+def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws():
     """The explorer keeps one figure per number of boxes and moves and relabels them (its title
     stays drawn), and keeps what it showed; after every move, to a new setting or back to one
     shown before, its picture and table must be a fresh figure's and a fresh trace's."""
@@ -101,7 +101,6 @@ def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws(monkeypatch):
     from fcconv.widgets import shapes
     from fcconv.widgets.base import figure_png
 
-    monkeypatch.setattr(shapes, "KEPT", 4)
     ex = ShapesExplorer(arch="vgg16", size=224)
     for arch, size, conv in (("vgg16", 225, False), ("vgg16", 384, True), ("vgg16", 4000, True),
                              ("vgg16", 100, True), ("vgg16", 225, True), ("lenet5", 32, False),
@@ -116,7 +115,6 @@ def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws(monkeypatch):
         a, b = rgb(shown_png(ex.picture)), rgb(fresh)
         assert a.shape == b.shape and np.array_equal(a, b), (arch, size, conv)
         assert shown_text(ex.table) == t._repr_html_()
-        assert len(ex._shown) <= shapes.KEPT
 
 
 @pytest.mark.parametrize("size, kernel, stride, padding",
@@ -515,6 +513,16 @@ def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():
     assert shown_png(out) == b"\x89PNG fake" and shown_alt(out) == '5 < 6 & "quoted"'
     assert shown_text(out) == ""                      # a picture is not text to search
     assert set(out.outputs[0]["data"]) == {"text/html", "text/plain"}  # the PNG goes once
+
+
+def test_kept_makes_each_setting_once_and_drops_the_oldest():
+    from fcconv.widgets.base import kept
+
+    cache, made = {}, []
+    make = lambda k: lambda: made.append(k) or k * 10  # noqa: E731
+    for k in (1, 2, 1, 3, 4, 1):
+        assert kept(cache, k, make(k), limit=3) == k * 10
+    assert made == [1, 2, 3, 4, 1] and list(cache) == [3, 4, 1]  # 1 went first, then 2
 
 
 @pytest.mark.parametrize("axis", ["on", "off"])

@@ -266,6 +266,17 @@ class Explorer:
         display(HTML(PAGE_HTML))
 
 
+def kept(cache: dict, key, make, limit: int = 64):
+    """``cache[key]``, made by ``make()`` the first time it is asked for: what a control's
+    setting shows, so that a learner going back sees it at once. Past ``limit`` entries the
+    oldest is dropped (a kernel's memory is shared by a whole class on one server)."""
+    if key not in cache:
+        cache[key] = make()
+        if len(cache) > limit:
+            del cache[next(iter(cache))]
+    return cache[key]
+
+
 def never_raise(out_attr: str = "out", clear: tuple[str, ...] = ()):
     """Decorate an explorer's update method: any ValueError/TypeError becomes a message in
     ``out_attr``, and the outputs named in ``clear`` are emptied (no stale picture stays)."""

@@ -11,7 +11,7 @@ import torch
 
 from .. import plots
 from ..shapes import receptive_field
-from .base import Explorer, LiveFigure, never_raise, show_html, show_png
+from .base import Explorer, LiveFigure, kept, never_raise, show_html, show_png
 
 
 @torch.no_grad()
@@ -42,6 +42,7 @@ class ScoreMapExplorer(Explorer):
                  names=None, cls: int = 0):
         self.fcn, self.image, self.window = fcn, image, window
         self._cache: dict[int, dict] = {}
+        self._shown: dict[tuple, bytes] = {}  # (size, class) -> picture
         self._live = None                 # one figure, redrawn with new data (faster than anew)
         with torch.no_grad():
             n_classes = fcn(image[:, :, :window, :window]).shape[1]
@@ -92,7 +93,9 @@ class ScoreMapExplorer(Explorer):
                              "scored in one pass.</p>")
         name = self.names[self.cls.value]
         title = f"class {name}: one score per {self.window}x{self.window} window"
-        show_png(self.out, self._draw(v["scores"], title),
+        png = kept(self._shown, (self.size.value, self.cls.value),
+                   lambda: self._draw(v["scores"], title))
+        show_png(self.out, png,
                  alt=f"Score map of class {name}: {v['rows']} rows by {v['cols']} columns of "
                      f"windows, scores from {v['scores'].min():.2f} to {v['scores'].max():.2f}, "
                      f"highest at row {int(v['scores'].argmax()) // v['cols']}, column "

@@ -18,6 +18,7 @@ from .base import (
     Explorer,
     LiveFigure,
     fix_margins,
+    kept,
     never_raise,
     show_html,
     show_message,
@@ -27,7 +28,6 @@ from .base import (
 # Fixed layouts: measuring a tight box would draw each picture twice per slider move.
 VOLUME_MARGINS = {"left": 0.05, "right": 0.05, "bottom": 0.05, "top": 0.55}  # inches
 SLIDE_MARGINS = {"left": 0.6, "right": 0.15, "bottom": 0.75, "top": 0.05}
-KEPT = 64  # settings whose table and picture an explorer keeps (about 40 kB each)
 
 
 @functools.cache
@@ -114,15 +114,16 @@ class ShapesExplorer(Explorer):
     def update(self) -> None:
         self.conv.icon = "check" if self.conv.value else ""  # the tick shows the state: on only
         key = (self.arch.value, self.entry.value, self.conv.value)  # entry: any size
-        if key not in self._shown:
-            t = shapes_view(*key)
-            show_html(self.table, t._repr_html_())  # the numbers first, while the boxes are drawn
-            self._shown[key] = (t._repr_html_(), self._draw(t), describe_volumes(t, key[0], key[2]))
-            if len(self._shown) > KEPT:
-                del self._shown[next(iter(self._shown))]  # the oldest
-        html, png, alt = self._shown[key]
+        html, png, alt = kept(self._shown, key, lambda: self._view(*key))
         show_html(self.table, html)
         show_png(self.picture, png, alt)
+
+    def _view(self, arch: str, size: int, convolutionalized: bool) -> tuple[str, bytes, str]:
+        """(table as HTML, picture, alt text) of one setting; the table is shown at once, while
+        the boxes are drawn."""
+        t = shapes_view(arch, size, convolutionalized)
+        show_html(self.table, t._repr_html_())
+        return t._repr_html_(), self._draw(t), describe_volumes(t, arch, convolutionalized)
 
     def _draw(self, t) -> bytes:
         """PNG of the volume stack of trace ``t``: one figure per number of volumes, kept (a
@@ -207,11 +208,7 @@ class Slide1DExplorer(Explorer):
         self.position.max = n - 1  # may clamp position, which calls update again
         args = (self.size.value, self.kernel.value, self.stride.value, self.padding.value,
                 min(self.position.value, n - 1))
-        if args not in self._shown:
-            self._shown[args] = self._draw(args)
-            if len(self._shown) > KEPT:
-                del self._shown[next(iter(self._shown))]  # the oldest
-        show_png(self.out, self._shown[args], describe_1d(*args, n))
+        show_png(self.out, kept(self._shown, args, lambda: self._draw(args)), describe_1d(*args, n))
         show_html(self.note, f"<p>{text}</p>")
 
     def _draw(self, args: tuple) -> bytes:
