@@ -4,6 +4,7 @@ picture drawn: every control of every explorer, in a real JupyterLab in headless
     .venv/bin/python benchmarks/browser_latency.py             # every walkthrough, table to stdout
     .venv/bin/python benchmarks/browser_latency.py --write     # ...and into RESULTS.md
     .venv/bin/python benchmarks/browser_latency.py 02 05       # only these notebooks
+    .venv/bin/python benchmarks/browser_latency.py 02 --explorer ShapesExplorer  # only these
 
 Each walkthrough runs in JupyterLab (the course's settings, as `make lab`) up to its last
 explorer. Then every control of every explorer on the page (sliders, drop-downs, toggle buttons,
@@ -143,7 +144,10 @@ def explorer_cells(path: pathlib.Path) -> list[str]:
     return [c.source for c in nbformat.read(path, as_version=4).cells if is_explorer(c)]
 
 
-def measure(lab, page, path: pathlib.Path, presses: int, quiet_ms: float, timeout_s: float):
+def measure(lab, page, path: pathlib.Path, presses: int, quiet_ms: float, timeout_s: float,
+            explorers=()):
+    """Every control of every explorer of notebook ``path`` (of those named ``explorers``, if
+    any): one row each."""
     sources = explorer_cells(path)
     if not sources:
         return []
@@ -155,6 +159,8 @@ def measure(lab, page, path: pathlib.Path, presses: int, quiet_ms: float, timeou
         source = sources[i] if i < len(sources) else ""
         explorer = next((w.split("(")[0].split()[-1] for w in source.splitlines()
                          if "Explorer(" in w and not w.startswith(("from", "import"))), "?")
+        if explorers and explorer not in explorers:
+            continue
         found = controls(box)
         first_slider = next((c for c in found if c["kind"] == "slider"), None)
         for control in found:
@@ -193,7 +199,11 @@ def main(argv=None) -> int:
                    help="ms the outputs must stay still for a press to count as done")
     p.add_argument("--timeout", type=float, default=120, help="seconds one press may take")
     p.add_argument("--write", action="store_true", help="write the table into RESULTS.md")
+    p.add_argument("--explorer", action="append", default=[],
+                   help="measure only this explorer (its class name; may be repeated)")
     args = p.parse_args(argv)
+    if args.write and args.explorer:
+        p.error("--write takes every explorer: RESULTS.md's table is the whole course")
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
         paths = [q for q in paths if q.name[:2] in args.notebooks]
@@ -204,7 +214,8 @@ def main(argv=None) -> int:
             for path in paths:
                 print(f"{path.name} ...", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
-                rows += measure(lab, page, path, args.presses, args.quiet, args.timeout)
+                rows += measure(lab, page, path, args.presses, args.quiet, args.timeout,
+                                args.explorer)
                 print(f"  ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
                 shutdown_kernels(lab)  # the next notebook's kernel gets the memory
     finally:

@@ -76,25 +76,41 @@ def _integer_ticks(ax) -> None:
 
 # --------------------------------------------------------------------------- notebook 00/02: 1-D slide
 
-def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int):
+def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int, fig=None):
     """A 1-D input of ``size`` cells with ``padding`` zeros each side and the kernel at output
-    ``position``: the picture behind (W - F + 2P) / S + 1."""
+    ``position``: the picture behind (W - F + 2P) / S + 1.
+
+    With ``fig`` (an earlier result of this function) its cells, numbers and words are drawn
+    anew in it instead of a new figure: the figure and its axes are kept (a slider is faster)."""
     n_out = conv_output_size(size, kernel, stride, padding)
     if not 0 <= position < n_out:
         raise ValueError(f"position must be between 0 and {n_out - 1}; got {position}")
     total = size + 2 * padding
-    fig, ax = plt.subplots(figsize=(max(5, total * 0.45), 2.2))
-    # One collection per kind of cell, not one patch each: a slider redraws this live.
+    figsize = (max(5, total * 0.45), 2.2)
+    if fig is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        ax.set_ylim(-0.9, 2.4)
+        ax.set_xticks([])
+        ax.set_yticks([-0.1, 1.5], ["output", "input"])
+        for side in ("top", "right", "left", "bottom"):
+            ax.spines[side].set_visible(False)
+    else:
+        ax = fig.axes[0]
+        for artist in [*ax.texts, *ax.patches, *ax.collections]:
+            artist.remove()
+        fig.set_size_inches(*figsize)
+    # One collection per kind of cell, not one patch each: a slider redraws this live. The
+    # input row depends on size and padding only (gid "input": a live figure keeps it drawn).
     pads = [i for i in range(total) if i < padding or i >= padding + size]
     ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in range(total)],
-                                      facecolor="white", edgecolor="black"))
-    ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in pads],
+                                      facecolor="white", edgecolor="black", gid="input"))
+    ax.add_collection(PatchCollection([Rectangle((i, 1), 1, 1) for i in pads], gid="input",
                                       facecolor="#bbbbbb", edgecolor="black", hatch="//"))
     # each cell shows its input position; padding cells lie outside 0 .. size - 1
     for i in range(total):
         ax.text(i + 0.5, 1.5, str(i - padding), ha="center", va="center", fontsize=9,
                 bbox={"facecolor": "#bbbbbb", "edgecolor": "none", "pad": 0.5} if i in pads
-                else None)
+                else None, gid="input")
     start = position * stride
     ax.add_patch(Rectangle((start, 0.95), kernel, 1.1, fill=False, edgecolor=OKABE_ITO[5], lw=3))
     centres = [j * stride + kernel / 2 for j in range(n_out)]
@@ -104,31 +120,56 @@ def sliding_1d(size: int, kernel: int, stride: int, padding: int, position: int)
     for j, centre in enumerate(centres):
         ax.text(centre, -0.1, str(j), ha="center", va="center", fontsize=9)
     ax.set_xlim(-0.5, total + 0.5)
-    ax.set_ylim(-0.9, 2.4)
-    ax.set_xticks([])
-    ax.set_yticks([-0.1, 1.5], ["output", "input"])
     ax.set_xlabel(f"numbers: input positions; hatched grey: zero padding"
                   f"\noutput size = ({size} - {kernel} + 2*{padding}) // {stride} + 1 = {n_out}")
-    for side in ("top", "right", "left", "bottom"):
-        ax.spines[side].set_visible(False)
     return fig
 
 
 # --------------------------------------------------------------------------- notebook 02: volumes
 
-def volume_stack(trace, max_volumes: int = 12):
-    """Each layer's output drawn as a box: width ~ W, height ~ H, depth ~ log(C)."""
+def stacked_volumes(trace, max_volumes: int = 12) -> list[tuple[str, tuple]]:
+    """The (layer name, output shape) pairs ``volume_stack`` draws, the input first: layers
+    that change the volume, at most ``max_volumes`` (the input, the last layers and evenly
+    spaced others)."""
     rows = [r for r in trace.rows if r.kind not in ("ReLU", "Dropout", "Flatten", "Identity")]
     shown = [(("input", trace.input_shape))] + [(r.name, r.out_shape) for r in rows]
-    if len(shown) > max_volumes:  # keep the input, the last layers and evenly spaced others
+    if len(shown) > max_volumes:
         keep = sorted(set(np.linspace(0, len(shown) - 1, max_volumes).round().astype(int)))
         shown = [shown[i] for i in keep]
-    fig, ax = plt.subplots(figsize=(min(14, 1.25 * len(shown) + 1), 3.8))
+    return shown
+
+
+def volume_stack(trace, max_volumes: int = 12, fig=None):
+    """Each layer's output drawn as a box: width ~ W, height ~ H, depth ~ log(C).
+
+    With ``fig`` (an earlier result of this function for as many volumes: another input size
+    or network) the boxes and labels of that figure are moved and relabelled instead of drawing
+    a new one: a live explorer's control is faster (the title and axes are kept)."""
+    from .shapes import format_shape
+
+    shown = stacked_volumes(trace, max_volumes)
+    if fig is None:
+        fig, ax = plt.subplots(figsize=(min(14, 1.25 * len(shown) + 1), 3.8))
+        ax.add_collection(PolyCollection([], edgecolors="black"))
+        for _ in shown:
+            ax.text(0, 0, "", ha="center", va="top", fontsize=9,
+                    rotation=30 if len(shown) > 8 else 0)
+            ax.text(0, 0, "", ha="center", va="bottom", fontsize=9, rotation=45)
+        ax.set_ylim(-1.4, 4.3)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.set_title("each volume: height x width x channels; box height and width grow with the "
+                     "square root of the map's,\ndepth with the logarithm of the channels (blue: "
+                     "spatial maps, orange: 1x1 or vectors)", fontsize=10)
+    ax = fig.axes[0]
+    if len(ax.texts) != 2 * len(shown):
+        raise ValueError(f"fig shows {len(ax.texts) // 2} volumes, this trace {len(shown)}: "
+                         "draw a new figure")
     biggest = max(max(s[1:]) if len(s) == 3 else 1 for _, s in shown)
     side = lambda n: 0.15 + 2.2 * math.sqrt(n / biggest)  # noqa: E731  (one scale: squares stay square)
     x = 0.0
     faces, colours = [], []  # every face of every box, drawn as one collection
-    for name, shape in shown:
+    for (name, shape), below, above in zip(shown, ax.texts[0::2], ax.texts[1::2]):
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
         hh, ww = side(h), side(w)
         depth = 0.12 + 0.22 * math.log2(max(c, 1)) / 12
@@ -136,21 +177,14 @@ def volume_stack(trace, max_volumes: int = 12):
         for face, alpha in _box_faces(x, 0, ww, hh, depth):
             faces.append(face)
             colours.append(matplotlib.colors.to_rgba(colour, alpha))
-        from .shapes import format_shape
-
-        ax.text(x + ww / 2, -0.35, format_shape(shape), ha="center", va="top", fontsize=9,
-                rotation=30 if len(shown) > 8 else 0)
-        ax.text(x + ww / 2, hh + depth + 0.15, name, ha="center", va="bottom", fontsize=9,
-                rotation=45)
+        below.set_position((x + ww / 2, -0.35))
+        below.set_text(format_shape(shape))
+        above.set_position((x + ww / 2, hh + depth + 0.15))
+        above.set_text(name)
         x += ww + depth + 0.45
-    ax.add_collection(PolyCollection(faces, facecolors=colours, edgecolors="black"))
+    ax.collections[0].set_verts(faces)
+    ax.collections[0].set_facecolors(colours)
     ax.set_xlim(-0.3, x)
-    ax.set_ylim(-1.4, 4.3)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    ax.set_title("each volume: height x width x channels; box height and width grow with the square "
-                 "root of the map's,\ndepth with the logarithm of the channels (blue: spatial maps, "
-                 "orange: 1x1 or vectors)", fontsize=10)
     return fig
 
 
@@ -297,7 +331,7 @@ def _heatmap(values: np.ndarray, title: str, axes: tuple[str, str], label: str, 
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     _integer_ticks(ax)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, y=1.0)  # where it goes anyway (no ticks on top): not measured
     fig.colorbar(img, ax=ax, label=label)
     return fig
 
@@ -485,7 +519,9 @@ def conv_matrix_picture(m: np.ndarray, title: str = "", fig=None):
     ax.yaxis.set_major_locator(MaxNLocator(nbins=max(2, int(2 * size[1])), integer=True))
     ax.set_xlabel(f"input (C*H*W = {m.shape[1]} columns)")
     ax.set_ylabel(f"output: K*H'*W'\n= {m.shape[0]} rows")
-    ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9)
+    # y: where it goes anyway (no ticks on top); placing it by measuring the tick labels was
+    # about a tenth of a redraw
+    ax.set_title(title or f"{np.count_nonzero(m)} non-zero of {m.size} entries", fontsize=9, y=1.0)
     return fig
 
 

@@ -146,6 +146,29 @@ def test_detector_explorer(digits):
     assert shown_png(ex.out) == before
 
 
+def test_detector_explorer_redraws_the_pixels_a_fresh_figure_draws(digits):
+    """The explorer keeps one figure and redraws only the canvas, heat map, frame and boxes;
+    after moves of every control its picture must be the one a fresh figure of the same
+    values draws (the same pixels give the same JPEG bytes)."""
+    from fcconv import plots
+    from fcconv.widgets.base import LiveFigure
+    from fcconv.widgets.digits import ALL_DIGITS, DigitDetectorExplorer, detector_view
+
+    fcn = fcconv.convolutionalize(detect.digit_net(2).eval(), (1, 28, 28))
+    ex = DigitDetectorExplorer(fcn, *digits, seed=1)
+    for seed, n, noise, cls, threshold in ((2, 6, 0.1, ALL_DIGITS, 0.9), (2, 12, 0.3, 3, 0.5),
+                                           (5, 15, 0.0, ALL_DIGITS, 0.2), (1, 6, 0.1, 7, 0.9)):
+        ex.seed.value, ex.n.value, ex.noise.value = seed, n, noise
+        ex.cls.value, ex.threshold.value = cls, threshold
+        picked = None if cls == ALL_DIGITS else cls
+        v = detector_view(fcn, *digits, seed, n, noise, picked, threshold)
+        fig = plots.digits_canvas(v["canvas"].image, heat=v["heat"], jump=v["jump"],
+                                  caption="dashed blue: true boxes, orange: detections")
+        plots.digits_boxes(fig.axes[0], [b for b in v["canvas"].boxes
+                                         if picked is None or b[4] == picked], v["detections"])
+        assert shown_png(ex.out) == LiveFigure(fig, dpi=90).jpeg(), (seed, n, noise, cls)
+
+
 def test_committed_digit_weights_load_and_match_their_record():
     t = detect.trained()
     made = fcconv.course.weights.record()["digit_net"]

@@ -22,6 +22,15 @@ def changes_png(explorer, out, control, value):
     return after
 
 
+def rgb(picture: bytes) -> np.ndarray:
+    """A PNG's or JPEG's pixels, (H, W, 3) uint8."""
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(picture)).convert("RGB"))
+
+
 # --------------------------------------------------------------------------- 01
 
 def test_fc_vs_conv_outputs_agree_for_every_volume():
@@ -84,6 +93,30 @@ def test_shapes_explorer_shows_a_message_for_a_too_small_input():
     assert "fcconv-message" in text and "does not fit" in text and "Traceback" not in text
 
 
+def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws():
+    """The explorer keeps one figure per number of boxes and moves and relabels them (its title
+    stays drawn), and keeps what it showed; after every move, to a new setting or back to one
+    shown before, its picture and table must be a fresh figure's and a fresh trace's."""
+    from fcconv import plots
+    from fcconv.widgets import shapes
+    from fcconv.widgets.base import figure_png
+
+    ex = ShapesExplorer(arch="vgg16", size=224)
+    for arch, size, conv in (("vgg16", 225, False), ("vgg16", 384, True), ("vgg16", 4000, True),
+                             ("vgg16", 100, True), ("vgg16", 225, True), ("lenet5", 32, False),
+                             ("lenet5", 300, True), ("tinyvgg", 64, False),   # as many boxes
+                             ("alexnet", 227, False), ("vgg16", 384, True), ("vgg16", 225, False)):
+        ex.arch.value, ex.conv.value, ex.entry.value = arch, conv, size
+        if (arch, size, conv) == ("vgg16", 100, True):   # too small: words, no picture
+            assert shown_png(ex.picture) is None and "fcconv-message" in shown_text(ex.table)
+            continue
+        t = shapes_view(arch, size, conv)
+        fresh = figure_png(plots.volume_stack(t), dpi=72, margins=shapes.VOLUME_MARGINS)
+        a, b = rgb(shown_png(ex.picture)), rgb(fresh)
+        assert a.shape == b.shape and np.array_equal(a, b), (arch, size, conv)
+        assert shown_text(ex.table) == t._repr_html_()
+
+
 @pytest.mark.parametrize("size, kernel, stride, padding",
                          [(8, 3, 2, 0), (8, 3, 2, 1), (9, 3, 4, 0), (11, 3, 4, 1), (10, 3, 3, 2)])
 def test_slide_1d_note_counts_the_uncovered_cells_by_enumerating_windows(size, kernel, stride,
@@ -111,6 +144,29 @@ def test_slide_1d_note_and_explorer():
     assert "does not fit" in shown_text(ex.out)
     ex.padding.value = 1
     assert shown_png(ex.out) is not None and ex.position.max == 0
+
+
+def test_slide_1d_explorer_redraws_the_pixels_a_fresh_figure_draws():
+    """The explorer keeps one figure: the input row stays drawn while the kernel, stride or
+    output moves, and everything is drawn again when the size or padding changes (the figure
+    may widen); a setting shown before is shown again at once. After every move the picture
+    must equal a fresh figure's, pixel for pixel."""
+    from fcconv import plots
+    from fcconv.widgets.base import figure_png
+    from fcconv.widgets.shapes import SLIDE_MARGINS
+
+    ex = Slide1DExplorer(size=7, kernel=3, stride=2, padding=1)
+    for size, kernel, stride, padding, output in (
+            (7, 3, 2, 1, 2), (7, 4, 2, 1, 2), (7, 4, 1, 1, 4),   # output, kernel, stride
+            (8, 4, 1, 1, 4), (8, 4, 1, 0, 4),                    # size, padding: the same width
+            (8, 4, 1, 3, 4), (16, 4, 1, 3, 9), (16, 9, 5, 3, 1),  # wider
+            (16, 9, 5, 0, 1), (1, 1, 1, 0, 0), (8, 4, 1, 3, 4), (7, 3, 2, 1, 0)):  # back
+        ex.size.value, ex.kernel.value, ex.stride.value = size, kernel, stride
+        ex.padding.value, ex.position.value = padding, output
+        fresh = figure_png(plots.sliding_1d(size, kernel, stride, padding, output), dpi=110,
+                           margins=SLIDE_MARGINS)
+        a, b = rgb(shown_png(ex.out)), rgb(fresh)
+        assert a.shape == b.shape and np.array_equal(a, b), (size, kernel, stride, padding)
 
 
 # --------------------------------------------------------------------------- 03
@@ -161,6 +217,31 @@ def test_score_map_explorer(tiny):
     assert "17 rows" in shown_text(ex.text)
     ex.size.value = 40
     assert "smaller than the 64x64 window" in shown_text(ex.text)
+
+
+def test_score_map_explorer_redraws_the_pixels_a_fresh_figure_draws(tiny):
+    """The explorer keeps one figure and redraws only the map, its title and colour bar (and
+    everything when the map's shape changes); after every move its picture must equal a fresh
+    figure's, saved the usual way, pixel for pixel."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from fcconv import plots
+
+    _, fcn = tiny
+    ex = ScoreMapExplorer(fcn, torch.randn(1, 3, 128, 128, dtype=torch.float64), window=64,
+                          size=96, names=[f"c{k}" for k in range(10)])
+    # a class change, the same shape at another size, a new shape, a class at that shape, back
+    for size, cls in ((96, 4), (99, 4), (128, 4), (128, 9), (72, 0), (96, 0)):
+        ex.size.value, ex.cls.value = size, cls
+        v = score_map_view(fcn, ex.image, size, cls, window=64)
+        fig = plots.score_map(v["scores"], f"class c{cls}: one score per 64x64 window")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        a, b = rgb(shown_png(ex.out)), rgb(buf.getvalue())
+        assert a.shape == b.shape and np.array_equal(a, b), (size, cls)
 
 
 # --------------------------------------------------------------------------- 05
@@ -432,6 +513,58 @@ def test_show_png_sends_an_img_with_alt_text_and_keeps_the_png():
     assert shown_png(out) == b"\x89PNG fake" and shown_alt(out) == '5 < 6 & "quoted"'
     assert shown_text(out) == ""                      # a picture is not text to search
     assert set(out.outputs[0]["data"]) == {"text/html", "text/plain"}  # the PNG goes once
+
+
+def test_kept_makes_each_setting_once_and_drops_the_oldest():
+    from fcconv.widgets.base import kept
+
+    cache, made = {}, []
+    make = lambda k: lambda: made.append(k) or k * 10  # noqa: E731
+    for k in (1, 2, 1, 3, 4, 1):
+        assert kept(cache, k, make(k), limit=3) == k * 10
+    assert made == [1, 2, 3, 4, 1] and list(cache) == [3, 4, 1]  # 1 went first, then 2
+
+
+@pytest.mark.parametrize("axis", ["on", "off"])
+def test_live_figure_draws_its_background_again_when_an_axes_or_its_title_moved(axis):
+    """An equal-aspect axes narrows or widens with its limits, and its frame, ticks and title
+    move with it: a LiveFigure that only redraws its changing line must notice and draw the
+    rest again. Compared with a fresh figure of the same limits, pixel for pixel."""
+    import matplotlib.pyplot as plt
+
+    from fcconv.widgets.base import LiveFigure
+
+    def figure(xmax, ymax):
+        fig, ax = plt.subplots(figsize=(4, 3))
+        line, = ax.plot([xmax / 4, xmax / 2], [ymax / 4, ymax / 2])  # clear of the frame
+        ax.set(xlim=(0, xmax), ylim=(0, ymax), aspect="equal", title="a title")
+        ax.axis(axis)
+        return fig, ax, line
+
+    fig, ax, line = figure(1, 1)
+    live = LiveFigure(fig, dpi=50)
+    live.changing(line)
+    for xmax, ymax in ((1, 1), (2, 1), (1, 3), (1, 2), (1, 3)):
+        line.set_data([xmax / 4, xmax / 2], [ymax / 4, ymax / 2])
+        ax.set(xlim=(0, xmax), ylim=(0, ymax))
+        fresh = LiveFigure(figure(xmax, ymax)[0], dpi=50)
+        assert np.array_equal(rgb(live.png()), rgb(fresh.png())), (xmax, ymax)
+
+
+def test_show_html_replaces_the_output_in_one_message():
+    import ipywidgets as widgets
+    from IPython.display import HTML
+
+    from fcconv.widgets.base import show_html
+
+    out, ipython = widgets.Output(), widgets.Output()
+    sent = []
+    out.observe(lambda c: sent.append(c["new"]), names="outputs")
+    show_html(out, "<p>old</p>")
+    show_html(out, "<p>3 &lt; 4: <b>new</b></p>")
+    assert len(sent) == 2 and len(out.outputs) == 1      # never an empty output in between
+    ipython.append_display_data(HTML("<p>3 &lt; 4: <b>new</b></p>"))
+    assert out.outputs == ipython.outputs                # what IPython's display sends
 
 
 def test_alt_text_says_what_each_explorer_shows_now():

@@ -33,12 +33,15 @@ def figure_png(fig, dpi: int = 90, margins: dict | None = None) -> bytes:
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
         return buf.getvalue()
+    fix_margins(fig, margins)
+    return LiveFigure(fig, dpi).png()  # the same pixels as savefig, encoded faster
+
+
+def fix_margins(fig, margins: dict) -> None:
+    """Leave ``margins`` (inches of space left, right, bottom, top) around ``fig``'s axes."""
     w, h = fig.get_size_inches()
     fig.subplots_adjust(left=margins["left"] / w, right=1 - margins["right"] / w,
                         bottom=margins["bottom"] / h, top=1 - margins["top"] / h)
-    plt.close(fig)
-    fig.set_dpi(dpi)
-    return LiveFigure(fig, dpi).png()  # the same pixels as savefig, encoded faster
 
 
 def show_png(out: widgets.Output, png: bytes, alt: str = "") -> None:
@@ -68,15 +71,19 @@ def photo_jpeg(img) -> bytes:
 
 def _show_image(out: widgets.Output, uri: str, data: bytes, alt: str) -> None:
     b64 = base64.b64encode(data).decode("ascii")
-    html = {"text/html": f'<img src="{uri}{b64}" alt="{escape(alt, quote=True)}">',
-            "text/plain": alt}
-    out.outputs = ({"output_type": "display_data", "data": html, "metadata": {}},)
+    _show(out, {"text/html": f'<img src="{uri}{b64}" alt="{escape(alt, quote=True)}">',
+                "text/plain": alt})
+
+
+def _show(out: widgets.Output, data: dict) -> None:
+    """Replace what ``out`` shows with one output of ``data`` (mime type -> content)."""
+    out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
 
 
 def show_html(out: widgets.Output, html: str) -> None:
-    """Replace what ``out`` shows with an HTML fragment."""
-    out.outputs = ()
-    out.append_display_data(HTML(html))
+    """Replace what ``out`` shows with an HTML fragment, in one message (emptying the output
+    and then appending to it sent two, with an empty output in between)."""
+    _show(out, {"text/plain": repr(HTML(html)), "text/html": html})  # as IPython's display
 
 
 def show_message(out: widgets.Output, text: str) -> None:
@@ -259,6 +266,17 @@ class Explorer:
         display(HTML(PAGE_HTML))
 
 
+def kept(cache: dict, key, make, limit: int = 64):
+    """``cache[key]``, made by ``make()`` the first time it is asked for: what a control's
+    setting shows, so that a learner going back sees it at once. Past ``limit`` entries the
+    oldest is dropped (a kernel's memory is shared by a whole class on one server)."""
+    if key not in cache:
+        cache[key] = make()
+        if len(cache) > limit:
+            del cache[next(iter(cache))]
+    return cache[key]
+
+
 def never_raise(out_attr: str = "out", clear: tuple[str, ...] = ()):
     """Decorate an explorer's update method: any ValueError/TypeError becomes a message in
     ``out_attr``, and the outputs named in ``clear`` are emptied (no stale picture stays)."""
@@ -281,7 +299,10 @@ class LiveFigure:
 
     Drawing the axes is most of what a fresh figure costs (tick layout, text); an explorer whose
     control moves only some artists stays well under 100 ms this way. Changing artists are
-    registered with ``changing``; the figure's layout is fixed at the first ``png``.
+    registered with ``changing`` and drawn in matplotlib's order (by zorder, as registered
+    within one zorder), so that the picture is the one a fresh figure draws, as long as nothing
+    unchanging lies over a changing artist (mark that too: an axes' frame over its image). The
+    rest is drawn once, and again after ``redraw_all`` or when an axes or title moved.
     """
 
     def __init__(self, fig, dpi: int = 80):
@@ -292,7 +313,7 @@ class LiveFigure:
         fig.set_dpi(dpi)
         self.fig, self.canvas = fig, FigureCanvasAgg(fig)
         self.artists: list = []
-        self._background = None
+        self._background, self._where = None, []
 
     def changing(self, *artists):
         """Mark ``artists`` as redrawn at every update; returns the first (for chaining)."""
@@ -307,23 +328,60 @@ class LiveFigure:
             self.artists.remove(a)
             a.remove()
 
-    def png(self) -> bytes:
-        """The figure now, as PNG bytes: the saved background plus the changing artists."""
+    def redraw_all(self) -> None:
+        """The unchanging part changed (the axes' limits and ticks, the figure's size): draw it
+        again with the next picture."""
+        self._background = None
+
+    def _layout(self) -> list:
+        """The figure's size, and where its axes and titles are now, each axes' aspect applied
+        (as a draw places them): an axes with a fixed aspect narrows or widens as its limits
+        change. An axes that is off draws no frame or ticks, so only its title is checked (its
+        other artists, which move with it, must be changing)."""
+        renderer = self.canvas.get_renderer()
+        where = [tuple(self.fig.bbox.bounds)]  # the figure's own size, in pixels
+        for ax in self.fig.axes:
+            locator = ax.get_axes_locator()
+            ax.apply_aspect(locator(ax, renderer) if locator else None)
+            if ax.axison:
+                where.append(tuple(round(v, 6) for v in ax.get_position().bounds))
+            if ax.title not in self.artists and ax.title.get_text():
+                xy = ax.title.get_transform().transform(ax.title.get_position())
+                where.append(tuple(round(float(v), 3) for v in xy))  # pixels
+        return where
+
+    def rgb(self):
+        """The figure now, as a Pillow RGB image: the saved background plus the changing
+        artists (RGB: the figures are opaque, an alpha channel would only add bytes). If an
+        axes or a title of the background moved since it was drawn, it is drawn again."""
         from PIL import Image as PILImage
 
+        if self._background is not None and self._layout() != self._where:
+            self._background = None
         if self._background is None:
             self.canvas.draw()  # everything not marked as changing
             self._background = self.canvas.copy_from_bbox(self.fig.bbox)
+            self._where = self._layout()
         else:
             self.canvas.restore_region(self._background)
-        for a in self.artists:
+        for a in sorted(self.artists, key=lambda a: a.get_zorder()):
             if a.get_visible():
                 self.fig.draw_artist(a)
+        return PILImage.frombuffer("RGBA", self.canvas.get_width_height(),
+                                   self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+
+    def png(self) -> bytes:
+        """The figure now, as PNG bytes."""
         buf = io.BytesIO()
-        # RGB: the figures are opaque, an alpha channel would only make the PNG bigger
-        PILImage.frombuffer("RGBA", self.canvas.get_width_height(), self.canvas.buffer_rgba(),
-                            "raw", "RGBA", 0, 1).convert("RGB").save(buf, format="png",
-                                                                     compress_level=1)
+        self.rgb().save(buf, format="png", compress_level=1)
+        return buf.getvalue()
+
+    def jpeg(self) -> bytes:
+        """The figure now, as JPEG bytes: for a figure that is mostly a photo (a noisy canvas),
+        whose PNG is several times bigger. Quality 95 without colour subsampling keeps its
+        lines and labels sharp (``photo_jpeg`` is for a photo alone)."""
+        buf = io.BytesIO()
+        self.rgb().save(buf, format="JPEG", quality=95, subsampling=0)
         return buf.getvalue()
 
 

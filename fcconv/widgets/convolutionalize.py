@@ -6,14 +6,12 @@ class picker to it, running the network once per input size (a class change only
 
 from __future__ import annotations
 
-import io
-
 import ipywidgets as widgets
 import torch
 
 from .. import plots
 from ..shapes import receptive_field
-from .base import Explorer, never_raise, show_html, show_png
+from .base import Explorer, LiveFigure, kept, never_raise, show_html, show_png
 
 
 @torch.no_grad()
@@ -44,7 +42,8 @@ class ScoreMapExplorer(Explorer):
                  names=None, cls: int = 0):
         self.fcn, self.image, self.window = fcn, image, window
         self._cache: dict[int, dict] = {}
-        self._fig = None                  # one figure, redrawn with new data (faster than anew)
+        self._shown: dict[tuple, bytes] = {}  # (size, class) -> picture
+        self._live = None                 # one figure, redrawn with new data (faster than anew)
         with torch.no_grad():
             n_classes = fcn(image[:, :, :window, :window]).shape[1]
         self.names = list(names) if names is not None else [str(k) for k in range(n_classes)]
@@ -65,21 +64,24 @@ class ScoreMapExplorer(Explorer):
         return self._cache[size]
 
     def _draw(self, scores, title: str) -> bytes:
-        """PNG of the score map: the first call builds the figure, later calls swap its data."""
-        import matplotlib.pyplot as plt
-
-        if self._fig is None:
-            self._fig = plots.score_map(scores, title)
-            plt.close(self._fig)          # kept for redrawing, never shown by pyplot itself
-        ax = self._fig.axes[0]
+        """PNG of the score map. One figure, kept (a ``LiveFigure``): axes, ticks and labels
+        are drawn again only when the map's shape changes; a class change redraws the map,
+        its title and its colour bar (whose range follows the class's scores)."""
+        if self._live is None:
+            fig = plots.score_map(scores, title)
+            self._live = LiveFigure(fig, dpi=90)
+            ax, bar = fig.axes
+            # the map, then what lies over it (the frame), the title, the colour bar
+            self._live.changing(ax.images[0], *ax.spines.values(), ax.title, bar)
+        ax = self._live.fig.axes[0]
         im = ax.images[0]
+        if im.get_array().shape != scores.shape:
+            self._live.redraw_all()  # new limits: new ticks
         im.set_data(scores)
         im.set_extent((-0.5, scores.shape[1] - 0.5, scores.shape[0] - 0.5, -0.5))
         im.set_clim(scores.min(), scores.max())
-        ax.set_title(title, fontsize=9)
-        buf = io.BytesIO()
-        self._fig.savefig(buf, format="png", dpi=90)
-        return buf.getvalue()
+        ax.title.set_text(title)
+        return self._live.png()
 
     @never_raise("text", clear=("out",))
     def update(self) -> None:
@@ -91,7 +93,9 @@ class ScoreMapExplorer(Explorer):
                              "scored in one pass.</p>")
         name = self.names[self.cls.value]
         title = f"class {name}: one score per {self.window}x{self.window} window"
-        show_png(self.out, self._draw(v["scores"], title),
+        png = kept(self._shown, (self.size.value, self.cls.value),
+                   lambda: self._draw(v["scores"], title))
+        show_png(self.out, png,
                  alt=f"Score map of class {name}: {v['rows']} rows by {v['cols']} columns of "
                      f"windows, scores from {v['scores'].min():.2f} to {v['scores'].max():.2f}, "
                      f"highest at row {int(v['scores'].argmax()) // v['cols']}, column "

@@ -11,7 +11,7 @@ from .. import plots
 from ..course.detect import detect, match, one_thread, probabilities
 from ..data import make_canvas
 from ..shapes import receptive_field
-from .base import Explorer, LiveFigure, never_raise, show_html, show_png
+from .base import Explorer, LiveFigure, kept, never_raise, show_html, show_jpeg
 
 
 def scan(fcn, digits: np.ndarray, labels: np.ndarray, seed: int, n_digits: int,
@@ -46,7 +46,8 @@ class DigitDetectorExplorer(Explorer):
 
     def __init__(self, fcn, digits: np.ndarray, labels: np.ndarray, seed: int = 0):
         self.fcn, self.digits, self.labels = fcn, digits, labels
-        self._cache: dict[tuple, tuple] = {}
+        self._cache: dict[tuple, tuple] = {}  # (seed, digits, noise) -> scan's result
+        self._shown: dict[tuple, tuple] = {}  # every control's value -> what is shown
         self._live = None                 # one figure, redrawn with new data (faster than anew)
         self._jump = None                 # the windows' step: the same for every canvas
         self.seed = widgets.BoundedIntText(value=seed, min=0, max=10**6, description="seed")
@@ -69,20 +70,21 @@ class DigitDetectorExplorer(Explorer):
     def scanned(self) -> tuple:
         """``scan`` for the current canvas settings, computed once per setting."""
         key = (self.seed.value, self.n.value, self.noise.value)
-        if key not in self._cache:
-            self._cache[key] = scan(self.fcn, self.digits, self.labels, *key, jump=self._jump)
-            self._jump = self._cache[key][2]
-        return self._cache[key]
+        scanned = kept(self._cache, key, lambda: scan(self.fcn, self.digits, self.labels, *key,
+                                                       jump=self._jump), limit=16)  # 0.7 MB each
+        self._jump = scanned[2]
+        return scanned
 
     def _draw(self, v: dict, truth) -> bytes:
-        """PNG of canvas, heat map and boxes: axes, ticks and labels are drawn once (a
-        ``LiveFigure``); later calls swap the two images' data and redraw only them and the
-        boxes."""
+        """JPEG of canvas, heat map and boxes: axes, ticks and labels are drawn once (a
+        ``LiveFigure``); later calls swap the two images' data and redraw only them, the frame
+        over them and the boxes. JPEG: the noisy canvas made a 160 kB PNG (``LiveFigure.jpeg``)."""
         if self._live is None:
             self._live = LiveFigure(plots.digits_canvas(
                 v["canvas"].image, heat=v["heat"], jump=v["jump"],
                 caption="dashed blue: true boxes, orange: detections"), dpi=90)
-            self._live.changing(*self._live.fig.axes[0].images)
+            ax = self._live.fig.axes[0]
+            self._live.changing(*ax.images, *ax.spines.values())
         ax = self._live.fig.axes[0]
         photo, heat = ax.images
         photo.set_data(v["canvas"].image)
@@ -91,21 +93,32 @@ class DigitDetectorExplorer(Explorer):
         plots.digits_boxes(ax, truth, v["detections"])
         for artist in [*ax.patches, *ax.texts]:
             self._live.changing(artist)
-        return self._live.png()
+        return self._live.jpeg()
 
     @never_raise("text", clear=("out",))
     def update(self) -> None:
-        cls = None if self.cls.value == ALL_DIGITS else self.cls.value
+        key = (self.seed.value, self.n.value, self.noise.value, self.cls.value,
+               self.threshold.value)
+        html, jpeg, alt = kept(self._shown, key, lambda: self._view(*key))
+        show_html(self.text, html)
+        show_jpeg(self.out, jpeg, alt)
+
+    def _view(self, seed: int, n: int, noise: float, cls: int,
+              threshold: float) -> tuple[str, bytes, str]:
+        """(counts as HTML, picture, alt text) of one setting; the counts are shown at once,
+        while the picture is drawn."""
+        cls = None if cls == ALL_DIGITS else cls
         with one_thread():  # small tensors: a busy machine's second thread only makes them wait
-            v = detector_view(self.fcn, self.digits, self.labels, self.seed.value, self.n.value,
-                              self.noise.value, cls, self.threshold.value, self.scanned())
+            v = detector_view(self.fcn, self.digits, self.labels, seed, n, noise, cls, threshold,
+                              self.scanned())
         tp, fp, fn = v["counts"]
-        show_html(self.text, f"<p>{len(v['detections'])} detections: {tp} right, {fp} wrong, "
-                             f"{fn} digits missed (IoU &ge; 0.5, label must match).</p>")
+        html = (f"<p>{len(v['detections'])} detections: {tp} right, {fp} wrong, "
+                f"{fn} digits missed (IoU &ge; 0.5, label must match).</p>")
+        show_html(self.text, html)
         what = "the best digit's" if cls is None else f"digit {cls}'s"
         truth = [b for b in v["canvas"].boxes if cls is None or b[4] == cls]
-        show_png(self.out, self._draw(v, truth),
-            alt=f"Canvas (seed {self.seed.value}) with {len(v['canvas'].boxes)} digits, "
-                f"{what} probability over every window, true boxes dashed and "
-                f"{len(v['detections'])} detections above {self.threshold.value:.2f} in orange "
-                f"({tp} right, {fp} wrong, {fn} missed).")
+        return html, self._draw(v, truth), (
+            f"Canvas (seed {seed}) with {len(v['canvas'].boxes)} digits, "
+            f"{what} probability over every window, true boxes dashed and "
+            f"{len(v['detections'])} detections above {threshold:.2f} in orange "
+            f"({tp} right, {fp} wrong, {fn} missed).")

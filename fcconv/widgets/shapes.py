@@ -14,7 +14,16 @@ from .. import plots
 from ..models import MODELS, build
 from ..shapes import conv_output_size, trace
 from ..torch_ops import convolutionalize
-from .base import Explorer, figure_png, never_raise, show_html, show_message, show_png
+from .base import (
+    Explorer,
+    LiveFigure,
+    fix_margins,
+    kept,
+    never_raise,
+    show_html,
+    show_message,
+    show_png,
+)
 
 # Fixed layouts: measuring a tight box would draw each picture twice per slider move.
 VOLUME_MARGINS = {"left": 0.05, "right": 0.05, "bottom": 0.05, "top": 0.55}  # inches
@@ -81,6 +90,8 @@ class ShapesExplorer(Explorer):
         self.conv = widgets.ToggleButton(value=convolutionalized, description="convolutionalized",
                                          layout=widgets.Layout(width="auto"))
         self.table, self.picture = widgets.Output(), widgets.Output()
+        self._shown: dict[tuple, tuple] = {}   # (arch, size, convolutionalized) -> what is shown
+        self._live: dict[int, LiveFigure] = {}  # number of volumes drawn -> their figure
         self.arch.observe(self._arch_changed, names="value")
         self.conv.observe(lambda _: self.update(), names="value")
         self.update()
@@ -102,10 +113,32 @@ class ShapesExplorer(Explorer):
     @never_raise("table", clear=("picture",))
     def update(self) -> None:
         self.conv.icon = "check" if self.conv.value else ""  # the tick shows the state: on only
-        t = shapes_view(self.arch.value, self.entry.value, self.conv.value)  # entry: any size
+        key = (self.arch.value, self.entry.value, self.conv.value)  # entry: any size
+        html, png, alt = kept(self._shown, key, lambda: self._view(*key))
+        show_html(self.table, html)
+        show_png(self.picture, png, alt)
+
+    def _view(self, arch: str, size: int, convolutionalized: bool) -> tuple[str, bytes, str]:
+        """(table as HTML, picture, alt text) of one setting; the table is shown at once, while
+        the boxes are drawn."""
+        t = shapes_view(arch, size, convolutionalized)
         show_html(self.table, t._repr_html_())
-        show_png(self.picture, figure_png(plots.volume_stack(t), dpi=72, margins=VOLUME_MARGINS),
-                 describe_volumes(t, self.arch.value, self.conv.value))
+        return t._repr_html_(), self._draw(t), describe_volumes(t, arch, convolutionalized)
+
+    def _draw(self, t) -> bytes:
+        """PNG of the volume stack of trace ``t``: one figure per number of volumes, kept (a
+        ``LiveFigure``); another size or network moves and relabels its boxes, the title stays
+        drawn."""
+        n = len(plots.stacked_volumes(t))
+        if n not in self._live:
+            fig = plots.volume_stack(t)
+            fix_margins(fig, VOLUME_MARGINS)
+            ax = fig.axes[0]
+            self._live[n] = LiveFigure(fig, dpi=72)
+            self._live[n].changing(*ax.collections, *ax.texts)  # the title stays
+        else:
+            plots.volume_stack(t, fig=self._live[n].fig)
+        return self._live[n].png()
 
 
 def slide_1d_note(size: int, kernel: int, stride: int, padding: int) -> tuple[int, str]:
@@ -154,6 +187,8 @@ class Slide1DExplorer(Explorer):
         self.padding = widgets.IntSlider(value=padding, min=0, max=4, description="padding P")
         self.position = widgets.IntSlider(value=0, min=0, max=0, description="output #")
         self.out, self.note = widgets.Output(), widgets.Output()
+        self._shown: dict[tuple, bytes] = {}  # (size, kernel, stride, padding, output) -> PNG
+        self._live, self._row = None, None    # one figure, redrawn with new cells
         for w in (self.size, self.kernel, self.stride, self.padding, self.position):
             w.observe(lambda _: self.update(), names="value")
         self.update()
@@ -173,6 +208,27 @@ class Slide1DExplorer(Explorer):
         self.position.max = n - 1  # may clamp position, which calls update again
         args = (self.size.value, self.kernel.value, self.stride.value, self.padding.value,
                 min(self.position.value, n - 1))
-        show_png(self.out, figure_png(plots.sliding_1d(*args), dpi=110, margins=SLIDE_MARGINS),
-                 describe_1d(*args, n))
+        show_png(self.out, kept(self._shown, args, lambda: self._draw(args)), describe_1d(*args, n))
         show_html(self.note, f"<p>{text}</p>")
+
+    def _draw(self, args: tuple) -> bytes:
+        """PNG of ``plots.sliding_1d(*args)``. One figure, kept (a ``LiveFigure``): its axes and
+        the input row are drawn again only when the size or padding changes; a kernel, stride
+        or output move redraws the kernel's box, the outputs and the formula under them."""
+        if self._live is None:
+            self._live = LiveFigure(plots.sliding_1d(*args), dpi=110)
+            self._live.changing(self._live.fig.axes[0].xaxis)  # no ticks: the formula
+        else:
+            ax = self._live.fig.axes[0]
+            self._live.forget(*[a for a in ax.get_children() if a in self._live.artists
+                                and a is not ax.xaxis])
+            plots.sliding_1d(*args, fig=self._live.fig)  # the input row too, drawn or not
+        ax = self._live.fig.axes[0]
+        row = (args[0], args[3])  # size and padding: the input row
+        if row != self._row:
+            self._row = row
+            self._live.redraw_all()
+        fix_margins(self._live.fig, SLIDE_MARGINS)  # in inches: the figure may have widened
+        self._live.changing(*[a for a in ax.get_children() if a.get_gid() is None
+                              and a in [*ax.collections, *ax.patches, *ax.texts]])
+        return self._live.png()
