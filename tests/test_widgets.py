@@ -230,13 +230,14 @@ def test_score_map_explorer_redraws_the_pixels_a_fresh_figure_draws(tiny):
     from fcconv import plots
 
     _, fcn = tiny
+    names = [f"c{k}" for k in range(9)] + ["background"]  # a long name, as notebook 04's
     ex = ScoreMapExplorer(fcn, torch.randn(1, 3, 128, 128, dtype=torch.float64), window=64,
-                          size=96, names=[f"c{k}" for k in range(10)])
+                          size=96, names=names)
     # a class change, the same shape at another size, a new shape, a class at that shape, back
-    for size, cls in ((96, 4), (99, 4), (128, 4), (128, 9), (72, 0), (96, 0)):
+    for size, cls in ((96, 4), (99, 4), (128, 4), (128, 9), (72, 0), (96, 0), (96, 9)):
         ex.size.value, ex.cls.value = size, cls
         v = score_map_view(fcn, ex.image, size, cls, window=64)
-        fig = plots.score_map(v["scores"], f"class c{cls}: one score per 64x64 window")
+        fig = plots.score_map(v["scores"], f"class {names[cls]}\none score per 64x64 window")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
         plt.close(fig)
@@ -549,6 +550,28 @@ def test_live_figure_draws_its_background_again_when_an_axes_or_its_title_moved(
         ax.set(xlim=(0, xmax), ylim=(0, ymax))
         fresh = LiveFigure(figure(xmax, ymax)[0], dpi=50)
         assert np.array_equal(rgb(live.png()), rgb(fresh.png())), (xmax, ymax)
+
+
+def test_live_figure_paints_changing_artists_axes_by_axes_as_a_fresh_draw():
+    """A fresh draw paints axes after axes (by zorder), each axes' children by zorder: a
+    changing text of the first axes with a high zorder lies *under* a changing patch of the
+    second axes that it runs into. The LiveFigure must paint them in that order too."""
+    import matplotlib.pyplot as plt
+
+    from fcconv.widgets.base import LiveFigure
+
+    def figure():
+        fig, (a, b) = plt.subplots(1, 2, figsize=(4, 2))
+        text = a.text(0.2, 0.5, "a long text running right", fontsize=14, zorder=5)
+        patch = b.add_patch(plt.Rectangle((0, 0), 1, 1, color="red", zorder=1))
+        b.axis("off")  # no unchanging face or frame over the text (LiveFigure's one condition)
+        return fig, text, patch
+
+    fig, text, patch = figure()
+    live = LiveFigure(fig, dpi=50)
+    live.changing(text, patch)  # marked in the wrong order on purpose
+    fresh = LiveFigure(figure()[0], dpi=50)
+    assert np.array_equal(rgb(live.png()), rgb(fresh.png()))
 
 
 def test_show_html_replaces_the_output_in_one_message():

@@ -299,10 +299,11 @@ class LiveFigure:
 
     Drawing the axes is most of what a fresh figure costs (tick layout, text); an explorer whose
     control moves only some artists stays well under 100 ms this way. Changing artists are
-    registered with ``changing`` and drawn in matplotlib's order (by zorder, as registered
-    within one zorder), so that the picture is the one a fresh figure draws, as long as nothing
-    unchanging lies over a changing artist (mark that too: an axes' frame over its image). The
-    rest is drawn once, and again after ``redraw_all`` or when an axes or title moved.
+    registered with ``changing`` and drawn in matplotlib's order (axes by axes, by zorder within
+    each, as registered within one zorder), so that the picture is the one a fresh figure draws,
+    as long as nothing unchanging lies over a changing artist (mark that too: an axes' frame over
+    its image, a colour bar a title may reach). The rest is drawn once, and again after
+    ``redraw_all`` or when an axes or title moved.
     """
 
     def __init__(self, fig, dpi: int = 80):
@@ -350,6 +351,16 @@ class LiveFigure:
                 where.append(tuple(round(float(v), 3) for v in xy))  # pixels
         return where
 
+    def _draw_order(self, artist) -> tuple:
+        """Where a fresh draw paints ``artist``: the figure draws its axes (and its own artists)
+        one after another by zorder, and each axes its children by zorder; so an artist of an
+        axes drawn later (a colour bar) lies over one of an axes drawn before, whatever their
+        own zorders. Python's sort is stable: equal keys keep the order they were marked in."""
+        top = artist.axes if artist.axes is not None and artist is not artist.axes else artist
+        tops = sorted(self.fig.get_children(), key=lambda c: c.get_zorder())
+        place = next((i for i, c in enumerate(tops) if c is top), len(tops))
+        return (place, float("-inf") if top is artist else artist.get_zorder())
+
     def rgb(self):
         """The figure now, as a Pillow RGB image: the saved background plus the changing
         artists (RGB: the figures are opaque, an alpha channel would only add bytes). If an
@@ -364,7 +375,7 @@ class LiveFigure:
             self._where = self._layout()
         else:
             self.canvas.restore_region(self._background)
-        for a in sorted(self.artists, key=lambda a: a.get_zorder()):
+        for a in sorted(self.artists, key=self._draw_order):
             if a.get_visible():
                 self.fig.draw_artist(a)
         return PILImage.frombuffer("RGBA", self.canvas.get_width_height(),

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .. import numpy_ops, plots
-from .base import Explorer, figure_png, never_raise, show_html, show_png
+from .base import Explorer, figure_png, kept, never_raise, show_html, show_png
 
 
 def conv_matrix_view(size: int, kernel: int, stride: int, padding: int, channels: int = 1,
@@ -63,15 +63,14 @@ class ConvMatrixExplorer(Explorer):
     def shown(self, size: int, kernel: int, stride: int, padding: int) -> tuple[str, bytes, str]:
         """(counts as HTML, PNG, alt text) of one setting, drawn once: drawing the matrix is most
         of a move's time, and a learner goes back and forth between a few settings."""
-        key = (size, kernel, stride, padding)
-        if key not in self._shown:
+        def draw():
             v = conv_matrix_view(size, kernel, stride, padding)
             self._fig = plots.conv_matrix_picture(v["matrix"], fig=self._fig)  # reused
             png = figure_png(self._fig, dpi=90,
                              margins={"left": 0.75, "right": 0.15, "bottom": 0.55,
                                       "top": 0.3})  # inches
-            self._shown[key] = (view_html(v), png, describe(v, kernel, stride, padding))
-        return self._shown[key]
+            return view_html(v), png, describe(v, kernel, stride, padding)
+        return kept(self._shown, (size, kernel, stride, padding), draw)
 
     @never_raise("text", clear=("out",))
     def update(self) -> None:

@@ -92,7 +92,8 @@ class ScoreMapExplorer(Explorer):
                              f"rows of windows, {v['cols']} columns, {v['windows']} windows "
                              "scored in one pass.</p>")
         name = self.names[self.cls.value]
-        title = f"class {name}: one score per {self.window}x{self.window} window"
+        # two lines: on one, a long class name ran under the colour bar
+        title = f"class {name}\none score per {self.window}x{self.window} window"
         png = kept(self._shown, (self.size.value, self.cls.value),
                    lambda: self._draw(v["scores"], title))
         show_png(self.out, png,
