@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/notebook_times.py 02 05      # only these
     .venv/bin/python benchmarks/notebook_times.py 05 --cells # ...and each one's slowest cells
     .venv/bin/python benchmarks/notebook_times.py 05 --worktree --cells  # uncommitted edits too
+    .venv/bin/python benchmarks/notebook_times.py 05 --rev main          # another commit's tree
 
 Each notebook runs from a fresh checkout of the committed tree (``git archive HEAD`` into a
 temporary folder: no file an earlier run left behind can help) with a course cache of its own,
@@ -46,12 +47,12 @@ PEAK = ("import resource as _r\n"
         "        print('PEAK_MB', int(_line.split()[1]) / 1024, 'CPU_S', _u.ru_utime + _u.ru_stime)\n")
 
 
-def fresh_tree(worktree: bool = False) -> pathlib.Path:
-    """The committed tree (HEAD), unpacked into a new temporary folder; with ``worktree``, the
-    tracked files as they are now (edits not yet committed: for trying a change, not for
-    RESULTS.md)."""
+def fresh_tree(worktree: bool = False, rev: str = "HEAD") -> pathlib.Path:
+    """The committed tree (``rev``, HEAD by default), unpacked into a new temporary folder;
+    with ``worktree``, the tracked files as they are now (edits not yet committed: for trying a
+    change, not for RESULTS.md)."""
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="fcconv-clone-"))
-    tree = "HEAD"
+    tree = rev
     if worktree:  # a tree object of the index plus the edits, made without touching the index
         index = tmp / "index"
         env = {**os.environ, "GIT_INDEX_FILE": str(index)}
@@ -149,10 +150,14 @@ def main(argv=None) -> int:
                    help="print each notebook's N slowest cells (default 8)")
     p.add_argument("--worktree", action="store_true",
                    help="run the tracked files as they are now, edits included (not with --write)")
+    p.add_argument("--rev", default="HEAD",
+                   help="run this commit's tree (e.g. main, for a before/after; not with --write)")
     args = p.parse_args(argv)
-    if args.write and args.worktree:
-        p.error("--write measures the committed tree: leave out --worktree")
-    tree = fresh_tree(args.worktree)
+    if args.write and (args.worktree or args.rev != "HEAD"):
+        p.error("--write measures the committed tree: leave out --worktree and --rev")
+    if args.worktree and args.rev != "HEAD":
+        p.error("--worktree runs HEAD's tracked files with their edits: leave out --rev")
+    tree = fresh_tree(args.worktree, args.rev)
     set_up_cache(tree / ".cache")
     paths = sorted((tree / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
@@ -175,8 +180,10 @@ def main(argv=None) -> int:
     lines.append(f"| **all {len(rows)}** | **{total:.1f}** | {sum(r[3] for r in rows):.1f} | "
                  f"max {max(r[2] for r in rows):.0f} | "
                  f"{'yes' if total <= GOAL_TOTAL else 'NO'} (goal <= {GOAL_TOTAL:.0f} s in all) | |")
+    commit = (f"{git_rev()} with uncommitted edits" if args.worktree else
+              git_rev() if args.rev == "HEAD" else args.rev)
     body = ["## Notebook run time and peak memory", "",
-            f"Machine: {machine()}; load average {load:.1f} when it started. Commit {git_rev()}. "
+            f"Machine: {machine()}; load average {load:.1f} when it started. Commit {commit}. "
             "Command: `.venv/bin/python benchmarks/notebook_times.py --write` (each walkthrough in "
             "a fresh kernel, from a fresh copy of the committed tree with a course cache of its own set "
             "up as make venv does, one after another; peak memory is the kernel's VmHWM, "
