@@ -7,10 +7,12 @@
     .venv/bin/python benchmarks/notebook_times.py 05 --worktree --cells  # uncommitted edits too
     .venv/bin/python benchmarks/notebook_times.py 05 --rev main          # another commit's tree
 
-Each notebook runs from a fresh checkout of the committed tree (``git archive HEAD`` into a
-temporary folder: no file an earlier run left behind can help) with a course cache of its own,
-set up as `make venv` and `make pretrained` set it up (VGG16's weights built by ``python -m
-fcconv.course.weight_cache``, not timed), one after another, as `make test` runs them. Time:
+Each notebook runs in a fresh kernel started as make lab's server starts one (local sockets, the
+course's IPython extensions: ``fcconv.course.kernels.course_kernel``), from a fresh checkout of
+the committed tree (``git archive HEAD`` into a temporary folder: no file an earlier run left
+behind can help) with a course cache of its own, set up as `make venv` and `make pretrained`
+set it up (VGG16's weights built by ``python -m fcconv.course.weight_cache``, not timed), one
+after another, as `make test` runs them. Time:
 from starting the kernel to the last cell's output (what a learner waits for after Run All).
 Peak memory: the kernel's VmHWM (memory-mapped weights included), read by one extra cell at the
 end, with the kernel's CPU time (all its threads; on a busy machine closer to the idle time than
@@ -126,7 +128,7 @@ def run(path: pathlib.Path, cells: int = 0) -> tuple[float, float, float]:
     if cells:
         nb.cells.insert(0, nbformat.v4.new_code_cell(PER_CELL))
     nb.cells.append(nbformat.v4.new_code_cell(PEAK + (PRINT_CELLS if cells else "")))
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", config=kernels.local_sockets(),
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", config=kernels.course_kernel(),
                             resources={"metadata": {"path": str(path.parent)}})
     t0 = time.perf_counter()
     client.execute()
@@ -185,9 +187,9 @@ def main(argv=None) -> int:
     body = ["## Notebook run time and peak memory", "",
             f"Machine: {machine()}; load average {load:.1f} when it started. Commit {commit}. "
             "Command: `.venv/bin/python benchmarks/notebook_times.py --write` (each walkthrough in "
-            "a fresh kernel, from a fresh copy of the committed tree with a course cache of its own set "
-            "up as make venv does, one after another; peak memory is the kernel's VmHWM, "
-            "memory-mapped weights included).", "",
+            "a fresh kernel started as make lab's are, from a fresh copy of the committed tree "
+            "with a course cache of its own set up as make venv does, one after another; peak "
+            "memory is the kernel's VmHWM, memory-mapped weights included).", "",
             *lines]
     print("\n".join(body))
     if args.write:
