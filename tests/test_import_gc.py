@@ -66,3 +66,11 @@ def test_a_course_kernel_loads_the_extension_and_so_does_make_labs():
     cmd = km.format_kernel_cmd()
     assert all(arg in cmd for arg in kernels.kernel_arguments())
     assert cmd.index("-m") < cmd.index(kernels.kernel_arguments()[0])   # ipykernel's argument
+
+
+def test_garbage_from_before_the_import_is_freed_not_frozen():
+    (freed,) = run(INSTALL + "class Node: pass\n"
+                   "a, b = Node(), Node(); a.other, b.other = b, a; ref = weakref.ref(a)\n"
+                   "gc.disable(); del a, b; gc.enable()\n"   # a cycle left for the collector
+                   "import torch\nprint(ref() is None)")
+    assert freed == "True"

@@ -10,12 +10,13 @@ used 0.3-0.7 s less CPU each (``benchmarks/notebook_times.py``).
 
 So the collector pauses while these modules import (``PAUSED``), and the objects alive when
 ``torch`` or ``matplotlib.pyplot`` has just imported are frozen (``gc.freeze``): later
-collections skip them. What freezing costs: an object alive at that moment that later becomes
-garbage *inside a reference cycle* is never freed (anything else is freed as usual, by its
-reference count). Those two modules are imported by a cell's import statements, where little
-else is alive. sympy and torch._dynamo are imported in the middle of a call (PyTorch's first
-meta-device op, inside ``fcconv.trace``), where a half-built model graph is alive: they only
-pause the collector, they freeze nothing.
+collections skip them. One full collection comes first, so what is garbage by then is freed,
+not frozen. What freezing costs: an object alive at that moment that later becomes garbage
+*inside a reference cycle* is never freed (anything else is freed as usual, by its reference
+count). Those two modules are imported by a cell's import statements, where little else is
+alive. sympy and torch._dynamo are imported in the middle of a call (PyTorch's first meta-device
+op, inside ``fcconv.trace``), where a half-built model graph is alive: they only pause the
+collector, they freeze nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def _paused(exec_module, freeze: bool):
             if was_on:
                 gc.enable()
         if freeze:
+            gc.collect()   # what is garbage already is freed, not frozen
             gc.freeze()
     return run
 
