@@ -4,9 +4,9 @@ kernel the course starts loads (``--ext=fcconv.course.import_gc``, ``fcconv.cour
 Importing PyTorch makes about 250,000 Python objects, and the first meta-device op imports
 sympy and torch._dynamo, about 100,000 more. None of them is ever garbage, yet the cycle
 collector walks all of them at each of its full collections: several while they import, then
-every few cells, for the rest of the kernel's life. Measured on the 2-core Xeon, a walkthrough
-spent 0.7-1.4 s of its run in the collector; with this extension notebooks 01, 02, 06 and 09
-used 0.3-0.7 s less CPU each (``benchmarks/notebook_times.py``).
+every few cells, for the rest of the kernel's life. Measured on the 2-core Xeon (busy), in the
+kernels of notebooks 01, 02 and 09: 0.6-0.85 s in the collector each; with this extension
+about 0.4 s.
 
 So the collector pauses while these modules import (``PAUSED``), and the objects alive when
 ``torch`` or ``matplotlib.pyplot`` has just imported are frozen (``gc.freeze``): later
