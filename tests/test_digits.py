@@ -25,6 +25,16 @@ def test_fast_mnist_reader_equals_mlxtends_own(digits):
     assert np.array_equal(digits[1], y)
 
 
+def test_digits_read_twice_are_equal_and_each_callers_own(digits):
+    """The file is parsed once per process; each call still hands out arrays of its own."""
+    x, y, _ = data.load_digits("mnist")
+    assert np.array_equal(x, digits[0]) and np.array_equal(y, digits[1])
+    x[0] += 1
+    y[0] = -1
+    again, labels, _ = data.load_digits("mnist")
+    assert np.array_equal(again, digits[0]) and np.array_equal(labels, digits[1])
+
+
 def test_sklearn_fallback_gives_28x28_digits():
     x, y, source = data.load_digits("sklearn")
     assert x.shape == (1797, 28, 28) and 0 <= x.min() and x.max() <= 1 and set(y) == set(range(10))

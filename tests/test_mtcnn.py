@@ -251,6 +251,22 @@ def test_each_stage_keeps_fewer_boxes(cascades):
     assert all(b[2] - b[0] == b[3] - b[1] for b in c.proposals + c.refined)   # squared
 
 
+def test_the_channels_last_layout_changes_no_detection(cascades, monkeypatch):
+    """The cascade feeds its nets channels-last tensors (faster on CPU): run again with the
+    plain (N, C, H, W) layout, every stage keeps the same boxes, with probabilities equal to
+    float32 rounding."""
+    monkeypatch.setattr(mtcnn, "channels_last", lambda x: x.contiguous())
+    for name in ("astronaut", "grace_hopper", "gravel", "hubble_deep_field"):
+        plain, fast = mtcnn.detect(data.rgb_photo(name)), cascades[name]
+        assert mtcnn.channels_last(torch.zeros(1, 3, 4, 4)).is_contiguous()   # the patch holds
+        for stage in ("proposals", "refined", "faces"):
+            a, b = getattr(plain, stage), getattr(fast, stage)
+            assert [d[:4] for d in a] == [d[:4] for d in b], (name, stage)
+            assert all(abs(p[5] - q[5]) < 1e-5 for p, q in zip(a, b)), (name, stage)
+        for lv_a, lv_b in zip(plain.levels, fast.levels):
+            assert torch.allclose(lv_a.probs, lv_b.probs, atol=1e-5)
+
+
 def test_detect_refuses_a_photo_that_is_not_rgb_uint8():
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8; got \(4, 4\) uint8"):
         mtcnn.detect(np.zeros((4, 4), np.uint8))

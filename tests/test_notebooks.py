@@ -10,6 +10,8 @@ from conftest import NOTEBOOKS, ROOT
 from nbclient import NotebookClient
 from speed import scaled, speed_factor
 
+from fcconv.course import kernels
+
 # Goal: each walkthrough under 15 s on an idle 2-core machine (benchmarks/notebook_times.py
 # measures them). The guard allows twice that, scaled by how busy this machine is right now;
 # 08 trains a network until its trained weights are committed.
@@ -22,6 +24,7 @@ def test_notebook_executes(path, tmp_path):
     goal = GOAL_SECONDS.get(path.name[:2], 15)
     before = speed_factor()
     client = NotebookClient(nb, timeout=math.ceil(scaled(4 * goal, before)), kernel_name="python3",
+                            config=kernels.course_kernel(),   # as make lab's server starts it
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()

@@ -84,7 +84,7 @@ def executed(path: Path, timeout: int = 600):
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                   config=kernels.local_sockets(),
+                   config=kernels.course_kernel(),
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb
 

@@ -1,6 +1,8 @@
-"""Kernels the course starts itself (the grader, the handouts, the benchmarks): how they talk.
+"""Kernels the course starts itself (the grader, the handouts, the benchmarks): how they talk,
+and what a walkthrough's kernel loads.
 
     NotebookClient(nb, kernel_name="python3", config=kernels.local_sockets())
+    NotebookClient(nb, kernel_name="python3", config=kernels.course_kernel())   # as make lab's
 
 Local (IPC) sockets, not TCP ports: no port another user of the machine could reach (a socket
 file takes its owner's write permission to connect), and no ipykernel warning "Kernel is running
@@ -35,6 +37,25 @@ def local_sockets():
     ip = os.path.join(tempfile.gettempdir(), f"fcconv-{uuid.uuid4().hex[:12]}")
     return Config({"KernelManager": {"transport": "ipc", "ip": ip}}) if fits(ip + "-5") \
         else Config()
+
+
+# IPython extensions of a kernel that runs the walkthroughs (make lab's server loads them too:
+# fcconv.course.lab.LocalSocketKernelManager): the cycle collector paused during PyTorch's
+# imports, and their objects frozen after (fcconv.course.import_gc).
+EXTENSIONS = ("fcconv.course.import_gc",)
+
+
+def kernel_arguments() -> list[str]:
+    """ipykernel's command-line arguments that load EXTENSIONS."""
+    return [f"--ext={name}" for name in EXTENSIONS]
+
+
+def course_kernel():
+    """Jupyter config for a kernel like the ones make lab's server starts: local sockets
+    (``local_sockets``) and the EXTENSIONS loaded (for ``nbclient.NotebookClient``)."""
+    config = local_sockets()
+    config.NotebookClient.extra_arguments = kernel_arguments()
+    return config
 
 
 def socket_folder(longest_name: int) -> str | None:

@@ -10,6 +10,7 @@ is not trusted" warning in the terminal (one with outputs is checked as before).
 ``LocalSocketKernelManager`` starts each kernel on local sockets (``fcconv.course.kernels``) in
 a short private folder: jupyter_server would name them after the connection file in the runtime
 folder, a path that can pass the 107 bytes a socket's path may hold (a hub's home folders).
+An ipykernel kernel also loads the course's IPython extensions (``kernels.EXTENSIONS``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jupyter_server.services.contents.largefilemanager import AsyncLargeFileMana
 from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 from traitlets import default
 
-from .kernels import socket_folder
+from .kernels import kernel_arguments, socket_folder
 
 
 def kernel_language_info() -> dict:
@@ -61,6 +62,12 @@ class LocalSocketKernelManager(ServerKernelManager):
 
     def _ip_default(self) -> str:
         return os.path.join(socket_folder(longest_name=15), uuid.uuid4().hex[:12])
+
+    def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
+        """The kernel's command, with ``kernels.kernel_arguments()`` for an ipykernel kernel."""
+        if any("ipykernel" in arg for arg in self.kernel_spec.argv):
+            extra_arguments = [*kernel_arguments(), *(extra_arguments or [])]
+        return super().format_kernel_cmd(extra_arguments)
 
 
 # Lines the course's servers print that no learner or instructor can act on:
