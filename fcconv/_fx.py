@@ -3,7 +3,8 @@
 ``symbolic_trace`` turns a model into a graph of calls (module calls, functions, tensor
 methods), with tensors passed by keyword moved to their place among the positional arguments,
 so that the walk reads every call the same way. ``run_on_meta`` runs a model for its shapes
-only: no data, no compute. ``where`` names a call and its line in ``forward`` for a message.
+only: no data, no compute; ``OnShapes`` runs a graph that way, call by call. ``where`` names a
+call and its line in ``forward`` for a message.
 """
 
 from __future__ import annotations
@@ -19,10 +20,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.operator_schemas import get_signature_for_torch_op
 
 from ._crop import CropToWindows
+from ._ops import (
+    ADAPTIVE,
+    ADAPTIVE_FUNCS,
+    BINARY,
+    CONV,
+    CONV_T,
+    LINEAR_FUNCS,
+    POINTWISE,
+    POINTWISE_FUNCS,
+    POOL,
+    REDUCTIONS,
+    SOFTMAX,
+    SOFTMAX_FUNCS,
+    WINDOW_FUNCS,
+    ZERO_PAD,
+)
 
 Shape = tuple[int, ...]
 
@@ -41,20 +59,8 @@ def meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
         for name, t in [*module.named_parameters(recurse=False),
                         *module.named_buffers(recurse=False)]:
             if t is not None:
-                state[f"{prefix}.{name}" if prefix else name] = torch.empty_like(t, device="meta")
+                state[f"{prefix}.{name}" if prefix else name] = _stand_in(t, "meta")
     return state
-
-
-def meta_twin(module: nn.Module) -> nn.Module:
-    """A shallow copy of a layer with meta stand-ins for its own weights: calling it costs no
-    swapping (functional_call takes milliseconds per call; a walk makes one call per node).
-    Only for a layer without sublayers; others go through ``call_on_meta``."""
-    twin = copy.copy(module)
-    twin._parameters = {k: None if v is None else torch.empty_like(v, device="meta")
-                        for k, v in module._parameters.items()}
-    twin._buffers = {k: None if v is None else torch.empty_like(v, device="meta")
-                     for k, v in module._buffers.items()}
-    return twin
 
 
 def call_on_meta(model: nn.Module, args, kwargs=None):
@@ -73,10 +79,134 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 def run_on_meta(model: nn.Module, input_shape: Shape, batch: int = BATCH):
     """Run ``model`` on a meta tensor of ``(batch, *input_shape)``; returns the meta output.
 
-    Batch 2, not 1, so that BatchNorm in training mode accepts a 1x1 map.
+    Batch 2, not 1, so that BatchNorm in training mode accepts a 1x1 map. A graph (an
+    fx.GraphModule, as ``convolutionalize`` makes) runs call by call through ``OnShapes``.
     """
     x = torch.empty((batch, *input_shape), device="meta", dtype=model_dtype(model))
+    if isinstance(model, fx.GraphModule) and \
+            sum(n.op == "placeholder" for n in model.graph.nodes) == 1:
+        return OnShapes(model).run(x)
     return call_on_meta(model, (x,))
+
+
+# PyTorch works out most shapes on the meta device with meta kernels written in Python (conv,
+# pool, relu, add, mean, ...). The first one imports sympy and torch._dynamo: about 1.3 s and
+# 70 MB in every kernel that runs a walk. The same call on CPU tensors with a batch of zero
+# examples computes nothing and gives the same shape, for a call that keeps the batch axis as it
+# is: these calls, and no others (a reshape or a cat along the batch would not).
+ZERO_BATCH_MODULES = (*CONV, *CONV_T, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX,
+                      nn.Linear, nn.LayerNorm)
+ZERO_BATCH_CALLS = {t for t in (*WINDOW_FUNCS, *ADAPTIVE_FUNCS, *POINTWISE_FUNCS, *BINARY,
+                                *SOFTMAX_FUNCS, *LINEAR_FUNCS, *REDUCTIONS, F.layer_norm, F.pad)
+                    if not (isinstance(t, str) and t.endswith("_")) and  # in place: x itself
+                    t not in (operator.iadd, operator.isub, operator.imul, operator.itruediv)}
+
+
+class OnShapes(fx.Interpreter):
+    """Runs a graph for its shapes only: every value is a meta tensor. A call of
+    ``ZERO_BATCH_CALLS`` (or a layer of ``ZERO_BATCH_MODULES``) runs on CPU tensors with a
+    batch of zero (``zero_batch_call``), its weights stand-ins that hold one number; anything
+    else, or a call that refuses those, runs on meta tensors."""
+
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm)
+        self.extra_traceback = False  # our messages name the layer; fx's would add its internals
+        self.twins: dict[int, tuple[nn.Module, nn.Module]] = {}  # layer -> (cpu twin, meta twin)
+
+    def call_module(self, target, args, kwargs):
+        mod = self.module.get_submodule(target)
+        if next(mod.children(), None) is not None or hasattr(mod, "parametrizations") or \
+                not isinstance(mod, (*TWINNED, *ZERO_BATCH_MODULES)):  # (an LSTM keeps its
+            return call_on_meta(mod, args, kwargs)                     # weights elsewhere too)
+        if id(mod) not in self.twins:
+            self.twins[id(mod)] = twin(mod, "cpu") if isinstance(mod, ZERO_BATCH_MODULES) \
+                else None, twin(mod, "meta")
+        cpu, meta = self.twins[id(mod)]
+        out = None if cpu is None else zero_batch_call(cpu, args, kwargs)
+        return meta(*args, **kwargs) if out is None else out
+
+    def call_function(self, target, args, kwargs):
+        out = zero_batch_call(target, args, kwargs) if _hashable(target) and \
+            target in ZERO_BATCH_CALLS else None
+        return super().call_function(target, args, kwargs) if out is None else out
+
+    def call_method(self, target, args, kwargs):
+        out = None
+        if target in ZERO_BATCH_CALLS and args and isinstance(args[0], torch.Tensor):
+            out = zero_batch_call(getattr(torch.Tensor, target), args, kwargs)
+        return super().call_method(target, args, kwargs) if out is None else out
+
+    def fetch_attr(self, target: str):
+        attr = super().fetch_attr(target)
+        return _stand_in(attr, "meta") if isinstance(attr, torch.Tensor) else attr
+
+
+# Layers that read their weights from their own attributes only: they run as a twin.
+TWINNED = (*CONV, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX, nn.Linear, nn.LayerNorm,
+           nn.Flatten, CropToWindows)
+
+
+def zero_batch_call(fn, args, kwargs):
+    """fn(*args, **kwargs) for shapes: meta tensors of batch n in ``args`` (those of the most
+    dims with n first) go in as CPU tensors of batch 0, other tensors as CPU stand-ins; the
+    result, if every tensor in it comes out with batch 0, as meta tensors of batch n. None
+    where the call refuses that (or cannot be read so), for a run on the meta device."""
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    if not tensors or any(not t.is_meta for t in tensors):
+        return None
+    rank = max(t.dim() for t in tensors)
+    first = next(t for t in tensors if t.dim() == rank)
+    if rank == 0 or first.shape[0] == 0:
+        return None
+    n = first.shape[0]
+
+    def cpu(a):
+        if not isinstance(a, torch.Tensor):
+            return a
+        if a.dim() == rank and a.shape[0] == n:
+            return torch.empty((0, *a.shape[1:]), dtype=a.dtype)
+        return _stand_in(a, "cpu")
+
+    try:
+        out = fn(*[cpu(a) for a in args], **{k: cpu(v) for k, v in kwargs.items()})
+    except Exception:  # noqa: BLE001 (the meta run raises its own error, which the walk reads)
+        return None    # (or a stand-in too big to map)
+    parts = list(out) if type(out) in (tuple, list) else [out]
+    if not parts or any(not isinstance(p, torch.Tensor) or p.dim() == 0 or p.shape[0] != 0
+                        for p in parts):
+        return None
+    metas = [torch.empty((n, *p.shape[1:]), dtype=p.dtype, device="meta") for p in parts]
+    return type(out)(metas) if type(out) in (tuple, list) else metas[0]
+
+
+def twin(module: nn.Module, device: str) -> nn.Module | None:
+    """A shallow copy of a layer with stand-ins for its own weights on ``device``: "meta"
+    (shapes, no values) or "cpu" (for ``zero_batch_call``; None if they cannot be had). The
+    layer's own weights are never touched. Only for a layer without sublayers."""
+    double = copy.copy(module)
+    try:
+        double._parameters = {k: None if v is None else _stand_in(v, device)
+                              for k, v in module._parameters.items()}
+        double._buffers = {k: None if v is None else _stand_in(v, device)
+                           for k, v in module._buffers.items()}
+    except RuntimeError:  # more CPU memory asked for than the machine will map
+        return None
+    return double
+
+
+def _stand_in(t: torch.Tensor, device: str) -> torch.Tensor:
+    """A tensor of t's shape and dtype whose values mean nothing. On the CPU it is memory that
+    is asked for and never written or read (a batch of zero reads no weight), so it takes no
+    room (a 0 expanded to the shape would: a conv copies such a weight whole)."""
+    return torch.empty(t.shape, dtype=t.dtype, device=device)
+
+
+def _hashable(target) -> bool:
+    try:
+        hash(target)
+    except TypeError:
+        return False
+    return True
 
 
 def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
@@ -89,7 +219,7 @@ def symbolic_trace(model: nn.Module, lines: bool = False) -> fx.GraphModule:
         raise ValueError("this is a torch.jit module (scripted or traced), which torch.fx cannot "
                          "follow: pass the un-scripted nn.Module it was made from")
     tracer = _Tracer()
-    tracer.record_stack_traces = lines
+    tracer.lines = lines
     draws: list[str] = []
     constants = _constant_arguments(model)
     try:
@@ -202,6 +332,20 @@ def _traced_len(obj):
 
 
 class _Tracer(fx.Tracer):
+    lines = False  # record each node's lines of forward (for messages)
+
+    def create_node(self, *args, **kwargs):
+        """fx's node, with the stack from the first ``forward`` down if ``lines``. (fx's own
+        record_stack_traces reads the stack through torch._inductor, whose import brings in
+        torch._dynamo and sympy: a second and 70 MB for a message.)"""
+        node = super().create_node(*args, **kwargs)
+        if self.lines and not node.stack_trace:
+            frames = traceback.extract_stack()[:-1]
+            first = next((i for i, f in enumerate(frames) if f.name == "forward"), None)
+            if first is not None:
+                node.stack_trace = "".join(traceback.format_list(frames[first:])).strip()
+        return node
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         """PyTorch's layers are leaves, and so are subclasses that keep their forward
         (class MyLinear(nn.Linear): pass is a Linear); containers are followed inside."""

@@ -15,7 +15,6 @@ import operator
 
 import torch
 from torch import fx, nn
-from torch.nn.utils import skip_init
 
 from . import _graph
 from ._fx import where
@@ -148,8 +147,8 @@ def _functional_linear(graph: _graph.Graph, node: fx.Node, flat, nsp: int) -> fx
                          "its weight or bias is computed in forward, not a parameter or buffer "
                          "of the model (nn.Linear holds its own)")
     w = _attr(gm, weight.target).detach()
-    linear = skip_init(nn.Linear, w.shape[1], w.shape[0], bias=bias is not None,
-                       device=w.device, dtype=w.dtype)
+    linear = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device="meta",
+                       dtype=w.dtype)                    # no memory: its tensors are replaced
     linear.weight = nn.Parameter(w, requires_grad=False)
     if bias is not None:
         linear.bias = nn.Parameter(_attr(gm, bias.target).detach(), requires_grad=False)

@@ -2,8 +2,9 @@
 
 torch.fx records every call in ``forward`` (module calls, functions like ``F.max_pool2d``, tensor
 methods like ``x.view``), one node per call: a module used three times is three nodes. The walk
-runs the graph once on meta tensors (shapes only) and gives each node a ``Step``: its output
-shape, parameters and MACs, and its ``Geo`` (``_geometry``, one function per kind of op). It
+runs the graph once for its shapes (``_fx.OnShapes``: meta tensors, most calls made on a batch
+of zero) and gives each node a ``Step``: its output shape, parameters and MACs, and its ``Geo``
+(``_geometry``, one function per kind of op). It
 checks what reaches each layer (``_checks``) and notes what would make a dense pass differ from
 the crops (``_notes``): a number read off the input's size, dropout or BatchNorm that is not in
 eval mode, and the like (``_graph.REFUSALS``).
@@ -26,7 +27,7 @@ from . import _inplace as inplace
 from . import _notes as notes
 from ._crop import CropToWindows
 from ._field import Field
-from ._fx import BATCH, call_on_meta, meta_twin, model_dtype, symbolic_trace, where
+from ._fx import BATCH, OnShapes, model_dtype, symbolic_trace, where
 from ._geometry import per_axis
 from ._graph import Geo, Graph, Step, kind_text, unknown
 from ._ops import (
@@ -63,9 +64,6 @@ from .formulas import format_shape
 Shape = tuple[int, ...]
 
 MAX_BYTES = 2**62  # a meta tensor larger than this cannot be indexed (PyTorch counts in int64)
-# Layers that read their weights from their own attributes only: they run as a meta twin.
-TWINNED = (*CONV, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX, nn.Linear, nn.LayerNorm,
-           nn.Flatten, CropToWindows)
 
 
 def analyse(model: nn.Module, input_shape: Shape, explain: bool = True,
@@ -105,30 +103,15 @@ def _analyse(gm: fx.GraphModule, input_shape: Shape) -> Graph:
     return Graph(gm, walk.steps, tuple(input_shape))
 
 
-class _Walk(fx.Interpreter):
-    """Runs the graph on meta tensors; after each node, works out its Step."""
+class _Walk(OnShapes):
+    """Runs the graph for its shapes (``OnShapes``); after each node, works out its Step."""
 
     def __init__(self, gm: fx.GraphModule, input_size: tuple[int, ...]):
         super().__init__(gm)
         self.input_size = input_size
-        self.extra_traceback = False  # our messages name the layer; fx's would add its internals
         self.steps: dict[fx.Node, Step] = {}
         self.seen_params: set[int] = set()
-        self.twins: dict[int, nn.Module] = {}  # each layer's meta twin, made on its first call
         self.order = {n: i for i, n in enumerate(gm.graph.nodes)}
-
-    def call_module(self, target, args, kwargs):
-        mod = self.module.get_submodule(target)
-        if not isinstance(mod, TWINNED) or next(mod.children(), None) is not None or \
-                hasattr(mod, "parametrizations"):  # (an LSTM keeps its weights elsewhere too)
-            return call_on_meta(mod, args, kwargs)
-        if id(mod) not in self.twins:
-            self.twins[id(mod)] = meta_twin(mod)
-        return self.twins[id(mod)](*args, **kwargs)
-
-    def fetch_attr(self, target: str):
-        attr = super().fetch_attr(target)
-        return torch.empty_like(attr, device="meta") if isinstance(attr, torch.Tensor) else attr
 
     def run_node(self, n: fx.Node):
         args, kwargs = self.fetch_args_kwargs_from_env(n)

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import skip_init
 
 from . import numpy_ops
 from ._model import uninitialised
@@ -118,21 +117,21 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
         raise ValueError(f"Linear expects {linear.in_features} inputs but in_shape "
                          f"{'x'.join(map(str, shape))} gives {spelled(shape)}")
     k, w = linear.out_features, linear.weight.detach()
-    # Shared: built on the meta device (no memory), then given views of the Linear's tensors.
-    device = "meta" if share_weights else w.device
+    # Built on the meta device (no memory, no init), then given the Linear's tensors: views if
+    # shared, else copies.
     if len(shape) == 2:
         if order not in ("chw", "hwc"):
             raise ValueError(f"a (C, L) input is flattened 'chw' (C then L) or 'hwc' (L then C); "
                              f"got order {order!r}")
         c, length = shape
-        conv = skip_init(nn.Conv1d, c, k, length, bias=linear.bias is not None,
-                         device=device, dtype=w.dtype)
+        conv = nn.Conv1d(c, k, length, bias=linear.bias is not None, device="meta",
+                         dtype=w.dtype)
         weight = w.reshape(k, c, length) if order == "chw" else \
             w.reshape(k, length, c).permute(0, 2, 1)
     else:
         c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1)
-        conv = skip_init(nn.Conv2d, c, k, (h, wd), bias=linear.bias is not None,
-                         device=device, dtype=w.dtype)
+        conv = nn.Conv2d(c, k, (h, wd), bias=linear.bias is not None, device="meta",
+                         dtype=w.dtype)
         sizes = {"c": c, "h": h, "w": wd}
         weight = w.reshape(k, *(sizes[a] for a in order)).permute(numpy_ops.to_chw(order))
     if share_weights:  # splitting the input axis (then permuting) is always a view, never a copy
@@ -140,10 +139,9 @@ def linear_to_conv(linear: nn.Linear, in_shape, order: str = "chw",
         if linear.bias is not None:
             conv.bias = nn.Parameter(linear.bias.detach(), requires_grad=linear.bias.requires_grad)
     else:
-        with torch.no_grad():
-            conv.weight.copy_(weight)
-            if linear.bias is not None:
-                conv.bias.copy_(linear.bias)
+        conv.weight = nn.Parameter(weight.clone(memory_format=torch.contiguous_format))
+        if linear.bias is not None:
+            conv.bias = nn.Parameter(linear.bias.detach().clone())
     conv.train(linear.training)
     return without_onednn(conv)
 

@@ -28,15 +28,16 @@ def test_torch_import_freezes_its_objects_and_the_collector_stays_on():
 
 
 def test_a_first_meta_op_pauses_the_collector_for_its_imports_but_freezes_nothing():
-    """sympy and torch._dynamo are imported inside fcconv.trace (PyTorch's first meta-device
-    op), where the walk's half-built graph is alive: frozen, it would never be freed."""
+    """sympy and torch._dynamo are imported inside a model's forward on the meta device
+    (PyTorch's first meta-device op), where half a forward pass is alive: frozen, it would
+    never be freed."""
     freezes, paused, lazy, on = run(
         INSTALL + "import torch, fcconv\n"
         "calls, states = [], []\n"
         "freeze, disable = gc.freeze, gc.disable\n"
         "gc.freeze = lambda: calls.append(1) or freeze()\n"
         "gc.disable = lambda: states.append(1) or disable()\n"
-        "fcconv.trace(fcconv.tiny_vgg(device='meta'), 64)\n"
+        "fcconv.tiny_vgg(device='meta')(torch.empty(1, 3, 64, 64, device='meta'))\n"
         "import sys\n"
         "print(len(calls), len(states), 'torch._dynamo' in sys.modules, gc.isenabled())")
     assert lazy == "True" and on == "True"

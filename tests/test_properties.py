@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from fcconv import convolutionalize, receptive_field, shift_and_stitch, sliding_windows
+from fcconv._fx import BATCH, ZERO_BATCH_CALLS, OnShapes, call_on_meta, symbolic_trace
 from fcconv.formulas import conv_output_size
 
 ARCHITECTURES = 1000
@@ -682,3 +685,111 @@ def test_max_pools_and_constants_per_position_field_pixel_by_pixel_and_crops():
             assert rel_err(dense, crops) < TOL, spec
         outcomes["exact"] += 1
     assert outcomes["exact"] >= 10 and outcomes["refused"] >= 10, outcomes
+
+
+# ------------------------------ shapes on a batch of zero = PyTorch's meta kernels, node by node
+
+class Recorded:
+    """An interpreter that keeps each node's output shapes (and dtypes)."""
+
+    def run_node(self, n):
+        out = super().run_node(n)
+        parts = out if isinstance(out, (tuple, list)) else (out,)
+        self.seen[n.name] = [(tuple(p.shape), p.dtype) if isinstance(p, torch.Tensor) else p
+                             for p in parts]
+        return out
+
+
+class ZeroBatch(Recorded, OnShapes):
+    def __init__(self, gm):
+        super().__init__(gm)
+        self.seen, self.zero = {}, 0
+
+    def run_node(self, n):
+        before = len(self.twins)
+        out = super().run_node(n)
+        self.zero += len(self.twins) > before or n.target in ZERO_BATCH_CALLS
+        return out
+
+
+class MetaKernels(Recorded, fx.Interpreter):
+    """The reference: every call on PyTorch's meta device, weights swapped for meta ones."""
+
+    def __init__(self, gm):
+        super().__init__(gm)
+        self.seen = {}
+
+    def call_module(self, target, args, kwargs):
+        return call_on_meta(self.module.get_submodule(target), args, kwargs)
+
+    def fetch_attr(self, target):
+        attr = super().fetch_attr(target)
+        return torch.empty(attr.shape, dtype=attr.dtype, device="meta") \
+            if isinstance(attr, torch.Tensor) else attr
+
+
+def shapes_both_ways(model, shape, size=None):
+    """Every node's shapes, run on a batch of zero (the walk's way) and on meta kernels; the
+    first is None where the meta run refuses (then the walk must refuse too)."""
+    gm = symbolic_trace(model)
+    sizes = (BATCH, *(shape if size is None else (shape[0], *(size,) * (len(shape) - 1))))
+    x = torch.empty(sizes, device="meta", dtype=torch.float64)
+    ours, ref = ZeroBatch(gm), MetaKernels(gm)
+    try:
+        ref.run(x)
+    except Exception:                                 # noqa: BLE001 (any refusal)
+        with pytest.raises(Exception):                # noqa: B017
+            ours.run(x)
+        return None, None
+    ours.run(x)
+    return ours, ref
+
+
+def test_shapes_on_a_batch_of_zero_equal_pytorchs_meta_kernels_node_by_node():
+    compared = zero = 0
+    for seed in range(300):
+        spec = random_spec(random.Random(seed))
+        built = build(spec, probe=False, seed=seed, device="meta" if spec["meta"] else "cpu")
+        if built is None:
+            continue
+        for size in (None, spec["size"] + spec["extra"]):
+            ours, ref = shapes_both_ways(*built, size)
+            if ours is not None:
+                assert ours.seen == ref.seen, (seed, size)
+                compared, zero = compared + len(ref.seen), zero + ours.zero
+    assert compared > 3000 and zero > compared // 4, (compared, zero)  # real checks, both ways
+
+
+class BatchEdges(nn.Module):
+    """Calls where a batch of zero must not be taken for the batch: a cat along the batch, a
+    view that folds it, a constant with 2 (= the walk's batch) first, a full reduction."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3)
+        self.register_buffer("per_pair", torch.ones(2, 1, 1))
+
+    def forward(self, x):
+        y = F.relu(self.conv(x)) + self.per_pair          # (2, 1, 1): per channel, not batch
+        z = torch.cat([y, y], 0).mean((1, 2, 3))           # the batch doubled, then reduced
+        w = y.view(-1, 2).sum(1)                           # the batch folded into rows
+        return z.sum() + w.sum() + y.mean()
+
+
+def test_calls_that_fold_the_batch_get_meta_shapes_not_zero_batch_ones():
+    ours, ref = shapes_both_ways(BatchEdges().double(), (2, 6, 6))
+    assert ours.seen == ref.seen and ours.zero >= 3
+
+
+def test_a_walk_imports_no_sympy_and_no_dynamo():
+    """PyTorch's Python meta kernels import sympy and torch._dynamo (a second and 70 MB per
+    kernel): the walks of the course's nets run without them."""
+    code = ("import sys, torch, fcconv\n"
+            "from fcconv.course import faces\n"
+            "fcn = fcconv.convolutionalize(fcconv.vgg16(device='meta'), (3, 224, 224))\n"
+            "fcconv.trace(fcn, (3, 384, 384)); fcconv.receptive_field(fcn, (3, 384, 384))\n"
+            "fcconv.convolutionalize(faces.trained(), (1, 25, 25))\n"
+            "fcconv.trace(fcconv.alexnet(device='meta'), (3, 224, 224))\n"
+            "print(sorted(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -1,12 +1,12 @@
 """Python's cycle collector and a course kernel's big imports: an IPython extension that every
 kernel the course starts loads (``--ext=fcconv.course.import_gc``, ``fcconv.course.kernels``).
 
-Importing PyTorch makes about 250,000 Python objects, and the first meta-device op imports
-sympy and torch._dynamo, about 100,000 more. None of them is ever garbage, yet the cycle
-collector walks all of them at each of its full collections: several while they import, then
-every few cells, for the rest of the kernel's life. Measured on the 2-core Xeon (busy), in the
-kernels of notebooks 01, 02 and 09: 0.6-0.85 s in the collector each; with this extension
-about 0.4 s.
+Importing PyTorch makes about 250,000 Python objects, and the first model run on the meta device
+imports sympy and torch._dynamo, about 100,000 more (fcconv's own walk needs neither). None of
+them is ever garbage, yet the cycle collector walks all of them at each of its full collections:
+several while they import, then every few cells, for the rest of the kernel's life. Measured on
+the 2-core Xeon (busy), in the kernels of notebooks 01, 02 and 09: 0.6-0.85 s in the collector
+each; with this extension about 0.4 s.
 
 So the collector pauses while these modules import (``PAUSED``), and the objects alive when
 ``torch`` or ``matplotlib.pyplot`` has just imported are frozen (``gc.freeze``): later
@@ -15,7 +15,7 @@ not frozen. What freezing costs: an object alive at that moment that later becom
 *inside a reference cycle* is never freed (anything else is freed as usual, by its reference
 count). Those two modules are imported by a cell's import statements, where little else is
 alive. sympy and torch._dynamo are imported in the middle of a call (PyTorch's first meta-device
-op, inside ``fcconv.trace``), where a half-built model graph is alive: they only pause the
+op, inside a model's forward), where half a forward pass is alive: they only pause the
 collector, they freeze nothing.
 """
 
