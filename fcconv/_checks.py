@@ -4,6 +4,7 @@ and the arithmetic, before PyTorch would fail deep inside.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -81,9 +82,9 @@ def operands(step: Step, args, steps: dict[fx.Node, Step]) -> None:
     if step.node.target not in BINARY:
         return
     tensors = [(a, t) for a, t in zip(step.node.args, args) if isinstance(t, torch.Tensor)]
-    try:
-        torch.broadcast_shapes(*(t.shape for _, t in tensors))
-    except RuntimeError:
+    try:  # NumPy's rule is PyTorch's (whose own broadcast_shapes imports sympy)
+        np.broadcast_shapes(*(tuple(t.shape) for _, t in tensors))
+    except ValueError:
         live = [a in steps and steps[a].geo.kind != "other" for a, _ in tensors]
         what = " and ".join(f"{steps[a].geo.kind} {shape_text(t)}" if is_live else
                             f"a constant of shape {tuple(t.shape)}"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils.deterministic
 from torch import fx, nn
 from torch.fx.operator_schemas import get_signature_for_torch_op
 
@@ -28,7 +29,9 @@ from ._crop import CropToWindows
 from ._ops import (
     ADAPTIVE,
     ADAPTIVE_FUNCS,
+    BATCH_NORM,
     BINARY,
+    CATS,
     CONV,
     CONV_T,
     LINEAR_FUNCS,
@@ -38,6 +41,7 @@ from ._ops import (
     REDUCTIONS,
     SOFTMAX,
     SOFTMAX_FUNCS,
+    STACKS,
     WINDOW_FUNCS,
     ZERO_PAD,
 )
@@ -90,28 +94,41 @@ def run_on_meta(model: nn.Module, input_shape: Shape, batch: int = BATCH):
 
 
 # PyTorch works out most shapes on the meta device with meta kernels written in Python (conv,
-# pool, relu, add, mean, ...). The first one imports sympy and torch._dynamo: about 1.3 s and
-# 70 MB in every kernel that runs a walk. The same call on CPU tensors with a batch of zero
+# pool, relu, add, cat, mean, ...). The first one imports sympy and torch._dynamo: about 1.3 s
+# and 70 MB in every kernel that runs a walk. The same call on CPU tensors with a batch of zero
 # examples computes nothing and gives the same shape, for a call that keeps the batch axis as it
-# is: these calls, and no others (a reshape or a cat along the batch would not).
-ZERO_BATCH_MODULES = (*CONV, *CONV_T, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX,
-                      nn.Linear, nn.LayerNorm)
+# is: these calls, and no others (a reshape or a cat along the batch would not). BatchNorm and
+# LocalResponseNorm are left out: on an empty batch PyTorch skips their checks of the channels.
+ZERO_BATCH_MODULES = tuple(m for m in (*CONV, *CONV_T, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE,
+                                       *SOFTMAX, nn.Linear, nn.LayerNorm)
+                           if m not in (*BATCH_NORM, nn.LocalResponseNorm))
 ZERO_BATCH_CALLS = {t for t in (*WINDOW_FUNCS, *ADAPTIVE_FUNCS, *POINTWISE_FUNCS, *BINARY,
-                                *SOFTMAX_FUNCS, *LINEAR_FUNCS, *REDUCTIONS, F.layer_norm, F.pad)
+                                *SOFTMAX_FUNCS, *LINEAR_FUNCS, *REDUCTIONS, *CATS, *STACKS,
+                                F.layer_norm, F.pad)
                     if not (isinstance(t, str) and t.endswith("_")) and  # in place: x itself
-                    t not in (operator.iadd, operator.isub, operator.imul, operator.itruediv)}
+                    t not in (operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                              "contiguous", "float", "double", "clone", "detach")}  # (views)
 
 
 class OnShapes(fx.Interpreter):
     """Runs a graph for its shapes only: every value is a meta tensor. A call of
     ``ZERO_BATCH_CALLS`` (or a layer of ``ZERO_BATCH_MODULES``) runs on CPU tensors with a
-    batch of zero (``zero_batch_call``), its weights stand-ins that hold one number; anything
-    else, or a call that refuses those, runs on meta tensors."""
+    batch of zero (``zero_batch_call``); anything else, or a call that refuses that, runs on
+    meta tensors."""
 
     def __init__(self, gm: fx.GraphModule):
         super().__init__(gm)
         self.extra_traceback = False  # our messages name the layer; fx's would add its internals
-        self.twins: dict[int, tuple[nn.Module, nn.Module]] = {}  # layer -> (cpu twin, meta twin)
+        self.twins: dict[int, tuple] = {}  # layer -> (cpu twin or None, meta twin)
+        # the values computed from the input, by id (kept alive: an id is never reused)
+        self.from_input: dict[int, torch.Tensor] = {}
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if n.op == "placeholder" or any(id(self.env.get(m)) in self.from_input
+                                        for m in n.all_input_nodes):
+            self.from_input.update((id(t), t) for t in _tensors(out))
+        return out
 
     def call_module(self, target, args, kwargs):
         mod = self.module.get_submodule(target)
@@ -119,21 +136,21 @@ class OnShapes(fx.Interpreter):
                 not isinstance(mod, (*TWINNED, *ZERO_BATCH_MODULES)):  # (an LSTM keeps its
             return call_on_meta(mod, args, kwargs)                     # weights elsewhere too)
         if id(mod) not in self.twins:
-            self.twins[id(mod)] = twin(mod, "cpu") if isinstance(mod, ZERO_BATCH_MODULES) \
-                else None, twin(mod, "meta")
+            self.twins[id(mod)] = _cpu_twin(mod), twin(mod, "meta")
         cpu, meta = self.twins[id(mod)]
-        out = None if cpu is None else zero_batch_call(cpu, args, kwargs)
+        out = None if cpu is None else zero_batch_call(cpu, args, kwargs, self.from_input)
         return meta(*args, **kwargs) if out is None else out
 
     def call_function(self, target, args, kwargs):
-        out = zero_batch_call(target, args, kwargs) if _hashable(target) and \
-            target in ZERO_BATCH_CALLS else None
+        out = None
+        if _hashable(target) and target in ZERO_BATCH_CALLS and _keeps_batch(target, args, kwargs):
+            out = zero_batch_call(target, args, kwargs, self.from_input)
         return super().call_function(target, args, kwargs) if out is None else out
 
     def call_method(self, target, args, kwargs):
         out = None
         if target in ZERO_BATCH_CALLS and args and isinstance(args[0], torch.Tensor):
-            out = zero_batch_call(getattr(torch.Tensor, target), args, kwargs)
+            out = zero_batch_call(getattr(torch.Tensor, target), args, kwargs, self.from_input)
         return super().call_method(target, args, kwargs) if out is None else out
 
     def fetch_attr(self, target: str):
@@ -146,25 +163,27 @@ TWINNED = (*CONV, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX, nn.Linear, 
            nn.Flatten, CropToWindows)
 
 
-def zero_batch_call(fn, args, kwargs):
-    """fn(*args, **kwargs) for shapes: meta tensors of batch n in ``args`` (those of the most
-    dims with n first) go in as CPU tensors of batch 0, other tensors as CPU stand-ins; the
-    result, if every tensor in it comes out with batch 0, as meta tensors of batch n. None
-    where the call refuses that (or cannot be read so), for a run on the meta device."""
-    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-    if not tensors or any(not t.is_meta for t in tensors):
+def zero_batch_call(fn, args, kwargs, from_input: dict[int, torch.Tensor]):
+    """fn(*args, **kwargs) for shapes. The meta tensors computed from the input (``from_input``:
+    their ids) that have the input's batch n first go in as CPU tensors of batch 0, laid out
+    alike; other tensors (weights, constants) as CPU stand-ins. The result, if every tensor in
+    it comes out with batch 0, comes back as meta tensors of batch n, laid out alike. None where
+    the call refuses that (or cannot be read so), for a run on the meta device."""
+    flat = [a for a in (*args, *kwargs.values())
+            for a in (a if isinstance(a, (tuple, list)) else (a,))]   # torch.cat([x, y], 1)
+    tensors = [a for a in flat if isinstance(a, torch.Tensor)]
+    batch = [t for t in tensors if id(t) in from_input and t.dim() > 0]
+    if not batch or any(not t.is_meta for t in tensors) or batch[0].shape[0] == 0:
         return None
-    rank = max(t.dim() for t in tensors)
-    first = next(t for t in tensors if t.dim() == rank)
-    if rank == 0 or first.shape[0] == 0:
-        return None
-    n = first.shape[0]
+    n = batch[0].shape[0]
 
     def cpu(a):
+        if isinstance(a, (tuple, list)):
+            return type(a)(cpu(b) for b in a)
         if not isinstance(a, torch.Tensor):
             return a
-        if a.dim() == rank and a.shape[0] == n:
-            return torch.empty((0, *a.shape[1:]), dtype=a.dtype)
+        if id(a) in from_input and a.dim() > 0 and a.shape[0] == n:
+            return _laid_out((0, *a.shape[1:]), _order(a), a.dtype, "cpu")
         return _stand_in(a, "cpu")
 
     try:
@@ -175,30 +194,90 @@ def zero_batch_call(fn, args, kwargs):
     if not parts or any(not isinstance(p, torch.Tensor) or p.dim() == 0 or p.shape[0] != 0
                         for p in parts):
         return None
-    metas = [torch.empty((n, *p.shape[1:]), dtype=p.dtype, device="meta") for p in parts]
+    metas = [_laid_out((n, *p.shape[1:]), _order_after(batch[0], p), p.dtype, "meta")
+             for p in parts]
     return type(out)(metas) if type(out) in (tuple, list) else metas[0]
 
 
-def twin(module: nn.Module, device: str) -> nn.Module | None:
+def _keeps_batch(target, args, kwargs) -> bool:
+    """A cat along dim 0 joins batches: its batch is not its inputs' (every other call in
+    ZERO_BATCH_CALLS that moves the batch leaves it out of dim 0, where the check sees it)."""
+    if target not in CATS:
+        return True
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+    rank = max((t.dim() for t in args[0] if isinstance(t, torch.Tensor)), default=0)
+    return isinstance(dim, int) and rank > 0 and dim % rank != 0
+
+
+def twin(module: nn.Module, device: str) -> nn.Module:
     """A shallow copy of a layer with stand-ins for its own weights on ``device``: "meta"
-    (shapes, no values) or "cpu" (for ``zero_batch_call``; None if they cannot be had). The
-    layer's own weights are never touched. Only for a layer without sublayers."""
+    (shapes, no values) or "cpu" (for ``zero_batch_call``). The layer's own weights are never
+    touched. Only for a layer without sublayers."""
     double = copy.copy(module)
-    try:
-        double._parameters = {k: None if v is None else _stand_in(v, device)
-                              for k, v in module._parameters.items()}
-        double._buffers = {k: None if v is None else _stand_in(v, device)
-                           for k, v in module._buffers.items()}
-    except RuntimeError:  # more CPU memory asked for than the machine will map
-        return None
+    double._parameters = {k: None if v is None else _stand_in(v, device)
+                          for k, v in module._parameters.items()}
+    double._buffers = {k: None if v is None else _stand_in(v, device)
+                       for k, v in module._buffers.items()}
     return double
+
+
+def _cpu_twin(module: nn.Module) -> nn.Module | None:
+    """The CPU twin of a layer of ZERO_BATCH_MODULES; None for another layer, a layer with hooks
+    other than fcconv's own (which switch oneDNN off and on: yours would see CPU tensors, not
+    the meta ones the walk shows them) or weights that cannot be had (not yet initialised, or
+    more memory than the machine will map)."""
+    hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    if not isinstance(module, ZERO_BATCH_MODULES) or \
+            any(not getattr(h, "__module__", "").startswith("fcconv.") for h in hooks):
+        return None
+    try:
+        return twin(module, "cpu")
+    except (RuntimeError, ValueError):
+        return None
 
 
 def _stand_in(t: torch.Tensor, device: str) -> torch.Tensor:
     """A tensor of t's shape and dtype whose values mean nothing. On the CPU it is memory that
     is asked for and never written or read (a batch of zero reads no weight), so it takes no
-    room (a 0 expanded to the shape would: a conv copies such a weight whole)."""
-    return torch.empty(t.shape, dtype=t.dtype, device=device)
+    room (a 0 expanded to the shape would: a conv copies such a weight whole; and PyTorch's
+    deterministic mode, which fills new memory, is held off for it)."""
+    det = torch.utils.deterministic
+    fill, det.fill_uninitialized_memory = det.fill_uninitialized_memory, False
+    try:
+        return torch.empty(t.shape, dtype=t.dtype, device=device)
+    finally:
+        det.fill_uninitialized_memory = fill
+
+
+def _order(t: torch.Tensor) -> list[int]:
+    """t's dims from the outermost in memory to the innermost: [0, 1, 2, 3] for a contiguous
+    map, [0, 2, 3, 1] for channels-last (ties keep their order)."""
+    return sorted(range(t.dim()), key=lambda d: -t.stride(d))
+
+
+def _order_after(x: torch.Tensor, y: torch.Tensor) -> list[int]:
+    """The order in memory of a call's output ``y`` on input ``x``, as PyTorch lays it out on
+    a real batch (an empty one comes out contiguous whatever went in): an output shaped like
+    its input (relu, x + c) takes the input's; a conv's or a pool's output on a channels-last
+    map is channels-last; anything else is contiguous. (So a later .view fails or works as it
+    would on real data.)"""
+    if y.shape[1:] == x.shape[1:]:
+        return _order(x)
+    if x.dim() == y.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and \
+            not x.is_contiguous():
+        return [0, 2, 3, 1]
+    return list(range(y.dim()))
+
+
+def _laid_out(sizes, order: list[int], dtype: torch.dtype, device: str) -> torch.Tensor:
+    """An empty tensor of ``sizes`` whose dims lie in memory in ``order``."""
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    return torch.empty([sizes[d] for d in order], dtype=dtype, device=device).permute(inverse)
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    parts = out if isinstance(out, (tuple, list)) else (out,)
+    return [p for p in parts if isinstance(p, torch.Tensor)]
 
 
 def _hashable(target) -> bool:

@@ -24,15 +24,17 @@ import math
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from fcconv import convolutionalize, receptive_field, shift_and_stitch, sliding_windows
+from fcconv import convolutionalize, receptive_field, shift_and_stitch, sliding_windows, trace
 from fcconv._fx import BATCH, ZERO_BATCH_CALLS, OnShapes, call_on_meta, symbolic_trace
 from fcconv.formulas import conv_output_size
+from fcconv.shapes import run_on_meta
 
 ARCHITECTURES = 1000
 CHUNKS = 4
@@ -781,15 +783,92 @@ def test_calls_that_fold_the_batch_get_meta_shapes_not_zero_batch_ones():
     assert ours.seen == ref.seen and ours.zero >= 3
 
 
+class Branches(nn.Module):
+    """A residual add and an Inception-like cat along the channels: the walk runs them on a
+    batch of zero too."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 2, 1)
+        self.head = nn.Linear(5 * 8 * 8, 2)
+
+    def forward(self, x):
+        y = x + F.relu(self.a(x))
+        return self.head(torch.cat([y, self.b(y)], dim=1).flatten(1))
+
+
 def test_a_walk_imports_no_sympy_and_no_dynamo():
     """PyTorch's Python meta kernels import sympy and torch._dynamo (a second and 70 MB per
-    kernel): the walks of the course's nets run without them."""
+    kernel): the walks of the course's nets, a residual add and a cat run without them."""
     code = ("import sys, torch, fcconv\n"
             "from fcconv.course import faces\n"
+            "from test_properties import Branches\n"
             "fcn = fcconv.convolutionalize(fcconv.vgg16(device='meta'), (3, 224, 224))\n"
             "fcconv.trace(fcn, (3, 384, 384)); fcconv.receptive_field(fcn, (3, 384, 384))\n"
             "fcconv.convolutionalize(faces.trained(), (1, 25, 25))\n"
             "fcconv.trace(fcconv.alexnet(device='meta'), (3, 224, 224))\n"
+            "fcconv.trace(fcconv.convolutionalize(Branches().eval(), (3, 8, 8)), (3, 12, 12))\n"
             "print(sorted(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+class TwoClassLinear(nn.Module):
+    """F.linear with a (2, F) weight and no bias: two rows, like the walk's batch of 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.weight = nn.Parameter(torch.randn(2, 3 * 4 * 4))
+
+    def forward(self, x):
+        return F.linear(F.relu(self.conv(x)).flatten(1), self.weight)
+
+
+class PermutedView(nn.Module):
+    """Channels-last features, then .view: PyTorch itself refuses it (strides)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 4 * 4, 2)
+
+    def forward(self, x):
+        y = F.relu(self.conv(x).permute(0, 2, 3, 1))
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_only_what_comes_from_the_input_is_taken_for_the_batch():
+    net = TwoClassLinear().double()
+    assert trace(net, (1, 6, 6)).output_shape == (2,)
+    assert tuple(run_on_meta(symbolic_trace(net), (1, 6, 6)).shape) == (BATCH, 2)
+    x = torch.rand(1, 1, 9, 9, dtype=torch.float64)
+    dense = convolutionalize(net.eval(), (1, 6, 6))(x)
+    assert torch.allclose(dense, sliding_windows(net, x, 6, 1), atol=TOL, rtol=0)
+
+
+def test_what_pytorch_refuses_on_a_real_batch_the_walk_refuses():
+    """On an empty batch PyTorch skips BatchNorm's check of the channels, and an empty result
+    comes out contiguous: the walk asks the meta kernels, or keeps the input's strides."""
+    with pytest.raises(RuntimeError, match="running_mean"):
+        nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(16)).eval()(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="running_mean should contain 8 elements not 16"):
+        trace(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(16)).eval(), (3, 8, 8))
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        PermutedView()(torch.rand(1, 1, 6, 6))
+    with pytest.raises(ValueError, match="view size is not compatible"):
+        receptive_field(PermutedView(), (1, 6, 6))
+
+
+def test_a_walk_in_deterministic_mode_writes_no_stand_in():
+    """torch.use_deterministic_algorithms fills new memory: the walk's stand-ins for VGG16's
+    weights (553 MB) are held off from it, and the setting is put back."""
+    code = ("import torch, fcconv\n"
+            "torch.use_deterministic_algorithms(True)\n"
+            "hwm = lambda: int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
+            "before = hwm()\n"
+            "fcconv.convolutionalize(fcconv.vgg16(device='meta'), (3, 224, 224))\n"
+            "print((hwm() - before) // 1024, torch.utils.deterministic.fill_uninitialized_memory)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    grown, fill = out.stdout.split()
+    assert int(grown) < 100 and fill == "True", out.stdout   # MB: fc6 alone would be 411
