@@ -14,9 +14,10 @@ import numbers
 import weakref
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from ._crop import CropToWindows
+from ._fx import OnShapes
 from ._model import spatial_axes, spatial_layers
 from ._notes import in_training
 from ._walk import analyse
@@ -277,8 +278,8 @@ def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step) -> torch.Tensor:
     sides = [score_map_side(s, w, st) for s, w, st in zip(image.shape[2:], window, steps)]
     outs, several = None, False
     for shift in itertools.product(*(range(min(fa, n)) for fa, n in zip(f, sides))):
-        p = fcn(image[(slice(None), slice(None),
-                       *(slice(d * st, None) for d, st in zip(shift, steps)))])
+        p = _run(fcn, image[(slice(None), slice(None),
+                             *(slice(d * st, None) for d, st in zip(shift, steps)))])
         several = isinstance(p, (tuple, list))
         parts = tuple(p) if several else (p,)
         if outs is None:
@@ -291,3 +292,17 @@ def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step) -> torch.Tensor:
                                  "convolutionalized net its .window says")
             target.copy_(q)
     return tuple(outs) if several else outs[0]
+
+
+def _run(fcn: nn.Module, x: torch.Tensor):
+    """fcn(x). A meta x (shapes only) through a converted net whose hooks only check (fcconv's
+    own): the checks, then the graph call by call (``OnShapes``), which gives the shapes
+    PyTorch's meta kernels give without their import of sympy and torch._dynamo (a second and
+    70 MB in a kernel)."""
+    hooks = list(fcn._forward_pre_hooks.values())
+    if not x.is_meta or not isinstance(fcn, fx.GraphModule) or fcn._forward_hooks or \
+            not all(getattr(h, "fcconv_checks_only", False) for h in hooks):
+        return fcn(x)
+    for hook in hooks:
+        hook(fcn, (x,))
+    return OnShapes(fcn).run(x)

@@ -808,6 +808,7 @@ def test_a_walk_imports_no_sympy_and_no_dynamo():
             "fcconv.convolutionalize(faces.trained(), (1, 25, 25))\n"
             "fcconv.trace(fcconv.alexnet(device='meta'), (3, 224, 224))\n"
             "fcconv.trace(fcconv.convolutionalize(Branches().eval(), (3, 8, 8)), (3, 12, 12))\n"
+            "fcconv.shift_and_stitch(fcn, torch.empty(1, 3, 384, 384, device='meta'), 16)\n"
             "print(sorted(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent)
@@ -872,3 +873,16 @@ def test_a_walk_in_deterministic_mode_writes_no_stand_in():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     grown, fill = out.stdout.split()
     assert int(grown) < 100 and fill == "True", out.stdout   # MB: fc6 alone would be 411
+
+
+def test_shift_and_stitch_on_the_meta_device_gives_the_meta_kernels_shapes(monkeypatch):
+    from fcconv import dense, vgg16
+
+    fcn = convolutionalize(vgg16(device="meta"), (3, 224, 224))
+    image = torch.empty(2, 3, 384, 400, device="meta")
+    ours = shift_and_stitch(fcn, image, 16)
+    monkeypatch.setattr(dense, "_run", lambda net, x: net(x))   # PyTorch's meta kernels
+    theirs = shift_and_stitch(fcn, image, 16)
+    assert ours.shape == theirs.shape == (2, 1000, 11, 12) and ours.is_meta
+    with pytest.raises(ValueError, match="224 px window does not fit in 200 px"):
+        shift_and_stitch(fcn, torch.empty(1, 3, 200, 384, device="meta"), 16)
