@@ -1,5 +1,6 @@
 """Every explorer's update is driven without a browser: set values, the output changes and is right."""
 
+import base64
 import time
 
 import numpy as np
@@ -115,6 +116,39 @@ def test_shapes_explorer_redraws_the_pixels_a_fresh_figure_draws():
         a, b = rgb(shown_png(ex.picture)), rgb(fresh)
         assert a.shape == b.shape and np.array_equal(a, b), (arch, size, conv)
         assert shown_text(ex.table) == t._repr_html_()
+
+
+def test_shapes_explorer_keeps_every_network_in_the_kernels_idle_time():
+    """In a kernel, between messages, the explorer works out every network at its training
+    size, both ways; picked later, each shows at once what a fresh explorer draws."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from fcconv import plots
+    from fcconv.widgets import shapes
+    from fcconv.widgets.base import figure_png
+
+    cells = ["from fcconv.widgets.shapes import ShapesExplorer\n"
+             "ex = ShapesExplorer()\nprint(len(ex._shown))",
+             "import asyncio, base64\n"
+             "for _ in range(600):              # the kernel idle: its loop runs the tasks\n"
+             "    await asyncio.sleep(0.05)\n"
+             "    if len(ex._shown) == 2 * len(ex.arch.options):\n"
+             "        break\n"
+             "for (arch, size, conv), (html, png, alt) in sorted(ex._shown.items()):\n"
+             "    print(arch, size, conv, base64.b64encode(png).decode())"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    assert nb.cells[0].outputs[0]["text"].strip() == "1"     # the one on show, at first
+    lines = nb.cells[1].outputs[0]["text"].split()
+    kept = {(a, int(s), c == "True"): base64.b64decode(png)
+            for a, s, c, png in zip(*[iter(lines)] * 4)}
+    assert set(kept) == {(a, shapes.MODELS[a][1][-1], c) for a in shapes.MODELS
+                         for c in (False, True)}
+    for (arch, size, conv), png in kept.items():
+        fresh = figure_png(plots.volume_stack(shapes_view(arch, size, conv)), dpi=72,
+                           margins=shapes.VOLUME_MARGINS)
+        assert np.array_equal(rgb(png), rgb(fresh)), (arch, size, conv)
 
 
 @pytest.mark.parametrize("size, kernel, stride, padding",

@@ -6,7 +6,9 @@ would see, and so that a setting that makes no sense shows a sentence, never a t
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import functools
 import io
 import re
@@ -275,6 +277,27 @@ def kept(cache: dict, key, make, limit: int = 64):
         if len(cache) > limit:
             del cache[next(iter(cache))]
     return cache[key]
+
+
+def when_idle(tasks, first_s: float = 0.3) -> None:
+    """Run ``tasks`` (callables), one at a time, on the kernel's event loop between its
+    messages: what a learner is likely to pick next (another network in a drop-down) is kept
+    before it is picked. A key press waits for at most the task running when it comes. Outside
+    a running loop (a script, a test) nothing runs; a task that raises is dropped (the control
+    shows the error when it is moved there)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    queue = list(tasks)
+
+    def step():
+        if queue:
+            with contextlib.suppress(Exception):
+                queue.pop(0)()
+            loop.call_later(0.02, step)
+
+    loop.call_later(first_s, step)
 
 
 def never_raise(out_attr: str = "out", clear: tuple[str, ...] = ()):

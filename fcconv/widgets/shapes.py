@@ -23,6 +23,7 @@ from .base import (
     show_html,
     show_message,
     show_png,
+    when_idle,
 )
 
 # Fixed layouts: measuring a tight box would draw each picture twice per slider move.
@@ -97,6 +98,15 @@ class ShapesExplorer(Explorer):
         self.update()
         self.box = widgets.VBox([widgets.HBox([self.arch, self.conv]),
                                  widgets.HBox([self.size, self.entry]), self.picture, self.table])
+        # Every network at its training size, both ways: a first visit drew a new figure
+        # (150 ms from key press to picture in the browser, 2 cores); kept, it is shown at once.
+        when_idle(functools.partial(self.keep, arch, MODELS[arch][1][-1], conv)
+                  for arch in self.arch.options for conv in (False, True))
+
+    def keep(self, arch: str, size: int, convolutionalized: bool) -> None:
+        """Work out (and keep) what a setting shows, without showing it."""
+        kept(self._shown, (arch, size, convolutionalized),
+             lambda: self._view(arch, size, convolutionalized, show=False))
 
     def _typed(self, change) -> None:
         if self.size.min <= change["new"] <= self.size.max:
@@ -118,11 +128,13 @@ class ShapesExplorer(Explorer):
         show_html(self.table, html)
         show_png(self.picture, png, alt)
 
-    def _view(self, arch: str, size: int, convolutionalized: bool) -> tuple[str, bytes, str]:
-        """(table as HTML, picture, alt text) of one setting; the table is shown at once, while
-        the boxes are drawn."""
+    def _view(self, arch: str, size: int, convolutionalized: bool,
+              show: bool = True) -> tuple[str, bytes, str]:
+        """(table as HTML, picture, alt text) of one setting; ``show``: the table is shown at
+        once, while the boxes are drawn."""
         t = shapes_view(arch, size, convolutionalized)
-        show_html(self.table, t._repr_html_())
+        if show:
+            show_html(self.table, t._repr_html_())
         return t._repr_html_(), self._draw(t), describe_volumes(t, arch, convolutionalized)
 
     def _draw(self, t) -> bytes:
