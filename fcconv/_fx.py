@@ -44,6 +44,7 @@ from ._ops import (
     STACKS,
     WINDOW_FUNCS,
     ZERO_PAD,
+    bind,
 )
 
 Shape = tuple[int, ...]
@@ -87,10 +88,31 @@ def run_on_meta(model: nn.Module, input_shape: Shape, batch: int = BATCH):
     fx.GraphModule, as ``convolutionalize`` makes) runs call by call through ``OnShapes``.
     """
     x = torch.empty((batch, *input_shape), device="meta", dtype=model_dtype(model))
-    if isinstance(model, fx.GraphModule) and \
-            sum(n.op == "placeholder" for n in model.graph.nodes) == 1:
-        return OnShapes(model).run(x)
-    return call_on_meta(model, (x,))
+    out = graph_on_shapes(model, x)
+    return call_on_meta(model, (x,)) if out is None else out
+
+
+def graph_on_shapes(model: nn.Module, x: torch.Tensor):
+    """model(x) for a meta ``x``, through ``OnShapes`` after the model's own checks, where the
+    model is a graph of one input whose only hooks are fcconv's checks (a converted net's size
+    guard): the shapes PyTorch's meta kernels give, without their import of sympy and
+    torch._dynamo. None for any other model (or input)."""
+    hooks = list(model._forward_pre_hooks.values())
+    if not isinstance(model, fx.GraphModule) or not x.is_meta or model._forward_hooks or \
+            _global_hooks() or not all(getattr(h, "fcconv_checks_only", False) for h in hooks) \
+            or sum(n.op == "placeholder" for n in model.graph.nodes) != 1:
+        return None
+    for hook in hooks:
+        hook(model, (x,))
+    return OnShapes(model).run(x)
+
+
+def _global_hooks() -> bool:
+    """Whether hooks are registered for every module (torch.nn.modules.module.register_module_
+    forward_hook and the like): they would see a twin's CPU tensors."""
+    from torch.nn.modules import module
+
+    return bool(module._global_forward_hooks or module._global_forward_pre_hooks)
 
 
 # PyTorch works out most shapes on the meta device with meta kernels written in Python (conv,
@@ -138,19 +160,21 @@ class OnShapes(fx.Interpreter):
         if id(mod) not in self.twins:
             self.twins[id(mod)] = _cpu_twin(mod), twin(mod, "meta")
         cpu, meta = self.twins[id(mod)]
-        out = None if cpu is None else zero_batch_call(cpu, args, kwargs, self.from_input)
+        out = None if cpu is None else \
+            zero_batch_call(cpu, args, kwargs, self.from_input, layout_of(mod))
         return meta(*args, **kwargs) if out is None else out
 
     def call_function(self, target, args, kwargs):
         out = None
         if _hashable(target) and target in ZERO_BATCH_CALLS and _keeps_batch(target, args, kwargs):
-            out = zero_batch_call(target, args, kwargs, self.from_input)
+            out = zero_batch_call(target, args, kwargs, self.from_input, layout_of(target))
         return super().call_function(target, args, kwargs) if out is None else out
 
     def call_method(self, target, args, kwargs):
         out = None
         if target in ZERO_BATCH_CALLS and args and isinstance(args[0], torch.Tensor):
-            out = zero_batch_call(getattr(torch.Tensor, target), args, kwargs, self.from_input)
+            out = zero_batch_call(getattr(torch.Tensor, target), args, kwargs, self.from_input,
+                                  layout_of(target))
         return super().call_method(target, args, kwargs) if out is None else out
 
     def fetch_attr(self, target: str):
@@ -163,12 +187,15 @@ TWINNED = (*CONV, *POOL, *ADAPTIVE, *ZERO_PAD, *POINTWISE, *SOFTMAX, nn.Linear, 
            nn.Flatten, CropToWindows)
 
 
-def zero_batch_call(fn, args, kwargs, from_input: dict[int, torch.Tensor]):
+def zero_batch_call(fn, args, kwargs, from_input: dict[int, torch.Tensor],
+                    layout: str = "other"):
     """fn(*args, **kwargs) for shapes. The meta tensors computed from the input (``from_input``:
     their ids) that have the input's batch n first go in as CPU tensors of batch 0, laid out
     alike; other tensors (weights, constants) as CPU stand-ins. The result, if every tensor in
-    it comes out with batch 0, comes back as meta tensors of batch n, laid out alike. None where
-    the call refuses that (or cannot be read so), for a run on the meta device."""
+    it comes out with batch 0 and no other empty dim, comes back as meta tensors of batch n,
+    laid out as PyTorch lays out that call's result on a real batch (``layout``: see
+    ``_order_after``). None where the call refuses that (or cannot be read so, or the layout
+    cannot be told), for a run on the meta device."""
     flat = [a for a in (*args, *kwargs.values())
             for a in (a if isinstance(a, (tuple, list)) else (a,))]   # torch.cat([x, y], 1)
     tensors = [a for a in flat if isinstance(a, torch.Tensor)]
@@ -176,6 +203,10 @@ def zero_batch_call(fn, args, kwargs, from_input: dict[int, torch.Tensor]):
     if not batch or any(not t.is_meta for t in tensors) or batch[0].shape[0] == 0:
         return None
     n = batch[0].shape[0]
+    zeroed = [t for t in batch if t.shape[0] == n]
+    order = _order_after(zeroed, layout)
+    if order is None:
+        return None
 
     def cpu(a):
         if isinstance(a, (tuple, list)):
@@ -183,7 +214,7 @@ def zero_batch_call(fn, args, kwargs, from_input: dict[int, torch.Tensor]):
         if not isinstance(a, torch.Tensor):
             return a
         if id(a) in from_input and a.dim() > 0 and a.shape[0] == n:
-            return _laid_out((0, *a.shape[1:]), _order(a), a.dtype, "cpu")
+            return torch.empty((0, *a.shape[1:]), dtype=a.dtype)
         return _stand_in(a, "cpu")
 
     try:
@@ -191,11 +222,11 @@ def zero_batch_call(fn, args, kwargs, from_input: dict[int, torch.Tensor]):
     except Exception:  # noqa: BLE001 (the meta run raises its own error, which the walk reads)
         return None    # (or a stand-in too big to map)
     parts = list(out) if type(out) in (tuple, list) else [out]
-    if not parts or any(not isinstance(p, torch.Tensor) or p.dim() == 0 or p.shape[0] != 0
-                        for p in parts):
+    if not parts or any(not isinstance(p, torch.Tensor) or p.dim() == 0 or p.shape[0] != 0 or
+                        0 in p.shape[1:] for p in parts):   # (n, 1) - (n,): n went to dim 1
         return None
-    metas = [_laid_out((n, *p.shape[1:]), _order_after(batch[0], p), p.dtype, "meta")
-             for p in parts]
+    metas = [_laid_out((n, *p.shape[1:]), order if len(order) == p.dim() else
+                       list(range(p.dim())), p.dtype) for p in parts]
     return type(out)(metas) if type(out) in (tuple, list) else metas[0]
 
 
@@ -204,9 +235,12 @@ def _keeps_batch(target, args, kwargs) -> bool:
     ZERO_BATCH_CALLS that moves the batch leaves it out of dim 0, where the check sees it)."""
     if target not in CATS:
         return True
-    dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
-    rank = max((t.dim() for t in args[0] if isinstance(t, torch.Tensor)), default=0)
-    return isinstance(dim, int) and rank > 0 and dim % rank != 0
+    a = bind(("tensors", "dim"), args, kwargs)
+    tensors, dim = a.get("tensors"), a.get("dim", 0)
+    if not isinstance(tensors, (tuple, list)) or not isinstance(dim, int):
+        return False
+    rank = max((t.dim() for t in tensors if isinstance(t, torch.Tensor)), default=0)
+    return rank > 0 and dim % rank != 0
 
 
 def twin(module: nn.Module, device: str) -> nn.Module:
@@ -227,7 +261,7 @@ def _cpu_twin(module: nn.Module) -> nn.Module | None:
     the meta ones the walk shows them) or weights that cannot be had (not yet initialised, or
     more memory than the machine will map)."""
     hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
-    if not isinstance(module, ZERO_BATCH_MODULES) or \
+    if not isinstance(module, ZERO_BATCH_MODULES) or _global_hooks() or \
             any(not getattr(h, "__module__", "").startswith("fcconv.") for h in hooks):
         return None
     try:
@@ -255,24 +289,40 @@ def _order(t: torch.Tensor) -> list[int]:
     return sorted(range(t.dim()), key=lambda d: -t.stride(d))
 
 
-def _order_after(x: torch.Tensor, y: torch.Tensor) -> list[int]:
-    """The order in memory of a call's output ``y`` on input ``x``, as PyTorch lays it out on
-    a real batch (an empty one comes out contiguous whatever went in): an output shaped like
-    its input (relu, x + c) takes the input's; a conv's or a pool's output on a channels-last
-    map is channels-last; anything else is contiguous. (So a later .view fails or works as it
-    would on real data.)"""
-    if y.shape[1:] == x.shape[1:]:
-        return _order(x)
-    if x.dim() == y.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and \
-            not x.is_contiguous():
-        return [0, 2, 3, 1]
-    return list(range(y.dim()))
+def _order_after(inputs: list[torch.Tensor], layout: str) -> list[int] | None:
+    """The order in memory of a call's result, as PyTorch lays it out on a real batch (an empty
+    one comes out contiguous whatever went in), so that a later .view fails or works as it
+    would on real data. ``layout``: "pointwise" (relu, x + c: the inputs' order, if they share
+    one and are dense), "window" (conv, pool: channels-last in, channels-last out; else
+    contiguous) or "other" (contiguous, for contiguous inputs). None where it cannot be told:
+    the call then runs on the meta device."""
+    x = inputs[0]
+    if all(t.is_contiguous() for t in inputs):
+        return list(range(x.dim()))
+    if layout == "window":
+        cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        return [0, 2, 3, 1] if cl else list(range(x.dim()))
+    dense = all(t.shape == x.shape and _order(t) == _order(x) and
+                all(st > 0 or size == 1 for st, size in zip(t.stride(), t.shape))
+                for t in inputs)
+    return _order(x) if layout == "pointwise" and dense else None
 
 
-def _laid_out(sizes, order: list[int], dtype: torch.dtype, device: str) -> torch.Tensor:
-    """An empty tensor of ``sizes`` whose dims lie in memory in ``order``."""
+def _laid_out(sizes, order: list[int], dtype: torch.dtype) -> torch.Tensor:
+    """An empty meta tensor of ``sizes`` whose dims lie in memory in ``order``."""
     inverse = sorted(range(len(order)), key=order.__getitem__)
-    return torch.empty([sizes[d] for d in order], dtype=dtype, device=device).permute(inverse)
+    return torch.empty([sizes[d] for d in order], dtype=dtype, device="meta").permute(inverse)
+
+
+def layout_of(call) -> str:
+    """How PyTorch lays out the result of ``call`` (a layer or a function or method name):
+    "pointwise", "window" or "other" (``_order_after``)."""
+    if isinstance(call, nn.Module):
+        return "window" if isinstance(call, (*CONV, *CONV_T, *POOL, *ADAPTIVE)) else \
+            "pointwise" if isinstance(call, POINTWISE) else "other"
+    if call in WINDOW_FUNCS or call in ADAPTIVE_FUNCS:
+        return "window"
+    return "pointwise" if call in POINTWISE_FUNCS or call in BINARY else "other"
 
 
 def _tensors(out) -> list[torch.Tensor]:

@@ -14,10 +14,10 @@ import numbers
 import weakref
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from ._crop import CropToWindows
-from ._fx import OnShapes
+from ._fx import graph_on_shapes
 from ._model import spatial_axes, spatial_layers
 from ._notes import in_training
 from ._walk import analyse
@@ -294,15 +294,9 @@ def shift_and_stitch(fcn: nn.Module, image: torch.Tensor, step) -> torch.Tensor:
     return tuple(outs) if several else outs[0]
 
 
+
 def _run(fcn: nn.Module, x: torch.Tensor):
-    """fcn(x). A meta x (shapes only) through a converted net whose hooks only check (fcconv's
-    own): the checks, then the graph call by call (``OnShapes``), which gives the shapes
-    PyTorch's meta kernels give without their import of sympy and torch._dynamo (a second and
-    70 MB in a kernel)."""
-    hooks = list(fcn._forward_pre_hooks.values())
-    if not x.is_meta or not isinstance(fcn, fx.GraphModule) or fcn._forward_hooks or \
-            not all(getattr(h, "fcconv_checks_only", False) for h in hooks):
-        return fcn(x)
-    for hook in hooks:
-        hook(fcn, (x,))
-    return OnShapes(fcn).run(x)
+    """fcn(x); a meta x (shapes only) through a converted net: its graph call by call
+    (``graph_on_shapes``), without PyTorch's meta kernels (a second and 70 MB in a kernel)."""
+    out = graph_on_shapes(fcn, x)
+    return fcn(x) if out is None else out

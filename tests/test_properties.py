@@ -886,3 +886,69 @@ def test_shift_and_stitch_on_the_meta_device_gives_the_meta_kernels_shapes(monke
     assert ours.shape == theirs.shape == (2, 1000, 11, 12) and ours.is_meta
     with pytest.raises(ValueError, match="224 px window does not fit in 200 px"):
         shift_and_stitch(fcn, torch.empty(1, 3, 200, 384, device="meta"), 16)
+
+
+class Lambda(nn.Module):
+    def __init__(self, f, **layers):
+        super().__init__()
+        self.f = f
+        for name, layer in layers.items():
+            setattr(self, name, layer)
+
+    def forward(self, x):
+        return self.f(self, x)
+
+
+def nhwc(x):
+    return x.permute(0, 2, 3, 1)
+
+
+def channels_last(x):
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+# Whether a later .view works depends on the order in memory of what came before: the walk must
+# accept what PyTorch runs on a real batch and refuse what it refuses. (4, 6, 6) inputs.
+LAYOUTS = {
+    "layer norm on NHWC": Lambda(lambda s, x: s.ln(nhwc(x)).view(x.shape[0], -1, 4),
+                                 ln=nn.LayerNorm(4)),
+    "softmax on NHWC": Lambda(lambda s, x: F.softmax(nhwc(x), -1).view(x.shape[0], -1)),
+    "conv on a transpose": Lambda(lambda s, x: s.c(x.transpose(2, 3)).view(x.shape[0], -1),
+                                  c=nn.Conv2d(4, 4, 3, padding=1)),
+    "linear on channels-last": Lambda(lambda s, x: s.fc(channels_last(x)).view(x.shape[0], -1),
+                                      fc=nn.Linear(6, 3)),
+    "relu on NHWC": Lambda(lambda s, x: F.relu(nhwc(x)).view(x.shape[0], -1)),
+    "relu of an expanded channel": Lambda(
+        lambda s, x: F.relu(x[:, :1].expand(-1, 4, -1, -1)).view(x.shape[0], -1)),
+    "channels-last + contiguous": Lambda(lambda s, x: (channels_last(x) + x).view(x.shape[0], -1)),
+    "pool on channels-last": Lambda(lambda s, x: F.max_pool2d(channels_last(x), 2)
+                                    .view(x.shape[0], -1)),
+    "convnext block": Lambda(lambda s, x: s.fc(s.ln(nhwc(x))).permute(0, 3, 1, 2)
+                             .view(x.shape[0], -1), ln=nn.LayerNorm(4), fc=nn.Linear(4, 4)),
+    "a keepdim forgotten": Lambda(lambda s, x: x.mean((1, 2, 3)).unsqueeze(1)
+                                  - x.sum((1, 2, 3))),   # (n, 1) - (n,): an (n, n), no refusal
+}
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_the_walk_runs_what_a_real_batch_runs_and_refuses_what_it_refuses(name):
+    model = LAYOUTS[name].double()
+    try:
+        real = model(torch.rand(2, 4, 6, 6, dtype=torch.float64)).shape[1:]
+    except RuntimeError:
+        with pytest.raises(ValueError, match="view size is not compatible"):
+            trace(model, (4, 6, 6))
+    else:
+        trace(model, (4, 6, 6))     # no refusal
+        assert run_on_meta(symbolic_trace(model), (4, 6, 6)).shape[1:] == real
+
+
+def test_run_on_meta_keeps_a_converted_nets_checks_and_reads_keyword_tensors():
+    from fcconv import alexnet
+
+    net = convolutionalize(alexnet(device="meta"), (3, 224, 224))
+    assert tuple(run_on_meta(net, (3, 227, 227)).shape) == (BATCH, 1000, 1, 1)
+    with pytest.raises(ValueError, match="smaller than the 224x224 window"):
+        run_on_meta(net, (3, 200, 200))
+    cat = fx.symbolic_trace(Lambda(lambda s, x: torch.cat(tensors=[x, x], dim=1)))
+    assert tuple(run_on_meta(cat, (3, 4)).shape) == (BATCH, 6, 4)
