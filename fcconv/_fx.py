@@ -147,8 +147,8 @@ class OnShapes(fx.Interpreter):
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
-        if n.op == "placeholder" or any(id(self.env.get(m)) in self.from_input
-                                        for m in n.all_input_nodes):
+        if n.op == "placeholder" or any(id(t) in self.from_input for m in n.all_input_nodes
+                                        for t in _tensors(self.env.get(m))):  # (a tuple's too)
             self.from_input.update((id(t), t) for t in _tensors(out))
         return out
 

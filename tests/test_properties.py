@@ -952,3 +952,13 @@ def test_run_on_meta_keeps_a_converted_nets_checks_and_reads_keyword_tensors():
         run_on_meta(net, (3, 200, 200))
     cat = fx.symbolic_trace(Lambda(lambda s, x: torch.cat(tensors=[x, x], dim=1)))
     assert tuple(run_on_meta(cat, (3, 4)).shape) == (BATCH, 6, 4)
+
+
+def test_values_from_the_input_are_followed_through_tuples():
+    """A pool that returns (values, indices): what comes after it is still the input's, so it
+    runs on a batch of zero (a stand-in of the whole batch would be computed, for nothing)."""
+    net = Lambda(lambda s, x: s.conv(s.pool(x)[0]), pool=nn.MaxPool2d(2, return_indices=True),
+                 conv=nn.Conv2d(3, 4, 3))
+    walk = OnShapes(symbolic_trace(net))
+    out = walk.run(torch.empty(BATCH, 3, 64, 64, device="meta"))
+    assert out.shape == (BATCH, 4, 30, 30) and id(out) in walk.from_input
