@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from fcconv import _fx as fx_walk
 from fcconv import convolutionalize, receptive_field, shift_and_stitch, sliding_windows, trace
-from fcconv._fx import BATCH, ZERO_BATCH_CALLS, OnShapes, call_on_meta, symbolic_trace
+from fcconv._fx import BATCH, OnShapes, call_on_meta, symbolic_trace
 from fcconv.formulas import conv_output_size
 from fcconv.shapes import run_on_meta
 
@@ -708,9 +709,19 @@ class ZeroBatch(Recorded, OnShapes):
         self.seen, self.zero = {}, 0
 
     def run_node(self, n):
-        before = len(self.twins)
-        out = super().run_node(n)
-        self.zero += len(self.twins) > before or n.target in ZERO_BATCH_CALLS
+        """Counts the nodes whose call did run on a batch of zero (not fell back to meta)."""
+        real, done = fx_walk.zero_batch_call, []
+
+        def counted(*args, **kwargs):
+            done.append(real(*args, **kwargs))
+            return done[-1]
+
+        fx_walk.zero_batch_call = counted
+        try:
+            out = super().run_node(n)
+        finally:
+            fx_walk.zero_batch_call = real
+        self.zero += any(r is not None for r in done)
         return out
 
 
